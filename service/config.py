@@ -1,0 +1,241 @@
+"""Settings: every knob of the service, read once at start and passed down.
+
+Names follow DESIGN.md: `USERSYNC_` prefix for our own settings, Twilio's conventional
+`TWILIO_ACCOUNT_SID` / `TWILIO_AUTH_TOKEN` (or `TWILIO_API_KEY` / `TWILIO_API_SECRET`) and plain
+`DATABASE_URL` as an alternative to `USERSYNC_DATABASE_URL`. Secrets are `SecretStr`, so they
+never show in reprs, logs or error messages, and may come from files in a secrets directory
+(`/run/secrets` when it exists, or `USERSYNC_SECRETS_DIR`). A value that makes no sense fails at
+start with a message naming the environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TWILIO_WRITE_LIMIT_PER_SECOND = 30
+"""Twilio's documented limit: user create, update and delete share 30 actions/s per Service."""
+
+
+class ApiFlavor(StrEnum):
+    CONVERSATIONS_V1 = "conversations-v1"
+    CHAT_V2 = "chat-v2"
+
+
+class DeleteMode(StrEnum):
+    MANAGED = "managed"
+    MIRROR = "mirror"
+    NEVER = "never"
+
+
+class AttributesMode(StrEnum):
+    REPLACE = "replace"
+    MERGE = "merge"
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class ConfigError(Exception):
+    """A setting is missing or makes no sense; the message names the environment variable."""
+
+
+_SID = r"^{prefix}[0-9a-fA-F]{{32}}$"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+DEFAULT_BASE_URLS = {
+    ApiFlavor.CONVERSATIONS_V1: "https://conversations.twilio.com",
+    ApiFlavor.CHAT_V2: "https://chat.twilio.com",
+}
+
+
+def _alias(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="USERSYNC_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    # --- where things are -------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        default=None, validation_alias=_alias("USERSYNC_DATABASE_URL", "DATABASE_URL")
+    )
+    source_table: str = "internal_users"
+    """Table or view (optionally schema-qualified) read as the source of truth."""
+
+    # --- the remote API ---------------------------------------------------------------
+    account_sid: str | None = Field(
+        default=None, validation_alias=_alias("TWILIO_ACCOUNT_SID", "USERSYNC_ACCOUNT_SID")
+    )
+    auth_token: SecretStr | None = Field(
+        default=None, validation_alias=_alias("TWILIO_AUTH_TOKEN", "USERSYNC_AUTH_TOKEN")
+    )
+    api_key: str | None = Field(
+        default=None, validation_alias=_alias("TWILIO_API_KEY", "USERSYNC_API_KEY")
+    )
+    api_secret: SecretStr | None = Field(
+        default=None, validation_alias=_alias("TWILIO_API_SECRET", "USERSYNC_API_SECRET")
+    )
+    service_sid: str | None = Field(default=None, pattern=_SID.format(prefix="IS"))
+    api: ApiFlavor = ApiFlavor.CONVERSATIONS_V1
+    api_base_url: str | None = None
+    webhook_enabled: bool = False
+    """Value of `X-Twilio-Webhook-Enabled` on our writes; false so they do not echo back."""
+    request_timeout: float = Field(default=10.0, gt=0, le=300)
+    max_retries: int = Field(default=5, ge=0, le=20)
+    retry_backoff_base: float = Field(default=0.25, gt=0, le=60)
+    retry_backoff_max: float = Field(default=20.0, gt=0, le=600)
+
+    # --- pace -------------------------------------------------------------------------
+    write_rate: float = Field(default=25.0, gt=0)
+    """Writes per second per Service; over 30 requires `write_rate_limit_raised`."""
+    write_rate_limit_raised: bool = False
+    max_in_flight: int = Field(default=16, ge=1, le=256)
+
+    # --- policy -----------------------------------------------------------------------
+    delete_mode: DeleteMode = DeleteMode.MANAGED
+    protected_identity_pattern: str | None = None
+    max_deletes_per_run: int = Field(default=100, ge=0)
+    max_deletes_percent: float = Field(default=10.0, ge=0, le=100)
+    attributes_mode: AttributesMode = AttributesMode.REPLACE
+    failure_backoff_base: float = Field(default=60.0, gt=0)
+    failure_backoff_max: float = Field(default=86_400.0, gt=0)
+    quarantine_after: int = Field(default=8, ge=1)
+    error_retention_days: int = Field(default=30, ge=1)
+
+    # --- serve ------------------------------------------------------------------------
+    http_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    api_token: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    full_sync_interval: float = Field(default=3600.0, gt=0)
+    full_sync_cron: str | None = None
+    incremental_interval: float = Field(default=60.0, gt=0)
+
+    # --- logs -------------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.AUTO
+
+    @field_validator("account_sid")
+    @classmethod
+    def _account_sid_shape(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(_SID.format(prefix="AC"), value):
+            raise ValueError("must be AC followed by 32 hex digits")
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key_shape(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(_SID.format(prefix="SK"), value):
+            raise ValueError("must be SK followed by 32 hex digits")
+        return value
+
+    @field_validator("source_table")
+    @classmethod
+    def _source_table_shape(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError("must be a table or view name like internal_users or idp.users_v")
+        return value
+
+    @field_validator("protected_identity_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise ValueError(f"is not a valid regular expression: {e}") from None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level_known(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.write_rate > TWILIO_WRITE_LIMIT_PER_SECOND and not self.write_rate_limit_raised:
+            raise ValueError(
+                f"USERSYNC_WRITE_RATE={self.write_rate:g} is over Twilio's limit of "
+                f"{TWILIO_WRITE_LIMIT_PER_SECOND} writes/s per Service; set "
+                "USERSYNC_WRITE_RATE_LIMIT_RAISED=true only if Twilio raised your limit"
+            )
+        if self.api is ApiFlavor.CHAT_V2 and self.service_sid is None:
+            raise ValueError("USERSYNC_API=chat-v2 needs USERSYNC_SERVICE_SID (v2 has no default)")
+        if self.retry_backoff_max < self.retry_backoff_base:
+            raise ValueError("USERSYNC_RETRY_BACKOFF_MAX must be >= USERSYNC_RETRY_BACKOFF_BASE")
+        if (self.api_key is None) != (self.api_secret is None):
+            raise ValueError("TWILIO_API_KEY and TWILIO_API_SECRET must be set together")
+        return self
+
+    # --- derived ----------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return (self.api_base_url or DEFAULT_BASE_URLS[self.api]).rstrip("/")
+
+    def credentials(self) -> tuple[str, str]:
+        """(username, password) for HTTP Basic: the API key pair when set, else the account."""
+        if self.api_key is not None and self.api_secret is not None:
+            return self.api_key, self.api_secret.get_secret_value()
+        if self.account_sid is None or self.auth_token is None:
+            raise ConfigError(
+                "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and "
+                "TWILIO_API_SECRET) are required to talk to the API"
+            )
+        return self.account_sid, self.auth_token.get_secret_value()
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise ConfigError("USERSYNC_DATABASE_URL (or DATABASE_URL) is required")
+        return self.database_url.get_secret_value()
+
+
+def _env_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    if info is None:  # pydantic reports aliased fields by the alias that was used
+        return field
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"USERSYNC_{field.upper()}"
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, each naming the environment variable; never echoes the value."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        location = [str(part) for part in problem["loc"]]
+        name = _env_name(location[0]) if location else "settings"
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        lines.append(f"{name}: {message}" if location else message)
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (and .env, and the secrets directory) or raise ConfigError."""
+    secrets_dir = os.environ.get("USERSYNC_SECRETS_DIR", "/run/secrets")
+    kwargs: dict[str, Any] = dict(overrides)
+    if Path(secrets_dir).is_dir():
+        kwargs.setdefault("_secrets_dir", secrets_dir)
+    try:
+        return Settings(**kwargs)
+    except ValidationError as e:
+        raise ConfigError(describe_validation_error(e)) from None

@@ -1,0 +1,87 @@
+"""Value objects for both sides of a reconcile.
+
+`LocalUser` is a row of the source of truth (`internal_users` or an operator's view);
+`RemoteUser` is a Conversations User as the API returns it; `SyncState` is what we stored the
+last time we touched a user. All are frozen: the planner compares them, never mutates them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import NewType
+
+UserId = NewType("UserId", str)
+"""The identity system's stable key for a user (`internal_users.id`)."""
+
+UserSid = NewType("UserSid", str)
+"""A Conversations User sid, `US` followed by 32 hex digits."""
+
+RoleSid = NewType("RoleSid", str)
+"""A Role sid, `RL` followed by 32 hex digits."""
+
+JsonObject = dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalUser:
+    """One row of the source of truth.
+
+    `attributes` is whatever the source held: normally a JSON object already decoded; a view may
+    hand us anything (a list, a string that is not JSON), which validation reports per user.
+    `role` is an `RL...` sid, a role's friendly name, or None for the Service's default role.
+    """
+
+    id: UserId
+    identity: str
+    friendly_name: str | None
+    role: str | None
+    attributes: object
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteUser:
+    """A Conversations (or Chat v2) User as listed or fetched. `attributes` is the raw JSON text."""
+
+    sid: UserSid
+    identity: str
+    friendly_name: str | None
+    role_sid: RoleSid | None
+    attributes: str
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """A Role of the Service; users take roles of type `service` (Chat v2: `deployment`)."""
+
+    sid: RoleSid
+    friendly_name: str
+    type: str
+
+
+class SyncStatus(StrEnum):
+    SYNCED = "synced"
+    PENDING = "pending"
+    FAILED = "failed"
+    QUARANTINED = "quarantined"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncState:
+    """What this service last did for one internal user (`sync_state` row)."""
+
+    user_id: UserId
+    remote_sid: UserSid | None
+    identity: str | None
+    fingerprint: str | None
+    status: SyncStatus
+    attempts: int = 0
+    last_error_code: int | None = None
+    last_error_message: str | None = None
+    next_attempt_at: datetime | None = None
+    last_synced_at: datetime | None = None
+    managed_keys: frozenset[str] = frozenset()
+    """Attribute keys this service wrote last time (merge mode removes them when dropped)."""
