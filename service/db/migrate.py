@@ -1,0 +1,57 @@
+"""Run alembic from inside the service (`user-sync migrate`, the demo, tests, /readyz).
+
+Alembic's commands are synchronous; we hand them a connection from our async engine through
+`run_sync`, which is what alembic's async cookbook recommends inside a running event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+def alembic_config() -> Config:
+    """alembic.ini from the working directory if present, else the one beside the package."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        ini = root / "alembic.ini"
+        if ini.is_file() and (root / "migrations" / "env.py").is_file():
+            return Config(str(ini))
+    raise FileNotFoundError("alembic.ini and migrations/ not found (run from the project root)")
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    await _run(engine, lambda cfg: command.upgrade(cfg, revision))
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    await _run(engine, lambda cfg: command.downgrade(cfg, revision))
+
+
+async def _run(engine: AsyncEngine, operation: Callable[[Config], None]) -> None:
+    config = alembic_config()
+
+    def run(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        operation(config)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(run)
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    def read(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)

@@ -1,0 +1,126 @@
+"""Typed SQLAlchemy models of our tables. Migrations, not `create_all`, create them.
+
+`internal_users` is the source of truth (operators may point the service at a view with the
+same columns instead). `sync_state` has one row per internal user we have looked at; it keeps
+no foreign key to `internal_users` because a deleted user's state is what tells us to delete
+the remote user. `sync_run` and `sync_error` are the record of what happened.
+`user_event` is the durable queue that triggers and webhooks feed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _now() -> Any:
+    return func.now()
+
+
+class InternalUser(Base):
+    __tablename__ = "internal_users"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    identity: Mapped[str] = mapped_column(Text, unique=True)
+    friendly_name: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str | None] = mapped_column(Text)
+    attributes: Mapped[Any] = mapped_column(JSONB, server_default="{}")
+    active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+class SyncStateRow(Base):
+    __tablename__ = "sync_state"
+    __table_args__ = (
+        Index(
+            "ix_sync_state_due",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('failed', 'quarantined', 'pending')"),
+        ),
+    )
+
+    user_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    remote_sid: Mapped[str | None] = mapped_column(Text, index=True)
+    identity: Mapped[str | None] = mapped_column(Text, index=True)
+    fingerprint: Mapped[str | None] = mapped_column(Text)
+    attempted_fingerprint: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error_code: Mapped[int | None] = mapped_column(Integer)
+    last_error_message: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    retired_sid: Mapped[str | None] = mapped_column(Text)
+    managed_keys: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+class SyncRun(Base):
+    __tablename__ = "sync_run"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    service_key: Mapped[str] = mapped_column(Text)
+    trigger: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    target: Mapped[str | None] = mapped_column(Text)
+    dry_run: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    allow_deletes: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    status: Mapped[str] = mapped_column(Text, index=True)
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=_now(), index=True
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    counts: Mapped[dict[str, int]] = mapped_column(JSONB, server_default="{}")
+    api_calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    deletions_held: Mapped[int] = mapped_column(Integer, server_default="0")
+    held_reason: Mapped[str | None] = mapped_column(Text)
+    held_deletions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
+    error: Mapped[str | None] = mapped_column(Text)
+    pid: Mapped[int | None] = mapped_column(Integer)
+
+
+class SyncError(Base):
+    __tablename__ = "sync_error"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("sync_run.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str | None] = mapped_column(Text, index=True)
+    identity: Mapped[str | None] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    field: Mapped[str | None] = mapped_column(Text)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    twilio_code: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=_now(), index=True
+    )

@@ -1,0 +1,3 @@
+"""Shared fixtures: a real Postgres (tests/fixtures/postgres.py) and the emulator over HTTP."""
+
+pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.emulator"]

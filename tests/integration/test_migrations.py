@@ -1,0 +1,82 @@
+"""Every migration goes up and down on a real Postgres, and the models match the schema."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.db import migrate
+from service.db.engine import create_engine, libpq_dsn
+from service.db.models import Base
+from tests.fixtures.postgres import _with_database
+
+
+@pytest.fixture
+async def scratch_engine(postgres_server: str) -> AsyncIterator[AsyncEngine]:
+    admin = await asyncpg.connect(libpq_dsn(postgres_server))
+    await admin.execute('DROP DATABASE IF EXISTS "usersync_migrations_test" WITH (FORCE)')
+    await admin.execute('CREATE DATABASE "usersync_migrations_test"')
+    engine = create_engine(_with_database(postgres_server, "usersync_migrations_test"), pool_size=1)
+    yield engine
+    await engine.dispose()
+    await admin.execute('DROP DATABASE "usersync_migrations_test" WITH (FORCE)')
+    await admin.close()
+
+
+async def _tables(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        )
+        return set(rows.scalars())
+
+
+async def test_migrations_upgrade_to_head_and_downgrade_to_base(scratch_engine: AsyncEngine):
+    await migrate.upgrade(scratch_engine)
+    assert {"internal_users", "sync_state", "sync_run", "sync_error"} <= await _tables(
+        scratch_engine
+    )
+    assert await migrate.current_revision(scratch_engine) == migrate.head_revision()
+
+    await migrate.downgrade(scratch_engine, "base")
+    assert await _tables(scratch_engine) == {"alembic_version"}
+
+    await migrate.upgrade(scratch_engine)
+    assert await migrate.current_revision(scratch_engine) == migrate.head_revision()
+
+
+async def test_each_migration_steps_down_and_up_again(scratch_engine: AsyncEngine):
+    await migrate.upgrade(scratch_engine)
+    await migrate.downgrade(scratch_engine, "-1")
+    assert await migrate.current_revision(scratch_engine) != migrate.head_revision()
+    await migrate.upgrade(scratch_engine)
+    assert await migrate.current_revision(scratch_engine) == migrate.head_revision()
+
+
+async def test_models_match_the_migrated_schema(engine: AsyncEngine):
+    def diff(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection)
+        return list(compare_metadata(context, Base.metadata))
+
+    async with engine.connect() as connection:
+        differences = await connection.run_sync(diff)
+    assert differences == []
+
+
+async def test_internal_users_refuses_attributes_that_are_not_an_object(engine: AsyncEngine):
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError, match="attributes_object"):
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO internal_users (id, identity, attributes) "
+                    "VALUES ('u1', 'alice', '[1, 2]'::jsonb)"
+                )
+            )
