@@ -7,7 +7,12 @@ asyncpg dialect named, and asyncpg wants a Unix socket directory as `host=` in t
 from __future__ import annotations
 
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 ASYNC_DRIVER = "postgresql+asyncpg"
 
@@ -25,7 +30,9 @@ def libpq_dsn(url: str) -> str:
     return async_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def create_engine(url: str, *, pool_size: int = 10, application_name: str = "user-sync") -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, application_name: str = "user-sync"
+) -> AsyncEngine:
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,

@@ -1,0 +1,176 @@
+"""Reading both sides for a reconcile, set-based, in Postgres.
+
+A full run COPYs every remote user into a temporary table on the run's own connection, then
+one query joins the source, `sync_state` and the remote users and streams per-user rows in
+batches: memory stays bounded by the batch, not by the user count. Incremental and targeted
+runs select only the users that need looking at; the fingerprint of each source row is
+computed here, in SQL, from the same row the planner sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import RowMapping, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.db import rows
+from service.domain.users import LocalUser, RemoteUser, SyncState
+
+BATCH = 1000
+FINGERPRINT = (
+    "md5(jsonb_build_array(l.identity, l.friendly_name, l.role, l.attributes, l.active)::text)"
+)
+REMOTE_TABLE = "remote_users_snapshot"
+
+
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    """One internal user as both sides and our state see it (remote sides may be unread)."""
+
+    local: LocalUser | None
+    state: SyncState | None
+    remote: RemoteUser | None
+    previous: RemoteUser | None
+    fingerprint: str | None
+
+
+def _source(source_table: str) -> str:
+    """Settings validated the name; quote each part so a view name is taken literally."""
+    return ".".join(f'"{part}"' for part in source_table.split("."))
+
+
+def _local_and_state(source_table: str) -> str:
+    return f"""
+        {rows.select_list("l", rows.LOCAL_COLUMNS, "l_")},
+        {rows.select_list("s", rows.STATE_COLUMNS, "s_")},
+        CASE WHEN l.id IS NULL THEN NULL ELSE {FINGERPRINT} END AS fingerprint
+        FROM {_source(source_table)} l FULL JOIN sync_state s ON s.user_id = l.id"""
+
+
+async def create_remote_snapshot(connection: AsyncConnection) -> None:
+    await connection.execute(
+        text(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {REMOTE_TABLE} ("
+            " sid text PRIMARY KEY, identity text NOT NULL, friendly_name text,"
+            " role_sid text, attributes text) ON COMMIT PRESERVE ROWS"
+        )
+    )
+    await connection.execute(text(f"TRUNCATE {REMOTE_TABLE}"))
+
+
+async def copy_remote_page(connection: AsyncConnection, page: Sequence[RemoteUser]) -> None:
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    await driver.copy_records_to_table(
+        REMOTE_TABLE,
+        records=[(u.sid, u.identity, u.friendly_name, u.role_sid, u.attributes) for u in page],
+        columns=list(rows.REMOTE_COLUMNS),
+    )
+
+
+async def index_remote_snapshot(connection: AsyncConnection) -> int:
+    await connection.execute(
+        text(f"CREATE INDEX IF NOT EXISTS {REMOTE_TABLE}_identity ON {REMOTE_TABLE} (identity)")
+    )
+    await connection.execute(text(f"ANALYZE {REMOTE_TABLE}"))
+    count = await connection.scalar(text(f"SELECT count(*) FROM {REMOTE_TABLE}"))
+    return int(count or 0)
+
+
+async def stream_full(
+    connection: AsyncConnection, *, source_table: str
+) -> AsyncIterator[list[Gathered]]:
+    """Every internal user (and every state of a removed one) with its remote users."""
+    query = f"""
+        SELECT {_local_and_state(source_table)}
+        LEFT JOIN {REMOTE_TABLE} r1 ON r1.identity = l.identity
+        LEFT JOIN {REMOTE_TABLE} r2 ON r2.sid = s.remote_sid
+        LEFT JOIN {REMOTE_TABLE} r3 ON r3.sid = s.retired_sid
+        CROSS JOIN LATERAL (SELECT
+            CASE WHEN l.id IS NULL THEN r2.sid ELSE r1.sid END AS cur,
+            CASE WHEN l.id IS NOT NULL AND r2.sid IS DISTINCT FROM r1.sid
+                 THEN COALESCE(r2.sid, r3.sid) ELSE r3.sid END AS prev) pick
+        LEFT JOIN {REMOTE_TABLE} r ON r.sid = pick.cur
+        LEFT JOIN {REMOTE_TABLE} p ON p.sid = pick.prev
+        WHERE NOT (l.id IS NULL AND s.status = 'deleted' AND r2.sid IS NULL AND r3.sid IS NULL)
+    """
+    query = query.replace(
+        "SELECT ",
+        f"SELECT {rows.select_list('r', rows.REMOTE_COLUMNS, 'r_')}, "
+        f"{rows.select_list('p', rows.REMOTE_COLUMNS, 'p_')}, ",
+        1,
+    )
+    async for batch in _stream(connection, query, {}):
+        yield batch
+
+
+async def stream_orphans(
+    connection: AsyncConnection, *, source_table: str
+) -> AsyncIterator[list[RemoteUser]]:
+    """Remote users no internal user has the identity of and no state links."""
+    query = f"""
+        SELECT {rows.select_list("r", rows.REMOTE_COLUMNS, "r_")} FROM {REMOTE_TABLE} r
+        WHERE NOT EXISTS (SELECT 1 FROM {_source(source_table)} l WHERE l.identity = r.identity)
+          AND NOT EXISTS (SELECT 1 FROM sync_state s WHERE s.remote_sid = r.sid)
+          AND NOT EXISTS (SELECT 1 FROM sync_state s WHERE s.retired_sid = r.sid)
+        ORDER BY r.identity
+    """
+    result = await connection.stream(text(query))
+    async for partition in result.mappings().partitions(BATCH):
+        yield [u for u in (rows.remote_user(row, "r_") for row in partition) if u is not None]
+
+
+async def stream_incremental(
+    connection: AsyncConnection, *, source_table: str, now: datetime
+) -> AsyncIterator[list[Gathered]]:
+    """Users whose source row changed since last applied, removed ones, and due retries."""
+    query = f"""
+        SELECT {_local_and_state(source_table)}
+        WHERE (l.id IS NOT NULL AND s.user_id IS NULL)
+           OR (l.id IS NOT NULL AND {FINGERPRINT} IS DISTINCT FROM s.fingerprint
+               AND (s.status NOT IN ('failed', 'quarantined')
+                    OR {FINGERPRINT} IS DISTINCT FROM s.attempted_fingerprint))
+           OR (l.id IS NULL AND s.status <> 'deleted')
+           OR (s.status IN ('failed', 'quarantined', 'pending') AND s.next_attempt_at <= :now)
+           OR s.retired_sid IS NOT NULL
+    """
+    async for batch in _stream(connection, query, {"now": now}):
+        yield batch
+
+
+async def stream_targets(
+    connection: AsyncConnection, *, source_table: str, targets: Sequence[str]
+) -> AsyncIterator[list[Gathered]]:
+    """The users named by internal id or identity (present in the source or only in state)."""
+    query = f"""
+        SELECT {_local_and_state(source_table)}
+        WHERE l.id = ANY(:targets) OR l.identity = ANY(:targets)
+           OR s.user_id = ANY(:targets)
+           OR (l.id IS NULL AND s.identity = ANY(:targets))
+    """
+    async for batch in _stream(connection, query, {"targets": list(targets)}):
+        yield batch
+
+
+async def _stream(
+    connection: AsyncConnection, query: str, params: dict[str, object]
+) -> AsyncIterator[list[Gathered]]:
+    ordered = f"{query} ORDER BY COALESCE(l.id, s.user_id)"
+    result = await connection.stream(text(ordered), params)
+    async for partition in result.mappings().partitions(BATCH):
+        yield [_gathered(row) for row in partition]
+
+
+def _gathered(row: RowMapping) -> Gathered:
+    has_remote = "r_sid" in row
+    return Gathered(
+        local=rows.local_user(row),
+        state=rows.sync_state(row),
+        remote=rows.remote_user(row, "r_") if has_remote else None,
+        previous=rows.remote_user(row, "p_") if has_remote else None,
+        fingerprint=row["fingerprint"],
+    )

@@ -1,0 +1,80 @@
+"""Structured logs: JSON lines off a TTY, pretty on one, with secrets scrubbed.
+
+Context (`run_id`, `trigger`, `scope`, `user_id`) is bound through structlog's contextvars, so
+every line of a unit of work carries it without passing a logger around. As a last line of
+defence, every rendered value is scrubbed of the secrets the settings hold.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+from service.config import LogFormat, Settings
+
+REDACTED = "[redacted]"
+
+
+class SecretScrubber:
+    """A structlog processor replacing any occurrence of a known secret value."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(
+        self, _: Any, __: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if not self._secrets:
+            return event
+        for key, value in event.items():
+            if isinstance(value, str):
+                event[key] = self.scrub(value)
+            elif not isinstance(value, int | float | bool | type(None)):
+                event[key] = self.scrub(str(value))
+        return event
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+def secret_values(settings: Settings) -> list[str]:
+    fields = (settings.auth_token, settings.api_secret, settings.api_token, settings.webhook_secret)
+    values = [f.get_secret_value() for f in fields if f is not None]
+    if settings.database_url is not None:
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 - keep logs light to import
+
+        password = make_url(settings.database_url.get_secret_value()).password
+        if password:
+            values.append(str(password))
+    return values
+
+
+def configure_logging(settings: Settings, *, stream: Any = None) -> None:
+    out = stream or sys.stderr
+    pretty = settings.log_format is LogFormat.CONSOLE or (
+        settings.log_format is LogFormat.AUTO and out.isatty()
+    )
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer() if pretty else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            SecretScrubber(secret_values(settings)),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[settings.log_level]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
