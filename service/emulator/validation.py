@@ -1,0 +1,50 @@
+"""Checks on the fields of a user create or update, with Twilio's codes for each refusal.
+
+Pure functions: each takes the raw form value and returns the value to store, or raises the
+`ApiError` Twilio would answer with.
+"""
+
+from __future__ import annotations
+
+import json
+
+from service.emulator import errors
+from service.emulator.errors import ApiError
+from service.emulator.records import RoleScope, Service
+from service.emulator.sids import sid_pattern
+
+IDENTITY_MAX_CHARS = 256
+ATTRIBUTES_MAX_BYTES = 16 * 1024
+_ROLE_SID = sid_pattern("RL")
+
+
+def checked_identity(value: str | None) -> str:
+    if not value:
+        raise ApiError(400, errors.IDENTITY_MISSING, "Missing required parameter Identity")
+    if len(value) > IDENTITY_MAX_CHARS:
+        message = f"Identity is too long: {len(value)} characters, at most {IDENTITY_MAX_CHARS}"
+        raise ApiError(400, errors.IDENTITY_TOO_LONG, message)
+    return value
+
+
+def checked_attributes(value: str) -> str:
+    """A JSON object as a string, at most 16 KB; stored verbatim, as Twilio does."""
+    size = len(value.encode("utf-8"))
+    if size > ATTRIBUTES_MAX_BYTES:
+        message = f"Attributes are too long: {size} bytes, at most {ATTRIBUTES_MAX_BYTES}"
+        raise ApiError(400, errors.ATTRIBUTES_TOO_LONG, message)
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise ApiError(400, errors.ATTRIBUTES_INVALID, "Attributes is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise ApiError(400, errors.ATTRIBUTES_INVALID, "Attributes must be a JSON object")
+    return value
+
+
+def checked_role_sid(value: str, service: Service) -> str:
+    """A service-level role of this very service."""
+    role = service.roles.get(value) if _ROLE_SID.match(value) else None
+    if role is None or role.scope is not RoleScope.SERVICE:
+        raise ApiError(400, errors.ROLE_NOT_FOUND, f"Role not found: {value}")
+    return value

@@ -1,0 +1,154 @@
+"""The official `twilio` library, unchanged but for its base URL, works against the emulator.
+
+The library is synchronous (requests), so each scenario runs in a worker thread while the
+emulator serves on the test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from twilio.base.exceptions import TwilioRestException
+from twilio.rest import Client
+
+from service.emulator import RunningEmulator
+from tests.fixtures.emulator import TEST_API_KEY_SECRET, TEST_API_KEY_SID
+
+
+@contextmanager
+def twilio_client(
+    running: RunningEmulator, *, username: str | None = None, password: str | None = None
+) -> Iterator[Client]:
+    client = Client(
+        username or running.config.account_sid,
+        password or running.config.auth_token,
+        account_sid=running.config.account_sid,
+    )
+    client.conversations.base_url = running.base_url
+    client.chat.base_url = running.base_url
+    try:
+        yield client
+    finally:
+        client.http_client.session.close()
+
+
+def users_of(client: Client, kind: str, service_sid: str) -> Any:
+    if kind == "conversations-default":
+        return client.conversations.v1.users
+    if kind == "conversations-service":
+        return client.conversations.v1.services(service_sid).users
+    return client.chat.v2.services(service_sid).users
+
+
+def crud_round_trip(users: Any) -> dict[str, Any]:
+    """Create, fetch (sid and identity), list over pages, update, delete; what was seen."""
+    created = users.create(
+        identity="alice@example.com",
+        friendly_name="Alice",
+        attributes=json.dumps({"team": "a"}),
+        x_twilio_webhook_enabled="true",
+    )
+    by_sid = users(created.sid).fetch()
+    by_identity = users("alice@example.com").fetch()
+    listed = users.list(page_size=3)
+    streamed = [user.identity for user in users.stream(page_size=3)]
+    updated = users(created.sid).update(friendly_name="Alice A.")
+    deleted = users("alice@example.com").delete()
+    return {
+        "created": created,
+        "by_sid": by_sid,
+        "by_identity": by_identity,
+        "listed": [user.identity for user in listed],
+        "streamed": streamed,
+        "updated": updated,
+        "deleted": deleted,
+    }
+
+
+def rest_error(call: Callable[[], object]) -> TwilioRestException:
+    with pytest.raises(TwilioRestException) as caught:
+        call()
+    return caught.value
+
+
+@pytest.mark.parametrize("kind", ["conversations-default", "conversations-service", "chat-v2"])
+async def test_the_official_library_creates_lists_updates_and_deletes(
+    emulator: RunningEmulator, kind: str
+) -> None:
+    service_sid = emulator.config.default_service_sid
+    emulator.emulator.seed_users({"identity": f"seed{i}"} for i in range(7))
+
+    def scenario() -> dict[str, Any]:
+        with twilio_client(emulator) as client:
+            return crud_round_trip(users_of(client, kind, service_sid))
+
+    seen = await asyncio.to_thread(scenario)
+
+    created = seen["created"]
+    assert created.sid.startswith("US")
+    assert created.identity == "alice@example.com"
+    assert json.loads(created.attributes) == {"team": "a"}
+    assert seen["by_sid"].sid == seen["by_identity"].sid == created.sid
+    expected = [f"seed{i}" for i in range(7)] + ["alice@example.com"]
+    assert seen["listed"] == seen["streamed"] == expected
+    assert seen["updated"].friendly_name == "Alice A."
+    assert seen["deleted"] is True
+    assert [u["identity"] for u in emulator.emulator.users()] == expected[:-1]
+    stats = emulator.emulator.stats
+    assert stats["list_users"] == 6  # 3 pages of 3 for list(), 3 for stream()
+    assert stats["webhook_enabled"] == 1
+
+
+@pytest.mark.parametrize("kind", ["conversations-default", "conversations-service", "chat-v2"])
+async def test_the_official_library_raises_twilio_errors(
+    emulator: RunningEmulator, kind: str
+) -> None:
+    service_sid = emulator.config.default_service_sid
+    emulator.emulator.seed_users([{"identity": "taken"}])
+
+    def scenario() -> list[TwilioRestException]:
+        with twilio_client(emulator) as client:
+            users = users_of(client, kind, service_sid)
+            duplicate = rest_error(lambda: users.create(identity="taken"))
+            missing = rest_error(lambda: users("nobody").fetch())
+        with twilio_client(emulator, password="wrong") as client:
+            unauthenticated = rest_error(
+                lambda: users_of(client, kind, service_sid)("taken").fetch()
+            )
+        return [duplicate, missing, unauthenticated]
+
+    duplicate, missing, unauthenticated = await asyncio.to_thread(scenario)
+    assert (duplicate.status, duplicate.code) == (409, 50201)
+    assert (missing.status, missing.code) == (404, 20404)
+    assert (unauthenticated.status, unauthenticated.code) == (401, 20003)
+
+
+async def test_the_official_library_authenticates_with_an_api_key(
+    emulator: RunningEmulator,
+) -> None:
+    def scenario() -> str:
+        with twilio_client(
+            emulator, username=TEST_API_KEY_SID, password=TEST_API_KEY_SECRET
+        ) as client:
+            return str(client.conversations.v1.users.create(identity="k").identity)
+
+    assert await asyncio.to_thread(scenario) == "k"
+
+
+async def test_the_official_library_reads_roles(emulator: RunningEmulator) -> None:
+    service_sid = emulator.config.default_service_sid
+
+    def scenario() -> tuple[list[str], list[str]]:
+        with twilio_client(emulator) as client:
+            v1 = [role.type for role in client.conversations.v1.roles.list()]
+            v2 = [role.type for role in client.chat.v2.services(service_sid).roles.list()]
+            return v1, v2
+
+    v1, v2 = await asyncio.to_thread(scenario)
+    assert sorted(v1) == ["conversation", "conversation", "service", "service"]
+    assert sorted(v2) == ["channel", "channel", "deployment", "deployment"]
