@@ -83,5 +83,7 @@ class SyncState:
     last_error_message: str | None = None
     next_attempt_at: datetime | None = None
     last_synced_at: datetime | None = None
+    retired_sid: UserSid | None = None
+    """After a rename: the old remote user, still to be deleted once the new one exists."""
     managed_keys: frozenset[str] = frozenset()
     """Attribute keys this service wrote last time (merge mode removes them when dropped)."""

@@ -1,0 +1,121 @@
+"""`user-sync`: the command line.
+
+Each command builds `Settings` once, wires what it needs through `service.app` and returns an
+exit code: 0 on success, 1 when a run failed or any user failed, 2 for bad usage or settings,
+3 when another run holds the lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+from service import app, report
+from service.config import ConfigError, Settings, load_settings
+from service.db import migrate
+from service.db.status import as_json, status_report
+from service.logs import configure_logging
+from service.reconcile.runner import RunInProgress, RunRequest, Scope
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="user-sync",
+        description="Keep Twilio Conversations Users equal to an internal users table.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("migrate", help="upgrade the database schema to the latest revision")
+    sync = commands.add_parser("sync", help="reconcile now and print the outcome")
+    scope = sync.add_mutually_exclusive_group()
+    scope.add_argument("--full", action="store_true", help="list every remote user (default)")
+    scope.add_argument("--incremental", action="store_true", help="only changed users")
+    scope.add_argument("--user", action="append", metavar="ID_OR_IDENTITY", help="one user")
+    sync.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    sync.add_argument("--allow-deletes", action="store_true", help="release held deletions")
+    sync.add_argument("--json", action="store_true", help="machine-readable report")
+    status = commands.add_parser("status", help="recent runs, failing users, freshness")
+    status.add_argument("--json", action="store_true", help="machine-readable report")
+    commands.add_parser(
+        "emulator",
+        help="run the local API emulator (see: user-sync emulator --help)",
+        add_help=False,
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["emulator"]:
+        from service.emulator.cli import main as emulator_main  # noqa: PLC0415
+
+        return emulator_main(args_list[1:])
+    args = _parser().parse_args(args_list)
+    try:
+        settings = load_settings()
+    except ConfigError as e:
+        print(f"user-sync: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings)
+    try:
+        return asyncio.run(_dispatch(args, settings))
+    except ConfigError as e:
+        print(f"user-sync: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "migrate":
+        return await _migrate(settings)
+    if args.command == "status":
+        return await _status(settings, as_json_output=args.json)
+    return await _sync(args, settings)
+
+
+async def _migrate(settings: Settings) -> int:
+    async with app.database(settings) as engine:
+        await migrate.upgrade(engine)
+        print(f"database at revision {await migrate.current_revision(engine)}")
+    return EXIT_OK
+
+
+def _request(args: argparse.Namespace) -> RunRequest:
+    scope = Scope.USERS if args.user else Scope.INCREMENTAL if args.incremental else Scope.FULL
+    return RunRequest(
+        trigger="cli",
+        scope=scope,
+        targets=tuple(args.user or ()),
+        dry_run=args.dry_run,
+        allow_deletes=args.allow_deletes,
+    )
+
+
+async def _sync(args: argparse.Namespace, settings: Settings) -> int:
+    settings.credentials()  # fail early, naming the settings, before touching anything
+    async with app.runtime(settings) as runtime:
+        try:
+            outcome = await runtime.runner.run(_request(args))
+        except RunInProgress as e:
+            print(f"user-sync: {e}", file=sys.stderr)
+            return EXIT_BUSY
+    if args.json:
+        print(json.dumps(report.run_json(outcome), indent=2))
+    else:
+        report.print_run(outcome)
+    return EXIT_OK if report.succeeded(outcome) else EXIT_FAILED
+
+
+async def _status(settings: Settings, *, as_json_output: bool) -> int:
+    async with app.database(settings) as engine, app.sessions(engine)() as session:
+        summary = await status_report(session)
+    if as_json_output:
+        print(json.dumps(as_json(summary), indent=2))
+    else:
+        report.print_status(summary)
+    return EXIT_OK

@@ -1,0 +1,141 @@
+"""Writing what happened: runs, per-user sync state and errors.
+
+State and errors are written in batches with one multi-row statement each, never row by row.
+Runs are opened `running` and closed with their outcome; a run found `running` when the next
+one takes the lock was killed, and is closed as `aborted`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db.models import SyncError, SyncRun, SyncStateRow
+
+
+@dataclass(frozen=True, slots=True)
+class StateRecord:
+    """The whole `sync_state` row to store for one user after an action."""
+
+    user_id: str
+    remote_sid: str | None
+    identity: str | None
+    fingerprint: str | None
+    attempted_fingerprint: str | None
+    status: str
+    attempts: int
+    last_error_code: int | None
+    last_error_message: str | None
+    next_attempt_at: datetime | None
+    last_synced_at: datetime | None
+    retired_sid: str | None
+    managed_keys: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRecord:
+    user_id: str | None
+    identity: str | None
+    action: str
+    message: str
+    field: str | None = None
+    http_status: int | None = None
+    twilio_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunOpening:
+    service_key: str
+    trigger: str
+    scope: str
+    target: str | None
+    dry_run: bool
+    allow_deletes: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RunClosing:
+    status: str
+    counts: dict[str, int]
+    api_calls: int
+    deletions_held: int = 0
+    held_reason: str | None = None
+    held_deletions: tuple[dict[str, Any], ...] = ()
+    error: str | None = None
+
+
+async def abort_stale_runs(
+    session: AsyncSession, *, service_key: str, scopes: Sequence[str]
+) -> int:
+    """Close runs of these scopes left `running` by a killed process.
+
+    Call only while holding the lock that runs of these scopes take.
+    """
+    result = await session.execute(
+        update(SyncRun)
+        .where(
+            SyncRun.service_key == service_key,
+            SyncRun.status == "running",
+            SyncRun.scope.in_(scopes),
+        )
+        .values(status="aborted", finished_at=func.now(), error="the process running it stopped")
+        .returning(SyncRun.id)
+    )
+    return len(result.all())
+
+
+async def open_run(session: AsyncSession, opening: RunOpening) -> int:
+    run_id = await session.scalar(
+        insert(SyncRun)
+        .values(**asdict(opening), status="running", pid=os.getpid())
+        .returning(SyncRun.id)
+    )
+    assert run_id is not None
+    return int(run_id)
+
+
+async def close_run(session: AsyncSession, run_id: int, closing: RunClosing) -> None:
+    values = asdict(closing)
+    values["held_deletions"] = list(closing.held_deletions)
+    await session.execute(
+        update(SyncRun).where(SyncRun.id == run_id).values(**values, finished_at=func.now())
+    )
+
+
+async def save_states(session: AsyncSession, records: Sequence[StateRecord]) -> None:
+    if not records:
+        return
+    statement = pg_insert(SyncStateRow).values([asdict(r) for r in records])
+    columns = {c: statement.excluded[c] for c in asdict(records[0]) if c != "user_id"}
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[SyncStateRow.user_id], set_={**columns, "updated_at": func.now()}
+        )
+    )
+
+
+async def save_errors(session: AsyncSession, run_id: int, errors: Sequence[ErrorRecord]) -> None:
+    if errors:
+        await session.execute(insert(SyncError), [{**asdict(e), "run_id": run_id} for e in errors])
+
+
+async def prune_errors(session: AsyncSession, *, before: datetime) -> int:
+    result = await session.execute(
+        delete(SyncError).where(SyncError.created_at < before).returning(SyncError.id)
+    )
+    return len(result.all())
+
+
+async def count_linked_remote_users(session: AsyncSession) -> int:
+    """How many remote users our state links: the base of the percent deletion guard."""
+    count = await session.scalar(
+        select(func.count()).select_from(SyncStateRow).where(SyncStateRow.remote_sid.is_not(None))
+    )
+    return int(count or 0)

@@ -1,0 +1,130 @@
+"""Read-side queries for operators: recent runs, failing users, freshness.
+
+Used by `user-sync status` and (later) the HTTP API; plain values out, never ORM rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db.models import SyncRun, SyncStateRow
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    id: int
+    trigger: str
+    scope: str
+    dry_run: bool
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    counts: dict[str, int]
+    api_calls: int
+    deletions_held: int
+    held_reason: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FailingUser:
+    user_id: str
+    identity: str | None
+    status: str
+    attempts: int
+    last_error_code: int | None
+    last_error_message: str | None
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    runs: list[RunSummary]
+    failing: list[FailingUser]
+    counts_by_status: dict[str, int]
+    last_full_success: datetime | None
+    last_incremental_success: datetime | None
+
+
+def _run(row: SyncRun) -> RunSummary:
+    return RunSummary(
+        id=row.id,
+        trigger=row.trigger,
+        scope=row.scope,
+        dry_run=row.dry_run,
+        status=row.status,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        counts=dict(row.counts),
+        api_calls=row.api_calls,
+        deletions_held=row.deletions_held,
+        held_reason=row.held_reason,
+        error=row.error,
+    )
+
+
+async def recent_runs(session: AsyncSession, *, limit: int = 10) -> list[RunSummary]:
+    rows = await session.scalars(select(SyncRun).order_by(SyncRun.id.desc()).limit(limit))
+    return [_run(r) for r in rows]
+
+
+async def failing_users(session: AsyncSession, *, limit: int = 50) -> list[FailingUser]:
+    rows = await session.scalars(
+        select(SyncStateRow)
+        .where(SyncStateRow.status.in_(("failed", "quarantined")))
+        .order_by(SyncStateRow.attempts.desc(), SyncStateRow.user_id)
+        .limit(limit)
+    )
+    return [
+        FailingUser(
+            user_id=r.user_id,
+            identity=r.identity,
+            status=r.status,
+            attempts=r.attempts,
+            last_error_code=r.last_error_code,
+            last_error_message=r.last_error_message,
+            next_attempt_at=r.next_attempt_at,
+        )
+        for r in rows
+    ]
+
+
+async def last_success(session: AsyncSession, *, scope: str) -> datetime | None:
+    return await session.scalar(
+        select(func.max(SyncRun.finished_at)).where(
+            SyncRun.scope == scope,
+            SyncRun.status == "succeeded",
+            SyncRun.dry_run.is_(False),
+        )
+    )
+
+
+async def status_report(session: AsyncSession) -> StatusReport:
+    counts = await session.execute(
+        select(SyncStateRow.status, func.count()).group_by(SyncStateRow.status)
+    )
+    return StatusReport(
+        runs=await recent_runs(session),
+        failing=await failing_users(session),
+        counts_by_status={status: int(n) for status, n in counts.tuples()},
+        last_full_success=await last_success(session, scope="full"),
+        last_incremental_success=await last_success(session, scope="incremental"),
+    )
+
+
+def as_json(value: Any) -> Any:
+    """Dataclasses and datetimes to JSON-ready values."""
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: as_json(getattr(value, k)) for k in value.__dataclass_fields__}
+    if isinstance(value, list | tuple):
+        return [as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): as_json(v) for k, v in value.items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value

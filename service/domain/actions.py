@@ -1,0 +1,160 @@
+"""What the planner asks the executor to do, one user at a time.
+
+Each action names the user and carries exactly what its API call needs; an update lists the
+fields that change, old → new, so a dry run can show it and the executor sends only those.
+`retires` on a create, update or link is the second half of a rename: the old identity's user,
+deleted by the executor only once the new one exists. Actions are frozen and hashable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar, Literal, TypeAlias
+
+from service.domain.users import RoleSid, UserId, UserSid
+
+
+class ActionKind(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    LINK = "link"
+
+
+class DeleteReason(StrEnum):
+    INACTIVE = "inactive"
+    """The local user is marked inactive."""
+    REMOVED = "removed"
+    """The local row is gone; only our sync state remembers the user."""
+    UNKNOWN_REMOTE = "unknown_remote"
+    """Mirror mode: no local user and no sync state refers to this remote user."""
+    RENAME = "rename"
+    """The old identity's user after a rename; not a deletion the guard counts."""
+
+
+ChangedField: TypeAlias = Literal["friendly_name", "attributes", "role_sid"]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    field: ChangedField
+    old: str | None
+    new: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateUser:
+    """Create the user. None fields are not sent (the API's defaults apply)."""
+
+    kind: ClassVar[ActionKind] = ActionKind.CREATE
+    user_id: UserId
+    identity: str
+    friendly_name: str | None
+    attributes_json: str
+    role_sid: RoleSid | None
+    retires: UserSid | None = None
+    managed_keys: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateUser:
+    """Update the fields in `changes`; `adopted`: the state did not link this user yet."""
+
+    kind: ClassVar[ActionKind] = ActionKind.UPDATE
+    user_id: UserId
+    sid: UserSid
+    identity: str
+    changes: tuple[FieldChange, ...]
+    adopted: bool = False
+    retires: UserSid | None = None
+    managed_keys: frozenset[str] = frozenset()
+
+    def parameters(self) -> dict[str, str]:
+        """Keyword arguments for the client's update: only the fields that change."""
+        return {change.field: change.new for change in self.changes}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkUser:
+    """No API call: record that this remote user is ours (and retire a renamed one)."""
+
+    kind: ClassVar[ActionKind] = ActionKind.LINK
+    user_id: UserId
+    sid: UserSid
+    identity: str
+    retires: UserSid | None = None
+    managed_keys: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteUser:
+    kind: ClassVar[ActionKind] = ActionKind.DELETE
+    user_id: UserId | None
+    sid: UserSid
+    identity: str
+    reason: DeleteReason
+
+    @property
+    def guarded(self) -> bool:
+        """Counted by the deletion guard; a rename's retirement is not."""
+        return self.reason is not DeleteReason.RENAME
+
+
+Action: TypeAlias = CreateUser | UpdateUser | LinkUser | DeleteUser
+
+_SHOWN = 120
+"""Longest value a dry-run line shows before it elides the rest."""
+
+
+def describe(action: Action) -> str:
+    """One line for the dry-run output: what would happen, to whom, and which values change."""
+    if isinstance(action, CreateUser):
+        return _describe_create(action)
+    if isinstance(action, UpdateUser):
+        return _describe_update(action)
+    if isinstance(action, LinkUser):
+        line = f"link {_who(action.identity, action.user_id)} to {action.sid}"
+        return line + _retiring(action.retires)
+    line = f"delete {_who(action.identity, action.user_id)} {action.sid}"
+    return f"{line} ({_REASONS[action.reason]})"
+
+
+_REASONS = {
+    DeleteReason.INACTIVE: "inactive locally",
+    DeleteReason.REMOVED: "removed locally",
+    DeleteReason.UNKNOWN_REMOTE: "unknown locally",
+    DeleteReason.RENAME: "old identity of a renamed user",
+}
+
+
+def _describe_create(action: CreateUser) -> str:
+    fields = [f"attributes {_shown(action.attributes_json)}"]
+    if action.friendly_name is not None:
+        fields.insert(0, f"friendly_name {_shown(action.friendly_name)}")
+    if action.role_sid is not None:
+        fields.append(f"role_sid {action.role_sid}")
+    line = f"create {_who(action.identity, action.user_id)}: " + ", ".join(fields)
+    return line + _retiring(action.retires)
+
+
+def _describe_update(action: UpdateUser) -> str:
+    verb = "adopt and update" if action.adopted else "update"
+    changes = ", ".join(f"{c.field} {_shown(c.old)} → {_shown(c.new)}" for c in action.changes)
+    line = f"{verb} {_who(action.identity, action.user_id)} {action.sid}: {changes}"
+    return line + _retiring(action.retires)
+
+
+def _who(identity: str, user_id: UserId | None) -> str:
+    return f"{_shown(identity)} (user {user_id})" if user_id is not None else _shown(identity)
+
+
+def _retiring(sid: UserSid | None) -> str:
+    return "" if sid is None else f", then delete the old identity's user {sid}"
+
+
+def _shown(value: str | None) -> str:
+    if value is None:
+        return "none"
+    text = value if value.isprintable() and value.strip() == value and value else repr(value)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"

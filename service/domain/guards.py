@@ -1,0 +1,93 @@
+"""The last check before anything is deleted: were the reads whole, and is the count sane?
+
+A reconcile that read half the source would see the other half as "removed"; a bug or a
+truncated view can make every user look gone. So deletions are all-or-nothing per run: if the
+reads were incomplete, or the run would delete more than `max_deletes_per_run` users or more
+than `max_deletes_percent` of the remote users known, none happens and the verdict says why.
+`allow_deletes` (an operator's explicit yes) lifts the limits, never an incomplete read.
+A rename's retirement of the old identity is not a deletion of a user and is never held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from service.domain.actions import DeleteUser
+from service.domain.policy import DeleteMode, Policy
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeletionVerdict:
+    allowed: tuple[DeleteUser, ...]
+    held: tuple[DeleteUser, ...] = ()
+    reason: str | None = None
+    """Why `held` is not empty, as a sentence for the run record and the operator."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Reads:
+    source_complete: bool
+    remote_complete: bool
+
+
+def guard_deletions(
+    deletions: Sequence[DeleteUser],
+    *,
+    policy: Policy,
+    remote_total: int,
+    source_complete: bool,
+    remote_complete: bool,
+    allow_deletes: bool,
+) -> DeletionVerdict:
+    """Which of this run's deletions may go ahead. `remote_total`: remote users known."""
+    free = tuple(d for d in deletions if not d.guarded)
+    guarded = tuple(d for d in deletions if d.guarded)
+    if not guarded:
+        return DeletionVerdict(allowed=free)
+    reads = _Reads(source_complete=source_complete, remote_complete=remote_complete)
+    reason = _read_problem(policy, reads) or _mode_problem(policy)
+    if reason is None and not allow_deletes:
+        reason = _limit_problem(len(guarded), policy=policy, remote_total=remote_total)
+    if reason is None:
+        return DeletionVerdict(allowed=free + guarded)
+    return DeletionVerdict(allowed=free, held=guarded, reason=reason)
+
+
+def _read_problem(policy: Policy, reads: _Reads) -> str | None:
+    if not reads.source_complete:
+        return (
+            "the source read this run was incomplete or failed, so nothing is deleted"
+            " (allow_deletes does not override this)"
+        )
+    if policy.delete_mode is DeleteMode.MIRROR and not reads.remote_complete:
+        return (
+            "mirror mode needs the complete remote user listing and this run did not read it,"
+            " so nothing is deleted (allow_deletes does not override this)"
+        )
+    return None
+
+
+def _mode_problem(policy: Policy) -> str | None:
+    if policy.delete_mode is DeleteMode.NEVER:
+        return "the delete mode is never, so nothing is deleted"
+    return None
+
+
+def _limit_problem(count: int, *, policy: Policy, remote_total: int) -> str | None:
+    """Percent of the users known; there are at least as many as we are about to delete."""
+    problems = []
+    if count > policy.max_deletes_per_run:
+        problems.append(
+            f"{count} deletions exceed max_deletes_per_run ({policy.max_deletes_per_run})"
+        )
+    known = max(remote_total, count)
+    if count * 100 > policy.max_deletes_percent * known:
+        share = count * 100 / known
+        problems.append(
+            f"{count} deletions are {share:.1f}% of the {known} remote users known,"
+            f" over max_deletes_percent ({policy.max_deletes_percent:g}%)"
+        )
+    if not problems:
+        return None
+    return "; ".join(problems) + ": nothing is deleted; rerun with allow_deletes to apply them"

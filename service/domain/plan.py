@@ -1,0 +1,309 @@
+"""The planner: for one internal user, the actions that make the remote side what it should be.
+
+A pure function of the three sides of one user (the source row, our sync state, the remote
+users) plus the policy and the Service's roles, in the manner of cosmicpython's
+`determine_actions`. It creates what is missing, updates only the fields that differ, adopts a
+remote user with the right identity that our state does not link yet, retires the old identity's
+user after a rename, and deletes what the delete mode says may go. Deletions are proposed here
+and decided by `guard_deletions`, which sees all of a run's deletions at once.
+
+Runs stream users in batches, so the unit of planning is a `Case`; `plan` is a convenience
+over many cases and the remote users nobody refers to (`plan_orphan`).
+
+Where the rules are silent:
+- a local friendly name None leaves the remote name alone; "" clears it (None and "" compare
+  equal, since the API may report a cleared name either way);
+- a blank local role is no role: the Service's default on create, never touched on update;
+- a protected identity is never deleted by any delete mode, but a rename still retires it;
+- `never` still retires a renamed user's old identity, since a rename must not leave both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from service.domain import attributes
+from service.domain.actions import (
+    Action,
+    ActionKind,
+    ChangedField,
+    CreateUser,
+    DeleteReason,
+    DeleteUser,
+    FieldChange,
+    LinkUser,
+    UpdateUser,
+    describe,
+)
+from service.domain.guards import DeletionVerdict, guard_deletions
+from service.domain.policy import DeleteMode, Policy
+from service.domain.roles import RoleDirectory
+from service.domain.users import LocalUser, RemoteUser, SyncState, SyncStatus, UserId, UserSid
+from service.domain.validation import (
+    DesiredUser,
+    InvalidUser,
+    check_identity,
+    desired_user,
+    too_long,
+)
+
+__all__ = [
+    "Action",
+    "ActionKind",
+    "Case",
+    "CasePlan",
+    "ChangedField",
+    "CreateUser",
+    "DeleteReason",
+    "DeleteUser",
+    "DeletionVerdict",
+    "FieldChange",
+    "InvalidUser",
+    "LinkUser",
+    "Plan",
+    "UpdateUser",
+    "describe",
+    "guard_deletions",
+    "plan",
+    "plan_case",
+    "plan_orphan",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Case:
+    """Everything about one internal user.
+
+    `remote`: the remote user with `local.identity` (with no local row: the one the state
+    links). `previous`: a remote user the state links under another identity (a rename) or the
+    `retired_sid` user of an unfinished rename, if it still exists.
+    """
+
+    local: LocalUser | None
+    state: SyncState | None
+    remote: RemoteUser | None = None
+    previous: RemoteUser | None = None
+
+    @property
+    def user_id(self) -> UserId | None:
+        if self.local is not None:
+            return self.local.id
+        return self.state.user_id if self.state is not None else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CasePlan:
+    user_id: UserId | None
+    actions: tuple[Action, ...] = ()
+    problems: tuple[InvalidUser, ...] = ()
+
+    @property
+    def problem(self) -> InvalidUser | None:
+        return self.problems[0] if self.problems else None
+
+    @property
+    def unchanged(self) -> bool:
+        return not self.actions and not self.problems
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    cases: tuple[CasePlan, ...]
+    orphans: tuple[DeleteUser, ...] = ()
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        return tuple(a for c in self.cases for a in c.actions) + self.orphans
+
+    @property
+    def problems(self) -> tuple[InvalidUser, ...]:
+        return tuple(p for c in self.cases for p in c.problems)
+
+    @property
+    def deletions(self) -> tuple[DeleteUser, ...]:
+        return tuple(a for a in self.actions if isinstance(a, DeleteUser))
+
+
+def plan(
+    cases: Iterable[Case],
+    orphans: Iterable[RemoteUser] = (),
+    *,
+    policy: Policy,
+    roles: RoleDirectory,
+) -> Plan:
+    planned = tuple(plan_case(case, policy=policy, roles=roles) for case in cases)
+    deletions = (plan_orphan(remote, policy=policy) for remote in orphans)
+    return Plan(cases=planned, orphans=tuple(d for d in deletions if d is not None))
+
+
+def plan_orphan(remote: RemoteUser, *, policy: Policy) -> DeleteUser | None:
+    """A remote user no local user and no state refers to: only mirror mode deletes it."""
+    if policy.delete_mode is not DeleteMode.MIRROR or policy.protects(remote.identity):
+        return None
+    return DeleteUser(
+        user_id=None, sid=remote.sid, identity=remote.identity, reason=DeleteReason.UNKNOWN_REMOTE
+    )
+
+
+def plan_case(case: Case, *, policy: Policy, roles: RoleDirectory) -> CasePlan:
+    local = case.local
+    if local is None:
+        return CasePlan(
+            user_id=case.user_id,
+            actions=_deletions(case, reason=DeleteReason.REMOVED, policy=policy),
+        )
+    if not local.active:
+        problem = check_identity(local)
+        if problem is not None:
+            return CasePlan(user_id=local.id, problems=(problem,))
+        actions = _deletions(case, reason=DeleteReason.INACTIVE, policy=policy)
+        return CasePlan(user_id=local.id, actions=actions)
+    desired = desired_user(local, roles=roles)
+    if isinstance(desired, tuple):
+        return CasePlan(user_id=local.id, problems=desired)
+    return _plan_active(case, desired, policy=policy)
+
+
+def _linked(remote: RemoteUser, state: SyncState | None) -> bool:
+    return state is not None and remote.sid == state.remote_sid
+
+
+def _previous(case: Case) -> RemoteUser | None:
+    """The case's `previous`, if our state really points at it and it is not `remote`."""
+    previous, state = case.previous, case.state
+    if previous is None or state is None:
+        return None
+    if case.remote is not None and previous.sid == case.remote.sid:
+        return None
+    return previous if previous.sid in (state.remote_sid, state.retired_sid) else None
+
+
+def _deletions(case: Case, *, reason: DeleteReason, policy: Policy) -> tuple[DeleteUser, ...]:
+    """A gone or inactive user: delete what the mode allows, and finish any rename."""
+    state, user_id = case.state, case.user_id
+    found = []
+    for remote in (case.remote, _previous(case)):
+        if remote is None:
+            continue
+        if state is not None and remote.sid == state.retired_sid:
+            found.append(_delete(remote, user_id=user_id, reason=DeleteReason.RENAME))
+        elif _may_delete(remote, state=state, policy=policy):
+            found.append(_delete(remote, user_id=user_id, reason=reason))
+    return tuple(found)
+
+
+def _may_delete(remote: RemoteUser, *, state: SyncState | None, policy: Policy) -> bool:
+    if policy.delete_mode is DeleteMode.NEVER or policy.protects(remote.identity):
+        return False
+    return policy.delete_mode is DeleteMode.MIRROR or _linked(remote, state)
+
+
+def _delete(remote: RemoteUser, *, user_id: UserId | None, reason: DeleteReason) -> DeleteUser:
+    return DeleteUser(user_id=user_id, sid=remote.sid, identity=remote.identity, reason=reason)
+
+
+def _plan_active(case: Case, desired: DesiredUser, *, policy: Policy) -> CasePlan:
+    previous = _previous(case)
+    retires = previous.sid if previous is not None else None
+    if case.remote is None:
+        return CasePlan(user_id=desired.user_id, actions=(_create(desired, retires=retires),))
+    return _plan_existing(case, case.remote, desired, policy=policy, retires=retires)
+
+
+def _create(desired: DesiredUser, *, retires: UserSid | None) -> CreateUser:
+    return CreateUser(
+        user_id=desired.user_id,
+        identity=desired.identity,
+        friendly_name=desired.friendly_name or None,
+        attributes_json=desired.attributes.text,
+        role_sid=desired.role_sid,
+        retires=retires,
+        managed_keys=desired.attributes.keys,
+    )
+
+
+def _plan_existing(
+    case: Case,
+    remote: RemoteUser,
+    desired: DesiredUser,
+    *,
+    policy: Policy,
+    retires: UserSid | None,
+) -> CasePlan:
+    state = case.state
+    current = attributes.from_remote(remote.attributes)
+    wanted = attributes.desired(
+        desired.attributes,
+        current,
+        mode=policy.attributes_mode,
+        managed_before=state.managed_keys if state is not None else frozenset(),
+    )
+    if wanted.size > attributes.MAX_ATTRIBUTES_BYTES:
+        return CasePlan(user_id=desired.user_id, problems=(_merged_too_long(desired, wanted),))
+    changes = _changes(remote, desired, current=current, wanted=wanted)
+    keys = desired.attributes.keys
+    if changes:
+        action: Action = UpdateUser(
+            user_id=desired.user_id,
+            sid=remote.sid,
+            identity=remote.identity,
+            changes=changes,
+            adopted=not _linked(remote, state),
+            retires=retires,
+            managed_keys=keys,
+        )
+    elif retires is not None or not _recorded(state, remote=remote, managed_keys=keys):
+        action = LinkUser(
+            user_id=desired.user_id,
+            sid=remote.sid,
+            identity=remote.identity,
+            retires=retires,
+            managed_keys=keys,
+        )
+    else:
+        return CasePlan(user_id=desired.user_id)
+    return CasePlan(user_id=desired.user_id, actions=(action,))
+
+
+def _recorded(state: SyncState | None, *, remote: RemoteUser, managed_keys: frozenset[str]) -> bool:
+    """Does the stored state already say exactly this? If not, a link records it."""
+    return (
+        state is not None
+        and state.status is SyncStatus.SYNCED
+        and state.remote_sid == remote.sid
+        and state.identity == remote.identity
+        and state.retired_sid is None
+        and state.managed_keys == managed_keys
+    )
+
+
+def _changes(
+    remote: RemoteUser,
+    desired: DesiredUser,
+    *,
+    current: attributes.Attributes | None,
+    wanted: attributes.Attributes,
+) -> tuple[FieldChange, ...]:
+    """The fields to send. Attributes compare as JSON values, never as texts."""
+    changes = []
+    name = desired.friendly_name
+    if name is not None and name != (remote.friendly_name or ""):
+        changes.append(FieldChange("friendly_name", remote.friendly_name, name))
+    if desired.role_sid is not None and desired.role_sid != remote.role_sid:
+        changes.append(FieldChange("role_sid", remote.role_sid, desired.role_sid))
+    if current != wanted:
+        changes.append(FieldChange("attributes", remote.attributes, wanted.text))
+    return tuple(changes)
+
+
+def _merged_too_long(desired: DesiredUser, wanted: attributes.Attributes) -> InvalidUser:
+    return InvalidUser(
+        user_id=desired.user_id,
+        identity=desired.identity,
+        field="attributes",
+        message=(
+            f"user {desired.user_id}: attributes merged with the keys others set remotely"
+            f" {too_long(wanted.size)}."
+        ),
+    )

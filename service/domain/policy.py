@@ -1,0 +1,48 @@
+"""The operator's choices the planner obeys: who may be deleted, who owns the attributes.
+
+A `Policy` is plain data built once from the settings; the planner and the deletion guard read
+it and never change it. Nothing here knows where the choices came from.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class DeleteMode(StrEnum):
+    """Which remote users a reconcile may delete."""
+
+    MANAGED = "managed"
+    """Only users our sync state links (created or adopted here) whose local user is gone or
+    inactive."""
+    MIRROR = "mirror"
+    """Also remote users nobody here knows, and unlinked remote users of inactive local users."""
+    NEVER = "never"
+    """No deletion, except the second half of a rename (the old identity's user)."""
+
+
+class AttributesMode(StrEnum):
+    """Who owns a remote user's attributes."""
+
+    REPLACE = "replace"
+    """The remote attributes become exactly the local ones."""
+    MERGE = "merge"
+    """Only the keys this service manages are written; keys others set remotely are kept."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    delete_mode: DeleteMode = DeleteMode.MANAGED
+    attributes_mode: AttributesMode = AttributesMode.REPLACE
+    protected_identity: re.Pattern[str] | None = None
+    """Identities this pattern finds (`re.search`) are never deleted, in any delete mode;
+    a rename still retires its old identity."""
+    max_deletes_per_run: int = 100
+    max_deletes_percent: float = 10.0
+
+    def protects(self, identity: str) -> bool:
+        return self.protected_identity is not None and bool(
+            self.protected_identity.search(identity)
+        )

@@ -1,0 +1,183 @@
+"""Applying one user's plan through the Conversations client.
+
+Every API failure becomes a per-user `Failure` in the outcome and never stops the run; any
+other exception is a bug and propagates. Two answers re-plan the user with what the API just
+told us, once: 409 on create (the user exists: fetch and adopt it, updating what differs) and
+404 on update (the user vanished: create it again). 404 on delete means already gone. A rename
+deletes the old remote user only after the new one exists; if that delete fails the old sid is
+kept as `retired_sid` and retried by later runs, so we never leave neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from service.conversations import errors as api
+from service.conversations.client import ConversationsClient
+from service.db.gather import Gathered
+from service.domain.plan import (
+    Action,
+    Case,
+    CreateUser,
+    DeleteUser,
+    LinkUser,
+    UpdateUser,
+    plan_case,
+)
+from service.domain.policy import Policy
+from service.domain.roles import RoleDirectory
+from service.domain.users import RemoteUser, UserSid
+from service.reconcile.outcome import Failure, Outcome, Result
+
+
+def case_of(gathered: Gathered) -> Case:
+    return Case(
+        local=gathered.local,
+        state=gathered.state,
+        remote=gathered.remote,
+        previous=gathered.previous,
+    )
+
+
+def failure(action: str, error: api.ConversationsError) -> Failure:
+    if isinstance(error, api.ApiError):
+        return Failure(
+            message=str(error), action=action, http_status=error.status, twilio_code=error.code
+        )
+    return Failure(message=str(error), action=action)
+
+
+class Executor:
+    """Applies plans for users; stateless between users apart from its dependencies."""
+
+    def __init__(self, client: ConversationsClient, *, policy: Policy, roles: RoleDirectory):
+        self._client = client
+        self._policy = policy
+        self.roles = roles
+
+    async def apply(self, gathered: Gathered, actions: tuple[Action, ...]) -> Outcome:
+        outcome = _unchanged(gathered)
+        for action in actions:
+            outcome = await self._apply_one(outcome, action, replanned=False)
+            if outcome.failures:
+                break
+        return outcome
+
+    async def _apply_one(self, outcome: Outcome, action: Action, *, replanned: bool) -> Outcome:
+        if isinstance(action, LinkUser):
+            return await self._retire(_linked(outcome, action), action.retires)
+        if isinstance(action, CreateUser):
+            return await self._create(outcome, action, replanned=replanned)
+        if isinstance(action, UpdateUser):
+            return await self._update(outcome, action, replanned=replanned)
+        return await self._delete(outcome, action)
+
+    async def _create(self, outcome: Outcome, action: CreateUser, *, replanned: bool) -> Outcome:
+        try:
+            user = await self._client.create_user(
+                action.identity,
+                friendly_name=action.friendly_name,
+                attributes=action.attributes_json,
+                role_sid=action.role_sid,
+            )
+        except api.AlreadyExists:
+            if replanned:
+                return _failed(outcome, "create", "the user exists but could not be adopted")
+            return await self._replan(outcome, identity=action.identity, result=Result.ADOPTED)
+        except api.ConversationsError as e:
+            return replace(outcome, failures=(failure("create", e),))
+        created = replace(
+            outcome,
+            result=Result.CREATED,
+            remote_sid=user.sid,
+            identity=user.identity,
+            managed_keys=action.managed_keys,
+        )
+        return await self._retire(created, action.retires)
+
+    async def _update(self, outcome: Outcome, action: UpdateUser, *, replanned: bool) -> Outcome:
+        try:
+            user = await self._client.update_user(action.sid, **action.parameters())
+        except api.NotFound:
+            if replanned:
+                return _failed(outcome, "update", "the user vanished while being updated")
+            return await self._replan(outcome, identity=None, result=Result.CREATED)
+        except api.ConversationsError as e:
+            return replace(outcome, failures=(failure("update", e),))
+        result = Result.ADOPTED if action.adopted else Result.UPDATED
+        updated = replace(
+            outcome,
+            result=result,
+            remote_sid=user.sid,
+            identity=user.identity,
+            managed_keys=action.managed_keys,
+        )
+        return await self._retire(updated, action.retires)
+
+    async def _delete(self, outcome: Outcome, action: DeleteUser) -> Outcome:
+        try:
+            await self._client.delete_user(action.sid)
+        except api.NotFound:
+            pass  # already gone: the end state we wanted
+        except api.ConversationsError as e:
+            return replace(outcome, failures=(failure("delete", e),))
+        if outcome.remote_sid == action.sid or outcome.result is Result.UNCHANGED:
+            return replace(outcome, result=Result.DELETED, remote_sid=None)
+        return outcome
+
+    async def _retire(self, outcome: Outcome, old_sid: UserSid | None) -> Outcome:
+        """Second half of a rename: the new user exists, now delete the old one."""
+        if old_sid is None or old_sid == outcome.remote_sid:
+            return outcome
+        try:
+            await self._client.delete_user(old_sid)
+        except api.NotFound:
+            return outcome
+        except api.ConversationsError as e:
+            return replace(outcome, retired_sid=old_sid, failures=(failure("delete", e),))
+        return replace(outcome, retired_sid=None)
+
+    async def _replan(self, outcome: Outcome, *, identity: str | None, result: Result) -> Outcome:
+        """Ask the API what is really there, plan again from that, apply once."""
+        remote: RemoteUser | None = None
+        if identity is not None:
+            try:
+                remote = await self._client.fetch_user(identity)
+            except api.ConversationsError as e:
+                return replace(outcome, failures=(failure("fetch", e),))
+        gathered = replace(outcome.gathered, remote=remote)
+        plan = plan_case(case_of(gathered), policy=self._policy, roles=self.roles)
+        current = replace(outcome, gathered=gathered, result=result)
+        if remote is not None:
+            current = replace(current, remote_sid=remote.sid, identity=remote.identity)
+        for action in plan.actions:
+            current = await self._apply_one(current, action, replanned=True)
+            if current.failures:
+                break
+        return replace(current, result=result) if not current.failures else current
+
+
+def _unchanged(gathered: Gathered) -> Outcome:
+    """The starting point: the user as gathered, before any action."""
+    remote, state = gathered.remote, gathered.state
+    return Outcome(
+        gathered=gathered,
+        result=Result.UNCHANGED,
+        remote_sid=remote.sid if remote else None,
+        identity=remote.identity if remote else (state.identity if state else None),
+        managed_keys=state.managed_keys if state else frozenset(),
+    )
+
+
+def _linked(outcome: Outcome, action: LinkUser) -> Outcome:
+    return replace(
+        outcome,
+        result=Result.LINKED,
+        remote_sid=action.sid,
+        identity=action.identity,
+        managed_keys=action.managed_keys,
+    )
+
+
+def _failed(outcome: Outcome, action: str, message: str) -> Outcome:
+    return replace(outcome, failures=(Failure(message=message, action=action),))

@@ -1,0 +1,148 @@
+"""What applying one user's plan produced, and how that becomes `sync_state` and `sync_error`.
+
+The executor returns an `Outcome` for every user it touched; the recorder turns outcomes into
+rows. Failures keep the user's last applied fingerprint, remember the attempted one and move
+the next attempt out exponentially; after enough attempts a user is quarantined (still retried,
+at the capped interval, and visible in status).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from service.db.gather import Gathered
+from service.db.records import ErrorRecord, StateRecord
+from service.domain.backoff import is_quarantined, next_attempt_delay
+from service.domain.users import SyncStatus, UserSid
+
+
+class Result(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    ADOPTED = "adopted"
+    LINKED = "linked"
+    DELETED = "deleted"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    INVALID = "invalid"
+    HELD = "held"
+    PLANNED = "planned"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    message: str
+    action: str
+    field: str | None = None
+    http_status: int | None = None
+    twilio_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The end state of one user after this run."""
+
+    gathered: Gathered
+    result: Result
+    remote_sid: UserSid | None = None
+    identity: str | None = None
+    retired_sid: UserSid | None = None
+    managed_keys: frozenset[str] = frozenset()
+    failures: tuple[Failure, ...] = field(default=())
+
+    @property
+    def user_id(self) -> str | None:
+        g = self.gathered
+        return g.local.id if g.local else (g.state.user_id if g.state else None)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_seconds: float
+    cap_seconds: float
+    quarantine_after: int
+
+
+def state_record(outcome: Outcome, *, now: datetime, retry: RetryPolicy) -> StateRecord | None:
+    """The row to store, or None when nothing about the user changed (or it has no id)."""
+    user_id = outcome.user_id
+    if user_id is None or outcome.result in (Result.HELD, Result.PLANNED):
+        return None
+    if outcome.failures:
+        return _failed(outcome, user_id, now=now, retry=retry)
+    if outcome.result is Result.UNCHANGED and _already_recorded(outcome):
+        return None
+    return _succeeded(outcome, user_id, now=now)
+
+
+def _already_recorded(outcome: Outcome) -> bool:
+    state, g = outcome.gathered.state, outcome.gathered
+    return (
+        state is not None
+        and state.status is SyncStatus.SYNCED
+        and state.fingerprint == g.fingerprint
+        and state.remote_sid == outcome.remote_sid
+        and state.retired_sid is None
+        and state.managed_keys == outcome.managed_keys
+    )
+
+
+def _succeeded(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
+    gone = outcome.result is Result.DELETED or outcome.remote_sid is None
+    return StateRecord(
+        user_id=user_id,
+        remote_sid=None if gone else outcome.remote_sid,
+        identity=outcome.identity,
+        fingerprint=outcome.gathered.fingerprint,
+        attempted_fingerprint=outcome.gathered.fingerprint,
+        status=SyncStatus.DELETED if gone else SyncStatus.SYNCED,
+        attempts=0,
+        last_error_code=None,
+        last_error_message=None,
+        next_attempt_at=None,
+        last_synced_at=now,
+        retired_sid=outcome.retired_sid,
+        managed_keys=sorted(outcome.managed_keys),
+    )
+
+
+def _failed(outcome: Outcome, user_id: str, *, now: datetime, retry: RetryPolicy) -> StateRecord:
+    state = outcome.gathered.state
+    attempts = (state.attempts if state else 0) + 1
+    delay = next_attempt_delay(attempts, base=retry.base_seconds, cap=retry.cap_seconds)
+    quarantined = is_quarantined(attempts, quarantine_after=retry.quarantine_after)
+    last = outcome.failures[-1]
+    return StateRecord(
+        user_id=user_id,
+        remote_sid=outcome.remote_sid or (state.remote_sid if state else None),
+        identity=outcome.identity or (state.identity if state else None),
+        fingerprint=state.fingerprint if state else None,
+        attempted_fingerprint=outcome.gathered.fingerprint,
+        status=SyncStatus.QUARANTINED if quarantined else SyncStatus.FAILED,
+        attempts=attempts,
+        last_error_code=last.twilio_code,
+        last_error_message=last.message,
+        next_attempt_at=now + timedelta(seconds=delay),
+        last_synced_at=state.last_synced_at if state else None,
+        retired_sid=outcome.retired_sid or (state.retired_sid if state else None),
+        managed_keys=sorted(state.managed_keys if state else ()),
+    )
+
+
+def error_records(outcome: Outcome) -> list[ErrorRecord]:
+    g = outcome.gathered
+    identity = g.local.identity if g.local else (g.state.identity if g.state else outcome.identity)
+    return [
+        ErrorRecord(
+            user_id=outcome.user_id,
+            identity=identity,
+            action=f.action,
+            message=f.message,
+            field=f.field,
+            http_status=f.http_status,
+            twilio_code=f.twilio_code,
+        )
+        for f in outcome.failures
+    ]

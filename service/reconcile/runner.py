@@ -1,0 +1,376 @@
+"""One reconcile: lock, gather, plan, apply, record.
+
+Triggers only say what to look at (`Scope`): every user, the users that changed, or named
+users. Whatever the trigger, a reconcile re-reads both sides. One run at a time per Service
+(a Postgres advisory lock); a run found still `running` when the lock is taken was killed and
+is closed as aborted. Deletions are applied last, after the guard has seen all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from service.conversations import errors as api
+from service.conversations.client import ConversationsClient
+from service.db import gather, locks, records
+from service.db.gather import Gathered
+from service.domain.plan import (
+    Action,
+    DeleteUser,
+    InvalidUser,
+    describe,
+    guard_deletions,
+    plan_case,
+    plan_orphan,
+)
+from service.domain.policy import Policy
+from service.domain.roles import RoleDirectory
+from service.domain.users import RemoteUser
+from service.reconcile.executor import Executor, case_of
+from service.reconcile.outcome import (
+    Failure,
+    Outcome,
+    Result,
+    RetryPolicy,
+    error_records,
+    state_record,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class Scope(StrEnum):
+    FULL = "full"
+    INCREMENTAL = "incremental"
+    USERS = "users"
+
+
+class RunStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+
+def _lock_kind(scope: Scope) -> str:
+    """Bulk runs exclude each other; runs of named users (events, operators) may overlap them,
+    so a changed user is not kept waiting behind a long full run."""
+    return "users" if scope is Scope.USERS else "run"
+
+
+def _same_lock(scope: Scope) -> tuple[str, ...]:
+    return tuple(s.value for s in Scope if _lock_kind(s) == _lock_kind(scope))
+
+
+class RunInProgress(Exception):
+    """Another reconcile of this Service holds the run lock."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    trigger: str
+    scope: Scope
+    targets: tuple[str, ...] = ()
+    dry_run: bool = False
+    allow_deletes: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    service_key: str
+    source_table: str
+    policy: Policy
+    retry: RetryPolicy
+    error_retention: timedelta
+
+
+@dataclass(slots=True)
+class RunReport:
+    run_id: int
+    request: RunRequest
+    status: RunStatus = RunStatus.SUCCEEDED
+    counts: Counter[str] = field(default_factory=Counter)
+    api_calls: int = 0
+    planned: list[str] = field(default_factory=list)
+    failures: list[tuple[str, Failure]] = field(default_factory=list)
+    held: list[DeleteUser] = field(default_factory=list)
+    held_reason: str | None = None
+    error: str | None = None
+    remote_total: int | None = None
+    """Remote users listed by a full run (the base of the percent deletion guard)."""
+
+
+class Runner:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        client: ConversationsClient,
+        config: RunnerConfig,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._engine = engine
+        self._sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            engine, expire_on_commit=False
+        )
+        self._client = client
+        self._config = config
+        self._clock = clock
+
+    async def run(self, request: RunRequest) -> RunReport:
+        key = locks.lock_key(_lock_kind(request.scope), self._config.service_key)
+        try:
+            async with locks.holding(self._engine, key) as connection:
+                return await self._locked_run(connection, request)
+        except locks.LockHeld:
+            raise RunInProgress(
+                f"a reconcile of {self._config.service_key} is already running"
+            ) from None
+
+    async def _locked_run(self, connection: AsyncConnection, request: RunRequest) -> RunReport:
+        report = RunReport(run_id=await self._open(request), request=request)
+        structlog.contextvars.bind_contextvars(
+            run_id=report.run_id, trigger=request.trigger, scope=request.scope.value
+        )
+        calls_before = self._client.stats.total
+        try:
+            await self._reconcile(connection, request, report)
+        except asyncio.CancelledError:
+            report.status, report.error = RunStatus.ABORTED, "the run was cancelled"
+            raise
+        except Exception as e:
+            report.status, report.error = RunStatus.FAILED, f"{type(e).__name__}: {e}"
+            log.exception("run failed")
+            raise
+        finally:
+            report.api_calls = self._client.stats.total - calls_before
+            await asyncio.shield(self._close(report))
+            structlog.contextvars.unbind_contextvars("run_id", "trigger", "scope")
+        return report
+
+    async def _open(self, request: RunRequest) -> int:
+        opening = records.RunOpening(
+            service_key=self._config.service_key,
+            trigger=request.trigger,
+            scope=request.scope.value,
+            target=",".join(request.targets) or None,
+            dry_run=request.dry_run,
+            allow_deletes=request.allow_deletes,
+        )
+        async with self._sessions.begin() as session:
+            aborted = await records.abort_stale_runs(
+                session, service_key=opening.service_key, scopes=_same_lock(request.scope)
+            )
+            if aborted:
+                log.warning("closed runs left running by a stopped process", count=aborted)
+            await records.prune_errors(session, before=self._clock() - self._config.error_retention)
+            return await records.open_run(session, opening)
+
+    async def _close(self, report: RunReport) -> None:
+        if (
+            report.status is RunStatus.SUCCEEDED
+            and report.counts[Result.FAILED] + report.counts[Result.INVALID]
+        ):
+            report.status = RunStatus.PARTIAL
+        closing = records.RunClosing(
+            status=report.status.value,
+            counts=dict(report.counts),
+            api_calls=report.api_calls,
+            deletions_held=len(report.held),
+            held_reason=report.held_reason,
+            held_deletions=tuple(_held_row(d) for d in report.held[:1000]),
+            error=report.error,
+        )
+        async with self._sessions.begin() as session:
+            await records.close_run(session, report.run_id, closing)
+        log.info(
+            "run finished",
+            status=report.status.value,
+            api_calls=report.api_calls,
+            deletions_held=len(report.held),
+            **{k: v for k, v in report.counts.items()},
+        )
+
+    async def _reconcile(
+        self, connection: AsyncConnection, request: RunRequest, report: RunReport
+    ) -> None:
+        executor: Executor | None = None
+        deletions: list[tuple[Gathered, DeleteUser]] = []
+        async for batch in self._gather(connection, request, report):
+            if executor is None:  # roles are read only when there is someone to plan
+                executor = await self._executor()
+            deletions += await self._process(batch, executor, request, report)
+        if request.scope is Scope.FULL:
+            deletions += await self._orphan_deletions(connection)
+        if deletions:
+            await self._delete(deletions, executor or await self._executor(), request, report)
+
+    async def _executor(self) -> Executor:
+        roles = RoleDirectory(await self._client.list_roles())
+        return Executor(self._client, policy=self._config.policy, roles=roles)
+
+    async def _gather(
+        self, connection: AsyncConnection, request: RunRequest, report: RunReport
+    ) -> AsyncIterator[list[Gathered]]:
+        source = self._config.source_table
+        if request.scope is Scope.FULL:
+            report.remote_total = await self._snapshot_remote(connection)
+            stream = gather.stream_full(connection, source_table=source)
+        elif request.scope is Scope.INCREMENTAL:
+            stream = gather.stream_incremental(connection, source_table=source, now=self._clock())
+        else:
+            stream = gather.stream_targets(connection, source_table=source, targets=request.targets)
+        async for batch in stream:
+            yield batch if request.scope is Scope.FULL else await self._read_remote(batch)
+
+    async def _snapshot_remote(self, connection: AsyncConnection) -> int:
+        await gather.create_remote_snapshot(connection)
+        async for page in self._client.iter_user_pages():
+            await gather.copy_remote_page(connection, page)
+        total = await gather.index_remote_snapshot(connection)
+        log.info("remote users listed", count=total)
+        return total
+
+    async def _read_remote(self, batch: list[Gathered]) -> list[Gathered]:
+        """Incremental and targeted runs fetch each user's remote side (reads are not limited)."""
+        return list(await asyncio.gather(*(self._fetch_sides(g) for g in batch)))
+
+    async def _fetch_sides(self, g: Gathered) -> Gathered:
+        linked = g.state.remote_sid if g.state and g.state.status != "deleted" else None
+        current = await self._fetch(g.local.identity if g.local else linked)
+        previous = None
+        for sid in (linked, g.state.retired_sid if g.state else None):
+            if sid and (current is None or current.sid != sid) and previous is None:
+                previous = await self._fetch(sid)
+        return replace(g, remote=current, previous=previous)
+
+    async def _fetch(self, sid_or_identity: str | None) -> RemoteUser | None:
+        if not sid_or_identity:
+            return None
+        try:
+            return await self._client.fetch_user(sid_or_identity)
+        except api.NotFound:
+            return None
+
+    async def _process(
+        self,
+        batch: Sequence[Gathered],
+        executor: Executor,
+        request: RunRequest,
+        report: RunReport,
+    ) -> list[tuple[Gathered, DeleteUser]]:
+        """Plan a batch, apply all but guarded deletions now, return those for the guard."""
+        deferred: list[tuple[Gathered, DeleteUser]] = []
+        ready: list[Outcome] = []
+        pending: list[Coroutine[Any, Any, Outcome]] = []
+        for g in batch:
+            plan = plan_case(case_of(g), policy=self._config.policy, roles=executor.roles)
+            guarded = [a for a in plan.actions if isinstance(a, DeleteUser) and a.guarded]
+            deferred += [(g, a) for a in guarded]
+            actions = tuple(a for a in plan.actions if a not in guarded)
+            if plan.problem is not None:
+                ready.append(_invalid(g, plan.problem))
+            elif request.dry_run:
+                report.planned += [describe(a) for a in actions]
+                ready.append(Outcome(gathered=g, result=_dry(actions)))
+            elif actions or not guarded:
+                pending.append(executor.apply(g, actions))
+        ready += await asyncio.gather(*pending)
+        await self._record(ready, report, dry_run=request.dry_run)
+        return deferred
+
+    async def _orphan_deletions(
+        self, connection: AsyncConnection
+    ) -> list[tuple[Gathered, DeleteUser]]:
+        found = []
+        async for page in gather.stream_orphans(connection, source_table=self._config.source_table):
+            for remote in page:
+                action = plan_orphan(remote, policy=self._config.policy)
+                if action is not None:
+                    found.append((Gathered(None, None, remote, None, None), action))
+        return found
+
+    async def _delete(
+        self,
+        deletions: list[tuple[Gathered, DeleteUser]],
+        executor: Executor,
+        request: RunRequest,
+        report: RunReport,
+    ) -> None:
+        verdict = guard_deletions(
+            [d for _, d in deletions],
+            policy=self._config.policy,
+            remote_total=await self._remote_total(report),
+            source_complete=True,
+            remote_complete=request.scope is Scope.FULL,
+            allow_deletes=request.allow_deletes,
+        )
+        report.held, report.held_reason = list(verdict.held), verdict.reason
+        if verdict.held:
+            report.counts[Result.HELD] += len(verdict.held)
+        allowed = [(g, d) for g, d in deletions if d in set(verdict.allowed)]
+        if request.dry_run:
+            report.planned += [describe(d) for _, d in allowed]
+            return
+        outcomes = await asyncio.gather(*(executor.apply(g, (d,)) for g, d in allowed))
+        await self._record(list(outcomes), report, dry_run=False)
+
+    async def _remote_total(self, report: RunReport) -> int:
+        if report.remote_total is not None:
+            return report.remote_total
+        async with self._sessions() as session:
+            return await records.count_linked_remote_users(session)
+
+    async def _record(self, outcomes: list[Outcome], report: RunReport, *, dry_run: bool) -> None:
+        now = self._clock()
+        states, errors = [], []
+        for outcome in outcomes:
+            result = (
+                Result.FAILED
+                if outcome.failures and outcome.result is not Result.INVALID
+                else outcome.result
+            )
+            report.counts[result] += 1
+            for f in outcome.failures:
+                report.failures.append((outcome.user_id or outcome.identity or "?", f))
+                log.warning(
+                    "user failed",
+                    user_id=outcome.user_id,
+                    action=f.action,
+                    error=f.message,
+                    code=f.twilio_code,
+                )
+            errors += error_records(outcome)
+            record = None if dry_run else state_record(outcome, now=now, retry=self._config.retry)
+            if record is not None:
+                states.append(record)
+        async with self._sessions.begin() as session:
+            await records.save_states(session, states)
+            await records.save_errors(session, report.run_id, errors)
+
+
+def _invalid(g: Gathered, problem: InvalidUser) -> Outcome:
+    failure = Failure(message=problem.message, action="validate", field=problem.field)
+    return Outcome(gathered=g, result=Result.INVALID, failures=(failure,))
+
+
+def _dry(actions: tuple[Action, ...]) -> Result:
+    return Result.PLANNED if actions else Result.UNCHANGED
+
+
+def _held_row(action: DeleteUser) -> dict[str, str | None]:
+    return {
+        "user_id": action.user_id,
+        "sid": action.sid,
+        "identity": action.identity,
+        "reason": str(action.reason),
+    }

@@ -1,0 +1,119 @@
+"""Rendering run reports and status for people (rich tables) and machines (JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from service.db.status import StatusReport
+from service.reconcile.outcome import Result
+from service.reconcile.runner import RunReport, RunStatus
+
+SUMMARY_ORDER = (
+    Result.CREATED,
+    Result.UPDATED,
+    Result.ADOPTED,
+    Result.LINKED,
+    Result.DELETED,
+    Result.UNCHANGED,
+    Result.FAILED,
+    Result.INVALID,
+    Result.HELD,
+    Result.PLANNED,
+)
+
+
+def succeeded(run: RunReport) -> bool:
+    return run.status is RunStatus.SUCCEEDED
+
+
+def run_json(run: RunReport) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "trigger": run.request.trigger,
+        "scope": run.request.scope.value,
+        "dry_run": run.request.dry_run,
+        "status": run.status.value,
+        "counts": {r.value: run.counts.get(r, 0) for r in SUMMARY_ORDER},
+        "api_calls": run.api_calls,
+        "plan": run.planned,
+        "failures": [
+            {
+                "user": user,
+                "action": f.action,
+                "field": f.field,
+                "http_status": f.http_status,
+                "twilio_code": f.twilio_code,
+                "message": f.message,
+            }
+            for user, f in run.failures
+        ],
+        "held_deletions": [
+            {"user_id": d.user_id, "sid": d.sid, "identity": d.identity} for d in run.held
+        ],
+        "held_reason": run.held_reason,
+        "error": run.error,
+    }
+
+
+def print_run(run: RunReport, console: Console | None = None) -> None:
+    out = console or Console()
+    if run.request.dry_run:
+        out.print(f"[bold]Plan[/bold] (dry run, nothing written): {len(run.planned)} action(s)")
+        for line in run.planned:
+            out.print(f"  {line}", markup=False, highlight=False)
+    table = Table(title=f"Run {run.run_id}: {run.request.scope.value}, {run.status.value}")
+    table.add_column("outcome")
+    table.add_column("users", justify="right")
+    for result in SUMMARY_ORDER:
+        if run.counts.get(result, 0):
+            table.add_row(result.value, str(run.counts[result]))
+    table.add_row("api calls", str(run.api_calls))
+    out.print(table)
+    for user, failure in run.failures[:50]:
+        where = f" ({failure.field})" if failure.field else ""
+        out.print(f"  [red]failed[/red] {user}{where}: {failure.message}", highlight=False)
+    if run.held:
+        out.print(f"[yellow]{len(run.held)} deletion(s) held back[/yellow]: {run.held_reason}")
+        out.print("  re-run with --allow-deletes to release them")
+    if run.error:
+        out.print(f"[red]run error[/red]: {run.error}", highlight=False)
+
+
+def print_status(status: StatusReport, console: Console | None = None) -> None:
+    out = console or Console()
+    out.print(f"last successful full run: {status.last_full_success or 'never'}")
+    out.print(f"last successful incremental run: {status.last_incremental_success or 'never'}")
+    out.print(f"users by status: {status.counts_by_status or 'none yet'}")
+    runs = Table(title="Recent runs")
+    for column in ("id", "trigger", "scope", "status", "started", "api calls", "counts"):
+        runs.add_column(column)
+    for r in status.runs:
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(r.counts.items()))
+        scope = f"{r.scope} (dry run)" if r.dry_run else r.scope
+        runs.add_row(
+            str(r.id),
+            r.trigger,
+            scope,
+            r.status,
+            f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            str(r.api_calls),
+            counts,
+        )
+    out.print(runs)
+    if status.failing:
+        failing = Table(title="Failing and quarantined users")
+        for column in ("user", "identity", "status", "attempts", "code", "last error"):
+            failing.add_column(column)
+        for u in status.failing:
+            failing.add_row(
+                u.user_id,
+                u.identity or "",
+                u.status,
+                str(u.attempts),
+                str(u.last_error_code or ""),
+                u.last_error_message or "",
+            )
+        out.print(failing)

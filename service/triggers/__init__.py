@@ -1,0 +1,1 @@
+"""What starts a reconcile: the schedule, internal events and the HTTP API."""
