@@ -36,9 +36,7 @@ def upgrade() -> None:
         sa.Column("identity", sa.Text(), nullable=False),
         sa.Column("friendly_name", sa.Text()),
         sa.Column("role", sa.Text()),
-        sa.Column(
-            "attributes", postgresql.JSONB(), nullable=False, server_default=sa.text("'{}'")
-        ),
+        sa.Column("attributes", postgresql.JSONB(), nullable=False, server_default=sa.text("'{}'")),
         sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true()),
         _timestamp("updated_at"),
         sa.PrimaryKeyConstraint("id", name="pk_internal_users"),

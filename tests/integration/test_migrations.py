@@ -9,6 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.db import migrate
@@ -70,8 +71,6 @@ async def test_models_match_the_migrated_schema(engine: AsyncEngine):
 
 
 async def test_internal_users_refuses_attributes_that_are_not_an_object(engine: AsyncEngine):
-    from sqlalchemy.exc import IntegrityError
-
     with pytest.raises(IntegrityError, match="attributes_object"):
         async with engine.begin() as connection:
             await connection.execute(
