@@ -19,6 +19,7 @@ from service.domain.plan import (
     Action,
     Case,
     CreateUser,
+    DeleteReason,
     DeleteUser,
     LinkUser,
     UpdateUser,
@@ -121,9 +122,9 @@ class Executor:
             pass  # already gone: the end state we wanted
         except api.ConversationsError as e:
             return replace(outcome, failures=(failure("delete", e),))
-        if outcome.remote_sid == action.sid or outcome.result is Result.UNCHANGED:
-            return replace(outcome, result=Result.DELETED, remote_sid=None)
-        return outcome
+        if action.reason is DeleteReason.RENAME:  # the old half of a rename: the link stays
+            return replace(outcome, retired_sid=None)
+        return replace(outcome, result=Result.DELETED, remote_sid=None)
 
     async def _retire(self, outcome: Outcome, old_sid: UserSid | None) -> Outcome:
         """Second half of a rename: the new user exists, now delete the old one."""

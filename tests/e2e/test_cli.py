@@ -1,0 +1,174 @@
+"""`user-sync` as a real process: exit codes, dry run, JSON, status, a SIGKILL mid-run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.e2e.conftest import execute, fetch_all, generate_users, insert_users
+from tests.fixtures.emulator import account_auth
+
+USER_SYNC = [sys.executable, "-m", "service"]
+
+
+def cli_env(database_url: str, emulator: Any, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("USERSYNC_", "TWILIO_"))}
+    env.update(
+        USERSYNC_DATABASE_URL=database_url,
+        USERSYNC_API_BASE_URL=emulator.base_url,
+        TWILIO_ACCOUNT_SID=emulator.config.account_sid,
+        TWILIO_AUTH_TOKEN=emulator.config.auth_token,
+        USERSYNC_WRITE_RATE="1000",
+        USERSYNC_WRITE_RATE_LIMIT_RAISED="true",
+        USERSYNC_LOG_FORMAT="json",
+        USERSYNC_SECRETS_DIR="/nonexistent",
+    )
+    env.update(extra)
+    return env
+
+
+async def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *USER_SYNC, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_sync_dry_run_prints_the_plan_and_writes_nothing(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
+):
+    await insert_users(engine, [{"id": "a", "identity": "alice", "friendly_name": "Alice"}])
+
+    code, out, _ = await run_cli("sync", "--dry-run", env=cli_env(database_url, fast_emulator))
+
+    assert code == 0
+    assert "create alice" in out
+    assert fast_emulator.emulator.users() == []
+
+
+async def test_sync_json_reports_failures_and_exits_non_zero(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
+):
+    await insert_users(
+        engine,
+        [{"id": "ok", "identity": "fine"}, {"id": "bad", "identity": "x", "role": "nope"}],
+    )
+
+    code, out, _ = await run_cli("sync", "--json", env=cli_env(database_url, fast_emulator))
+
+    report = json.loads(out)
+    assert code == 1
+    assert report["status"] == "partial"
+    assert report["counts"]["created"] == 1
+    assert report["failures"][0]["user"] == "bad"
+    assert report["failures"][0]["field"] == "role"
+
+
+async def test_status_json_shows_runs_failing_users_and_freshness(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
+):
+    await insert_users(engine, [{"id": "bad", "identity": "", "friendly_name": "Nobody"}])
+    env = cli_env(database_url, fast_emulator)
+    await run_cli("sync", env=env)
+
+    code, out, _ = await run_cli("status", "--json", env=env)
+
+    status = json.loads(out)
+    assert code == 0
+    assert status["runs"][0]["status"] == "partial"
+    assert status["failing"][0]["user_id"] == "bad"
+    assert "identity" in status["failing"][0]["last_error_message"]
+    assert status["last_full_success"] is None
+
+
+async def test_bad_settings_exit_2_naming_the_variable(database_url: str, fast_emulator: Any):
+    env = cli_env(database_url, fast_emulator, USERSYNC_WRITE_RATE="99")
+    env.pop("USERSYNC_WRITE_RATE_LIMIT_RAISED")
+
+    code, _, err = await run_cli("sync", env=env)
+
+    assert code == 2
+    assert "USERSYNC_WRITE_RATE" in err
+    assert fast_emulator.config.auth_token not in err
+
+
+async def test_a_sync_killed_mid_run_is_aborted_and_the_next_run_converges(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
+):
+    await generate_users(engine, 300)
+    fast_emulator.emulator.set_latency(0.02, operations={"create_user"})
+    env = cli_env(database_url, fast_emulator, USERSYNC_MAX_IN_FLIGHT="4")
+    process = await asyncio.create_subprocess_exec(
+        *USER_SYNC,
+        "sync",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    while len(fast_emulator.emulator.users()) < 50:
+        await asyncio.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    await process.wait()
+    fast_emulator.emulator.set_latency(0)
+
+    code, _, _ = await run_cli("sync", env=env)
+
+    assert code == 0
+    identities = [u["identity"] for u in fast_emulator.emulator.users()]
+    assert len(identities) == len(set(identities)) == 300
+    runs = await fetch_all(engine, "SELECT status FROM sync_run ORDER BY id")
+    assert [r["status"] for r in runs] == ["aborted", "succeeded"]
+
+
+async def test_migrate_reports_the_head_revision(database_url: str, fast_emulator: Any):
+    code, out, _ = await run_cli("migrate", env=cli_env(database_url, fast_emulator))
+    assert code == 0
+    assert "revision" in out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_the_emulator_command_serves_the_api_until_terminated():
+    port = _free_port()
+    process = await asyncio.create_subprocess_exec(
+        *USER_SYNC, "emulator", "--port", str(port), stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    banner = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+    assert f"http://127.0.0.1:{port}" in banner
+
+    running = type(
+        "R",
+        (),
+        {
+            "config": type(
+                "C",
+                (),
+                {
+                    "account_sid": "AC" + "e0" * 16,
+                    "auth_token": "emulator-auth-token-0123456789abcdef",
+                },
+            )
+        },
+    )
+    async with aiohttp.ClientSession(headers=account_auth(running)) as http:  # type: ignore[arg-type]
+        response = await http.get(f"http://127.0.0.1:{port}/v1/Users")
+        assert response.status == 200
+        assert (await response.json())["users"] == []
+
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 20) == 0
