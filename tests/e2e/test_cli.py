@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.e2e.conftest import execute, fetch_all, generate_users, insert_users
+from tests.e2e.conftest import fetch_all, generate_users, insert_users
 from tests.fixtures.emulator import account_auth
 
 USER_SYNC = [sys.executable, "-m", "service"]
@@ -35,11 +35,11 @@ def cli_env(database_url: str, emulator: Any, **extra: str) -> dict[str, str]:
     return env
 
 
-async def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:
+async def run_cli(*args: str, env: dict[str, str], wait: float = 60) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         *USER_SYNC, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
-    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    out, err = await asyncio.wait_for(process.communicate(), wait)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 
