@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--json", action="store_true", help="machine-readable report")
     status = commands.add_parser("status", help="recent runs, failing users, freshness")
     status.add_argument("--json", action="store_true", help="machine-readable report")
+    demo = commands.add_parser("demo", help="the whole job end to end on an embedded Postgres")
+    demo.add_argument("--users", type=int, default=2000, help="how many users to seed")
+    demo.add_argument("--keep", action="store_true", help="leave database and emulator running")
     commands.add_parser(
         "emulator",
         help="run the local API emulator (see: user-sync emulator --help)",
@@ -61,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"user-sync: {e}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings)
+    if args.command == "demo":
+        from service import demo  # noqa: PLC0415 - the demo pulls in the emulator
+
+        return demo.run(settings, users=args.users, keep=args.keep)
     try:
         return asyncio.run(_dispatch(args, settings))
     except ConfigError as e:

@@ -7,6 +7,7 @@ socket in a directory we own; stopping it removes everything when `cleanup` is t
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,14 +22,18 @@ class EmbeddedPostgresUnavailable(RuntimeError):
 def embedded_postgres(data_dir: Path | None = None, *, keep: bool = False) -> Iterator[str]:
     """Start a private server; yield a `postgresql://` URL to its `postgres` database."""
     try:
-        import pgserver  # noqa: PLC0415 - optional dependency, imported only when used
+        with warnings.catch_warnings():  # platformdirs warns when there is no XDG_RUNTIME_DIR
+            warnings.simplefilter("ignore")
+            import pgserver  # noqa: PLC0415 - optional dependency, imported only when used
     except ImportError as e:
         raise EmbeddedPostgresUnavailable(
             "no database URL is set and the embedded Postgres is not installed: "
             "pip install 'conversations-user-sync[embedded]' or set USERSYNC_DATABASE_URL"
         ) from e
     directory = data_dir or Path(tempfile.mkdtemp(prefix="user-sync-pg-"))
-    server = pgserver.get_server(directory, cleanup_mode=None if keep else "delete")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = pgserver.get_server(directory, cleanup_mode=None if keep else "delete")
     try:
         yield _as_url(server.get_uri("postgres"))
     finally:
