@@ -15,7 +15,10 @@ Where the rules are silent:
   equal, since the API may report a cleared name either way);
 - a blank local role is no role: the Service's default on create, never touched on update;
 - a protected identity is never deleted by any delete mode, but a rename still retires it;
-- `never` still retires a renamed user's old identity, since a rename must not leave both.
+- `never` still retires a renamed user's old identity, since a rename must not leave both;
+- an equal user whose stored state is stale (not synced, other sid, identity or managed keys,
+  a retired sid already gone) gets a `LinkUser`, so the recorder stores the truth;
+- merged attributes over 16 KB are a problem of that user, found before any call.
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ from service.domain.actions import (
     UpdateUser,
     describe,
 )
+from service.domain.cases import Case, match_cases
 from service.domain.guards import DeletionVerdict, guard_deletions
 from service.domain.policy import DeleteMode, Policy
 from service.domain.roles import RoleDirectory
-from service.domain.users import LocalUser, RemoteUser, SyncState, SyncStatus, UserId, UserSid
+from service.domain.users import RemoteUser, SyncState, SyncStatus, UserId, UserSid
 from service.domain.validation import (
     DesiredUser,
     InvalidUser,
@@ -65,31 +69,11 @@ __all__ = [
     "UpdateUser",
     "describe",
     "guard_deletions",
+    "match_cases",
     "plan",
     "plan_case",
     "plan_orphan",
 ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Case:
-    """Everything about one internal user.
-
-    `remote`: the remote user with `local.identity` (with no local row: the one the state
-    links). `previous`: a remote user the state links under another identity (a rename) or the
-    `retired_sid` user of an unfinished rename, if it still exists.
-    """
-
-    local: LocalUser | None
-    state: SyncState | None
-    remote: RemoteUser | None = None
-    previous: RemoteUser | None = None
-
-    @property
-    def user_id(self) -> UserId | None:
-        if self.local is not None:
-            return self.local.id
-        return self.state.user_id if self.state is not None else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,6 +131,11 @@ def plan_orphan(remote: RemoteUser, *, policy: Policy) -> DeleteUser | None:
 
 
 def plan_case(case: Case, *, policy: Policy, roles: RoleDirectory) -> CasePlan:
+    """One user's actions, or its problems (then no action at all).
+
+    Removed users (no local row) are planned from the state alone; inactive users only need
+    deleting, so only their identity is checked.
+    """
     local = case.local
     if local is None:
         return CasePlan(
@@ -242,9 +231,22 @@ def _plan_existing(
     if wanted.size > attributes.MAX_ATTRIBUTES_BYTES:
         return CasePlan(user_id=desired.user_id, problems=(_merged_too_long(desired, wanted),))
     changes = _changes(remote, desired, current=current, wanted=wanted)
+    action = _update_or_link(remote, desired, state=state, changes=changes, retires=retires)
+    return CasePlan(user_id=desired.user_id, actions=() if action is None else (action,))
+
+
+def _update_or_link(
+    remote: RemoteUser,
+    desired: DesiredUser,
+    *,
+    state: SyncState | None,
+    changes: tuple[FieldChange, ...],
+    retires: UserSid | None,
+) -> UpdateUser | LinkUser | None:
+    """Send the changes; with none, link when there is something to record."""
     keys = desired.attributes.keys
     if changes:
-        action: Action = UpdateUser(
+        return UpdateUser(
             user_id=desired.user_id,
             sid=remote.sid,
             identity=remote.identity,
@@ -253,17 +255,15 @@ def _plan_existing(
             retires=retires,
             managed_keys=keys,
         )
-    elif retires is not None or not _recorded(state, remote=remote, managed_keys=keys):
-        action = LinkUser(
-            user_id=desired.user_id,
-            sid=remote.sid,
-            identity=remote.identity,
-            retires=retires,
-            managed_keys=keys,
-        )
-    else:
-        return CasePlan(user_id=desired.user_id)
-    return CasePlan(user_id=desired.user_id, actions=(action,))
+    if retires is None and _recorded(state, remote=remote, managed_keys=keys):
+        return None
+    return LinkUser(
+        user_id=desired.user_id,
+        sid=remote.sid,
+        identity=remote.identity,
+        retires=retires,
+        managed_keys=keys,
+    )
 
 
 def _recorded(state: SyncState | None, *, remote: RemoteUser, managed_keys: frozenset[str]) -> bool:

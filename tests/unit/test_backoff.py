@@ -18,7 +18,7 @@ from service.domain.backoff import is_quarantined, next_attempt_delay
         pytest.param(10_000, 3600.0, id="an absurd count still waits the cap"),
     ],
 )
-def test_next_attempt_delay(attempts: int, expected: float) -> None:
+def test_the_delay_doubles_per_failure_up_to_the_cap(attempts: int, expected: float) -> None:
     assert next_attempt_delay(attempts, base=30, cap=3600) == expected
 
 
@@ -31,5 +31,7 @@ def test_next_attempt_delay(attempts: int, expected: float) -> None:
         pytest.param(99, 0, False, id="a threshold of zero never quarantines"),
     ],
 )
-def test_is_quarantined(attempts: int, quarantine_after: int, expected: bool) -> None:
+def test_a_user_is_quarantined_after_enough_failures(
+    attempts: int, quarantine_after: int, expected: bool
+) -> None:
     assert is_quarantined(attempts, quarantine_after=quarantine_after) is expected

@@ -69,7 +69,7 @@ U1 = UserId("u1")
         ),
     ],
 )  # fmt: skip
-def test_describe(action: Action, line: str) -> None:
+def test_each_action_reads_as_one_line(action: Action, line: str) -> None:
     assert describe(action) == line
 
 

@@ -57,7 +57,7 @@ def deletions(count: int, reason: DeleteReason = DeleteReason.REMOVED) -> list[D
                      id="never mode holds any deletion handed to it"),
     ],
 )  # fmt: skip
-def test_guard_deletions(
+def test_the_guard_allows_or_holds_a_runs_deletions_together(
     policy: Policy,
     count: int,
     total: int,

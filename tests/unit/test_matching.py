@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.domain.matching import match_cases
+from service.domain.cases import match_cases
 from service.domain.plan import Case
 from service.domain.users import SyncStatus
 from tests.unit.factories import local, remote, state, user_sid

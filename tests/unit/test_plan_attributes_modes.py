@@ -61,7 +61,7 @@ def case(local_attributes: dict[str, object], remote_text: str, *, managed: set[
                      id="replace empties attributes the source has none of"),
     ],
 )  # fmt: skip
-def test_attributes_modes(
+def test_each_attributes_mode_writes_what_it_owns(
     policy: Policy,
     before: dict[str, object],
     local_attributes: dict[str, object],

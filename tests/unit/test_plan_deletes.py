@@ -45,7 +45,9 @@ def deletion_reason(case: Case, mode: DeleteMode) -> DeleteReason | None:
         pytest.param(REMOVED_LINKED, NEVER, None, id="never keeps a removed user"),
     ],
 )  # fmt: skip
-def test_delete_modes(case: Case, mode: DeleteMode, expected: DeleteReason | None) -> None:
+def test_each_delete_mode_deletes_only_what_it_may(
+    case: Case, mode: DeleteMode, expected: DeleteReason | None
+) -> None:
     assert deletion_reason(case, mode) == expected
 
 
@@ -67,7 +69,7 @@ def test_deletes_remote_user_missing_locally() -> None:
         pytest.param(NEVER, False, id="never deletes nothing"),
     ],
 )
-def test_unknown_remote_users(mode: DeleteMode, deleted: bool) -> None:
+def test_only_mirror_mode_deletes_unknown_remote_users(mode: DeleteMode, deleted: bool) -> None:
     action = plan_orphan(remote("stranger"), policy=Policy(delete_mode=mode))
 
     expected = DeleteUser(

@@ -19,7 +19,7 @@ from random import Random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.domain.matching import match_cases
+from service.domain.cases import match_cases
 from service.domain.plan import (
     Action,
     CreateUser,

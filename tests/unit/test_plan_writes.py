@@ -167,7 +167,7 @@ def test_a_null_local_role_never_fights_the_remote_role() -> None:
         pytest.param("", "Bob", FieldChange("friendly_name", "Bob", ""), id="empty clears it"),
     ],
 )
-def test_friendly_name_rules(
+def test_a_friendly_name_is_set_or_cleared_but_never_fought(
     local_name: str | None, remote_name: str | None, expected: FieldChange | None
 ) -> None:
     planned = plan_case(

@@ -27,7 +27,7 @@ DIRECTORY = RoleDirectory([EXACT, LOWER, UPPER, TITLE, CHANNEL, CONVERSATION])
         pytest.param(EXACT.sid.upper().replace("RL", "RL"), EXACT, id="sid hex in any case"),
     ],
 )
-def test_roles_resolve(given: str, expected: Role) -> None:
+def test_role_names_and_sids_resolve_to_a_user_role(given: str, expected: Role) -> None:
     assert DIRECTORY.resolve(given) == expected.sid
 
 

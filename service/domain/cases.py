@@ -1,11 +1,11 @@
-"""Cutting whole tables into per-user `Case`s: the in-memory reference of the SQL join.
+"""A `Case` is everything about one internal user; `match_cases` cuts whole tables into them.
 
 Full runs join the source, `sync_state` and the remote snapshot in Postgres
-(`service.db.gather`); this does the same for one-user runs and tests, and defines what that
-join must produce. For a local user, `remote` is the remote user with its identity and
-`previous` the one the state links if that is another user (a rename), else the `retired_sid`
-user. With no local row, `remote` is the user the state links. Orphans are remote users no
-local identity names and no state links or retires.
+(`service.db.gather`); `match_cases` is the in-memory reference of that join, for one-user runs
+and tests, and defines what the join must produce. For a local user, `remote` is the remote
+user with its identity and `previous` the one the state links if that is another user (a
+rename), else the `retired_sid` user. With no local row, `remote` is the user the state links.
+Orphans are remote users no local identity names and no state links or retires.
 
 Limit: identities swapped between two users in one run are not supported (each would adopt
 the other's old user); a swap done in two runs is.
@@ -14,9 +14,30 @@ the other's old user); a swap done in two runs is.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from service.domain.plan import Case
-from service.domain.users import LocalUser, RemoteUser, SyncState, SyncStatus, UserSid
+from service.domain.users import LocalUser, RemoteUser, SyncState, SyncStatus, UserId, UserSid
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Case:
+    """Everything about one internal user.
+
+    `remote`: the remote user with `local.identity` (with no local row: the one the state
+    links). `previous`: a remote user the state links under another identity (a rename) or the
+    `retired_sid` user of an unfinished rename, if it still exists.
+    """
+
+    local: LocalUser | None
+    state: SyncState | None
+    remote: RemoteUser | None = None
+    previous: RemoteUser | None = None
+
+    @property
+    def user_id(self) -> UserId | None:
+        if self.local is not None:
+            return self.local.id
+        return self.state.user_id if self.state is not None else None
 
 
 def match_cases(
