@@ -1,20 +1,22 @@
 """Writing what happened: runs, per-user sync state and errors.
 
-State and errors are written in batches with one multi-row statement each, never row by row.
+State and errors are written in batches with one statement each, never row by row: states as
+one upsert over arrays (`unnest`), errors as one multi-row insert.
+
 Runs are opened `running` and closed with their outcome; a run found `running` when the next
 one takes the lock was killed, and is closed as `aborted`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import TextClause, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import SyncError, SyncRun, SyncStateRow
@@ -109,16 +111,53 @@ async def close_run(session: AsyncSession, run_id: int, closing: RunClosing) -> 
     )
 
 
+_STATE_TYPES = {
+    "user_id": "text",
+    "remote_sid": "text",
+    "identity": "text",
+    "fingerprint": "text",
+    "attempted_fingerprint": "text",
+    "status": "text",
+    "attempts": "integer",
+    "last_error_code": "integer",
+    "last_error_message": "text",
+    "next_attempt_at": "timestamptz",
+    "last_synced_at": "timestamptz",
+    "retired_sid": "text",
+    "managed_keys": "jsonb",
+}
+"""`sync_state` columns by their SQL type in `_UPSERT_STATES`; `managed_keys` (a `text[]`,
+ragged across users) travels as one JSON array per user."""
+_STATE_VALUES = {"managed_keys": "ARRAY(SELECT jsonb_array_elements_text(u.managed_keys))"}
+
+
+def _upsert_states() -> TextClause:
+    columns = ", ".join(_STATE_TYPES)
+    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _STATE_TYPES.items())
+    values = ", ".join(_STATE_VALUES.get(name, f"u.{name}") for name in _STATE_TYPES)
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in _STATE_TYPES if name != "user_id")
+    # every name in the statement is a constant of this module
+    return text(
+        f"INSERT INTO sync_state ({columns}, updated_at)"  # noqa: S608
+        f" SELECT {values}, now() FROM unnest({arrays}) AS u({columns})"
+        f" ON CONFLICT (user_id) DO UPDATE SET {updates}, updated_at = now()"
+    )
+
+
+_UPSERT_STATES = _upsert_states()
+"""One statement for a whole batch: the same SQL whatever the batch size, so it is compiled
+once and each batch is 13 array parameters, not 13 bind parameters per user."""
+
+
 async def save_states(session: AsyncSession, records: Sequence[StateRecord]) -> None:
     if not records:
         return
-    statement = pg_insert(SyncStateRow).values([asdict(r) for r in records])
-    columns = {c: statement.excluded[c] for c in asdict(records[0]) if c != "user_id"}
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[SyncStateRow.user_id], set_={**columns, "updated_at": func.now()}
-        )
-    )
+    columns: dict[str, list[Any]] = {name: [] for name in _STATE_TYPES}
+    for record in records:
+        for name in _STATE_TYPES:
+            columns[name].append(getattr(record, name))
+    columns["managed_keys"] = [json.dumps(keys) for keys in columns["managed_keys"]]
+    await session.execute(_UPSERT_STATES, columns)
 
 
 async def save_errors(session: AsyncSession, run_id: int, errors: Sequence[ErrorRecord]) -> None:

@@ -57,7 +57,7 @@ class Executor:
         self.roles = roles
 
     async def apply(self, gathered: Gathered, actions: tuple[Action, ...]) -> Outcome:
-        outcome = _unchanged(gathered)
+        outcome = unchanged(gathered)
         for action in actions:
             outcome = await self._apply_one(outcome, action, replanned=False)
             if outcome.failures:
@@ -158,7 +158,7 @@ class Executor:
         return replace(current, result=result) if not current.failures else current
 
 
-def _unchanged(gathered: Gathered) -> Outcome:
+def unchanged(gathered: Gathered) -> Outcome:
     """The starting point: the user as gathered, before any action."""
     remote, state = gathered.remote, gathered.state
     return Outcome(

@@ -9,6 +9,7 @@ is closed as aborted. Deletions are applied last, after the guard has seen all o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
@@ -35,7 +36,7 @@ from service.domain.plan import (
 from service.domain.policy import Policy
 from service.domain.roles import RoleDirectory
 from service.domain.users import RemoteUser
-from service.reconcile.executor import Executor, case_of
+from service.reconcile.executor import Executor, case_of, unchanged
 from service.reconcile.outcome import (
     Failure,
     Outcome,
@@ -44,8 +45,12 @@ from service.reconcile.outcome import (
     error_records,
     state_record,
 )
+from service.reconcile.readahead import read_ahead
 
 log = structlog.get_logger(__name__)
+
+READ_AHEAD = 64
+"""List pages read ahead of the COPY into Postgres (64 pages of 50 or 100 users)."""
 
 
 class Scope(StrEnum):
@@ -126,18 +131,29 @@ class Runner:
         self._config = config
         self._clock = clock
 
-    async def run(self, request: RunRequest) -> RunReport:
+    async def run(
+        self, request: RunRequest, *, on_open: Callable[[int], None] | None = None
+    ) -> RunReport:
+        """Reconcile; `on_open` gets the run id as soon as the run is recorded (before work)."""
         key = locks.lock_key(_lock_kind(request.scope), self._config.service_key)
         try:
             async with locks.holding(self._engine, key) as connection:
-                return await self._locked_run(connection, request)
+                return await self._locked_run(connection, request, on_open=on_open)
         except locks.LockHeld:
             raise RunInProgress(
                 f"a reconcile of {self._config.service_key} is already running"
             ) from None
 
-    async def _locked_run(self, connection: AsyncConnection, request: RunRequest) -> RunReport:
+    async def _locked_run(
+        self,
+        connection: AsyncConnection,
+        request: RunRequest,
+        *,
+        on_open: Callable[[int], None] | None = None,
+    ) -> RunReport:
         report = RunReport(run_id=await self._open(request), request=request)
+        if on_open is not None:
+            on_open(report.run_id)
         structlog.contextvars.bind_contextvars(
             run_id=report.run_id, trigger=request.trigger, scope=request.scope.value
         )
@@ -234,8 +250,10 @@ class Runner:
 
     async def _snapshot_remote(self, connection: AsyncConnection) -> int:
         await gather.create_remote_snapshot(connection)
-        async for page in self._client.iter_user_pages():
-            await gather.copy_remote_page(connection, page)
+        pages = read_ahead(self._client.iter_user_pages(), rows=gather.BATCH, depth=READ_AHEAD)
+        async with contextlib.aclosing(pages) as chunks:
+            async for chunk in chunks:
+                await gather.copy_remote_page(connection, chunk)
         total = await gather.index_remote_snapshot(connection)
         log.info("remote users listed", count=total)
         return total
@@ -282,8 +300,10 @@ class Runner:
             elif request.dry_run:
                 report.planned += [describe(a) for a in actions]
                 ready.append(Outcome(gathered=g, result=_dry(actions)))
-            elif actions or not guarded:
+            elif actions:
                 pending.append(executor.apply(g, actions))
+            elif not guarded:
+                ready.append(unchanged(g))
         ready += await asyncio.gather(*pending)
         await self._record(ready, report, dry_run=request.dry_run)
         return deferred
