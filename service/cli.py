@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     sync.add_argument("--allow-deletes", action="store_true", help="release held deletions")
     sync.add_argument("--json", action="store_true", help="machine-readable report")
+    commands.add_parser("serve", help="HTTP API, schedule and event consumer, until SIGTERM")
     status = commands.add_parser("status", help="recent runs, failing users, freshness")
     status.add_argument("--json", action="store_true", help="machine-readable report")
     demo = commands.add_parser("demo", help="the whole job end to end on an embedded Postgres")
@@ -82,6 +83,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await _migrate(settings)
     if args.command == "status":
         return await _status(settings, as_json_output=args.json)
+    if args.command == "serve":
+        await app.serve(settings)
+        return EXIT_OK
     return await _sync(args, settings)
 
 

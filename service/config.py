@@ -16,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
+from croniter import croniter
 from pydantic import (
     AliasChoices,
     Field,
@@ -57,6 +58,8 @@ class ConfigError(Exception):
 
 
 _SID = r"^{prefix}[0-9a-fA-F]{{32}}$"
+_HEADER = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+MIN_SECRET_LENGTH = 16
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 DEFAULT_BASE_URLS = {
     ApiFlavor.CONVERSATIONS_V1: "https://conversations.twilio.com",
@@ -129,10 +132,34 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
     http_port: int = Field(default=8080, ge=0, le=65535)
     api_token: SecretStr | None = None
+    """Bearer token of the admin HTTP API; `serve` refuses to start without one."""
     webhook_secret: SecretStr | None = None
+    """HMAC-SHA256 key of signed webhooks on `POST /events` (unset: bearer token only)."""
+    webhook_signature_header: str = "X-UserSync-Signature"
+    webhook_timestamp_header: str = "X-UserSync-Timestamp"
+    webhook_tolerance: float = Field(default=300.0, gt=0, le=3600)
+    """Seconds a signed webhook's timestamp may be away from now; older ones are refused."""
+    schedule_enabled: bool = True
+    """False: no scheduled runs (events and on-demand runs still work)."""
     full_sync_interval: float = Field(default=3600.0, gt=0)
     full_sync_cron: str | None = None
+    """A 5-field cron expression (UTC); when set it replaces `full_sync_interval`."""
     incremental_interval: float = Field(default=60.0, gt=0)
+    leader_retry_interval: float = Field(default=2.0, gt=0, le=60)
+    """Seconds between a standby's attempts to take the leader lock."""
+    leader_check_interval: float = Field(default=1.0, gt=0, le=30)
+    """Seconds between checks that the leader's own database session is alive."""
+    event_poll_interval: float = Field(default=5.0, gt=0, le=300)
+    """Fallback poll of the event queue, in case a NOTIFY was missed."""
+    event_batch_size: int = Field(default=500, ge=1, le=10_000)
+    event_lease: float = Field(default=60.0, gt=0, le=3600)
+    """Seconds before events claimed by a consumer that failed are claimed again."""
+    event_max_attempts: int = Field(default=5, ge=1, le=100)
+    event_retention_hours: float = Field(default=24.0, gt=0)
+    sync_user_timeout: float = Field(default=10.0, gt=0, le=120)
+    """How long `POST /sync/users/{id}` waits for the outcome before answering 202."""
+    shutdown_grace: float = Field(default=10.0, ge=0, le=20)
+    """On SIGTERM, seconds runs in flight get to finish before they are aborted."""
 
     # --- logs -------------------------------------------------------------------------
     log_level: str = "INFO"
@@ -169,6 +196,27 @@ class Settings(BaseSettings):
                 raise ValueError(f"is not a valid regular expression: {e}") from None
         return value
 
+    @field_validator("api_token", "webhook_secret")
+    @classmethod
+    def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+        return value
+
+    @field_validator("webhook_signature_header", "webhook_timestamp_header")
+    @classmethod
+    def _header_name(cls, value: str) -> str:
+        if not _HEADER.match(value):
+            raise ValueError("must be an HTTP header name like X-UserSync-Signature")
+        return value
+
+    @field_validator("full_sync_cron")
+    @classmethod
+    def _cron_parses(cls, value: str | None) -> str | None:
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError("is not a valid cron expression (5 fields, e.g. '0 3 * * *')")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _log_level_known(cls, value: str) -> str:
@@ -189,6 +237,10 @@ class Settings(BaseSettings):
             raise ValueError("USERSYNC_API=chat-v2 needs USERSYNC_SERVICE_SID (v2 has no default)")
         if self.retry_backoff_max < self.retry_backoff_base:
             raise ValueError("USERSYNC_RETRY_BACKOFF_MAX must be >= USERSYNC_RETRY_BACKOFF_BASE")
+        if self.full_sync_cron is None and self.incremental_interval > self.full_sync_interval:
+            raise ValueError(
+                "USERSYNC_INCREMENTAL_INTERVAL must not be longer than USERSYNC_FULL_SYNC_INTERVAL"
+            )
         if (self.api_key is None) != (self.api_secret is None):
             raise ValueError("TWILIO_API_KEY and TWILIO_API_SECRET must be set together")
         return self

@@ -124,3 +124,36 @@ class SyncError(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=_now(), index=True
     )
+
+
+class UserEvent(Base):
+    """A hint that one user may need a reconcile; done once the outcome is recorded."""
+
+    __tablename__ = "user_event"
+    __table_args__ = (
+        Index("ix_user_event_pending", "id", postgresql_where=text("done_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[str] = mapped_column(Text)
+    """An internal id, or (from webhooks and the API) an id or an identity."""
+    source: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_by: Mapped[str | None] = mapped_column(Text)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    run_id: Mapped[int | None] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookNonce(Base):
+    """The signature of an accepted webhook, kept until its timestamp is too old anyway."""
+
+    __tablename__ = "webhook_nonce"
+
+    signature: Mapped[str] = mapped_column(Text, primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

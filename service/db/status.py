@@ -51,7 +51,7 @@ class StatusReport:
     last_incremental_success: datetime | None
 
 
-def _run(row: SyncRun) -> RunSummary:
+def summarise_run(row: SyncRun) -> RunSummary:
     return RunSummary(
         id=row.id,
         trigger=row.trigger,
@@ -70,7 +70,7 @@ def _run(row: SyncRun) -> RunSummary:
 
 async def recent_runs(session: AsyncSession, *, limit: int = 10) -> list[RunSummary]:
     rows = await session.scalars(select(SyncRun).order_by(SyncRun.id.desc()).limit(limit))
-    return [_run(r) for r in rows]
+    return [summarise_run(r) for r in rows]
 
 
 async def failing_users(session: AsyncSession, *, limit: int = 50) -> list[FailingUser]:

@@ -1,0 +1,170 @@
+"""Prometheus metrics of one served app, in its own `CollectorRegistry` (never the global one).
+
+Three kinds of feed: events as they happen (a run's report, each HTTP attempt of the client
+through its observer hook, each event batch), the shared write limiter read at scrape time, and
+"vitals" read from the database just before each scrape (queue depth and age, users by sync
+status, last successful runs), so every replica, leader or standby, reports the same truth.
+Freshness is a timestamp gauge: alert on `time() - usersync_last_success_timestamp_seconds`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from service.conversations.ratelimit import WriteLimiter
+from service.conversations.stats import CallEvent
+from service.reconcile.runner import RunReport
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+SYNC_STATUSES = ("synced", "pending", "failed", "quarantined", "deleted")
+
+RESULT_ACTIONS: Mapping[str, tuple[str, str]] = {
+    "created": ("create", "ok"),
+    "updated": ("update", "ok"),
+    "adopted": ("adopt", "ok"),
+    "linked": ("link", "ok"),
+    "deleted": ("delete", "ok"),
+    "unchanged": ("none", "unchanged"),
+    "invalid": ("validate", "invalid"),
+    "held": ("delete", "held"),
+    "planned": ("plan", "dry_run"),
+}
+"""Per-user results of a run as (action kind, outcome); failures come with their own action."""
+
+
+@dataclass(frozen=True, slots=True)
+class Vitals:
+    queue_depth: int
+    oldest_event_age_seconds: float
+    users_by_status: Mapping[str, int]
+    last_full_success: datetime | None
+    last_incremental_success: datetime | None
+
+
+class _LimiterCollector(Collector):
+    """Reads the shared write limiter's own counters when scraped."""
+
+    def __init__(self, limiter: WriteLimiter) -> None:
+        self._limiter = limiter
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "usersync_write_wait_seconds",
+            "Seconds writes spent waiting for their turn in the write limiter",
+            value=self._limiter.write_wait_seconds,
+        )
+        yield CounterMetricFamily(
+            "usersync_writes", "Writes let through the write limiter", value=self._limiter.writes
+        )
+        yield GaugeMetricFamily(
+            "usersync_api_requests_in_flight",
+            "Requests to the Users API in flight now",
+            value=self._limiter.in_flight,
+        )
+
+
+class Metrics:
+    """Every metric of one app; the names are the contract with dashboards and alerts."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        count, gauge = self._counter, self._gauge
+        self.runs = count("usersync_runs", "Finished runs", "trigger", "scope", "status")
+        self.runs_refused = count(
+            "usersync_runs_refused", "Runs not started: another held the lock", "trigger"
+        )
+        self.coalesced = count(
+            "usersync_triggers_coalesced", "Triggers merged into a pending run", "trigger"
+        )
+        self.actions = count("usersync_actions", "Per-user results of runs", "kind", "outcome")
+        self.api_calls = count(
+            "usersync_api_calls", "HTTP attempts to the Users API", "operation", "status"
+        )
+        self.api_seconds = Histogram(
+            "usersync_api_call_seconds",
+            "Duration of HTTP attempts",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.api_retries = count("usersync_api_retries", "Attempts that were retries", "operation")
+        self.rate_limited = count("usersync_api_rate_limited", "Answers with 429", "operation")
+        self.events_received = count(
+            "usersync_events_received", "Events queued by this replica", "source"
+        )
+        self.events_done = count("usersync_events_done", "Events closed", "outcome")
+        self.event_latency = Histogram(
+            "usersync_event_latency_seconds",
+            "From an event's enqueue to its user's outcome recorded",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = gauge("usersync_event_queue_depth", "Events not yet done")
+        self.oldest_event_age = gauge(
+            "usersync_event_queue_oldest_age_seconds", "Age of the oldest pending event"
+        )
+        self.users = gauge("usersync_users", "Users by sync status", "status")
+        self.last_success = gauge(
+            "usersync_last_success_timestamp_seconds",
+            "End of the last successful run (not dry), by scope; 0 if none",
+            "scope",
+        )
+        self.is_leader = gauge("usersync_is_leader", "1 if this replica is the leader")
+
+    def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def _gauge(self, name: str, documentation: str, *labels: str) -> Gauge:
+        return Gauge(name, documentation, labels, registry=self.registry)
+
+    def watch_limiter(self, limiter: WriteLimiter) -> None:
+        self.registry.register(_LimiterCollector(limiter))
+
+    def observe_call(self, event: CallEvent) -> None:
+        """The client's observer hook: quick, never raises."""
+        status = str(event.status) if event.status is not None else (event.error or "error")
+        self.api_calls.labels(event.operation, status).inc()
+        self.api_seconds.labels(event.operation).observe(event.seconds)
+        if event.attempt > 0:
+            self.api_retries.labels(event.operation).inc()
+        if event.status == 429:
+            self.rate_limited.labels(event.operation).inc()
+
+    def observe_run(self, report: RunReport) -> None:
+        request = report.request
+        self.runs.labels(request.trigger, request.scope.value, report.status.value).inc()
+        for result, count in report.counts.items():
+            kind, outcome = RESULT_ACTIONS.get(str(result), ("", ""))
+            if kind and count:
+                self.actions.labels(kind, outcome).inc(count)
+        for _, failure in report.failures:
+            self.actions.labels(failure.action, "failed").inc()
+
+    def observe_crashed_run(self, *, trigger: str, scope: str) -> None:
+        """A run that raised (recorded as failed or aborted by the runner itself)."""
+        self.runs.labels(trigger, scope, "failed").inc()
+
+    def observe_events(self, latencies: list[float]) -> None:
+        self.events_done.labels("applied").inc(len(latencies))
+        for seconds in latencies:
+            self.event_latency.observe(seconds)
+
+    def update_vitals(self, vitals: Vitals) -> None:
+        self.queue_depth.set(vitals.queue_depth)
+        self.oldest_event_age.set(vitals.oldest_event_age_seconds)
+        for status in {*SYNC_STATUSES, *vitals.users_by_status}:
+            self.users.labels(status).set(vitals.users_by_status.get(status, 0))
+        for scope, when in (
+            ("full", vitals.last_full_success),
+            ("incremental", vitals.last_incremental_success),
+        ):
+            self.last_success.labels(scope).set(when.timestamp() if when else 0)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,165 @@
+"""Thin handlers of the admin API: on-demand runs, runs and users as recorded.
+
+`POST /sync` starts a full or incremental run on the leader and answers 202 with its id as soon
+as the run is recorded (409 while one is going; 503 on a standby, which makes no API writes).
+`POST /sync/users/{key}` works on any replica: it queues an event for the user (the leader
+takes it ahead of bulk work) and waits up to `sync_user_timeout` seconds for the outcome,
+answering 200 with it, or 202 with the event id if it is still queued. Reads go straight to
+the database, so standbys answer them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.db import detail, events, status
+from service.db.events import EventStatus, NewEvent
+from service.reconcile.runner import RunInProgress, RunRequest, Scope
+from service.triggers.keys import LEADERSHIP, METRICS, SESSIONS, SETTINGS
+from service.triggers.lane import LaneClosed
+from service.triggers.responses import BadRequest, json_body, ok, problem
+
+SYNC_FIELDS = {"scope", "dry_run", "allow_deletes"}
+OUTCOME_POLL_SECONDS = 0.05
+MAX_RUNS_LISTED = 100
+
+
+def sync_request(body: Any) -> RunRequest:
+    """`{"scope": "full"|"incremental", "dry_run": bool, "allow_deletes": bool}`, all optional."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    unknown = set(body) - SYNC_FIELDS
+    if unknown:
+        raise BadRequest(f"unknown fields {sorted(unknown)}; known: {sorted(SYNC_FIELDS)}")
+    scope = body.get("scope", "full")
+    if scope not in (Scope.FULL.value, Scope.INCREMENTAL.value):
+        raise BadRequest("scope must be 'full' or 'incremental'")
+    flags = {name: body.get(name, False) for name in ("dry_run", "allow_deletes")}
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise BadRequest(f"{name} must be true or false")
+    return RunRequest(trigger="http", scope=Scope(scope), **flags)
+
+
+async def post_sync(request: web.Request) -> web.Response:
+    run = sync_request(await json_body(request))
+    duties = request.app[LEADERSHIP].duties
+    if duties is None:
+        return problem(503, "standby", "this replica is a standby; the leader starts runs")
+    try:
+        run_id = await duties.lane.start(run)
+    except RunInProgress as e:
+        return problem(409, "run_in_progress", str(e))
+    except LaneClosed as e:
+        return problem(503, "stopping", str(e))
+    body = {
+        "run_id": run_id,
+        "status": "running",
+        "scope": run.scope.value,
+        "href": f"/runs/{run_id}",
+    }
+    return ok(body, status=202, headers={"Location": f"/runs/{run_id}"})
+
+
+async def post_sync_user(request: web.Request) -> web.Response:
+    key = request.match_info["key"]
+    sessions, settings = request.app[SESSIONS], request.app[SETTINGS]
+    async with sessions() as session:
+        found = await detail.user_detail(session, key, source_table=settings.source_table)
+    if found is None:
+        return problem(404, "not_found", f"no user has the internal id or identity {key!r}")
+    user_id = found.local.id if found.local else found.state.user_id if found.state else key
+    async with sessions.begin() as session:
+        [event_id] = await events.enqueue(session, [NewEvent(user_id, "sync")], source="api")
+    request.app[METRICS].events_received.labels("api").inc()
+    done = await _outcome_of(sessions, event_id, within=settings.sync_user_timeout)
+    if done is None or done.run_id is None:
+        message = "queued; no leader finished it in time (see GET /users/{key})"
+        return ok({"status": "queued", "event_id": event_id, "message": message}, status=202)
+    return ok(await _user_outcome(sessions, user_id, event_id, done, settings.source_table))
+
+
+async def _outcome_of(
+    sessions: async_sessionmaker[AsyncSession], event_id: int, *, within: float
+) -> EventStatus | None:
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                async with sessions() as session:
+                    found = await events.status(session, event_id)
+                if found is None or found.done_at is not None:
+                    return found
+                await asyncio.sleep(OUTCOME_POLL_SECONDS)
+    except TimeoutError:
+        return None
+
+
+async def _user_outcome(
+    sessions: async_sessionmaker[AsyncSession],
+    user_id: str,
+    event_id: int,
+    done: EventStatus,
+    source_table: str,
+) -> dict[str, Any]:
+    assert done.run_id is not None
+    async with sessions() as session:
+        run = await detail.run_detail(session, done.run_id)
+        user = await detail.user_detail(session, user_id, source_table=source_table)
+        error = await detail.last_error(session, user_id, run_id=done.run_id)
+    state = user.state if user else None
+    outcome = "failed" if error else (state.status if state else "unchanged")
+    return {
+        "user_id": user_id,
+        "event_id": event_id,
+        "run_id": done.run_id,
+        "run_status": run.run.status if run else None,
+        "outcome": outcome,
+        "state": state,
+        "error": error,
+    }
+
+
+async def get_runs(request: web.Request) -> web.Response:
+    try:
+        limit = int(request.query.get("limit", "20"))
+    except ValueError:
+        raise BadRequest("limit must be a whole number") from None
+    if not 1 <= limit <= MAX_RUNS_LISTED:
+        raise BadRequest(f"limit must be between 1 and {MAX_RUNS_LISTED}")
+    async with request.app[SESSIONS]() as session:
+        runs = await status.recent_runs(session, limit=limit)
+    return ok({"runs": runs})
+
+
+async def get_run(request: web.Request) -> web.Response:
+    raw = request.match_info["run_id"]
+    if not raw.isdigit():
+        raise BadRequest("the run id must be a whole number")
+    async with request.app[SESSIONS]() as session:
+        found = await detail.run_detail(session, int(raw))
+    if found is None:
+        return problem(404, "not_found", f"no run {raw}")
+    return ok(found)
+
+
+async def get_user(request: web.Request) -> web.Response:
+    key = request.match_info["key"]
+    async with request.app[SESSIONS]() as session:
+        found = await detail.user_detail(
+            session, key, source_table=request.app[SETTINGS].source_table
+        )
+    if found is None:
+        return problem(404, "not_found", f"no user has the internal id or identity {key!r}")
+    return ok(found)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/sync", post_sync)
+    app.router.add_post("/sync/users/{key}", post_sync_user)
+    app.router.add_get("/runs", get_runs, allow_head=False)
+    app.router.add_get("/runs/{run_id}", get_run, allow_head=False)
+    app.router.add_get("/users/{key}", get_user, allow_head=False)

@@ -1,0 +1,18 @@
+"""Typed keys of what the composition root puts in the application for the handlers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from service.config import Settings
+from service.metrics import Metrics
+from service.triggers.leader import Leadership
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")
+LEADERSHIP = web.AppKey("leadership", Leadership)
+HEAD_REVISION: web.AppKey[str | None] = web.AppKey("head_revision")
+"""The migration the code expects; `/readyz` compares the database's with it."""

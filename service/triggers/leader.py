@@ -1,0 +1,166 @@
+"""Leader election: one replica per Service key schedules runs and makes API writes.
+
+Each replica keeps one dedicated database session (`db.channel`). A standby tries the leader
+advisory lock (`user-sync:leader:<service key>`) every `leader_retry_interval` seconds; the
+replica that gets it LISTENs for events on the same session and runs its `Duties`. The lock
+lives exactly as long as the session, so a leader that is killed (even with SIGKILL) or cut off
+from Postgres releases it, and a standby takes over within one retry interval of Postgres
+noticing. The leader pings its session every `leader_check_interval` seconds and steps down at
+once (cancelling its duties) when the session is gone, then reconnects with jittered backoff.
+LISTEN shares the leader's session on purpose: events matter only to the leader, and losing
+one means losing the other, so there is one thing to watch and one recovery path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from enum import StrEnum
+
+import structlog
+
+from service.db import channel
+from service.metrics import Metrics
+from service.triggers.duties import Duties
+
+log = structlog.get_logger(__name__)
+
+CONNECT_TIMEOUT = 5.0
+BACKOFF_BASE, BACKOFF_MAX = 0.2, 5.0
+
+
+class Role(StrEnum):
+    LEADER = "leader"
+    STANDBY = "standby"
+
+
+class Leadership:
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        key: str,
+        duties: Callable[[], Duties],
+        metrics: Metrics,
+        retry_interval: float,
+        check_interval: float,
+        application_name: str = "user-sync-leader",
+    ) -> None:
+        self._url = database_url
+        self._key = key
+        self._make_duties = duties
+        self._metrics = metrics
+        self._retry = retry_interval
+        self._check = check_interval
+        self._application_name = application_name
+        self.role = Role.STANDBY
+        self.duties: Duties | None = None
+        self._work: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._failures = 0
+
+    async def run(self) -> None:
+        """Stand by, lead, step down, again, until `stop()`; never raises for a lost database."""
+        while not self._stopping:
+            try:
+                connection = await channel.connect(
+                    self._url,
+                    application_name=self._application_name,
+                    connect_timeout=CONNECT_TIMEOUT,
+                )
+            except channel.CONNECTION_ERRORS as e:
+                await self._back_off(f"database unreachable: {_describe(e)}")
+                continue
+            try:
+                problem = await self._term(connection)
+            except channel.CONNECTION_ERRORS as e:
+                problem = f"database session lost: {_describe(e)}"
+            except Exception as e:  # a bug: keep the replica alive, say so loudly, try again
+                log.exception("leadership failed")
+                problem = f"leadership failed: {_describe(e)}"
+            finally:
+                channel.drop(connection)
+            if problem is not None and not self._stopping:
+                await self._back_off(problem)
+
+    def stop_intake(self) -> None:
+        """Stop taking work: no new term, no new runs or claims; runs in flight go on."""
+        self._stopping = True
+        if self.duties is not None:
+            self.duties.stop_intake()
+
+    async def stop(self, *, grace: float) -> None:
+        """Stop intake and give runs in flight `grace` seconds to finish; cancel the task next."""
+        self.stop_intake()
+        if self._work is not None:
+            await asyncio.wait({self._work}, timeout=grace)
+
+    async def _term(self, connection: channel.Connection) -> str | None:
+        """Wait for the lock, then lead; returns why the term ended badly, if it did."""
+        while not await self._try_lock(connection):
+            if self._stopping:
+                return None
+            await asyncio.sleep(self._retry)
+        return None if self._stopping else await self._lead(connection)
+
+    async def _try_lock(self, connection: channel.Connection) -> bool:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            return await channel.try_lock(connection, self._key)
+
+    async def _lead(self, connection: channel.Connection) -> str | None:
+        lost = asyncio.Event()
+        channel.on_lost(connection, lost.set)
+        duties = self._make_duties()
+        await channel.listen(connection, duties.wake)
+        work = asyncio.create_task(duties.run(), name="duties")
+        watch = asyncio.create_task(self._watch(connection, lost), name="leader-watch")
+        self._become(Role.LEADER, duties, work)
+        try:
+            done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+            return self._why_ended(work, done)
+        finally:
+            self._become(Role.STANDBY, None, None)
+            work.cancel()
+            watch.cancel()
+            await asyncio.wait({work, watch})
+
+    async def _watch(self, connection: channel.Connection, lost: asyncio.Event) -> None:
+        """Return as soon as the session is gone (noticed by the driver or by a failed ping)."""
+        while not lost.is_set():
+            try:
+                async with asyncio.timeout(self._check):
+                    await lost.wait()
+            except TimeoutError:
+                try:
+                    async with asyncio.timeout(max(self._check, 1.0)):
+                        await channel.ping(connection)
+                except channel.CONNECTION_ERRORS as e:
+                    log.warning("leader session failed its check", error=str(e))
+                    return
+        log.warning("leader session closed")
+
+    def _why_ended(self, work: asyncio.Task[None], done: set[asyncio.Task[None]]) -> str | None:
+        if work not in done:
+            return "stepped down: the leader's database session is gone"
+        if not work.cancelled() and (error := work.exception()) is not None:
+            return f"stepped down: duties failed: {_describe(error)}"
+        return None if self._stopping else "stepped down: duties ended unexpectedly"
+
+    def _become(self, role: Role, duties: Duties | None, work: asyncio.Task[None] | None) -> None:
+        self.role, self.duties, self._work = role, duties, work
+        self._metrics.is_leader.set(1 if role is Role.LEADER else 0)
+        if role is Role.LEADER:
+            self._failures = 0
+        log.info("leader" if role is Role.LEADER else "standby", role=role.value, key=self._key)
+
+    async def _back_off(self, problem: str) -> None:
+        self._failures += 1
+        cap = min(BACKOFF_MAX, BACKOFF_BASE * 2**self._failures)
+        delay = random.uniform(cap / 2, cap)
+        log.warning(problem, retry_in=round(delay, 2))
+        await asyncio.sleep(delay)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

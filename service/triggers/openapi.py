@@ -1,0 +1,224 @@
+"""The OpenAPI description of the admin API, served at `/openapi.json`.
+
+Written by hand, next to the handlers it describes; a test compares its paths and methods with
+the application's router, so a route cannot be added or removed without this changing too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from service.config import Settings
+from service.triggers.keys import SETTINGS
+from service.triggers.responses import ok
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+AUTH_ERRORS = {
+    "401": _error("No credentials, or not a bearer token"),
+    "403": _error("Wrong token"),
+}
+KEY = {
+    "name": "key",
+    "in": "path",
+    "required": True,
+    "description": "Internal user id or identity",
+    "schema": {"type": "string"},
+}
+
+
+def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"summary": summary, "responses": responses, **extra}
+
+
+def _public(summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+    return _operation(summary, responses, security=[])
+
+
+def _paths() -> dict[str, Any]:
+    return {**_health_paths(), **_sync_paths(), **_record_paths(), **_event_paths()}
+
+
+def _health_paths() -> dict[str, Any]:
+    ready = {"200": _json(_ref("Ready"), "Ready"), "503": _json(_ref("Ready"), "Not ready")}
+    text = {"description": "Text exposition format", "content": {"text/plain": {}}}
+    return {
+        "/healthz": {"get": _public("Liveness", {"200": _json({"type": "object"}, "Serving")})},
+        "/readyz": {"get": _public("Readiness: database, migrations at head, role", ready)},
+        "/metrics": {"get": _public("Prometheus metrics", {"200": text})},
+        "/openapi.json": {
+            "get": _operation("This description", {"200": _json({"type": "object"}, "OpenAPI")})
+        },
+    }
+
+
+def _sync_paths() -> dict[str, Any]:
+    started = {
+        "202": _json(_ref("SyncAccepted"), "Run started and recorded"),
+        "400": _error("Invalid body"),
+        "409": _error("A run is in progress"),
+        "503": _error("This replica is a standby, or stopping"),
+        **AUTH_ERRORS,
+    }
+    reconciled = {
+        "200": _json(_ref("UserOutcome"), "Reconciled"),
+        "202": _json({"type": "object"}, "Queued; not finished in time"),
+        "404": _error("Unknown user"),
+        **AUTH_ERRORS,
+    }
+    body = {"required": False, "content": {JSON: {"schema": _ref("SyncRequest")}}}
+    return {
+        "/sync": {
+            "post": _operation(
+                "Start a full or incremental run on the leader; returns at once",
+                started,
+                requestBody=body,
+            )
+        },
+        "/sync/users/{key}": {
+            "post": _operation(
+                "Reconcile one user now and return its outcome", reconciled, parameters=[KEY]
+            )
+        },
+    }
+
+
+def _record_paths() -> dict[str, Any]:
+    limit = {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 100}}
+    run_id = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    runs = {"200": _json({"type": "object"}, "Runs"), "400": _error("Bad limit"), **AUTH_ERRORS}
+    run = {"200": _json(_ref("RunDetail"), "The run"), "404": _error("No such run"), **AUTH_ERRORS}
+    user = {
+        "200": _json(_ref("UserDetail"), "The user"),
+        "404": _error("Unknown user"),
+        **AUTH_ERRORS,
+    }
+    return {
+        "/runs": {"get": _operation("Recent runs, newest first", runs, parameters=[limit])},
+        "/runs/{run_id}": {"get": _operation("One run with its errors", run, parameters=[run_id])},
+        "/users/{key}": {
+            "get": _operation("A user's sync state and last error", user, parameters=[KEY])
+        },
+    }
+
+
+def _event_paths() -> dict[str, Any]:
+    one_or_many = {
+        "oneOf": [_ref("Event"), {"type": "array", "items": _ref("Event"), "maxItems": 1000}]
+    }
+    responses = {
+        "202": _json(_ref("EventsAccepted"), "Queued"),
+        "400": _error("Invalid body"),
+        "401": _error("No credentials"),
+        "403": _error("Wrong token or signature, stale timestamp, or replay"),
+    }
+    return {
+        "/events": {
+            "post": _operation(
+                "Queue user events (webhooks); bearer token or HMAC signature",
+                responses,
+                requestBody={"required": True, "content": {JSON: {"schema": one_or_many}}},
+                security=[{"bearer": []}, {"signature": [], "timestamp": []}],
+            )
+        }
+    }
+
+
+def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": list(required)}
+
+
+STRING, BOOL, INT = {"type": "string"}, {"type": "boolean"}, {"type": "integer"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _object({"error": STRING, "message": STRING}, ("error", "message")),
+    "Ready": _object(
+        {"status": {"enum": ["ready", "not_ready"]}, "role": {"enum": ["leader", "standby"]}},
+        ("status", "role"),
+    ),
+    "SyncRequest": _object(
+        {
+            "scope": {"enum": ["full", "incremental"], "default": "full"},
+            "dry_run": BOOL,
+            "allow_deletes": BOOL,
+        }
+    ),
+    "SyncAccepted": _object(
+        {"run_id": INT, "status": STRING, "scope": STRING, "href": STRING}, ("run_id",)
+    ),
+    "RunDetail": _object(
+        {
+            "run": {"type": "object"},
+            "errors": {"type": "array"},
+            "held_deletions": {"type": "array"},
+        }
+    ),
+    "UserDetail": _object(
+        {
+            "key": STRING,
+            "local": {"type": ["object", "null"]},
+            "state": {"type": ["object", "null"]},
+            "last_error": {"type": ["object", "null"]},
+            "pending_events": INT,
+        }
+    ),
+    "UserOutcome": _object(
+        {
+            "user_id": STRING,
+            "event_id": INT,
+            "run_id": INT,
+            "run_status": NULLABLE_STRING,
+            "outcome": STRING,
+            "state": {"type": ["object", "null"]},
+            "error": {"type": ["object", "null"]},
+        },
+        ("user_id", "run_id", "outcome"),
+    ),
+    "Event": _object(
+        {"type": {"enum": ["user.created", "user.updated", "user.deleted"]}, "id": STRING},
+        ("type", "id"),
+    ),
+    "EventsAccepted": _object({"accepted": INT, "event_ids": {"type": "array", "items": INT}}),
+}
+
+
+def spec(settings: Settings) -> dict[str, Any]:
+    header = {"type": "apiKey", "in": "header"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "user-sync admin API", "version": "1"},
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "signature": {**header, "name": settings.webhook_signature_header},
+                "timestamp": {**header, "name": settings.webhook_timestamp_header},
+            },
+        },
+    }
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return ok(spec(request.app[SETTINGS]))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/openapi.json", openapi, allow_head=False)

@@ -1,0 +1,63 @@
+"""JSON in and out of the admin API: one error shape everywhere, and a middleware for it.
+
+Every error is `{"error": <code>, "message": <sentence>}` with a fitting status, including
+aiohttp's own 404 and 405 and any unexpected exception (logged with its traceback, answered
+500 without details).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from service.db.status import as_json
+
+log = structlog.get_logger(__name__)
+
+ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+class BadRequest(Exception):
+    """The request body or a parameter makes no sense; the message says which and why."""
+
+
+def ok(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response(as_json(data), status=status, headers=headers)
+
+
+def problem(
+    status: int, error: str, message: str, *, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.json_response({"error": error, "message": message}, status=status, headers=headers)
+
+
+async def json_body(request: web.Request) -> Any:
+    """The parsed body; an empty body is `{}`. Raises BadRequest on anything but JSON."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        raise BadRequest(f"the body is not valid JSON: {e}") from None
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except BadRequest as e:
+        return problem(400, "bad_request", str(e))
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        message = f"{request.method} {request.path}: {e.reason}"
+        return problem(e.status, ERROR_CODES.get(e.status, "http_error"), message)
+    except Exception:
+        log.exception("request failed", method=request.method, path=request.path)
+        return problem(500, "internal", "internal error; the service log has the details")
