@@ -1,0 +1,67 @@
+# syntax=docker/dockerfile:1
+#
+# conversations-user-sync: `user-sync serve` by default; `migrate`, `sync`, `status` and
+# `emulator` with the same image.
+#
+# The install steps are the ones .ci/run runs on every CI run (there may be no Docker engine where
+# CI runs, so CI proves them instead of a `docker build`):
+#   pip install --require-hashes -r <lock file>   every dependency pinned and hash-checked
+#   pip install --no-deps <the project>            the project itself, nothing re-resolved
+# CI installs requirements-dev.lock, a superset pinning the same versions as requirements.lock.
+#
+#   docker build -t conversations-user-sync:dev .
+#   docker run --rm -p 8080:8080 --env-file .env conversations-user-sync:dev
+
+FROM python:3.11-slim-bookworm AS builder
+
+WORKDIR /src
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+# Dependencies first, in their own layer: it is rebuilt only when the lock file changes.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
+
+COPY pyproject.toml README.md ./
+COPY service ./service
+RUN pip install --no-cache-dir --no-deps .
+
+
+FROM python:3.11-slim-bookworm
+
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="conversations-user-sync" \
+      org.opencontainers.image.description="Keeps the Users of a Twilio Conversations Service equal to an internal users table in Postgres" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.11-slim-bookworm"
+
+# A fixed uid/gid, so that Kubernetes' runAsUser/fsGroup and volume permissions can name it.
+RUN groupadd --system --gid 10001 usersync \
+    && useradd --system --uid 10001 --gid usersync --no-create-home \
+       --home-dir /nonexistent --shell /usr/sbin/nologin usersync
+
+# Bytecode was compiled by pip in the builder; the root filesystem may be read-only at run time.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+
+COPY --from=builder /opt/venv /opt/venv
+
+# `user-sync migrate` (and /readyz) find alembic.ini and migrations/ in the working directory.
+WORKDIR /app
+COPY alembic.ini ./
+COPY migrations ./migrations
+
+USER 10001:10001
+EXPOSE 8080
+
+# Liveness only: the process answers. Readiness (database, migrations) is /readyz, for
+# orchestrators that route traffic. No curl in slim images: Python's urllib does the request.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('USERSYNC_HTTP_PORT', '8080') + '/healthz', timeout=4)"]
+
+ENTRYPOINT ["user-sync"]
+CMD ["serve"]
