@@ -21,11 +21,12 @@ from service.db.events import EventStatus, NewEvent
 from service.reconcile.runner import RunInProgress, RunRequest, Scope
 from service.triggers.keys import LEADERSHIP, METRICS, SESSIONS, SETTINGS
 from service.triggers.lane import LaneClosed
-from service.triggers.responses import BadRequest, json_body, ok, problem
+from service.triggers.responses import BadRequest, json_body, ok, problem, storable
 
 SYNC_FIELDS = {"scope", "dry_run", "allow_deletes"}
 OUTCOME_POLL_SECONDS = 0.05
 MAX_RUNS_LISTED = 100
+MAX_RUN_ID = 2**63 - 1
 
 
 def sync_request(body: Any) -> RunRequest:
@@ -66,7 +67,7 @@ async def post_sync(request: web.Request) -> web.Response:
 
 
 async def post_sync_user(request: web.Request) -> web.Response:
-    key = request.match_info["key"]
+    key = user_key(request)
     sessions, settings = request.app[SESSIONS], request.app[SETTINGS]
     async with sessions() as session:
         found = await detail.user_detail(session, key, source_table=settings.source_table)
@@ -123,6 +124,13 @@ async def _user_outcome(
     }
 
 
+def user_key(request: web.Request) -> str:
+    key = request.match_info["key"]
+    if not storable(key):
+        raise BadRequest("the user key contains a NUL character or a lone surrogate")
+    return key
+
+
 async def get_runs(request: web.Request) -> web.Response:
     try:
         limit = int(request.query.get("limit", "20"))
@@ -137,8 +145,10 @@ async def get_runs(request: web.Request) -> web.Response:
 
 async def get_run(request: web.Request) -> web.Response:
     raw = request.match_info["run_id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() holds, but int() refuses it
         raise BadRequest("the run id must be a whole number")
+    if int(raw) > MAX_RUN_ID:  # past bigint: no such run, and Postgres would refuse the query
+        return problem(404, "not_found", f"no run {raw}")
     async with request.app[SESSIONS]() as session:
         found = await detail.run_detail(session, int(raw))
     if found is None:
@@ -147,7 +157,7 @@ async def get_run(request: web.Request) -> web.Response:
 
 
 async def get_user(request: web.Request) -> web.Response:
-    key = request.match_info["key"]
+    key = user_key(request)
     async with request.app[SESSIONS]() as session:
         found = await detail.user_detail(
             session, key, source_table=request.app[SETTINGS].source_table

@@ -62,7 +62,9 @@ def _health_paths() -> dict[str, Any]:
         "/readyz": {"get": _public("Readiness: database, migrations at head, role", ready)},
         "/metrics": {"get": _public("Prometheus metrics", {"200": text})},
         "/openapi.json": {
-            "get": _operation("This description", {"200": _json({"type": "object"}, "OpenAPI")})
+            "get": _operation(
+                "This description", {"200": _json({"type": "object"}, "OpenAPI"), **AUTH_ERRORS}
+            )
         },
     }
 
@@ -99,10 +101,24 @@ def _sync_paths() -> dict[str, Any]:
 
 
 def _record_paths() -> dict[str, Any]:
-    limit = {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 100}}
-    run_id = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    limit = {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+    }
+    run_id = {
+        "name": "run_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
     runs = {"200": _json({"type": "object"}, "Runs"), "400": _error("Bad limit"), **AUTH_ERRORS}
-    run = {"200": _json(_ref("RunDetail"), "The run"), "404": _error("No such run"), **AUTH_ERRORS}
+    run = {
+        "200": _json(_ref("RunDetail"), "The run"),
+        "400": _error("The run id is not a whole number"),
+        "404": _error("No such run"),
+        **AUTH_ERRORS,
+    }
     user = {
         "200": _json(_ref("UserDetail"), "The user"),
         "404": _error("Unknown user"),
@@ -119,7 +135,10 @@ def _record_paths() -> dict[str, Any]:
 
 def _event_paths() -> dict[str, Any]:
     one_or_many = {
-        "oneOf": [_ref("Event"), {"type": "array", "items": _ref("Event"), "maxItems": 1000}]
+        "oneOf": [
+            _ref("Event"),
+            {"type": "array", "items": _ref("Event"), "minItems": 1, "maxItems": 1000},
+        ]
     }
     responses = {
         "202": _json(_ref("EventsAccepted"), "Queued"),
@@ -152,13 +171,16 @@ SCHEMAS: dict[str, Any] = {
         {"status": {"enum": ["ready", "not_ready"]}, "role": {"enum": ["leader", "standby"]}},
         ("status", "role"),
     ),
-    "SyncRequest": _object(
-        {
-            "scope": {"enum": ["full", "incremental"], "default": "full"},
-            "dry_run": BOOL,
-            "allow_deletes": BOOL,
-        }
-    ),
+    "SyncRequest": {
+        **_object(
+            {
+                "scope": {"enum": ["full", "incremental"], "default": "full"},
+                "dry_run": BOOL,
+                "allow_deletes": BOOL,
+            }
+        ),
+        "additionalProperties": False,
+    },
     "SyncAccepted": _object(
         {"run_id": INT, "status": STRING, "scope": STRING, "href": STRING}, ("run_id",)
     ),
@@ -191,7 +213,10 @@ SCHEMAS: dict[str, Any] = {
         ("user_id", "run_id", "outcome"),
     ),
     "Event": _object(
-        {"type": {"enum": ["user.created", "user.updated", "user.deleted"]}, "id": STRING},
+        {
+            "type": {"enum": ["user.created", "user.updated", "user.deleted"]},
+            "id": {"type": "string", "maxLength": 256, "pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"},
+        },
         ("type", "id"),
     ),
     "EventsAccepted": _object({"accepted": INT, "event_ids": {"type": "array", "items": INT}}),

@@ -26,6 +26,11 @@ class BadRequest(Exception):
     """The request body or a parameter makes no sense; the message says which and why."""
 
 
+def storable(value: str) -> bool:
+    """Whether Postgres can hold this text: no NUL, no lone surrogate (not UTF-8 encodable)."""
+    return "\x00" not in value and not any("\ud800" <= c <= "\udfff" for c in value)
+
+
 def ok(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.json_response(as_json(data), status=status, headers=headers)
 
@@ -57,7 +62,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if e.status < 400:
             raise
         message = f"{request.method} {request.path}: {e.reason}"
-        return problem(e.status, ERROR_CODES.get(e.status, "http_error"), message)
+        kept = {k: e.headers[k] for k in ("Allow",) if k in e.headers}  # 405 must say Allow
+        return problem(e.status, ERROR_CODES.get(e.status, "http_error"), message, headers=kept)
     except Exception:
         log.exception("request failed", method=request.method, path=request.path)
         return problem(500, "internal", "internal error; the service log has the details")

@@ -18,7 +18,7 @@ from service.db import events
 from service.db.events import NewEvent
 from service.triggers.auth import SIGNATURE
 from service.triggers.keys import METRICS, SESSIONS, SETTINGS
-from service.triggers.responses import BadRequest, json_body, ok, problem
+from service.triggers.responses import BadRequest, json_body, ok, problem, storable
 
 EVENT_TYPES = frozenset({"user.created", "user.updated", "user.deleted"})
 MAX_EVENTS = 1000
@@ -42,10 +42,12 @@ def _event(item: Any, *, where: str) -> NewEvent:
     if not isinstance(item, dict):
         raise BadRequest(f"{where} must be a JSON object")
     kind, user_id = item.get("type"), item.get("id")
-    if kind not in EVENT_TYPES:
+    if not isinstance(kind, str) or kind not in EVENT_TYPES:  # a dict or list is unhashable
         raise BadRequest(f"{where}: type must be one of {sorted(EVENT_TYPES)}")
     if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > MAX_ID_LENGTH:
         raise BadRequest(f"{where}: id must be a non-empty string of at most {MAX_ID_LENGTH} chars")
+    if not storable(user_id):
+        raise BadRequest(f"{where}: id contains a NUL character or a lone surrogate")
     return NewEvent(user_id=user_id, kind=kind)
 
 
