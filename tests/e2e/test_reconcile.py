@@ -239,6 +239,9 @@ async def test_bad_input_is_recorded_per_user_and_everyone_else_syncs(
             {"id": "role", "identity": "norole", "role": "no such role"},
             {"id": "sidlike", "identity": "US" + "0" * 32},
             {"id": "big", "identity": "big", "attributes": {"blob": "y" * 17000}},
+            {"id": "empty", "identity": ""},
+            {"id": "ctrl", "identity": "line\nbreak"},
+            {"id": "name", "identity": "named", "friendly_name": "n" * 300},
         ],
     )
 
@@ -248,11 +251,19 @@ async def test_bad_input_is_recorded_per_user_and_everyone_else_syncs(
     assert set(remote_by_identity(fast_emulator)) == {"fine"}
     errors = await fetch_all(engine, "SELECT user_id, field, message FROM sync_error")
     by_user = {e["user_id"]: e for e in errors}
-    assert set(by_user) == {"long", "role", "sidlike", "big"}
-    assert by_user["long"]["field"] == "identity"
-    assert by_user["role"]["field"] == "role"
-    assert by_user["big"]["field"] == "attributes"
-    assert all(e["message"] for e in errors)
+    expected_fields = {
+        "long": "identity",
+        "role": "role",
+        "sidlike": "identity",
+        "big": "attributes",
+        "empty": "identity",
+        "ctrl": "identity",
+        "name": "friendly_name",
+    }
+    assert {u: e["field"] for u, e in by_user.items()} == expected_fields
+    for user_id, error in by_user.items():
+        assert user_id in error["message"]
+        assert expected_fields[user_id].replace("_", " ") in error["message"].replace("_", " ")
     states = await fetch_all(engine, "SELECT user_id, status FROM sync_state ORDER BY user_id")
     assert {s["user_id"]: s["status"] for s in states}["ok"] == "synced"
     assert {s["user_id"]: s["status"] for s in states}["long"] == "failed"
