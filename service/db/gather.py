@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import RowMapping, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db import rows
@@ -24,6 +24,8 @@ FINGERPRINT = (
     "md5(jsonb_build_array(l.identity, l.friendly_name, l.role, l.attributes, l.active)::text)"
 )
 REMOTE_TABLE = "remote_users_snapshot"
+UNCONFIRMED = "('pending', 'failed', 'quarantined')"
+"""States whose create may have happened unrecorded (see `domain.users.claims`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +91,17 @@ async def stream_full(
         SELECT {_local_and_state(source_table)}
         LEFT JOIN {REMOTE_TABLE} r1 ON r1.identity = l.identity
         LEFT JOIN {REMOTE_TABLE} r2 ON r2.sid = s.remote_sid
+        LEFT JOIN {REMOTE_TABLE} r4 ON s.remote_sid IS NULL
+            AND s.status IN {UNCONFIRMED} AND r4.identity = s.identity
         LEFT JOIN {REMOTE_TABLE} r3 ON r3.sid = s.retired_sid
+        CROSS JOIN LATERAL (SELECT COALESCE(r2.sid, r4.sid) AS sid) k
         CROSS JOIN LATERAL (SELECT
-            CASE WHEN l.id IS NULL THEN r2.sid ELSE r1.sid END AS cur,
-            CASE WHEN l.id IS NOT NULL AND r2.sid IS DISTINCT FROM r1.sid
-                 THEN COALESCE(r2.sid, r3.sid) ELSE r3.sid END AS prev) pick
+            CASE WHEN l.id IS NULL THEN k.sid ELSE r1.sid END AS cur,
+            CASE WHEN l.id IS NOT NULL AND k.sid IS DISTINCT FROM r1.sid
+                 THEN COALESCE(k.sid, r3.sid) ELSE r3.sid END AS prev) pick
         LEFT JOIN {REMOTE_TABLE} r ON r.sid = pick.cur
         LEFT JOIN {REMOTE_TABLE} p ON p.sid = pick.prev
-        WHERE NOT (l.id IS NULL AND s.status = 'deleted' AND r2.sid IS NULL AND r3.sid IS NULL)
+        WHERE NOT (l.id IS NULL AND s.status = 'deleted' AND k.sid IS NULL AND r3.sid IS NULL)
     """
     query = query.replace(
         "SELECT ",
@@ -117,11 +122,13 @@ async def stream_orphans(
         WHERE NOT EXISTS (SELECT 1 FROM {_source(source_table)} l WHERE l.identity = r.identity)
           AND NOT EXISTS (SELECT 1 FROM sync_state s WHERE s.remote_sid = r.sid)
           AND NOT EXISTS (SELECT 1 FROM sync_state s WHERE s.retired_sid = r.sid)
+          AND NOT EXISTS (SELECT 1 FROM sync_state s WHERE s.remote_sid IS NULL
+                          AND s.status IN {UNCONFIRMED} AND s.identity = r.identity)
         ORDER BY r.identity
     """
     result = await connection.stream(text(query))
-    async for partition in result.mappings().partitions(BATCH):
-        yield [u for u in (rows.remote_user(row, "r_") for row in partition) if u is not None]
+    async for partition in result.partitions(BATCH):
+        yield [u for u in (rows.remote_user(row, 0) for row in partition) if u is not None]
 
 
 async def stream_incremental(
@@ -161,16 +168,38 @@ async def _stream(
 ) -> AsyncIterator[list[Gathered]]:
     ordered = f"{query} ORDER BY COALESCE(l.id, s.user_id)"
     result = await connection.stream(text(ordered), params)
-    async for partition in result.mappings().partitions(BATCH):
-        yield [_gathered(row) for row in partition]
+    layout = _Layout.of(list(result.keys()))
+    async for partition in result.partitions(BATCH):
+        yield [layout.gathered(row) for row in partition]
 
 
-def _gathered(row: RowMapping) -> Gathered:
-    has_remote = "r_sid" in row
-    return Gathered(
-        local=rows.local_user(row),
-        state=rows.sync_state(row),
-        remote=rows.remote_user(row, "r_") if has_remote else None,
-        previous=rows.remote_user(row, "p_") if has_remote else None,
-        fingerprint=row["fingerprint"],
-    )
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where each group of columns starts in the rows of one result (remote ones are optional)."""
+
+    local: int
+    state: int
+    fingerprint: int
+    remote: int | None
+    previous: int | None
+
+    @classmethod
+    def of(cls, keys: Sequence[str]) -> _Layout:
+        at = {key: position for position, key in enumerate(keys)}
+        return cls(
+            local=at["l_id"],
+            state=at["s_user_id"],
+            fingerprint=at["fingerprint"],
+            remote=at.get("r_sid"),
+            previous=at.get("p_sid"),
+        )
+
+    def gathered(self, row: rows.Values) -> Gathered:
+        remote, previous = self.remote, self.previous
+        return Gathered(
+            local=rows.local_user(row, self.local),
+            state=rows.sync_state(row, self.state),
+            remote=None if remote is None else rows.remote_user(row, remote),
+            previous=None if previous is None else rows.remote_user(row, previous),
+            fingerprint=row[self.fingerprint],
+        )

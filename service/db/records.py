@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import TextClause, delete, func, insert, select, text, update
+from sqlalchemy import TextClause, case, delete, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import SyncError, SyncRun, SyncStateRow
@@ -178,3 +179,26 @@ async def count_linked_remote_users(session: AsyncSession) -> int:
         select(func.count()).select_from(SyncStateRow).where(SyncStateRow.remote_sid.is_not(None))
     )
     return int(count or 0)
+
+
+async def save_intents(session: AsyncSession, intents: Sequence[tuple[str, str]]) -> None:
+    """`pending` states for users about to be created. An existing state keeps its status, and
+    learns the identity only if it has none (or the user was deleted): one that already names an
+    identity may claim a remote user still to be retired (a rename after an unrecorded create).
+    A `deleted` state becomes `pending`, so the remote user it is about to get is claimed."""
+    statement = pg_insert(SyncStateRow).values(
+        [{"user_id": u, "identity": i, "status": "pending"} for u, i in intents]
+    )
+    current = SyncStateRow.__table__.c
+    reusable = current.identity.is_(None) | (current.status == "deleted")
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[SyncStateRow.user_id],
+            set_={
+                "identity": case((reusable, statement.excluded.identity), else_=current.identity),
+                "status": case((current.status == "deleted", "pending"), else_=current.status),
+                "updated_at": func.now(),
+            },
+            where=current.remote_sid.is_(None),
+        )
+    )

@@ -1,16 +1,16 @@
 """Row ↔ domain value conversions shared by the repositories.
 
 Queries select columns with fixed prefixes (`l_` local, `s_` state, `r_` remote, `p_` previous
-remote) so one joined row can be cut into the domain values it holds.
+remote) so one joined row can be cut into the domain values it holds. Rows are read by position
+(the offset of each prefix is looked up once per result, not per row): a full run converts
+every user, and a lookup by name per value costs more than the rest of the conversion.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any, TypeAlias
-
-from sqlalchemy import RowMapping
 
 from service.domain.users import (
     LocalUser,
@@ -22,19 +22,22 @@ from service.domain.users import (
     UserSid,
 )
 
-Row: TypeAlias = "Mapping[str, Any] | RowMapping"
+Values: TypeAlias = Sequence[Any]
+"""One result row, read by position: each value reader starts at its group's first column."""
 
 
-def local_user(row: Row, prefix: str = "l_") -> LocalUser | None:
-    if row[f"{prefix}id"] is None:
+def local_user(row: Values, at: int) -> LocalUser | None:
+    """`LOCAL_COLUMNS` from `row[at]` on."""
+    user_id, identity, friendly_name, role, attributes, active = row[at : at + 6]
+    if user_id is None:
         return None
     return LocalUser(
-        id=UserId(row[f"{prefix}id"]),
-        identity=row[f"{prefix}identity"],
-        friendly_name=row[f"{prefix}friendly_name"],
-        role=row[f"{prefix}role"],
-        attributes=decode_attributes(row[f"{prefix}attributes"]),
-        active=bool(row[f"{prefix}active"]),
+        id=UserId(user_id),
+        identity=identity,
+        friendly_name=friendly_name,
+        role=role,
+        attributes=decode_attributes(attributes),
+        active=bool(active),
     )
 
 
@@ -52,35 +55,40 @@ def decode_attributes(value: object) -> object:
     return value
 
 
-def sync_state(row: Row, prefix: str = "s_") -> SyncState | None:
-    if row[f"{prefix}user_id"] is None:
+def sync_state(row: Values, at: int) -> SyncState | None:
+    """`STATE_COLUMNS` from `row[at]` on."""
+    values = row[at : at + 12]
+    if values[0] is None:
         return None
+    user_id, remote_sid, identity, fingerprint, status, attempts, *rest = values
+    error_code, error_message, next_attempt_at, last_synced_at, retired_sid, keys = rest
     return SyncState(
-        user_id=UserId(row[f"{prefix}user_id"]),
-        remote_sid=_sid(row[f"{prefix}remote_sid"]),
-        identity=row[f"{prefix}identity"],
-        fingerprint=row[f"{prefix}fingerprint"],
-        status=SyncStatus(row[f"{prefix}status"]),
-        attempts=row[f"{prefix}attempts"],
-        last_error_code=row[f"{prefix}last_error_code"],
-        last_error_message=row[f"{prefix}last_error_message"],
-        next_attempt_at=row[f"{prefix}next_attempt_at"],
-        last_synced_at=row[f"{prefix}last_synced_at"],
-        retired_sid=_sid(row[f"{prefix}retired_sid"]),
-        managed_keys=frozenset(row[f"{prefix}managed_keys"] or ()),
+        user_id=UserId(user_id),
+        remote_sid=_sid(remote_sid),
+        identity=identity,
+        fingerprint=fingerprint,
+        status=SyncStatus(status),
+        attempts=attempts,
+        last_error_code=error_code,
+        last_error_message=error_message,
+        next_attempt_at=next_attempt_at,
+        last_synced_at=last_synced_at,
+        retired_sid=_sid(retired_sid),
+        managed_keys=frozenset(keys or ()),
     )
 
 
-def remote_user(row: Row, prefix: str) -> RemoteUser | None:
-    if row[f"{prefix}sid"] is None:
+def remote_user(row: Values, at: int) -> RemoteUser | None:
+    """`REMOTE_COLUMNS` from `row[at]` on."""
+    sid, identity, friendly_name, role, attributes = row[at : at + 5]
+    if sid is None:
         return None
-    role = row[f"{prefix}role_sid"]
     return RemoteUser(
-        sid=UserSid(row[f"{prefix}sid"]),
-        identity=row[f"{prefix}identity"],
-        friendly_name=row[f"{prefix}friendly_name"],
+        sid=UserSid(sid),
+        identity=identity,
+        friendly_name=friendly_name,
         role_sid=RoleSid(role) if role else None,
-        attributes=row[f"{prefix}attributes"] or "{}",
+        attributes=attributes or "{}",
     )
 
 

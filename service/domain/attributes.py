@@ -61,16 +61,22 @@ def from_value(value: object) -> Attributes:
     """Local attributes as the source holds them: a dict, or text that parses to an object."""
     if value is None:
         return Attributes({}, "{}")
+    parsed = isinstance(value, str)
     if isinstance(value, str):
         value = _parse(value)
     if not isinstance(value, dict):
         raise AttributesError(f"must be a JSON object, got {_kind(value)}")
+    return _rendered(value, normalize=not parsed)
+
+
+def _rendered(value: JsonObject, *, normalize: bool) -> Attributes:
+    """The object with its compact text. A value not parsed from JSON text is replaced by the
+    parse of its text (tuples become lists, and so on); a parsed one already is that."""
     try:
         text = compact(value)
-        normalized = json.loads(text)
+        return Attributes(json.loads(text) if normalize else value, text)
     except (TypeError, ValueError, RecursionError) as e:
         raise AttributesError(f"cannot be written as JSON ({e})") from None
-    return Attributes(normalized, text)
 
 
 def _parse(text: str) -> object:
@@ -84,7 +90,7 @@ def from_remote(text: str | None) -> Attributes | None:
     """A remote user's attributes, or None when its text is not a JSON object we can rewrite."""
     try:
         parsed = _parse(text or "{}")
-        return from_value(parsed) if isinstance(parsed, dict) else None
+        return _rendered(parsed, normalize=False) if isinstance(parsed, dict) else None
     except AttributesError:
         return None
 

@@ -43,7 +43,7 @@ from service.domain.cases import Case, match_cases
 from service.domain.guards import DeletionVerdict, guard_deletions
 from service.domain.policy import DeleteMode, Policy
 from service.domain.roles import RoleDirectory
-from service.domain.users import RemoteUser, SyncState, SyncStatus, UserId, UserSid
+from service.domain.users import RemoteUser, SyncState, SyncStatus, UserId, UserSid, claims
 from service.domain.validation import (
     DesiredUser,
     InvalidUser,
@@ -155,7 +155,7 @@ def plan_case(case: Case, *, policy: Policy, roles: RoleDirectory) -> CasePlan:
 
 
 def _linked(remote: RemoteUser, state: SyncState | None) -> bool:
-    return state is not None and remote.sid == state.remote_sid
+    return claims(state, remote)
 
 
 def _previous(case: Case) -> RemoteUser | None:
@@ -165,7 +165,8 @@ def _previous(case: Case) -> RemoteUser | None:
         return None
     if case.remote is not None and previous.sid == case.remote.sid:
         return None
-    return previous if previous.sid in (state.remote_sid, state.retired_sid) else None
+    ours = previous.sid == state.retired_sid or claims(state, previous)
+    return previous if ours else None
 
 
 def _deletions(case: Case, *, reason: DeleteReason, policy: Policy) -> tuple[DeleteUser, ...]:

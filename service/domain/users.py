@@ -87,3 +87,18 @@ class SyncState:
     """After a rename: the old remote user, still to be deleted once the new one exists."""
     managed_keys: frozenset[str] = frozenset()
     """Attribute keys this service wrote last time (merge mode removes them when dropped)."""
+
+
+UNCONFIRMED = frozenset({SyncStatus.PENDING, SyncStatus.FAILED, SyncStatus.QUARANTINED})
+"""States whose create may have happened without its sid being recorded (a killed run, an
+ambiguous failure): the remote user with the state's identity is taken to be ours."""
+
+
+def claims(state: SyncState | None, remote: RemoteUser) -> bool:
+    """Whether our state refers to this remote user: by sid, or by identity when a create of
+    ours may have happened unrecorded."""
+    if state is None:
+        return False
+    if state.remote_sid is not None:
+        return remote.sid == state.remote_sid
+    return state.status in UNCONFIRMED and state.identity == remote.identity

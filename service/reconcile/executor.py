@@ -85,8 +85,8 @@ class Executor:
             if replanned:
                 return _failed(outcome, "create", "the user exists but could not be adopted")
             return await self._replan(outcome, identity=action.identity, result=Result.ADOPTED)
-        except api.ConversationsError as e:
-            return replace(outcome, failures=(failure("create", e),))
+        except api.ConversationsError as e:  # it may exist anyway: keep whom we tried
+            return replace(outcome, identity=action.identity, failures=(failure("create", e),))
         created = replace(
             outcome,
             result=Result.CREATED,

@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -26,6 +25,7 @@ from service.db import gather, locks, records
 from service.db.gather import Gathered
 from service.domain.plan import (
     Action,
+    CreateUser,
     DeleteUser,
     InvalidUser,
     describe,
@@ -35,7 +35,7 @@ from service.domain.plan import (
 )
 from service.domain.policy import Policy
 from service.domain.roles import RoleDirectory
-from service.domain.users import RemoteUser
+from service.domain.users import UNCONFIRMED, RemoteUser, SyncState, SyncStatus
 from service.reconcile.executor import Executor, case_of, unchanged
 from service.reconcile.outcome import (
     Failure,
@@ -45,6 +45,7 @@ from service.reconcile.outcome import (
     error_records,
     state_record,
 )
+from service.reconcile.pool import ApplyPool
 from service.reconcile.readahead import read_ahead
 
 log = structlog.get_logger(__name__)
@@ -219,16 +220,27 @@ class Runner:
     async def _reconcile(
         self, connection: AsyncConnection, request: RunRequest, report: RunReport
     ) -> None:
-        executor: Executor | None = None
+        pool: ApplyPool | None = None
         deletions: list[tuple[Gathered, DeleteUser]] = []
-        async for batch in self._gather(connection, request, report):
-            if executor is None:  # roles are read only when there is someone to plan
-                executor = await self._executor()
-            deletions += await self._process(batch, executor, request, report)
+        try:
+            async for batch in self._gather(connection, request, report):
+                if pool is None:  # roles are read only when there is someone to plan
+                    pool = ApplyPool(await self._executor(), size=self._pool_size())
+                deletions += await self._process(batch, pool, request, report)
+            if pool is not None:
+                await self._record(await pool.drain(), report, dry_run=request.dry_run)
+        finally:
+            if pool is not None:
+                await pool.close()
         if request.scope is Scope.FULL:
             deletions += await self._orphan_deletions(connection)
         if deletions:
-            await self._delete(deletions, executor or await self._executor(), request, report)
+            executor = pool.executor if pool is not None else await self._executor()
+            await self._delete(deletions, executor, request, report)
+
+    def _pool_size(self) -> int:
+        """Users in progress: enough that every in-flight slot has a request waiting for it."""
+        return 2 * self._client.limiter.max_in_flight
 
     async def _executor(self) -> Executor:
         roles = RoleDirectory(await self._client.list_roles())
@@ -263,7 +275,7 @@ class Runner:
         return list(await asyncio.gather(*(self._fetch_sides(g) for g in batch)))
 
     async def _fetch_sides(self, g: Gathered) -> Gathered:
-        linked = g.state.remote_sid if g.state and g.state.status != "deleted" else None
+        linked = _linked_key(g.state)
         current = await self._fetch(g.local.identity if g.local else linked)
         previous = None
         for sid in (linked, g.state.retired_sid if g.state else None):
@@ -282,16 +294,19 @@ class Runner:
     async def _process(
         self,
         batch: Sequence[Gathered],
-        executor: Executor,
+        pool: ApplyPool,
         request: RunRequest,
         report: RunReport,
     ) -> list[tuple[Gathered, DeleteUser]]:
-        """Plan a batch, apply all but guarded deletions now, return those for the guard."""
+        """Plan a batch and start applying it, all but guarded deletions (returned for the
+        guard); record what is known by now: users with nothing to do, and users of earlier
+        batches the pool has finished."""
         deferred: list[tuple[Gathered, DeleteUser]] = []
         ready: list[Outcome] = []
-        pending: list[Coroutine[Any, Any, Outcome]] = []
+        submit: list[tuple[Gathered, tuple[Action, ...]]] = []
+        roles = pool.executor.roles
         for g in batch:
-            plan = plan_case(case_of(g), policy=self._config.policy, roles=executor.roles)
+            plan = plan_case(case_of(g), policy=self._config.policy, roles=roles)
             guarded = [a for a in plan.actions if isinstance(a, DeleteUser) and a.guarded]
             deferred += [(g, a) for a in guarded]
             actions = tuple(a for a in plan.actions if a not in guarded)
@@ -301,12 +316,21 @@ class Runner:
                 report.planned += [describe(a) for a in actions]
                 ready.append(Outcome(gathered=g, result=_dry(actions)))
             elif actions:
-                pending.append(executor.apply(g, actions))
+                submit.append((g, actions))
             elif not guarded:
                 ready.append(unchanged(g))
-        ready += await asyncio.gather(*pending)
-        await self._record(ready, report, dry_run=request.dry_run)
+        await self._record_intents(_intents(submit))
+        for g, actions in submit:
+            await pool.submit(g, actions)
+        await self._record(ready + pool.finished(), report, dry_run=request.dry_run)
         return deferred
+
+    async def _record_intents(self, intents: list[tuple[str, str]]) -> None:
+        """Before creating, remember whom we are about to create: if this process dies before
+        the outcome is recorded, the next run still knows the remote user is ours."""
+        if intents:
+            async with self._sessions.begin() as session:
+                await records.save_intents(session, intents)
 
     async def _orphan_deletions(
         self, connection: AsyncConnection
@@ -373,9 +397,30 @@ class Runner:
             record = None if dry_run else state_record(outcome, now=now, retry=self._config.retry)
             if record is not None:
                 states.append(record)
-        async with self._sessions.begin() as session:
-            await records.save_states(session, states)
-            await records.save_errors(session, report.run_id, errors)
+        if states or errors:  # a run with nothing to change writes nothing per user
+            async with self._sessions.begin() as session:
+                await records.save_states(session, states)
+                await records.save_errors(session, report.run_id, errors)
+
+
+def _linked_key(state: SyncState | None) -> str | None:
+    """How to fetch the remote user our state refers to: its sid, or the identity of a create
+    that may have happened unrecorded."""
+    if state is None or state.status is SyncStatus.DELETED:
+        return None
+    if state.remote_sid is None and state.status in UNCONFIRMED:
+        return state.identity
+    return state.remote_sid
+
+
+def _intents(planned: Sequence[tuple[Gathered, tuple[Action, ...]]]) -> list[tuple[str, str]]:
+    """(user id, identity) of creates for users no state links to a remote user yet."""
+    return [
+        (a.user_id, a.identity)
+        for g, actions in planned
+        for a in actions
+        if isinstance(a, CreateUser) and (g.state is None or g.state.remote_sid is None)
+    ]
 
 
 def _invalid(g: Gathered, problem: InvalidUser) -> Outcome:

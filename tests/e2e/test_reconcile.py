@@ -315,3 +315,31 @@ async def test_dry_run_prints_the_plan_and_writes_nothing(
     assert fast_emulator.emulator.users() == []
     assert any("alice" in line for line in run.planned)
     assert await fetch_all(engine, "SELECT * FROM sync_state") == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE internal_users SET active = false WHERE id = 'u1'",
+        "DELETE FROM internal_users WHERE id = 'u1'",
+        "UPDATE internal_users SET identity = 'renamed' WHERE id = 'u1'",
+    ],
+    ids=["then deactivated", "then deleted", "then renamed"],
+)
+async def test_a_create_left_unrecorded_by_a_killed_run_is_still_ours(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any, change: str
+):
+    # what a run killed between the create call and recording its outcome leaves behind
+    await insert_users(engine, [{"id": "u1", "identity": "original"}])
+    fast_emulator.emulator.seed_users([{"identity": "original"}])
+    await execute(
+        engine,
+        "INSERT INTO sync_state (user_id, identity, status) VALUES ('u1', 'original', 'pending')",
+    )
+    await execute(engine, change)
+
+    run = await sync(Scope.FULL, max_deletes_percent=100.0)
+
+    assert run.status is RunStatus.SUCCEEDED
+    expected = {"renamed"} if "renamed" in change else set()
+    assert set(remote_by_identity(fast_emulator)) == expected
