@@ -182,23 +182,32 @@ async def count_linked_remote_users(session: AsyncSession) -> int:
 
 
 async def save_intents(session: AsyncSession, intents: Sequence[tuple[str, str]]) -> None:
-    """`pending` states for users about to be created. An existing state keeps its status, and
-    learns the identity only if it has none (or the user was deleted): one that already names an
-    identity may claim a remote user still to be retired (a rename after an unrecorded create).
-    A `deleted` state becomes `pending`, so the remote user it is about to get is claimed."""
+    """Before creating users, claim their identities in `pending` states.
+
+    If the process dies before the outcome is recorded, the next run still knows the remote
+    user with that identity is ours (`domain.users.claims`). A state that links a remote user
+    (a rename, or a user recreated after drift) moves that sid to `retired_sid`: it is the old
+    half, deleted once the new user exists. A state without a link keeps the identity it already
+    claims (that remote user may still be waiting to be retired) unless it has none or was
+    deleted. A failed create writes the previous state back.
+    """
     statement = pg_insert(SyncStateRow).values(
         [{"user_id": u, "identity": i, "status": "pending"} for u, i in intents]
     )
-    current = SyncStateRow.__table__.c
-    reusable = current.identity.is_(None) | (current.status == "deleted")
+    row = SyncStateRow.__table__.c
+    linked = row.remote_sid.is_not(None)
+    takes_identity = linked | row.identity.is_(None) | (row.status == "deleted")
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=[SyncStateRow.user_id],
             set_={
-                "identity": case((reusable, statement.excluded.identity), else_=current.identity),
-                "status": case((current.status == "deleted", "pending"), else_=current.status),
+                "identity": case((takes_identity, statement.excluded.identity), else_=row.identity),
+                "retired_sid": case(
+                    (linked, func.coalesce(row.retired_sid, row.remote_sid)), else_=row.retired_sid
+                ),
+                "remote_sid": None,
+                "status": case((linked | (row.status == "deleted"), "pending"), else_=row.status),
                 "updated_at": func.now(),
             },
-            where=current.remote_sid.is_(None),
         )
     )

@@ -278,9 +278,10 @@ class Runner:
         linked = _linked_key(g.state)
         current = await self._fetch(g.local.identity if g.local else linked)
         previous = None
-        for sid in (linked, g.state.retired_sid if g.state else None):
-            if sid and (current is None or current.sid != sid) and previous is None:
-                previous = await self._fetch(sid)
+        for key in (linked, g.state.retired_sid if g.state else None):
+            known = current is not None and key in (current.sid, current.identity)
+            if key and not known and previous is None:
+                previous = await self._fetch(key)
         return replace(g, remote=current, previous=previous)
 
     async def _fetch(self, sid_or_identity: str | None) -> RemoteUser | None:
@@ -414,12 +415,12 @@ def _linked_key(state: SyncState | None) -> str | None:
 
 
 def _intents(planned: Sequence[tuple[Gathered, tuple[Action, ...]]]) -> list[tuple[str, str]]:
-    """(user id, identity) of creates for users no state links to a remote user yet."""
+    """(user id, identity) of every create about to be made."""
     return [
         (a.user_id, a.identity)
-        for g, actions in planned
+        for _, actions in planned
         for a in actions
-        if isinstance(a, CreateUser) and (g.state is None or g.state.remote_sid is None)
+        if isinstance(a, CreateUser)
     ]
 
 
