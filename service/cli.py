@@ -13,11 +13,14 @@ import json
 import sys
 from collections.abc import Sequence
 
+from rich.console import Console
+
 from service import app, report
 from service.config import ConfigError, Settings, load_settings
 from service.db import migrate
 from service.db.status import as_json, status_report
 from service.logs import configure_logging
+from service.reconcile.progress import RunProgress
 from service.reconcile.runner import RunInProgress, RunRequest, Scope
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
@@ -109,9 +112,15 @@ def _request(args: argparse.Namespace) -> RunRequest:
 
 async def _sync(args: argparse.Namespace, settings: Settings) -> int:
     settings.credentials()  # fail early, naming the settings, before touching anything
+    bar = Console(stderr=True)
     async with app.runtime(settings) as runtime:
         try:
-            outcome = await runtime.runner.run(_request(args))
+            if bar.is_terminal and not args.json:
+                progress = RunProgress()
+                run = runtime.runner.run(_request(args), progress=progress)
+                outcome = await report.with_progress(run, progress, bar)
+            else:
+                outcome = await runtime.runner.run(_request(args))
         except RunInProgress as e:
             print(f"user-sync: {e}", file=sys.stderr)
             return EXIT_BUSY

@@ -19,7 +19,6 @@ from contextlib import asynccontextmanager, contextmanager
 import asyncpg
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import make_url
 
 from service import app, demo_data, report
@@ -30,6 +29,7 @@ from service.db.engine import libpq_dsn
 from service.db.status import status_report
 from service.emulator import EmulatorConfig, RunningEmulator, running_emulator
 from service.logs import configure_logging
+from service.reconcile.progress import RunProgress
 from service.reconcile.runner import RunReport, RunRequest, Scope
 
 DEMO_DATABASE = "user_sync_demo"
@@ -64,7 +64,7 @@ async def _demo(server: str, *, users: int, keep: bool, out: Console) -> int:
             await migrate.upgrade(runtime.engine)
             seeded = await demo_data.seed(runtime.engine, demo_data.demo_users(users))
             out.print(f"seeded {seeded} users into internal_users at {_safe(url)}")
-            first = await _initial_sync(runtime, emu, total=seeded, out=out)
+            first = await _initial_sync(runtime, total=seeded, out=out)
             report.print_run(first, out)
             await _changes(runtime, out=out)
             await _show_status(runtime, out=out)
@@ -100,22 +100,15 @@ def _settings(url: str, emu: RunningEmulator) -> Settings:
     )
 
 
-async def _initial_sync(
-    runtime: app.Runtime, emu: RunningEmulator, *, total: int, out: Console
-) -> RunReport:
+async def _initial_sync(runtime: app.Runtime, *, total: int, out: Console) -> RunReport:
     out.print(
         f"\n[bold]Initial sync[/bold]: {total} users, paced at {WRITE_RATE:g} writes/s under "
         "the Service limit of 30/s"
     )
-    columns = (TextColumn("creating users"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=out, transient=False) as progress:
-        task = progress.add_task("sync", total=total)
-        run = asyncio.create_task(runtime.runner.run(RunRequest(trigger="demo", scope=Scope.FULL)))
-        while not run.done():
-            progress.update(task, completed=len(emu.emulator.users()))
-            await asyncio.wait({run}, timeout=0.25)
-        progress.update(task, completed=len(emu.emulator.users()))
-    return run.result()
+    request = RunRequest(trigger="demo", scope=Scope.FULL)
+    progress = RunProgress()
+    run = runtime.runner.run(request, progress=progress)
+    return await report.with_progress(run, progress, out, transient=False)
 
 
 async def _changes(runtime: app.Runtime, *, out: Console) -> None:

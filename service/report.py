@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from service.db.status import StatusReport
 from service.reconcile.outcome import Result
+from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.runner import RunReport, RunStatus
 
 SUMMARY_ORDER = (
@@ -56,6 +68,36 @@ def run_json(run: RunReport) -> dict[str, Any]:
         "held_reason": run.held_reason,
         "error": run.error,
     }
+
+
+async def with_progress(
+    run: Awaitable[RunReport], progress: RunProgress, console: Console, *, transient: bool = True
+) -> RunReport:
+    """Await `run` while a bar on `console` follows `progress`: the remote users listed, then
+    the users reconciled out of those the run looks at."""
+    task = asyncio.ensure_future(run)
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=transient) as bar:
+        shown = bar.add_task(progress.phase.value, total=None)
+        while not task.done():
+            _show(bar, shown, progress)
+            await asyncio.wait({task}, timeout=0.2)
+        _show(bar, shown, progress)
+    return task.result()
+
+
+def _show(bar: Progress, task: TaskID, progress: RunProgress) -> None:
+    if progress.phase is Phase.LISTING:
+        bar.update(task, description=progress.phase.value, completed=progress.listed)
+        return
+    total = None if progress.total is None else max(progress.total, progress.done)
+    bar.update(task, description=progress.phase.value, completed=progress.done, total=total)
 
 
 def print_run(run: RunReport, console: Console | None = None) -> None:

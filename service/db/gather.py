@@ -83,9 +83,16 @@ async def index_remote_snapshot(connection: AsyncConnection) -> int:
     return int(count or 0)
 
 
-async def stream_full(
-    connection: AsyncConnection, *, source_table: str
-) -> AsyncIterator[list[Gathered]]:
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The users one run looks at: a query over the source and `sync_state` (and, for a full
+    run, the remote snapshot) yielding one row per user, with its parameters."""
+
+    query: str
+    params: dict[str, object]
+
+
+def full(*, source_table: str) -> Selection:
     """Every internal user (and every state of a removed one) with its remote users."""
     query = f"""
         SELECT {_local_and_state(source_table)}
@@ -109,8 +116,52 @@ async def stream_full(
         f"{rows.select_list('p', rows.REMOTE_COLUMNS, 'p_')}, ",
         1,
     )
-    async for batch in _stream(connection, query, {}):
-        yield batch
+    return Selection(query, {})
+
+
+def incremental(*, source_table: str, now: datetime) -> Selection:
+    """Users whose source row changed since last applied, removed ones, and due retries."""
+    query = f"""
+        SELECT {_local_and_state(source_table)}
+        WHERE (l.id IS NOT NULL AND s.user_id IS NULL)
+           OR (l.id IS NOT NULL AND {FINGERPRINT} IS DISTINCT FROM s.fingerprint
+               AND (s.status NOT IN ('failed', 'quarantined')
+                    OR {FINGERPRINT} IS DISTINCT FROM s.attempted_fingerprint))
+           OR (l.id IS NULL AND s.status <> 'deleted')
+           OR (s.status IN ('failed', 'quarantined', 'pending') AND s.next_attempt_at <= :now)
+           OR s.retired_sid IS NOT NULL
+    """
+    return Selection(query, {"now": now})
+
+
+def named(*, source_table: str, targets: Sequence[str]) -> Selection:
+    """The users named by internal id or identity (present in the source or only in state)."""
+    query = f"""
+        SELECT {_local_and_state(source_table)}
+        WHERE l.id = ANY(:targets) OR l.identity = ANY(:targets)
+           OR s.user_id = ANY(:targets)
+           OR (l.id IS NULL AND s.identity = ANY(:targets))
+    """
+    return Selection(query, {"targets": list(targets)})
+
+
+async def stream(
+    connection: AsyncConnection, selection: Selection
+) -> AsyncIterator[list[Gathered]]:
+    """The selected users in batches of `BATCH`, in user id order."""
+    ordered = f"{selection.query} ORDER BY COALESCE(l.id, s.user_id)"
+    result = await connection.stream(text(ordered), selection.params)
+    layout = _Layout.of(list(result.keys()))
+    async for partition in result.partitions(BATCH):
+        yield [layout.gathered(row) for row in partition]
+
+
+async def count(connection: AsyncConnection, selection: Selection) -> int:
+    """How many users `stream` will yield (for a progress display; costs one more query)."""
+    total = await connection.scalar(
+        text(f"SELECT count(*) FROM ({selection.query}) selected"), selection.params
+    )
+    return int(total or 0)
 
 
 async def stream_orphans(
@@ -129,48 +180,6 @@ async def stream_orphans(
     result = await connection.stream(text(query))
     async for partition in result.partitions(BATCH):
         yield [u for u in (rows.remote_user(row, 0) for row in partition) if u is not None]
-
-
-async def stream_incremental(
-    connection: AsyncConnection, *, source_table: str, now: datetime
-) -> AsyncIterator[list[Gathered]]:
-    """Users whose source row changed since last applied, removed ones, and due retries."""
-    query = f"""
-        SELECT {_local_and_state(source_table)}
-        WHERE (l.id IS NOT NULL AND s.user_id IS NULL)
-           OR (l.id IS NOT NULL AND {FINGERPRINT} IS DISTINCT FROM s.fingerprint
-               AND (s.status NOT IN ('failed', 'quarantined')
-                    OR {FINGERPRINT} IS DISTINCT FROM s.attempted_fingerprint))
-           OR (l.id IS NULL AND s.status <> 'deleted')
-           OR (s.status IN ('failed', 'quarantined', 'pending') AND s.next_attempt_at <= :now)
-           OR s.retired_sid IS NOT NULL
-    """
-    async for batch in _stream(connection, query, {"now": now}):
-        yield batch
-
-
-async def stream_targets(
-    connection: AsyncConnection, *, source_table: str, targets: Sequence[str]
-) -> AsyncIterator[list[Gathered]]:
-    """The users named by internal id or identity (present in the source or only in state)."""
-    query = f"""
-        SELECT {_local_and_state(source_table)}
-        WHERE l.id = ANY(:targets) OR l.identity = ANY(:targets)
-           OR s.user_id = ANY(:targets)
-           OR (l.id IS NULL AND s.identity = ANY(:targets))
-    """
-    async for batch in _stream(connection, query, {"targets": list(targets)}):
-        yield batch
-
-
-async def _stream(
-    connection: AsyncConnection, query: str, params: dict[str, object]
-) -> AsyncIterator[list[Gathered]]:
-    ordered = f"{query} ORDER BY COALESCE(l.id, s.user_id)"
-    result = await connection.stream(text(ordered), params)
-    layout = _Layout.of(list(result.keys()))
-    async for partition in result.partitions(BATCH):
-        yield [layout.gathered(row) for row in partition]
 
 
 @dataclass(frozen=True, slots=True)

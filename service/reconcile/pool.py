@@ -4,6 +4,7 @@ Gathering streams users in batches, but applying them batch by batch (`asyncio.g
 batch) stalls at every boundary: the last slow user of a batch holds back the first of the
 next, and the write pace drops while the batch is recorded. `ApplyPool` keeps up to `size`
 users in progress whatever batch they came from; the runner records outcomes as they finish.
+Each finished user counts in the run's progress at once, before it is recorded.
 
 An exception from the executor is a bug: the pool stops taking users and raises it at the next
 `submit`, `finished` or `drain`; `close` cancels whatever is still running.
@@ -17,11 +18,13 @@ from service.db.gather import Gathered
 from service.domain.plan import Action
 from service.reconcile.executor import Executor
 from service.reconcile.outcome import Outcome
+from service.reconcile.progress import RunProgress
 
 
 class ApplyPool:
-    def __init__(self, executor: Executor, *, size: int) -> None:
+    def __init__(self, executor: Executor, *, size: int, progress: RunProgress) -> None:
         self.executor = executor
+        self._progress = progress
         self._slots = asyncio.Semaphore(size)
         self._running: set[asyncio.Task[Outcome]] = set()
         self._finished: list[Outcome] = []
@@ -67,3 +70,4 @@ class ApplyPool:
             self._error = self._error or error
         else:
             self._finished.append(task.result())
+            self._progress.done += 1

@@ -46,6 +46,7 @@ from service.reconcile.outcome import (
     state_record,
 )
 from service.reconcile.pool import ApplyPool
+from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.readahead import read_ahead
 
 log = structlog.get_logger(__name__)
@@ -113,6 +114,7 @@ class RunReport:
     error: str | None = None
     remote_total: int | None = None
     """Remote users listed by a full run (the base of the percent deletion guard)."""
+    progress: RunProgress = field(default_factory=lambda: RunProgress(watched=False))
 
 
 class Runner:
@@ -133,28 +135,30 @@ class Runner:
         self._clock = clock
 
     async def run(
-        self, request: RunRequest, *, on_open: Callable[[int], None] | None = None
+        self,
+        request: RunRequest,
+        *,
+        on_open: Callable[[int], None] | None = None,
+        progress: RunProgress | None = None,
     ) -> RunReport:
-        """Reconcile; `on_open` gets the run id as soon as the run is recorded (before work)."""
+        """Reconcile; `on_open` gets the run id as soon as the run is recorded (before work);
+        `progress`, if given, is kept up to date as the run goes."""
         key = locks.lock_key(_lock_kind(request.scope), self._config.service_key)
         try:
             async with locks.holding(self._engine, key) as connection:
-                return await self._locked_run(connection, request, on_open=on_open)
+                report = RunReport(run_id=await self._open(request), request=request)
+                if progress is not None:
+                    report.progress = progress
+                if on_open is not None:
+                    on_open(report.run_id)
+                return await self._locked_run(connection, report)
         except locks.LockHeld:
             raise RunInProgress(
                 f"a reconcile of {self._config.service_key} is already running"
             ) from None
 
-    async def _locked_run(
-        self,
-        connection: AsyncConnection,
-        request: RunRequest,
-        *,
-        on_open: Callable[[int], None] | None = None,
-    ) -> RunReport:
-        report = RunReport(run_id=await self._open(request), request=request)
-        if on_open is not None:
-            on_open(report.run_id)
+    async def _locked_run(self, connection: AsyncConnection, report: RunReport) -> RunReport:
+        request = report.request
         structlog.contextvars.bind_contextvars(
             run_id=report.run_id, trigger=request.trigger, scope=request.scope.value
         )
@@ -225,7 +229,7 @@ class Runner:
         try:
             async for batch in self._gather(connection, request, report):
                 if pool is None:  # roles are read only when there is someone to plan
-                    pool = ApplyPool(await self._executor(), size=self._pool_size())
+                    pool = self._pool(await self._executor(), report)
                 deletions += await self._process(batch, pool, request, report)
             if pool is not None:
                 await self._record(await pool.drain(), report, dry_run=request.dry_run)
@@ -233,14 +237,18 @@ class Runner:
             if pool is not None:
                 await pool.close()
         if request.scope is Scope.FULL:
-            deletions += await self._orphan_deletions(connection)
+            orphans = await self._orphan_deletions(connection)
+            if report.progress.total is not None:
+                report.progress.total += len(orphans)
+            deletions += orphans
         if deletions:
             executor = pool.executor if pool is not None else await self._executor()
             await self._delete(deletions, executor, request, report)
 
-    def _pool_size(self) -> int:
+    def _pool(self, executor: Executor, report: RunReport) -> ApplyPool:
         """Users in progress: enough that every in-flight slot has a request waiting for it."""
-        return 2 * self._client.limiter.max_in_flight
+        size = 2 * self._client.limiter.max_in_flight
+        return ApplyPool(executor, size=size, progress=report.progress)
 
     async def _executor(self) -> Executor:
         roles = RoleDirectory(await self._client.list_roles())
@@ -249,23 +257,32 @@ class Runner:
     async def _gather(
         self, connection: AsyncConnection, request: RunRequest, report: RunReport
     ) -> AsyncIterator[list[Gathered]]:
-        source = self._config.source_table
         if request.scope is Scope.FULL:
-            report.remote_total = await self._snapshot_remote(connection)
-            stream = gather.stream_full(connection, source_table=source)
-        elif request.scope is Scope.INCREMENTAL:
-            stream = gather.stream_incremental(connection, source_table=source, now=self._clock())
-        else:
-            stream = gather.stream_targets(connection, source_table=source, targets=request.targets)
-        async for batch in stream:
+            report.remote_total = await self._snapshot_remote(connection, report.progress)
+        selection = self._selection(request)
+        progress = report.progress
+        progress.phase = Phase.RECONCILING
+        if progress.watched:
+            progress.total = await gather.count(connection, selection)
+        async for batch in gather.stream(connection, selection):
             yield batch if request.scope is Scope.FULL else await self._read_remote(batch)
 
-    async def _snapshot_remote(self, connection: AsyncConnection) -> int:
+    def _selection(self, request: RunRequest) -> gather.Selection:
+        source = self._config.source_table
+        if request.scope is Scope.FULL:
+            return gather.full(source_table=source)
+        if request.scope is Scope.INCREMENTAL:
+            return gather.incremental(source_table=source, now=self._clock())
+        return gather.named(source_table=source, targets=request.targets)
+
+    async def _snapshot_remote(self, connection: AsyncConnection, progress: RunProgress) -> int:
+        progress.phase = Phase.LISTING
         await gather.create_remote_snapshot(connection)
         pages = read_ahead(self._client.iter_user_pages(), rows=gather.BATCH, depth=READ_AHEAD)
         async with contextlib.aclosing(pages) as chunks:
             async for chunk in chunks:
                 await gather.copy_remote_page(connection, chunk)
+                progress.listed += len(chunk)
         total = await gather.index_remote_snapshot(connection)
         log.info("remote users listed", count=total)
         return total
@@ -313,13 +330,15 @@ class Runner:
             actions = tuple(a for a in plan.actions if a not in guarded)
             if plan.problem is not None:
                 ready.append(_invalid(g, plan.problem))
+            elif not actions:
+                if not guarded:  # a guarded deletion is counted once the guard has seen it
+                    ready.append(unchanged(g))
             elif request.dry_run:
                 report.planned += [describe(a) for a in actions]
-                ready.append(Outcome(gathered=g, result=_dry(actions)))
-            elif actions:
+                ready.append(Outcome(gathered=g, result=Result.PLANNED))
+            else:
                 submit.append((g, actions))
-            elif not guarded:
-                ready.append(unchanged(g))
+        report.progress.done += len(ready)
         await self._record_intents(_intents(submit))
         for g, actions in submit:
             await pool.submit(g, actions)
@@ -360,14 +379,24 @@ class Runner:
             allow_deletes=request.allow_deletes,
         )
         report.held, report.held_reason = list(verdict.held), verdict.reason
+        report.progress.phase = Phase.DELETING
+        report.progress.done += len(verdict.held)
         if verdict.held:
             report.counts[Result.HELD] += len(verdict.held)
         allowed = [(g, d) for g, d in deletions if d in set(verdict.allowed)]
         if request.dry_run:
             report.planned += [describe(d) for _, d in allowed]
+            report.counts[Result.PLANNED] += len(allowed)
+            report.progress.done += len(allowed)
             return
-        outcomes = await asyncio.gather(*(executor.apply(g, (d,)) for g, d in allowed))
-        await self._record(list(outcomes), report, dry_run=False)
+        pool = self._pool(executor, report)
+        try:
+            for g, d in allowed:
+                await pool.submit(g, (d,))
+            outcomes = await pool.drain()
+        finally:
+            await pool.close()
+        await self._record(outcomes, report, dry_run=False)
 
     async def _remote_total(self, report: RunReport) -> int:
         if report.remote_total is not None:
@@ -427,10 +456,6 @@ def _intents(planned: Sequence[tuple[Gathered, tuple[Action, ...]]]) -> list[tup
 def _invalid(g: Gathered, problem: InvalidUser) -> Outcome:
     failure = Failure(message=problem.message, action="validate", field=problem.field)
     return Outcome(gathered=g, result=Result.INVALID, failures=(failure,))
-
-
-def _dry(actions: tuple[Action, ...]) -> Result:
-    return Result.PLANNED if actions else Result.UNCHANGED
 
 
 def _held_row(action: DeleteUser) -> dict[str, str | None]:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service import app
 from service.config import Settings
+from service.reconcile.progress import RunProgress
 from service.reconcile.runner import RunReport, RunRequest, Scope
 
 SyncFn = Callable[..., Awaitable[RunReport]]
@@ -62,6 +63,7 @@ async def sync(
         targets: Iterable[str] = (),
         dry_run: bool = False,
         allow_deletes: bool = False,
+        progress: RunProgress | None = None,
         **overrides: Any,
     ) -> RunReport:
         async with app.runtime(settings_for(**overrides)) as runtime:
@@ -72,7 +74,7 @@ async def sync(
                 dry_run=dry_run,
                 allow_deletes=allow_deletes,
             )
-            return await runtime.runner.run(request)
+            return await runtime.runner.run(request, progress=progress)
 
     yield run
 

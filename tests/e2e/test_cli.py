@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import pty
 import signal
 import socket
+import subprocess
 import sys
 from typing import Any
 
@@ -172,3 +175,43 @@ async def test_the_emulator_command_serves_the_api_until_terminated():
 
     process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(process.wait(), 20) == 0
+
+
+def _run_on_a_terminal(args: list[str], env: dict[str, str], wait: float = 60) -> tuple[int, str]:
+    """Run with stdout and stderr on a pseudo-terminal; everything written to it."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(args, env=env, stdout=follower, stderr=follower)
+    os.close(follower)
+    output = bytearray()
+    with contextlib.suppress(OSError):  # EIO once the process has closed its side
+        while chunk := os.read(leader, 65536):
+            output += chunk
+    os.close(leader)
+    return process.wait(wait), output.decode(errors="replace")
+
+
+async def test_sync_on_a_terminal_shows_a_progress_bar_then_the_summary(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
+):
+    await generate_users(engine, 40)
+    env = cli_env(database_url, fast_emulator, TERM="xterm", COLUMNS="100")
+
+    code, out = await asyncio.to_thread(_run_on_a_terminal, [*USER_SYNC, "sync"], env)
+
+    assert code == 0
+    assert "reconciling" in out
+    assert "40/40" in out
+    assert "created" in out
+    assert len(fast_emulator.emulator.users()) == 40
+
+
+async def test_sync_piped_prints_no_progress_bar(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
+):
+    await generate_users(engine, 3)
+
+    code, out, err = await run_cli("sync", env=cli_env(database_url, fast_emulator))
+
+    assert code == 0
+    assert "created" in out
+    assert "reconciling" not in out + err

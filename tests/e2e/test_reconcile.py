@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.runner import RunInProgress, RunStatus, Scope
 from tests.e2e.conftest import execute, fetch_all, generate_users, insert_users
 from tests.fixtures.emulator import account_auth
@@ -343,3 +344,67 @@ async def test_a_create_left_unrecorded_by_a_killed_run_is_still_ours(
     assert run.status is RunStatus.SUCCEEDED
     expected = {"renamed"} if "renamed" in change else set()
     assert set(remote_by_identity(fast_emulator)) == expected
+
+
+async def test_progress_follows_the_listing_then_every_user_to_the_end(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await generate_users(engine, 300)
+    await sync(Scope.FULL)
+    await execute(engine, "UPDATE internal_users SET active = false WHERE id <> 'user-1'")
+    fast_emulator.emulator.seed_users([{"identity": "stranger"}])
+    progress = RunProgress()
+    seen: list[tuple[Phase, int]] = []
+
+    async def watch() -> None:
+        while True:
+            seen.append((progress.phase, progress.done))
+            await asyncio.sleep(0.002)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        run = await sync(
+            Scope.FULL, delete_mode="mirror", max_deletes_per_run=10, progress=progress
+        )
+    finally:
+        watcher.cancel()
+
+    assert len(run.held) == 300  # 299 inactive users and the stranger, over the guard
+    assert progress.listed == 301
+    assert progress.total == 301  # 300 internal users, then the stranger found at the end
+    assert progress.done == 301
+    assert progress.phase is Phase.DELETING
+    order = [Phase.STARTING, Phase.LISTING, Phase.RECONCILING, Phase.DELETING]
+    phases = [order.index(phase) for phase, _ in seen]
+    assert phases == sorted(phases)
+    assert [done for _, done in seen] == sorted(done for _, done in seen)
+
+
+async def test_an_unwatched_run_does_not_count_its_users(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await generate_users(engine, 5)
+
+    run = await sync(Scope.INCREMENTAL)
+
+    assert run.counts["created"] == 5
+    assert run.progress.total is None
+    assert run.progress.done == 5
+
+
+async def test_a_dry_run_counts_every_planned_user_including_deletions(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await generate_users(engine, 20)
+    await sync(Scope.FULL)
+    await execute(
+        engine, "UPDATE internal_users SET active = false WHERE id IN ('user-1', 'user-2')"
+    )
+    await execute(engine, "UPDATE internal_users SET friendly_name = 'Renamed' WHERE id = 'user-3'")
+    progress = RunProgress()
+
+    run = await sync(Scope.FULL, dry_run=True, progress=progress)
+
+    assert len(run.planned) == 3
+    assert (run.counts["planned"], run.counts["unchanged"]) == (3, 17)
+    assert (progress.total, progress.done) == (20, 20)
