@@ -21,7 +21,7 @@ from service.db import migrate
 from service.db.status import as_json, status_report
 from service.logs import configure_logging
 from service.reconcile.progress import RunProgress
-from service.reconcile.runner import RunInProgress, RunRequest, Scope
+from service.reconcile.run import RunInProgress, RunRequest, Scope
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 

@@ -30,7 +30,7 @@ from service.db.status import status_report
 from service.emulator import EmulatorConfig, RunningEmulator, running_emulator
 from service.logs import configure_logging
 from service.reconcile.progress import RunProgress
-from service.reconcile.runner import RunReport, RunRequest, Scope
+from service.reconcile.run import RunReport, RunRequest, Scope
 
 DEMO_DATABASE = "user_sync_demo"
 WRITE_RATE = 29.0

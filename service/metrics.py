@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from service.conversations.ratelimit import WriteLimiter
 from service.conversations.stats import CallEvent
-from service.reconcile.runner import RunReport
+from service.reconcile.run import RunReport
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)

@@ -21,7 +21,7 @@ from rich.table import Table
 from service.db.status import StatusReport
 from service.reconcile.outcome import Result
 from service.reconcile.progress import Phase, RunProgress
-from service.reconcile.runner import RunReport, RunStatus
+from service.reconcile.run import RunReport, RunStatus
 
 SUMMARY_ORDER = (
     Result.CREATED,

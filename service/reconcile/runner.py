@@ -4,28 +4,26 @@ Triggers only say what to look at (`Scope`): every user, the users that changed,
 users. Whatever the trigger, a reconcile re-reads both sides. One run at a time per Service
 (a Postgres advisory lock); a run found still `running` when the lock is taken was killed and
 is closed as aborted. Deletions are applied last, after the guard has seen all of them.
+
+The runner plans and sequences; `sides` reads both sides, `pool` applies plans concurrently
+through the executor, `recorder` writes intents and outcomes as they come.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from service.conversations import errors as api
 from service.conversations.client import ConversationsClient
 from service.db import gather, locks, records
 from service.db.gather import Gathered
 from service.domain.plan import (
     Action,
-    CreateUser,
     DeleteUser,
     InvalidUser,
     describe,
@@ -35,60 +33,15 @@ from service.domain.plan import (
 )
 from service.domain.policy import Policy
 from service.domain.roles import RoleDirectory
-from service.domain.users import UNCONFIRMED, RemoteUser, SyncState, SyncStatus
 from service.reconcile.executor import Executor, case_of, unchanged
-from service.reconcile.outcome import (
-    Failure,
-    Outcome,
-    Result,
-    RetryPolicy,
-    error_records,
-    state_record,
-)
+from service.reconcile.outcome import Failure, Outcome, Result, RetryPolicy
 from service.reconcile.pool import ApplyPool
 from service.reconcile.progress import Phase, RunProgress
-from service.reconcile.readahead import read_ahead
+from service.reconcile.recorder import Recorder
+from service.reconcile.run import RunInProgress, RunReport, RunRequest, RunStatus, Scope
+from service.reconcile.sides import Sides
 
 log = structlog.get_logger(__name__)
-
-READ_AHEAD = 64
-"""List pages read ahead of the COPY into Postgres (64 pages of 50 or 100 users)."""
-
-
-class Scope(StrEnum):
-    FULL = "full"
-    INCREMENTAL = "incremental"
-    USERS = "users"
-
-
-class RunStatus(StrEnum):
-    SUCCEEDED = "succeeded"
-    PARTIAL = "partial"
-    FAILED = "failed"
-    ABORTED = "aborted"
-
-
-def _lock_kind(scope: Scope) -> str:
-    """Bulk runs exclude each other; runs of named users (events, operators) may overlap them,
-    so a changed user is not kept waiting behind a long full run."""
-    return "users" if scope is Scope.USERS else "run"
-
-
-def _same_lock(scope: Scope) -> tuple[str, ...]:
-    return tuple(s.value for s in Scope if _lock_kind(s) == _lock_kind(scope))
-
-
-class RunInProgress(Exception):
-    """Another reconcile of this Service holds the run lock."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunRequest:
-    trigger: str
-    scope: Scope
-    targets: tuple[str, ...] = ()
-    dry_run: bool = False
-    allow_deletes: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,21 +53,14 @@ class RunnerConfig:
     error_retention: timedelta
 
 
-@dataclass(slots=True)
-class RunReport:
-    run_id: int
-    request: RunRequest
-    status: RunStatus = RunStatus.SUCCEEDED
-    counts: Counter[str] = field(default_factory=Counter)
-    api_calls: int = 0
-    planned: list[str] = field(default_factory=list)
-    failures: list[tuple[str, Failure]] = field(default_factory=list)
-    held: list[DeleteUser] = field(default_factory=list)
-    held_reason: str | None = None
-    error: str | None = None
-    remote_total: int | None = None
-    """Remote users listed by a full run (the base of the percent deletion guard)."""
-    progress: RunProgress = field(default_factory=lambda: RunProgress(watched=False))
+def _lock_kind(scope: Scope) -> str:
+    """Bulk runs exclude each other; runs of named users (events, operators) may overlap them,
+    so a changed user is not kept waiting behind a long full run."""
+    return "users" if scope is Scope.USERS else "run"
+
+
+def _same_lock(scope: Scope) -> tuple[str, ...]:
+    return tuple(s.value for s in Scope if _lock_kind(s) == _lock_kind(scope))
 
 
 class Runner:
@@ -133,6 +79,8 @@ class Runner:
         self._client = client
         self._config = config
         self._clock = clock
+        self._sides = Sides(client, source_table=config.source_table, clock=clock)
+        self._recorder = Recorder(self._sessions, retry=config.retry, clock=clock)
 
     async def run(
         self,
@@ -227,12 +175,12 @@ class Runner:
         pool: ApplyPool | None = None
         deletions: list[tuple[Gathered, DeleteUser]] = []
         try:
-            async for batch in self._gather(connection, request, report):
+            async for batch in self._sides.batches(connection, report):
                 if pool is None:  # roles are read only when there is someone to plan
                     pool = self._pool(await self._executor(), report)
                 deletions += await self._process(batch, pool, request, report)
             if pool is not None:
-                await self._record(await pool.drain(), report, dry_run=request.dry_run)
+                await self._recorder.outcomes(await pool.drain(), report, dry_run=request.dry_run)
         finally:
             if pool is not None:
                 await pool.close()
@@ -253,61 +201,6 @@ class Runner:
     async def _executor(self) -> Executor:
         roles = RoleDirectory(await self._client.list_roles())
         return Executor(self._client, policy=self._config.policy, roles=roles)
-
-    async def _gather(
-        self, connection: AsyncConnection, request: RunRequest, report: RunReport
-    ) -> AsyncIterator[list[Gathered]]:
-        if request.scope is Scope.FULL:
-            report.remote_total = await self._snapshot_remote(connection, report.progress)
-        selection = self._selection(request)
-        progress = report.progress
-        progress.phase = Phase.RECONCILING
-        if progress.watched:
-            progress.total = await gather.count(connection, selection)
-        async for batch in gather.stream(connection, selection):
-            yield batch if request.scope is Scope.FULL else await self._read_remote(batch)
-
-    def _selection(self, request: RunRequest) -> gather.Selection:
-        source = self._config.source_table
-        if request.scope is Scope.FULL:
-            return gather.full(source_table=source)
-        if request.scope is Scope.INCREMENTAL:
-            return gather.incremental(source_table=source, now=self._clock())
-        return gather.named(source_table=source, targets=request.targets)
-
-    async def _snapshot_remote(self, connection: AsyncConnection, progress: RunProgress) -> int:
-        progress.phase = Phase.LISTING
-        await gather.create_remote_snapshot(connection)
-        pages = read_ahead(self._client.iter_user_pages(), rows=gather.BATCH, depth=READ_AHEAD)
-        async with contextlib.aclosing(pages) as chunks:
-            async for chunk in chunks:
-                await gather.copy_remote_page(connection, chunk)
-                progress.listed += len(chunk)
-        total = await gather.index_remote_snapshot(connection)
-        log.info("remote users listed", count=total)
-        return total
-
-    async def _read_remote(self, batch: list[Gathered]) -> list[Gathered]:
-        """Incremental and targeted runs fetch each user's remote side (reads are not limited)."""
-        return list(await asyncio.gather(*(self._fetch_sides(g) for g in batch)))
-
-    async def _fetch_sides(self, g: Gathered) -> Gathered:
-        linked = _linked_key(g.state)
-        current = await self._fetch(g.local.identity if g.local else linked)
-        previous = None
-        for key in (linked, g.state.retired_sid if g.state else None):
-            known = current is not None and key in (current.sid, current.identity)
-            if key and not known and previous is None:
-                previous = await self._fetch(key)
-        return replace(g, remote=current, previous=previous)
-
-    async def _fetch(self, sid_or_identity: str | None) -> RemoteUser | None:
-        if not sid_or_identity:
-            return None
-        try:
-            return await self._client.fetch_user(sid_or_identity)
-        except api.NotFound:
-            return None
 
     async def _process(
         self,
@@ -339,18 +232,11 @@ class Runner:
             else:
                 submit.append((g, actions))
         report.progress.done += len(ready)
-        await self._record_intents(_intents(submit))
+        await self._recorder.intents(submit)
         for g, actions in submit:
             await pool.submit(g, actions)
-        await self._record(ready + pool.finished(), report, dry_run=request.dry_run)
+        await self._recorder.outcomes(ready + pool.finished(), report, dry_run=request.dry_run)
         return deferred
-
-    async def _record_intents(self, intents: list[tuple[str, str]]) -> None:
-        """Before creating, remember whom we are about to create: if this process dies before
-        the outcome is recorded, the next run still knows the remote user is ours."""
-        if intents:
-            async with self._sessions.begin() as session:
-                await records.save_intents(session, intents)
 
     async def _orphan_deletions(
         self, connection: AsyncConnection
@@ -383,7 +269,8 @@ class Runner:
         report.progress.done += len(verdict.held)
         if verdict.held:
             report.counts[Result.HELD] += len(verdict.held)
-        allowed = [(g, d) for g, d in deletions if d in set(verdict.allowed)]
+        released = set(verdict.allowed)
+        allowed = [(g, d) for g, d in deletions if d in released]
         if request.dry_run:
             report.planned += [describe(d) for _, d in allowed]
             report.counts[Result.PLANNED] += len(allowed)
@@ -396,61 +283,13 @@ class Runner:
             outcomes = await pool.drain()
         finally:
             await pool.close()
-        await self._record(outcomes, report, dry_run=False)
+        await self._recorder.outcomes(outcomes, report, dry_run=False)
 
     async def _remote_total(self, report: RunReport) -> int:
         if report.remote_total is not None:
             return report.remote_total
         async with self._sessions() as session:
             return await records.count_linked_remote_users(session)
-
-    async def _record(self, outcomes: list[Outcome], report: RunReport, *, dry_run: bool) -> None:
-        now = self._clock()
-        states, errors = [], []
-        for outcome in outcomes:
-            result = (
-                Result.FAILED
-                if outcome.failures and outcome.result is not Result.INVALID
-                else outcome.result
-            )
-            report.counts[result] += 1
-            for f in outcome.failures:
-                report.failures.append((outcome.user_id or outcome.identity or "?", f))
-                log.warning(
-                    "user failed",
-                    user_id=outcome.user_id,
-                    action=f.action,
-                    error=f.message,
-                    code=f.twilio_code,
-                )
-            errors += error_records(outcome)
-            record = None if dry_run else state_record(outcome, now=now, retry=self._config.retry)
-            if record is not None:
-                states.append(record)
-        if states or errors:  # a run with nothing to change writes nothing per user
-            async with self._sessions.begin() as session:
-                await records.save_states(session, states)
-                await records.save_errors(session, report.run_id, errors)
-
-
-def _linked_key(state: SyncState | None) -> str | None:
-    """How to fetch the remote user our state refers to: its sid, or the identity of a create
-    that may have happened unrecorded."""
-    if state is None or state.status is SyncStatus.DELETED:
-        return None
-    if state.remote_sid is None and state.status in UNCONFIRMED:
-        return state.identity
-    return state.remote_sid
-
-
-def _intents(planned: Sequence[tuple[Gathered, tuple[Action, ...]]]) -> list[tuple[str, str]]:
-    """(user id, identity) of every create about to be made."""
-    return [
-        (a.user_id, a.identity)
-        for _, actions in planned
-        for a in actions
-        if isinstance(a, CreateUser)
-    ]
 
 
 def _invalid(g: Gathered, problem: InvalidUser) -> Outcome:

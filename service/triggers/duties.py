@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.config import Settings
 from service.db import events, status
 from service.metrics import Metrics
-from service.reconcile.runner import Runner, Scope
+from service.reconcile.run import Scope
+from service.reconcile.runner import Runner
 from service.triggers.events import EventConsumer
 from service.triggers.lane import BulkLane
 from service.triggers.scheduler import Clock, Scheduler, cadences

@@ -28,7 +28,8 @@ from service.config import Settings
 from service.db import events
 from service.db.events import ClaimedEvent
 from service.metrics import Metrics
-from service.reconcile.runner import RunInProgress, Runner, RunReport, RunRequest, Scope
+from service.reconcile.run import RunInProgress, RunReport, RunRequest, Scope
+from service.reconcile.runner import Runner
 from service.triggers.priority import urgent
 
 log = structlog.get_logger(__name__)

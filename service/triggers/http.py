@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db import detail, events, status
 from service.db.events import EventStatus, NewEvent
-from service.reconcile.runner import RunInProgress, RunRequest, Scope
+from service.reconcile.run import RunInProgress, RunRequest, Scope
 from service.triggers.keys import LEADERSHIP, METRICS, SESSIONS, SETTINGS
 from service.triggers.lane import LaneClosed
 from service.triggers.responses import BadRequest, json_body, ok, problem, storable

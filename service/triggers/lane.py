@@ -15,7 +15,8 @@ import asyncio
 import structlog
 
 from service.metrics import Metrics
-from service.reconcile.runner import RunInProgress, Runner, RunRequest, Scope
+from service.reconcile.run import RunInProgress, RunRequest, Scope
+from service.reconcile.runner import Runner
 
 log = structlog.get_logger(__name__)
 

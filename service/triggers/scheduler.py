@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from croniter import croniter
 
 from service.config import Settings
-from service.reconcile.runner import RunRequest, Scope
+from service.reconcile.run import RunRequest, Scope
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]

@@ -23,7 +23,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from service.conversations.ratelimit import WriteLimiter
 from service.domain.actions import ActionKind
 from service.metrics import RESULT_ACTIONS, SYNC_STATUSES, Metrics
-from service.reconcile.runner import RunStatus, Scope
+from service.reconcile.run import RunStatus, Scope
 
 TARGET_LABELS = frozenset(
     {"namespace", "pod", "instance", "job", "service", "endpoint", "container"}

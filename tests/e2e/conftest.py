@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from service import app
 from service.config import Settings
 from service.reconcile.progress import RunProgress
-from service.reconcile.runner import RunReport, RunRequest, Scope
+from service.reconcile.run import RunReport, RunRequest, Scope
 
 SyncFn = Callable[..., Awaitable[RunReport]]
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.reconcile.progress import Phase, RunProgress
-from service.reconcile.runner import RunInProgress, RunStatus, Scope
+from service.reconcile.run import RunInProgress, RunStatus, Scope
 from tests.e2e.conftest import execute, fetch_all, generate_users, insert_users
 from tests.fixtures.emulator import account_auth
 

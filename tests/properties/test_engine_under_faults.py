@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.conversations.errors import ConversationsError
-from service.reconcile.runner import RunStatus, Scope
+from service.reconcile.run import RunStatus, Scope
 from tests.e2e.conftest import execute, fetch_all, insert_users
 from tests.properties.conftest import Reset
 from tests.properties.world import (

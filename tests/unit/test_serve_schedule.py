@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.reconcile.runner import RunRequest, Scope
+from service.reconcile.run import RunRequest, Scope
 from service.triggers.scheduler import Cadence, Scheduler, first_due
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)

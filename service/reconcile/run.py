@@ -1,0 +1,58 @@
+"""A run's vocabulary: what is asked (`RunRequest`, `Scope`) and what came of it (`RunReport`).
+
+Triggers (the CLI, the schedule, events, the HTTP API) build requests; reports go back to them
+and to the renderers (tables, JSON, metrics). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from service.domain.plan import DeleteUser
+from service.reconcile.outcome import Failure
+from service.reconcile.progress import RunProgress
+
+
+class Scope(StrEnum):
+    FULL = "full"
+    INCREMENTAL = "incremental"
+    USERS = "users"
+
+
+class RunStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+
+class RunInProgress(Exception):
+    """Another reconcile of this Service holds the run lock."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    trigger: str
+    scope: Scope
+    targets: tuple[str, ...] = ()
+    dry_run: bool = False
+    allow_deletes: bool = False
+
+
+@dataclass(slots=True)
+class RunReport:
+    run_id: int
+    request: RunRequest
+    status: RunStatus = RunStatus.SUCCEEDED
+    counts: Counter[str] = field(default_factory=Counter)
+    api_calls: int = 0
+    planned: list[str] = field(default_factory=list)
+    failures: list[tuple[str, Failure]] = field(default_factory=list)
+    held: list[DeleteUser] = field(default_factory=list)
+    held_reason: str | None = None
+    error: str | None = None
+    remote_total: int | None = None
+    """Remote users listed by a full run (the base of the percent deletion guard)."""
+    progress: RunProgress = field(default_factory=lambda: RunProgress(watched=False))
