@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import TextClause, case, delete, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import TextClause, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import SyncError, SyncRun, SyncStateRow
@@ -181,6 +180,27 @@ async def count_linked_remote_users(session: AsyncSession) -> int:
     return int(count or 0)
 
 
+_SAVE_INTENTS = text(
+    """
+    INSERT INTO sync_state AS s (user_id, identity, status, updated_at)
+    SELECT u.user_id, u.identity, 'pending', now()
+    FROM unnest(CAST(:user_ids AS text[]), CAST(:identities AS text[])) AS u(user_id, identity)
+    ON CONFLICT (user_id) DO UPDATE SET
+        identity = CASE WHEN s.remote_sid IS NOT NULL OR s.identity IS NULL
+                             OR s.status = 'deleted'
+                        THEN EXCLUDED.identity ELSE s.identity END,
+        retired_sid = CASE WHEN s.remote_sid IS NOT NULL
+                           THEN COALESCE(s.retired_sid, s.remote_sid) ELSE s.retired_sid END,
+        remote_sid = NULL,
+        status = CASE WHEN s.remote_sid IS NOT NULL OR s.status = 'deleted'
+                      THEN 'pending' ELSE s.status END,
+        updated_at = now()
+    """
+)
+"""Like `_UPSERT_STATES`, one constant statement with array parameters whatever the batch size:
+building a 1,000-row VALUES list in Python held the event loop for tens of milliseconds."""
+
+
 async def save_intents(session: AsyncSession, intents: Sequence[tuple[str, str]]) -> None:
     """Before creating users, claim their identities in `pending` states.
 
@@ -191,23 +211,7 @@ async def save_intents(session: AsyncSession, intents: Sequence[tuple[str, str]]
     claims (that remote user may still be waiting to be retired) unless it has none or was
     deleted. A failed create writes the previous state back.
     """
-    statement = pg_insert(SyncStateRow).values(
-        [{"user_id": u, "identity": i, "status": "pending"} for u, i in intents]
-    )
-    row = SyncStateRow.__table__.c
-    linked = row.remote_sid.is_not(None)
-    takes_identity = linked | row.identity.is_(None) | (row.status == "deleted")
     await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[SyncStateRow.user_id],
-            set_={
-                "identity": case((takes_identity, statement.excluded.identity), else_=row.identity),
-                "retired_sid": case(
-                    (linked, func.coalesce(row.retired_sid, row.remote_sid)), else_=row.retired_sid
-                ),
-                "remote_sid": None,
-                "status": case((linked | (row.status == "deleted"), "pending"), else_=row.status),
-                "updated_at": func.now(),
-            },
-        )
+        _SAVE_INTENTS,
+        {"user_ids": [u for u, _ in intents], "identities": [i for _, i in intents]},
     )
