@@ -23,18 +23,29 @@ class UnknownRole(ValueError):
     """The name or sid matches no user role (or more than one); the message says which."""
 
 
+def names_a_role(role: str | None) -> bool:
+    """A blank role is no role: the source has nothing to say about it."""
+    return role is not None and bool(role.strip())
+
+
 class RoleDirectory:
-    """The Service's roles as read at the start of a run."""
+    """The Service's roles as read during a run; `unread()` until a user names a role."""
 
-    __slots__ = ("_by_folded", "_by_name", "_by_sid", "_others", "_user_roles")
+    __slots__ = ("_by_folded", "_by_name", "_by_sid", "_others", "_user_roles", "read")
 
-    def __init__(self, roles: Iterable[Role]) -> None:
+    def __init__(self, roles: Iterable[Role], *, read: bool = True) -> None:
         listed = tuple(roles)
+        self.read = read
         self._user_roles = tuple(r for r in listed if r.type in USER_ROLE_TYPES)
         self._others = tuple(r for r in listed if r.type not in USER_ROLE_TYPES)
         self._by_sid = {r.sid.lower(): r for r in self._user_roles}
         self._by_name = _index(self._user_roles, key=str)
         self._by_folded = _index(self._user_roles, key=str.casefold)
+
+    @classmethod
+    def unread(cls) -> RoleDirectory:
+        """Before anyone needs them: the Roles list is one API call a run need not make."""
+        return cls((), read=False)
 
     @property
     def user_roles(self) -> tuple[Role, ...]:
@@ -42,6 +53,8 @@ class RoleDirectory:
 
     def resolve(self, name_or_sid: str) -> RoleSid:
         """The sid of the user role meant, or `UnknownRole` saying why there is none."""
+        if not self.read:
+            raise RuntimeError("roles resolved before the Service's Roles were read")
         if ROLE_SID.match(name_or_sid):
             role = self._by_sid.get(name_or_sid.lower())
             if role is None:

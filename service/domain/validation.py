@@ -14,7 +14,7 @@ from typing import Literal
 
 from service.domain import attributes
 from service.domain.attributes import Attributes, AttributesError
-from service.domain.roles import RoleDirectory, UnknownRole
+from service.domain.roles import RoleDirectory, UnknownRole, names_a_role
 from service.domain.users import LocalUser, RoleSid, UserId
 
 MAX_IDENTITY = 256
@@ -124,8 +124,7 @@ def _friendly_name(local: LocalUser) -> InvalidUser | None:
 
 
 def _role(local: LocalUser, *, roles: RoleDirectory) -> RoleSid | InvalidUser | None:
-    """A blank role is no role: the source has nothing to say about it."""
-    if local.role is None or not local.role.strip():
+    if local.role is None or not names_a_role(local.role):
         return None
     try:
         return roles.resolve(local.role)

@@ -32,7 +32,7 @@ from service.domain.plan import (
     plan_orphan,
 )
 from service.domain.policy import Policy
-from service.domain.roles import RoleDirectory
+from service.domain.roles import RoleDirectory, names_a_role
 from service.reconcile.executor import Executor, case_of, unchanged
 from service.reconcile.outcome import Failure, Outcome, Result, RetryPolicy
 from service.reconcile.pool import ApplyPool
@@ -187,8 +187,8 @@ class Runner:
         deletions: list[tuple[Gathered, DeleteUser]] = []
         try:
             async for batch in self._sides.batches(connection, report):
-                if pool is None:  # roles are read only when there is someone to plan
-                    pool = self._pool(await self._executor(), report)
+                if pool is None:
+                    pool = self._pool(self._executor(), report)
                 deletions += await self._process(batch, pool, request, report)
             if pool is not None:
                 await self._recorder.outcomes(await pool.drain(), report, dry_run=request.dry_run)
@@ -201,7 +201,7 @@ class Runner:
                 report.progress.total += len(orphans)
             deletions += orphans
         if deletions:
-            executor = pool.executor if pool is not None else await self._executor()
+            executor = pool.executor if pool is not None else self._executor()
             await self._delete(deletions, executor, request, report)
 
     def _pool(self, executor: Executor, report: RunReport) -> ApplyPool:
@@ -209,9 +209,17 @@ class Runner:
         size = 2 * self._client.limiter.max_in_flight
         return ApplyPool(executor, size=size, progress=report.progress)
 
-    async def _executor(self) -> Executor:
-        roles = RoleDirectory(await self._client.list_roles())
-        return Executor(self._client, policy=self._config.policy, roles=roles)
+    def _executor(self) -> Executor:
+        return Executor(self._client, policy=self._config.policy, roles=RoleDirectory.unread())
+
+    async def _read_roles(self, batch: Sequence[Gathered], executor: Executor) -> RoleDirectory:
+        """The Service's roles, read the first time a user of the run names one: a run whose
+        users all take the default role makes no Roles call (a no-change run only lists)."""
+        if not executor.roles.read and any(
+            g.local is not None and names_a_role(g.local.role) for g in batch
+        ):
+            executor.roles = RoleDirectory(await self._client.list_roles())
+        return executor.roles
 
     async def _process(
         self,
@@ -226,7 +234,7 @@ class Runner:
         deferred: list[tuple[Gathered, DeleteUser]] = []
         ready: list[Outcome] = []
         submit: list[tuple[Gathered, tuple[Action, ...]]] = []
-        roles = pool.executor.roles
+        roles = await self._read_roles(batch, pool.executor)
         for n, g in enumerate(batch):
             if n and n % PLAN_SLICE == 0:
                 await asyncio.sleep(0)

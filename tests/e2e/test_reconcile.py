@@ -51,7 +51,8 @@ async def test_initial_sync_creates_every_user_then_a_second_run_changes_nothing
     assert second.counts["unchanged"] == 1000
     assert writes(fast_emulator) == 0
     assert stats.get("list_users", 0) == 20  # 1000 users / 50 per page
-    assert second.api_calls == stats.get("list_users", 0) + stats.get("list_roles", 0)
+    assert stats.get("list_roles", 0) == 0  # nobody names a role: the default is never fought
+    assert second.api_calls == 20  # exactly the list pages
 
     fast_emulator.emulator.reset_stats()
     third = await sync(Scope.INCREMENTAL)
@@ -87,6 +88,21 @@ async def test_updates_only_the_fields_that_differ(
     assert json.loads(remote["alice"]["attributes"]) == {"x": 2}
     assert remote["bob"]["friendly_name"] == "Robert"
     assert fast_emulator.emulator.stats.get("update_user", 0) == 2
+    assert fast_emulator.emulator.stats.get("list_roles", 0) == 1  # once alice named a role
+
+
+async def test_the_roles_are_read_once_per_run_however_many_users_name_one(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await generate_users(engine, 1500)
+    await execute(engine, "UPDATE internal_users SET role = 'service admin'")
+
+    run = await sync(Scope.FULL)
+
+    assert run.counts["created"] == 1500
+    assert fast_emulator.emulator.stats.get("list_roles", 0) == 1
+    admin = role_sid(fast_emulator, "service admin")
+    assert {u["role_sid"] for u in remote_by_identity(fast_emulator).values()} == {admin}
 
 
 async def test_attribute_key_order_and_whitespace_never_cause_an_update(

@@ -70,7 +70,7 @@ async def test_post_sync_answers_at_once_with_the_run_id_and_the_run_completes(
 ):
     async with quietly(engine):
         await generate_users(engine, 30)
-    fast_emulator.emulator.set_latency(0.2, operations=["list_roles"])
+    fast_emulator.emulator.set_latency(0.2, operations=["list_users"])
 
     async with served.http.post(served.base_url + "/sync", json={"scope": "full"}) as response:
         assert response.status == 202
@@ -94,7 +94,7 @@ async def test_post_sync_while_a_run_is_going_answers_409(
     served: Served, engine: AsyncEngine, fast_emulator: Any
 ):
     await generate_users(engine, 5)
-    fast_emulator.emulator.set_latency(0.5, operations=["list_roles"])
+    fast_emulator.emulator.set_latency(0.5, operations=["list_users"])
     async with served.http.post(served.base_url + "/sync", json={}) as first:
         assert first.status == 202
     async with served.http.post(served.base_url + "/sync", json={"scope": "incremental"}) as second:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.domain.roles import RoleDirectory, UnknownRole
+from service.domain.roles import RoleDirectory, UnknownRole, names_a_role
 from service.domain.users import Role
 from tests.unit.factories import ALL_ROLES, role_sid
 
@@ -62,3 +62,16 @@ def test_the_directory_keeps_only_user_level_roles() -> None:
 def test_an_empty_directory_says_the_service_lists_no_roles() -> None:
     with pytest.raises(UnknownRole, match="lists none"):
         RoleDirectory([]).resolve("user")
+
+
+def test_an_unread_directory_refuses_to_resolve_rather_than_call_a_role_unknown() -> None:
+    unread = RoleDirectory.unread()
+
+    assert not unread.read
+    with pytest.raises(RuntimeError, match="before the Service's Roles were read"):
+        unread.resolve("user")
+
+
+@pytest.mark.parametrize("role", [None, "", "   "])
+def test_a_blank_role_names_none(role: str | None) -> None:
+    assert not names_a_role(role)
