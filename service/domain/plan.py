@@ -18,7 +18,11 @@ Where the rules are silent:
 - `never` still retires a renamed user's old identity, since a rename must not leave both;
 - an equal user whose stored state is stale (not synced, other sid, identity or managed keys,
   a retired sid already gone) gets a `LinkUser`, so the recorder stores the truth;
-- merged attributes over 16 KB are a problem of that user, found before any call.
+- merged attributes over 16 KB are a problem of that user, found before any call;
+- a user renamed again before the last rename's old user was deleted first finishes that
+  rename (a `LinkUser` to the linked user, retiring the old one): the state keeps one retired
+  sid, so starting the second rename would forget a user. The recorder leaves such a user
+  pending, and the next run goes on with the new identity.
 """
 
 from __future__ import annotations
@@ -142,6 +146,8 @@ def plan_case(case: Case, *, policy: Policy, roles: RoleDirectory) -> CasePlan:
             user_id=case.user_id,
             actions=_deletions(case, reason=DeleteReason.REMOVED, policy=policy),
         )
+    if (finish := _finish_rename(case)) is not None:
+        return CasePlan(user_id=local.id, actions=(finish,))
     if not local.active:
         problem = check_identity(local)
         if problem is not None:
@@ -167,6 +173,22 @@ def _previous(case: Case) -> RemoteUser | None:
         return None
     ours = previous.sid == state.retired_sid or claims(state, previous)
     return previous if ours else None
+
+
+def _finish_rename(case: Case) -> LinkUser | None:
+    """The step before a second rename: retire the first one's old user, stay linked."""
+    linked, state = _previous(case), case.state
+    if linked is None or state is None or state.retired_sid in (None, linked.sid):
+        return None
+    if state.remote_sid != linked.sid:  # `previous` is the retired user itself
+        return None
+    return LinkUser(
+        user_id=case.user_id or state.user_id,
+        sid=linked.sid,
+        identity=linked.identity,
+        retires=state.retired_sid,
+        managed_keys=state.managed_keys,
+    )
 
 
 def _deletions(case: Case, *, reason: DeleteReason, policy: Policy) -> tuple[DeleteUser, ...]:

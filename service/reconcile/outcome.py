@@ -91,20 +91,36 @@ def _already_recorded(outcome: Outcome) -> bool:
 
 def _succeeded(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
     gone = outcome.result is Result.DELETED or outcome.remote_sid is None
+    midway = not gone and _midway(outcome)
+    state = outcome.gathered.state
+    status = SyncStatus.PENDING if midway else SyncStatus.SYNCED
     return StateRecord(
         user_id=user_id,
         remote_sid=None if gone else outcome.remote_sid,
         identity=outcome.identity,
-        fingerprint=outcome.gathered.fingerprint,
+        fingerprint=state.fingerprint if midway and state else outcome.gathered.fingerprint,
         attempted_fingerprint=outcome.gathered.fingerprint,
-        status=SyncStatus.DELETED if gone else SyncStatus.SYNCED,
+        status=SyncStatus.DELETED if gone else status,
         attempts=0,
         last_error_code=None,
         last_error_message=None,
-        next_attempt_at=None,
+        next_attempt_at=now if midway else None,
         last_synced_at=now,
         retired_sid=outcome.retired_sid,
         managed_keys=sorted(outcome.managed_keys),
+    )
+
+
+def _midway(outcome: Outcome) -> bool:
+    """Still linked to the remote user under the identity the source row has left (the first
+    step of a second rename): not synced, and due at once, so the next run goes on."""
+    local, state = outcome.gathered.local, outcome.gathered.state
+    return (
+        local is not None
+        and state is not None
+        and outcome.remote_sid == state.remote_sid
+        and outcome.identity == state.identity
+        and outcome.identity != local.identity
     )
 
 

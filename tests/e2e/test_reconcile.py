@@ -198,6 +198,42 @@ async def test_a_rename_creates_the_new_identity_then_deletes_the_old(
     ]
 
 
+@pytest.mark.parametrize("scope", [Scope.FULL, Scope.INCREMENTAL])
+async def test_a_second_rename_before_the_first_old_user_is_gone_leaves_neither_behind(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any, scope: Scope
+):
+    await insert_users(engine, [{"id": "u1", "identity": "first"}])
+    await sync(Scope.FULL)
+    fast_emulator.emulator.inject_fault("status", status=403, count=1, operations={"delete_user"})
+    await execute(engine, "UPDATE internal_users SET identity = 'second' WHERE id = 'u1'")
+    await sync(Scope.INCREMENTAL)  # creates "second"; deleting "first" fails
+    assert set(remote_by_identity(fast_emulator)) == {"first", "second"}
+    await execute(engine, "UPDATE internal_users SET identity = 'third' WHERE id = 'u1'")
+
+    finishing = await sync(scope)
+
+    assert set(remote_by_identity(fast_emulator)) == {"second"}  # the first rename, finished
+    assert finishing.counts["linked"] == 1
+    state = await fetch_all(engine, "SELECT identity, status, retired_sid FROM sync_state")
+    assert state == [{"identity": "second", "status": "pending", "retired_sid": None}]
+
+    await sync(Scope.INCREMENTAL)
+
+    remote = remote_by_identity(fast_emulator)
+    assert set(remote) == {"third"}
+    state = await fetch_all(
+        engine, "SELECT identity, remote_sid, status, retired_sid FROM sync_state"
+    )
+    assert state == [
+        {
+            "identity": "third",
+            "remote_sid": remote["third"]["sid"],
+            "status": "synced",
+            "retired_sid": None,
+        }
+    ]
+
+
 async def test_adopts_existing_remote_users_instead_of_creating_them_again(
     engine: AsyncEngine, sync: Any, fast_emulator: Any
 ):

@@ -196,3 +196,31 @@ def test_a_renamed_and_deactivated_user_deletes_its_old_remote_user_as_inactive(
     assert actions == (
         DeleteUser(user_id=local().id, sid=OLD, identity="alice-old", reason=DeleteReason.INACTIVE),
     )
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        pytest.param(local(identity="third"), id="renamed again"),
+        pytest.param(local(identity="third", active=False), id="renamed again, then inactive"),
+        pytest.param(local(identity="third", role="no such role"), id="even with a bad row"),
+    ],
+)
+def test_a_second_rename_first_retires_the_first_renames_old_user(user: LocalUser) -> None:
+    """The state keeps one retired sid: starting the second rename now would forget one."""
+    midway = state(
+        remote_sid=OLD, identity="second", retired_sid=RETIRED, managed_keys=frozenset({"k"})
+    )
+    linked = remote("second", sid=OLD)
+
+    actions = actions_for(Case(local=user, state=midway, remote=None, previous=linked))
+
+    assert actions == (
+        LinkUser(
+            user_id=user.id,
+            sid=OLD,
+            identity="second",
+            retires=RETIRED,
+            managed_keys=frozenset({"k"}),
+        ),
+    )
