@@ -453,6 +453,23 @@ async def converge(
         print(f"  converged {seconds:.1f} s after the last update", flush=True)
     except TimeoutError:
         tally.note(f"not converged within {within:.0f} s")
+        return
+    await settle(db, within=SETTLE_SECONDS)
+
+
+SETTLE_SECONDS = 60.0
+
+
+async def settle(db: asyncpg.Connection, *, within: float) -> None:
+    """Remote users come right before the run that wrote them records its outcomes and marks
+    its events done; wait (bounded) for that before anything counts what is left."""
+
+    async def quiet() -> bool:
+        return await unresolved(db) == (0, 0) and await stuck_runs(db) == 0
+
+    with contextlib.suppress(TimeoutError):
+        seconds = await until(quiet, within=within, every=0.2)
+        print(f"  recorded {seconds:.1f} s after converging", flush=True)
 
 
 # --- restart --------------------------------------------------------------------------------
