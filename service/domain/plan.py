@@ -183,7 +183,7 @@ def _finish_rename(case: Case) -> LinkUser | None:
     if state.remote_sid != linked.sid:  # `previous` is the retired user itself
         return None
     return LinkUser(
-        user_id=case.user_id or state.user_id,
+        user_id=state.user_id,
         sid=linked.sid,
         identity=linked.identity,
         retires=state.retired_sid,

@@ -10,6 +10,7 @@ kept as `retired_sid` and retried by later runs, so we never leave neither.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from service.conversations import errors as api
@@ -26,7 +27,7 @@ from service.domain.plan import (
     plan_case,
 )
 from service.domain.policy import Policy
-from service.domain.roles import RoleDirectory
+from service.domain.roles import RoleDirectory, names_a_role
 from service.domain.users import RemoteUser, UserSid
 from service.reconcile.outcome import Failure, Outcome, Result
 
@@ -51,10 +52,19 @@ def failure(action: str, error: api.ConversationsError) -> Failure:
 class Executor:
     """Applies plans for users; stateless between users apart from its dependencies."""
 
-    def __init__(self, client: ConversationsClient, *, policy: Policy, roles: RoleDirectory):
+    def __init__(self, client: ConversationsClient, *, policy: Policy) -> None:
         self._client = client
         self._policy = policy
-        self.roles = roles
+        self.roles = RoleDirectory.unread()
+
+    async def roles_for(self, batch: Sequence[Gathered]) -> RoleDirectory:
+        """The Service's roles, read the first time a user of the run names one: a run whose
+        users all take the default role makes no Roles call (a no-change run only lists)."""
+        if not self.roles.read and any(
+            g.local is not None and names_a_role(g.local.role) for g in batch
+        ):
+            self.roles = RoleDirectory(await self._client.list_roles())
+        return self.roles
 
     async def apply(self, gathered: Gathered, actions: tuple[Action, ...]) -> Outcome:
         outcome = unchanged(gathered)

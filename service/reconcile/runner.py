@@ -32,7 +32,6 @@ from service.domain.plan import (
     plan_orphan,
 )
 from service.domain.policy import Policy
-from service.domain.roles import RoleDirectory, names_a_role
 from service.reconcile.executor import Executor, case_of, unchanged
 from service.reconcile.outcome import Failure, Outcome, Result, RetryPolicy
 from service.reconcile.pool import ApplyPool
@@ -210,16 +209,7 @@ class Runner:
         return ApplyPool(executor, size=size, progress=report.progress)
 
     def _executor(self) -> Executor:
-        return Executor(self._client, policy=self._config.policy, roles=RoleDirectory.unread())
-
-    async def _read_roles(self, batch: Sequence[Gathered], executor: Executor) -> RoleDirectory:
-        """The Service's roles, read the first time a user of the run names one: a run whose
-        users all take the default role makes no Roles call (a no-change run only lists)."""
-        if not executor.roles.read and any(
-            g.local is not None and names_a_role(g.local.role) for g in batch
-        ):
-            executor.roles = RoleDirectory(await self._client.list_roles())
-        return executor.roles
+        return Executor(self._client, policy=self._config.policy)
 
     async def _process(
         self,
@@ -234,7 +224,7 @@ class Runner:
         deferred: list[tuple[Gathered, DeleteUser]] = []
         ready: list[Outcome] = []
         submit: list[tuple[Gathered, tuple[Action, ...]]] = []
-        roles = await self._read_roles(batch, pool.executor)
+        roles = await pool.executor.roles_for(batch)
         for n, g in enumerate(batch):
             if n and n % PLAN_SLICE == 0:
                 await asyncio.sleep(0)
