@@ -87,6 +87,7 @@ def runner_config(settings: Settings) -> RunnerConfig:
             quarantine_after=settings.quarantine_after,
         ),
         error_retention=timedelta(days=settings.error_retention_days),
+        deletion_window=timedelta(seconds=settings.deletion_window),
     )
 
 

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     protected_identity_pattern: str | None = None
     max_deletes_per_run: int = Field(default=100, ge=0)
     max_deletes_percent: float = Field(default=10.0, ge=0, le=100)
+    deletion_window: float = Field(default=3600.0, ge=0, le=30 * 86_400)
+    """Seconds of the rolling window the two deletion limits count over, across runs (0: each
+    run on its own)."""
     attributes_mode: AttributesMode = AttributesMode.REPLACE
     failure_backoff_base: float = Field(default=60.0, gt=0)
     failure_backoff_max: float = Field(default=86_400.0, gt=0)

@@ -1,10 +1,20 @@
 """Reading both sides for a reconcile, set-based, in Postgres.
 
 A full run COPYs every remote user into a temporary table on the run's own connection, then
-one query joins the source, `sync_state` and the remote users and streams per-user rows in
-batches: memory stays bounded by the batch, not by the user count. Incremental and targeted
-runs select only the users that need looking at; the fingerprint of each source row is
-computed here, in SQL, from the same row the planner sees.
+one query joins the source (one row per id, `db.source.per_id`), `sync_state` and the remote
+users and streams per-user rows in batches: memory stays bounded by the batch, not by the user
+count. Incremental and targeted runs select only the users that need looking at and fetch their
+remote sides; `owners` then says which of those remote users another user's state holds.
+
+Ownership, the rule every query here follows: a remote user belongs to the state that links it
+(`remote_sid`), else to the state that retires it (`retired_sid`), else to the state that claims
+its identity for a create that may have happened unrecorded (`status` pending, failed or
+quarantined, no sid yet). Claims are exclusive (unique indexes on `sync_state`), so a remote user
+has at most one owner. For a local user, `holder` is another user owning the remote user with
+its identity, or claiming that identity: the user must wait, never adopt.
+
+A full run's snapshot is as old as its listing: a user whose state was written after the listing
+began (another run applied it meanwhile) is marked `stale`, and its remote side is fetched again.
 """
 
 from __future__ import annotations
@@ -17,39 +27,54 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db import rows
-from service.domain.users import LocalUser, RemoteUser, SyncState
+from service.db.source import Source, per_id
+from service.domain.users import LocalUser, RemoteUser, SyncState, UserId
 
 BATCH = 1000
-FINGERPRINT = (
-    "md5(jsonb_build_array(l.identity, l.friendly_name, l.role, l.attributes, l.active)::text)"
-)
 REMOTE_TABLE = "remote_users_snapshot"
 UNCONFIRMED = "('pending', 'failed', 'quarantined')"
 """States whose create may have happened unrecorded (see `domain.users.claims`)."""
+CLAIMS_IDENTITY = "{o}.status <> 'deleted' AND ({o}.remote_sid IS NOT NULL OR {o}.status IN {u})"
+"""A state claims its identity (as `db.models.CLAIMS_IDENTITY`), for alias `{o}`."""
+
+
+def claims_identity(alias: str) -> str:
+    return CLAIMS_IDENTITY.format(o=alias, u=UNCONFIRMED)
 
 
 @dataclass(frozen=True, slots=True)
 class Gathered:
-    """One internal user as both sides and our state see it (remote sides may be unread)."""
+    """One internal user as both sides and our state see it (remote sides may be unread).
+
+    `copies`: source rows with this id (1 unless the source repeats it); `holders`: active
+    source rows with its identity; `holder`: another user whose state owns the remote user with
+    this identity or claims it; `version`: the state's write count when read (None: no state);
+    `stale`: a full run's snapshot may predate this user's state, read its remote side again.
+    """
 
     local: LocalUser | None
     state: SyncState | None
     remote: RemoteUser | None
     previous: RemoteUser | None
     fingerprint: str | None
+    version: int | None = None
+    copies: int = 1
+    holders: int = 1
+    holder: UserId | None = None
+    stale: bool = False
+
+    @property
+    def user_id(self) -> UserId | None:
+        if self.local is not None:
+            return self.local.id
+        return self.state.user_id if self.state is not None else None
 
 
-def _source(source_table: str) -> str:
-    """Settings validated the name; quote each part so a view name is taken literally."""
-    return ".".join(f'"{part}"' for part in source_table.split("."))
-
-
-def _local_and_state(source_table: str) -> str:
-    return f"""
-        {rows.select_list("l", rows.LOCAL_COLUMNS, "l_")},
-        {rows.select_list("s", rows.STATE_COLUMNS, "s_")},
-        CASE WHEN l.id IS NULL THEN NULL ELSE {FINGERPRINT} END AS fingerprint
-        FROM {_source(source_table)} l FULL JOIN sync_state s ON s.user_id = l.id"""
+async def database_now(connection: AsyncConnection) -> datetime:
+    """The database's clock: `sync_state.updated_at` is written by it."""
+    now = await connection.scalar(text("SELECT clock_timestamp()"))
+    assert isinstance(now, datetime)
+    return now
 
 
 async def create_remote_snapshot(connection: AsyncConnection) -> None:
@@ -92,57 +117,91 @@ class Selection:
     params: dict[str, object]
 
 
-def full(*, source_table: str) -> Selection:
-    """Every internal user (and every state of a removed one) with its remote users."""
-    query = f"""
-        SELECT {_local_and_state(source_table)}
+_COLUMNS = f"""
+        {rows.select_list("l", rows.LOCAL_COLUMNS, "l_")},
+        {rows.select_list("s", rows.STATE_COLUMNS, "s_")},
+        s.version AS s_version, l.fingerprint AS fingerprint, l.copies AS copies,
+        l.holders AS holders"""
+
+
+def _local_and_state(users: str) -> str:
+    return f"{_COLUMNS} FROM ({users}) l FULL JOIN sync_state s ON s.user_id = l.id"
+
+
+_FULL_JOINS = f"""
         LEFT JOIN {REMOTE_TABLE} r1 ON r1.identity = l.identity
         LEFT JOIN {REMOTE_TABLE} r2 ON r2.sid = s.remote_sid
-        LEFT JOIN {REMOTE_TABLE} r4 ON s.remote_sid IS NULL
-            AND s.status IN {UNCONFIRMED} AND r4.identity = s.identity
+        LEFT JOIN {REMOTE_TABLE} r4 ON s.remote_sid IS NULL AND s.status IN {UNCONFIRMED}
+            AND r4.identity = s.identity AND NOT EXISTS (SELECT 1 FROM sync_state x
+                WHERE x.user_id <> s.user_id AND (x.remote_sid = r4.sid OR x.retired_sid = r4.sid))
         LEFT JOIN {REMOTE_TABLE} r3 ON r3.sid = s.retired_sid
+        LEFT JOIN sync_state o1 ON o1.remote_sid = r1.sid AND o1.user_id <> l.id
+        LEFT JOIN sync_state o2 ON o2.retired_sid = r1.sid AND o2.user_id <> l.id
+        LEFT JOIN sync_state o3 ON o3.identity = l.identity AND o3.user_id <> l.id
+            AND {claims_identity("o3")}
         CROSS JOIN LATERAL (SELECT COALESCE(r2.sid, r4.sid) AS sid) k
         CROSS JOIN LATERAL (SELECT
             CASE WHEN l.id IS NULL THEN k.sid ELSE r1.sid END AS cur,
             CASE WHEN l.id IS NOT NULL AND k.sid IS DISTINCT FROM r1.sid
                  THEN COALESCE(k.sid, r3.sid) ELSE r3.sid END AS prev) pick
         LEFT JOIN {REMOTE_TABLE} r ON r.sid = pick.cur
-        LEFT JOIN {REMOTE_TABLE} p ON p.sid = pick.prev
+        LEFT JOIN {REMOTE_TABLE} p ON p.sid = pick.prev"""
+
+
+def full(*, source: Source, listed_since: datetime) -> Selection:
+    """Every internal user (and every state of a removed one) with its remote users."""
+    query = f"""
+        SELECT {rows.select_list("r", rows.REMOTE_COLUMNS, "r_")},
+            {rows.select_list("p", rows.REMOTE_COLUMNS, "p_")},
+            COALESCE(o1.user_id, o2.user_id, o3.user_id) AS holder,
+            COALESCE(s.updated_at >= :listed_since, false) AS stale,
+            {_local_and_state(per_id(source))}
+        {_FULL_JOINS}
         WHERE NOT (l.id IS NULL AND s.status = 'deleted' AND k.sid IS NULL AND r3.sid IS NULL)
     """
-    query = query.replace(
-        "SELECT ",
-        f"SELECT {rows.select_list('r', rows.REMOTE_COLUMNS, 'r_')}, "
-        f"{rows.select_list('p', rows.REMOTE_COLUMNS, 'p_')}, ",
-        1,
-    )
-    return Selection(query, {})
+    return Selection(query, {"listed_since": listed_since})
 
 
-def incremental(*, source_table: str, now: datetime) -> Selection:
-    """Users whose source row changed since last applied, removed ones, and due retries."""
+def incremental(*, source: Source, now: datetime) -> Selection:
+    """Users whose source row changed since last applied, removed ones, due retries, and
+    users waiting for an identity."""
     query = f"""
-        SELECT {_local_and_state(source_table)}
+        SELECT {_local_and_state(per_id(source))}
         WHERE (l.id IS NOT NULL AND s.user_id IS NULL)
-           OR (l.id IS NOT NULL AND {FINGERPRINT} IS DISTINCT FROM s.fingerprint
+           OR (l.id IS NOT NULL AND l.fingerprint IS DISTINCT FROM s.fingerprint
                AND (s.status NOT IN ('failed', 'quarantined')
-                    OR {FINGERPRINT} IS DISTINCT FROM s.attempted_fingerprint))
+                    OR l.fingerprint IS DISTINCT FROM s.attempted_fingerprint))
            OR (l.id IS NULL AND s.status <> 'deleted')
            OR (s.status IN ('failed', 'quarantined', 'pending') AND s.next_attempt_at <= :now)
+           OR s.status = 'waiting'
            OR s.retired_sid IS NOT NULL
     """
     return Selection(query, {"now": now})
 
 
-def named(*, source_table: str, targets: Sequence[str]) -> Selection:
-    """The users named by internal id or identity (present in the source or only in state)."""
+async def named_ids(
+    connection: AsyncConnection, *, source: Source, targets: Sequence[str]
+) -> list[str]:
+    """The internal ids that `targets` (ids or identities) name, in the source or in state."""
     query = f"""
-        SELECT {_local_and_state(source_table)}
-        WHERE l.id = ANY(:targets) OR l.identity = ANY(:targets)
-           OR s.user_id = ANY(:targets)
-           OR (l.id IS NULL AND s.identity = ANY(:targets))
+        SELECT l.id::text FROM {source.relation} l
+        WHERE l.id::text = ANY(:targets) OR l.identity::text = ANY(:targets)
+        UNION SELECT user_id FROM sync_state
+        WHERE user_id = ANY(:targets) OR identity = ANY(:targets)
     """
-    return Selection(query, {"targets": list(targets)})
+    found = await connection.scalars(text(query), {"targets": list(targets)})
+    return sorted(found)
+
+
+def named(*, source: Source, ids: Sequence[str]) -> Selection:
+    """The users with these internal ids (present in the source or only in state)."""
+    users = per_id(source, where=source.ids_match("ids"))
+    query = f"""
+        SELECT {_COLUMNS} FROM unnest(CAST(:ids AS text[])) AS t(id)
+        LEFT JOIN ({users}) l ON l.id = t.id LEFT JOIN sync_state s ON s.user_id = t.id
+        WHERE l.id IS NOT NULL OR s.user_id IS NOT NULL
+    """
+    return Selection(query, {"ids": list(ids)})
 
 
 async def stream(
@@ -164,17 +223,52 @@ async def count(connection: AsyncConnection, selection: Selection) -> int:
     return int(total or 0)
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Who else owns the remote user `sid` (or claims `identity`), other than user `me`?"""
+
+    me: str
+    sid: str | None
+    identity: str | None
+
+
+_OWNERS = text(
+    f"""
+    SELECT u.n, o.user_id FROM unnest(CAST(:me AS text[]), CAST(:sids AS text[]),
+        CAST(:identities AS text[])) WITH ORDINALITY AS u(me, sid, identity, n)
+    CROSS JOIN LATERAL (
+        SELECT o.user_id FROM sync_state o
+        WHERE o.user_id <> u.me AND (o.remote_sid = u.sid OR o.retired_sid = u.sid
+            OR (o.identity = u.identity AND {claims_identity("o")}))
+        ORDER BY o.user_id LIMIT 1) o
+    """
+)
+
+
+async def owners(connection: AsyncConnection, probes: Sequence[Probe]) -> list[UserId | None]:
+    """For each probe, the other user that owns that remote user or claims that identity."""
+    if not probes:
+        return []
+    params = {
+        "me": [p.me for p in probes],
+        "sids": [p.sid for p in probes],
+        "identities": [p.identity for p in probes],
+    }
+    found = {int(n): UserId(user_id) for n, user_id in await connection.execute(_OWNERS, params)}
+    return [found.get(n) for n in range(1, len(probes) + 1)]
+
+
 async def stream_orphans(
-    connection: AsyncConnection, *, source_table: str
+    connection: AsyncConnection, *, source: Source
 ) -> AsyncIterator[list[RemoteUser]]:
-    """Remote users no internal user has the identity of and no state links."""
+    """Remote users no internal user has the identity of and no state owns."""
     query = f"""
         SELECT {rows.select_list("r", rows.REMOTE_COLUMNS, "r_")} FROM {REMOTE_TABLE} r
-        WHERE NOT EXISTS (SELECT 1 FROM {_source(source_table)} l WHERE l.identity = r.identity)
+        WHERE NOT EXISTS (SELECT 1 FROM {source.relation} l WHERE l.identity::text = r.identity)
           AND NOT EXISTS (SELECT 1 FROM sync_state s WHERE s.remote_sid = r.sid)
           AND NOT EXISTS (SELECT 1 FROM sync_state s WHERE s.retired_sid = r.sid)
-          AND NOT EXISTS (SELECT 1 FROM sync_state s WHERE s.remote_sid IS NULL
-                          AND s.status IN {UNCONFIRMED} AND s.identity = r.identity)
+          AND NOT EXISTS (SELECT 1 FROM sync_state s WHERE s.identity = r.identity
+                          AND {claims_identity("s")})
         ORDER BY r.identity
     """
     result = await connection.stream(text(query))
@@ -188,9 +282,10 @@ class _Layout:
 
     local: int
     state: int
-    fingerprint: int
+    tail: int
     remote: int | None
     previous: int | None
+    holder: int | None
 
     @classmethod
     def of(cls, keys: Sequence[str]) -> _Layout:
@@ -198,17 +293,24 @@ class _Layout:
         return cls(
             local=at["l_id"],
             state=at["s_user_id"],
-            fingerprint=at["fingerprint"],
+            tail=at["s_version"],
             remote=at.get("r_sid"),
             previous=at.get("p_sid"),
+            holder=at.get("holder"),
         )
 
     def gathered(self, row: rows.Values) -> Gathered:
-        remote, previous = self.remote, self.previous
+        remote, previous, holder = self.remote, self.previous, self.holder
+        version, fingerprint, copies, holders = row[self.tail : self.tail + 4]
         return Gathered(
             local=rows.local_user(row, self.local),
             state=rows.sync_state(row, self.state),
             remote=None if remote is None else rows.remote_user(row, remote),
             previous=None if previous is None else rows.remote_user(row, previous),
-            fingerprint=row[self.fingerprint],
+            fingerprint=fingerprint,
+            version=version,
+            copies=int(copies or 1),
+            holders=1 if holders is None else int(holders),
+            holder=None if holder is None or row[holder] is None else UserId(row[holder]),
+            stale=bool(row[holder + 1]) if holder is not None else False,
         )

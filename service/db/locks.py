@@ -1,7 +1,11 @@
-"""Postgres advisory locks: one run at a time per Service, and (later) the leader.
+"""Postgres advisory locks: one run at a time per Service and kind, each run's liveness, and
+the leader.
 
 A session-level advisory lock lives exactly as long as the connection that took it, so a
-process killed with SIGKILL releases it when Postgres notices the connection is gone.
+process killed with SIGKILL releases it when Postgres notices the connection is gone. Each run
+holds `user-sync:alive:<run id>` on its lock connection for its whole life: whether a run is
+still going is then a question Postgres answers (`run_is_live`), which is what lets a lease or a
+`running` record of a killed run lapse at once, whichever process or replica looks.
 """
 
 from __future__ import annotations
@@ -47,3 +51,32 @@ async def holding(engine: AsyncEngine, key: str) -> AsyncIterator[AsyncConnectio
             await connection.rollback()
             await unlock(connection, key)
             await connection.commit()
+
+
+def alive_key(run_id: int) -> str:
+    return f"user-sync:alive:{run_id}"
+
+
+def run_is_live(run: str) -> str:
+    """SQL: the run whose id is the expression `run` holds its alive lock (`hold_alive`).
+
+    A one-bigint advisory lock shows in `pg_locks` as classid (high 32 bits) and objid (low),
+    objsubid 1."""
+    return f"""EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.granted
+        AND k.objsubid = 1 AND ((k.classid::bigint << 32) | k.objid::bigint)
+            = hashtextextended('user-sync:alive:' || {run}, 0))"""
+
+
+async def hold_alive(connection: AsyncConnection, run_id: int) -> None:
+    """Take run `run_id`'s alive lock on the run's own lock connection, for its lifetime."""
+    await connection.execute(
+        text("SELECT pg_advisory_lock(hashtextextended(:key, 0))"), {"key": alive_key(run_id)}
+    )
+    await connection.commit()
+
+
+async def release_alive(connection: AsyncConnection, run_id: int) -> None:
+    await connection.execute(
+        text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))"), {"key": alive_key(run_id)}
+    )
+    await connection.commit()

@@ -57,7 +57,22 @@ class InternalUser(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
 
+CLAIMS_IDENTITY = (
+    "status <> 'deleted'"
+    " AND (remote_sid IS NOT NULL OR status IN ('pending', 'failed', 'quarantined'))"
+)
+"""States that claim their `identity`: linked to a remote user, or a create that may have
+happened unrecorded. At most one state claims an identity (`uq_sync_state_claimed_identity`)."""
+
+
 class SyncStateRow(Base):
+    """One internal user as we last left it, and the claims it holds on remote users.
+
+    Claims are exclusive: a sid is linked (`remote_sid`) or retired (`retired_sid`) by at most
+    one state, and an identity claimed by at most one (unique partial indexes). `version`
+    counts writes; `lease_run` is the run applying the user now (see `db.leases`).
+    """
+
     __tablename__ = "sync_state"
     __table_args__ = (
         Index(
@@ -65,10 +80,28 @@ class SyncStateRow(Base):
             "next_attempt_at",
             postgresql_where=text("status IN ('failed', 'quarantined', 'pending')"),
         ),
+        Index(
+            "uq_sync_state_remote_sid",
+            "remote_sid",
+            unique=True,
+            postgresql_where=text("remote_sid IS NOT NULL"),
+        ),
+        Index(
+            "uq_sync_state_retired_sid",
+            "retired_sid",
+            unique=True,
+            postgresql_where=text("retired_sid IS NOT NULL"),
+        ),
+        Index(
+            "uq_sync_state_claimed_identity",
+            "identity",
+            unique=True,
+            postgresql_where=text(CLAIMS_IDENTITY),
+        ),
     )
 
     user_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    remote_sid: Mapped[str | None] = mapped_column(Text, index=True)
+    remote_sid: Mapped[str | None] = mapped_column(Text)
     identity: Mapped[str | None] = mapped_column(Text, index=True)
     fingerprint: Mapped[str | None] = mapped_column(Text)
     attempted_fingerprint: Mapped[str | None] = mapped_column(Text)
@@ -81,6 +114,8 @@ class SyncStateRow(Base):
     retired_sid: Mapped[str | None] = mapped_column(Text)
     managed_keys: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    version: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    lease_run: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class SyncRun(Base):
@@ -124,6 +159,34 @@ class SyncError(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=_now(), index=True
     )
+
+
+class SyncDeletion(Base):
+    """A deletion the guards decided: `applied` (or `failed`) ones are the rolling window's
+    log, `held` ones wait for an operator's release (at most one held row per remote sid)."""
+
+    __tablename__ = "sync_deletion"
+    __table_args__ = (
+        Index("ix_sync_deletion_window", "service_key", "state", "decided_at"),
+        Index(
+            "uq_sync_deletion_held",
+            "service_key",
+            "sid",
+            unique=True,
+            postgresql_where=text("state = 'held'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    service_key: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(Text)
+    sid: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[str | None] = mapped_column(Text, index=True)
+    identity: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    held_reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
 
 class UserEvent(Base):

@@ -1,10 +1,11 @@
 """Writing what happened: runs, per-user sync state and errors.
 
 State and errors are written in batches with one statement each, never row by row: states as
-one upsert over arrays (`unnest`), errors as one multi-row insert.
+one upsert over arrays (`unnest`), errors as one multi-row insert. A state is written only where
+the run holds the user's lease (`db.leases`), and writing it releases the lease.
 
-Runs are opened `running` and closed with their outcome; a run found `running` when the next
-one takes the lock was killed, and is closed as `aborted`.
+Runs are opened `running` and closed with their outcome; a run found `running` whose process is
+gone (its alive lock is free) was killed, and the next run of the Service closes it `aborted`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import TextClause, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db.locks import run_is_live
 from service.db.models import SyncError, SyncRun, SyncStateRow
 
 
@@ -73,19 +75,15 @@ class RunClosing:
     error: str | None = None
 
 
-async def abort_stale_runs(
-    session: AsyncSession, *, service_key: str, scopes: Sequence[str]
-) -> int:
-    """Close runs of these scopes left `running` by a killed process.
-
-    Call only while holding the lock that runs of these scopes take.
-    """
+async def abort_stale_runs(session: AsyncSession, *, service_key: str) -> int:
+    """Close the Service's runs left `running` by a process that is gone (of any scope, from
+    any replica: a live run holds its alive lock)."""
     result = await session.execute(
         update(SyncRun)
         .where(
             SyncRun.service_key == service_key,
             SyncRun.status == "running",
-            SyncRun.scope.in_(scopes),
+            text(f"NOT {run_is_live('sync_run.id::text')}"),
         )
         .values(status="aborted", finished_at=func.now(), error="the process running it stopped")
         .returning(SyncRun.id)
@@ -138,26 +136,33 @@ def _upsert_states() -> TextClause:
     updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in _STATE_TYPES if name != "user_id")
     # every name in the statement is a constant of this module
     return text(
-        f"INSERT INTO sync_state ({columns}, updated_at)"  # noqa: S608
-        f" SELECT {values}, now() FROM unnest({arrays}) AS u({columns})"
-        f" ON CONFLICT (user_id) DO UPDATE SET {updates}, updated_at = now()"
+        f"INSERT INTO sync_state AS s ({columns}, updated_at)"  # noqa: S608
+        f" SELECT {values}, clock_timestamp() FROM unnest({arrays}) AS u({columns})"
+        f" ON CONFLICT (user_id) DO UPDATE SET {updates}, updated_at = clock_timestamp(),"
+        " version = s.version + 1, lease_run = NULL WHERE s.lease_run = :run"
+        " RETURNING s.user_id"
     )
 
 
 _UPSERT_STATES = _upsert_states()
 """One statement for a whole batch: the same SQL whatever the batch size, so it is compiled
-once and each batch is 13 array parameters, not 13 bind parameters per user."""
+once and each batch is 13 array parameters, not 13 bind parameters per user. A user whose lease
+the run no longer holds is not written (and not returned)."""
 
 
-async def save_states(session: AsyncSession, records: Sequence[StateRecord]) -> None:
+async def save_states(
+    session: AsyncSession, records: Sequence[StateRecord], *, run_id: int
+) -> set[str]:
+    """Write these users' states where run `run_id` holds their lease; the ids written."""
     if not records:
-        return
+        return set()
     columns: dict[str, list[Any]] = {name: [] for name in _STATE_TYPES}
     for record in records:
         for name in _STATE_TYPES:
             columns[name].append(getattr(record, name))
     columns["managed_keys"] = [json.dumps(keys) for keys in columns["managed_keys"]]
-    await session.execute(_UPSERT_STATES, columns)
+    written = await session.scalars(_UPSERT_STATES, {**columns, "run": run_id})
+    return set(written)
 
 
 async def save_errors(session: AsyncSession, run_id: int, errors: Sequence[ErrorRecord]) -> None:
@@ -178,40 +183,3 @@ async def count_linked_remote_users(session: AsyncSession) -> int:
         select(func.count()).select_from(SyncStateRow).where(SyncStateRow.remote_sid.is_not(None))
     )
     return int(count or 0)
-
-
-_SAVE_INTENTS = text(
-    """
-    INSERT INTO sync_state AS s (user_id, identity, status, updated_at)
-    SELECT u.user_id, u.identity, 'pending', now()
-    FROM unnest(CAST(:user_ids AS text[]), CAST(:identities AS text[])) AS u(user_id, identity)
-    ON CONFLICT (user_id) DO UPDATE SET
-        identity = CASE WHEN s.remote_sid IS NOT NULL OR s.identity IS NULL
-                             OR s.status = 'deleted'
-                        THEN EXCLUDED.identity ELSE s.identity END,
-        retired_sid = CASE WHEN s.remote_sid IS NOT NULL
-                           THEN COALESCE(s.retired_sid, s.remote_sid) ELSE s.retired_sid END,
-        remote_sid = NULL,
-        status = CASE WHEN s.remote_sid IS NOT NULL OR s.status = 'deleted'
-                      THEN 'pending' ELSE s.status END,
-        updated_at = now()
-    """
-)
-"""Like `_UPSERT_STATES`, one constant statement with array parameters whatever the batch size:
-building a 1,000-row VALUES list in Python held the event loop for tens of milliseconds."""
-
-
-async def save_intents(session: AsyncSession, intents: Sequence[tuple[str, str]]) -> None:
-    """Before creating users, claim their identities in `pending` states.
-
-    If the process dies before the outcome is recorded, the next run still knows the remote
-    user with that identity is ours (`domain.users.claims`). A state that links a remote user
-    (a rename, or a user recreated after drift) moves that sid to `retired_sid`: it is the old
-    half, deleted once the new user exists. A state without a link keeps the identity it already
-    claims (that remote user may still be waiting to be retired) unless it has none or was
-    deleted. A failed create writes the previous state back.
-    """
-    await session.execute(
-        _SAVE_INTENTS,
-        {"user_ids": [u for u, _ in intents], "identities": [i for _, i in intents]},
-    )

@@ -2,10 +2,14 @@
 
 A reconcile that read half the source would see the other half as "removed"; a bug or a
 truncated view can make every user look gone. So deletions are all-or-nothing per run: if the
-reads were incomplete, or the run would delete more than `max_deletes_per_run` users or more
-than `max_deletes_percent` of the remote users known, none happens and the verdict says why.
-`allow_deletes` (an operator's explicit yes) lifts the limits, never an incomplete read.
-A rename's retirement of the old identity is not a deletion of a user and is never held.
+reads were incomplete, or the deletions of this run together with those already made within
+the rolling window (`deleted_recently`, counted by the caller across every run) would exceed
+`max_deletes_per_run` or `max_deletes_percent` of the remote users in reach, none happens and
+the verdict says why. A mass deletion that arrives as a trickle of one-user runs is held as
+soon as the window's budget is spent. `allow_deletes` (an operator's explicit yes) lifts the
+limits, never an incomplete read. Only deleting remote users nobody here knows (mirror mode)
+needs the complete remote listing; users we link are found by sid. A rename's retirement of the
+old identity is not a deletion of a user and is never held.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.domain.actions import DeleteUser
+from service.domain.actions import DeleteReason, DeleteUser
 from service.domain.policy import DeleteMode, Policy
 
 
@@ -39,16 +43,21 @@ def guard_deletions(
     source_complete: bool,
     remote_complete: bool,
     allow_deletes: bool,
+    deleted_recently: int = 0,
 ) -> DeletionVerdict:
-    """Which of this run's deletions may go ahead. `remote_total`: remote users known."""
+    """Which of this run's deletions may go ahead. `remote_total`: remote users in reach;
+    `deleted_recently`: guarded deletions already made within the window."""
     free = tuple(d for d in deletions if not d.guarded)
     guarded = tuple(d for d in deletions if d.guarded)
     if not guarded:
         return DeletionVerdict(allowed=free)
-    reads = _Reads(source_complete=source_complete, remote_complete=remote_complete)
+    unknown = any(d.reason is DeleteReason.UNKNOWN_REMOTE for d in guarded)
+    reads = _Reads(source_complete=source_complete, remote_complete=remote_complete or not unknown)
     reason = _read_problem(policy, reads) or _mode_problem(policy)
     if reason is None and not allow_deletes:
-        reason = _limit_problem(len(guarded), policy=policy, remote_total=remote_total)
+        reason = _limit_problem(
+            len(guarded), policy=policy, remote_total=remote_total, earlier=deleted_recently
+        )
     if reason is None:
         return DeletionVerdict(allowed=free + guarded)
     return DeletionVerdict(allowed=free, held=guarded, reason=reason)
@@ -74,18 +83,19 @@ def _mode_problem(policy: Policy) -> str | None:
     return None
 
 
-def _limit_problem(count: int, *, policy: Policy, remote_total: int) -> str | None:
-    """Percent of the users known; there are at least as many as we are about to delete."""
+def _limit_problem(count: int, *, policy: Policy, remote_total: int, earlier: int) -> str | None:
+    """Percent of the users in reach; there are at least as many as we are about to delete."""
+    total = count + earlier
+    counted = f"{count} deletions" + (f" (and {earlier} earlier in the window)" if earlier else "")
     problems = []
-    if count > policy.max_deletes_per_run:
+    if total > policy.max_deletes_per_run:
+        problems.append(f"{counted} exceed max_deletes_per_run ({policy.max_deletes_per_run})")
+        counted = f"{total} deletions"
+    known = max(remote_total, total)
+    if total * 100 > policy.max_deletes_percent * known:
+        share = total * 100 / known
         problems.append(
-            f"{count} deletions exceed max_deletes_per_run ({policy.max_deletes_per_run})"
-        )
-    known = max(remote_total, count)
-    if count * 100 > policy.max_deletes_percent * known:
-        share = count * 100 / known
-        problems.append(
-            f"{count} deletions are {share:.1f}% of the {known} remote users known,"
+            f"{counted} are {share:.1f}% of the {known} remote users in reach,"
             f" over max_deletes_percent ({policy.max_deletes_percent:g}%)"
         )
     if not problems:

@@ -22,7 +22,13 @@ Where the rules are silent:
 - a user renamed again before the last rename's old user was deleted first finishes that
   rename (a `LinkUser` to the linked user, retiring the old one): the state keeps one retired
   sid, so starting the second rename would forget a user. The recorder leaves such a user
-  pending, and the next run goes on with the new identity.
+  pending, and the next run goes on with the new identity;
+- a user whose identity another user still holds (its remote user linked, retired or being
+  created by that user) waits: no action, `waits_for` names the holder. The identity is free
+  once the holder's rename or removal has deleted that remote user, and the waiting user then
+  gets a fresh remote user of its own; one person's Twilio user is never handed to another;
+- a source that repeats an id, or gives one identity to several active users, makes those
+  users bad input (nothing is written for them; their existing remote users stay as they are).
 """
 
 from __future__ import annotations
@@ -47,7 +53,15 @@ from service.domain.cases import Case, match_cases
 from service.domain.guards import DeletionVerdict, guard_deletions
 from service.domain.policy import DeleteMode, Policy
 from service.domain.roles import RoleDirectory
-from service.domain.users import RemoteUser, SyncState, SyncStatus, UserId, UserSid, claims
+from service.domain.users import (
+    LocalUser,
+    RemoteUser,
+    SyncState,
+    SyncStatus,
+    UserId,
+    UserSid,
+    claims,
+)
 from service.domain.validation import (
     DesiredUser,
     InvalidUser,
@@ -85,6 +99,8 @@ class CasePlan:
     user_id: UserId | None
     actions: tuple[Action, ...] = ()
     problems: tuple[InvalidUser, ...] = ()
+    waits_for: UserId | None = None
+    """Another user holds this user's identity: nothing to do until it lets go."""
 
     @property
     def problem(self) -> InvalidUser | None:
@@ -92,7 +108,7 @@ class CasePlan:
 
     @property
     def unchanged(self) -> bool:
-        return not self.actions and not self.problems
+        return not self.actions and not self.problems and self.waits_for is None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,18 +162,49 @@ def plan_case(case: Case, *, policy: Policy, roles: RoleDirectory) -> CasePlan:
             user_id=case.user_id,
             actions=_deletions(case, reason=DeleteReason.REMOVED, policy=policy),
         )
+    if (repeated := _repeated(case, local)) is not None:
+        return CasePlan(user_id=local.id, problems=(repeated,))
     if (finish := _finish_rename(case)) is not None:
         return CasePlan(user_id=local.id, actions=(finish,))
     if not local.active:
-        problem = check_identity(local)
-        if problem is not None:
-            return CasePlan(user_id=local.id, problems=(problem,))
-        actions = _deletions(case, reason=DeleteReason.INACTIVE, policy=policy)
-        return CasePlan(user_id=local.id, actions=actions)
+        return _plan_inactive(case, local, policy=policy)
     desired = desired_user(local, roles=roles)
     if isinstance(desired, tuple):
         return CasePlan(user_id=local.id, problems=desired)
     return _plan_active(case, desired, policy=policy)
+
+
+def _plan_inactive(case: Case, local: LocalUser, *, policy: Policy) -> CasePlan:
+    problem = check_identity(local)
+    if problem is not None:
+        return CasePlan(user_id=local.id, problems=(problem,))
+    actions = _deletions(case, reason=DeleteReason.INACTIVE, policy=policy)
+    return CasePlan(user_id=local.id, actions=actions)
+
+
+def _repeated(case: Case, local: LocalUser) -> InvalidUser | None:
+    """A source that repeats this user's id, or gives its identity to other active users."""
+    if case.copies > 1:
+        return InvalidUser(
+            user_id=local.id,
+            identity=local.identity,
+            field="id",
+            message=(
+                f"user {local.id}: the source has {case.copies} rows with this id; nothing is"
+                " written for this user until it has one"
+            ),
+        )
+    if local.active and case.holders > 1:
+        return InvalidUser(
+            user_id=local.id,
+            identity=local.identity,
+            field="identity",
+            message=(
+                f"user {local.id}: identity {local.identity!r} belongs to {case.holders} active"
+                " users in the source; nothing is written for them until one user has it"
+            ),
+        )
+    return None
 
 
 def _linked(remote: RemoteUser, state: SyncState | None) -> bool:
@@ -195,7 +242,7 @@ def _deletions(case: Case, *, reason: DeleteReason, policy: Policy) -> tuple[Del
     """A gone or inactive user: delete what the mode allows, and finish any rename."""
     state, user_id = case.state, case.user_id
     found = []
-    for remote in (case.remote, _previous(case)):
+    for remote in (_own_remote(case), _previous(case)):
         if remote is None:
             continue
         if state is not None and remote.sid == state.retired_sid:
@@ -203,6 +250,13 @@ def _deletions(case: Case, *, reason: DeleteReason, policy: Policy) -> tuple[Del
         elif _may_delete(remote, state=state, policy=policy):
             found.append(_delete(remote, user_id=user_id, reason=reason))
     return tuple(found)
+
+
+def _own_remote(case: Case) -> RemoteUser | None:
+    """`case.remote`, unless another user owns it (an inactive user never deletes that)."""
+    if case.remote is None or (case.holder is not None and not _linked(case.remote, case.state)):
+        return None
+    return case.remote
 
 
 def _may_delete(remote: RemoteUser, *, state: SyncState | None, policy: Policy) -> bool:
@@ -216,6 +270,8 @@ def _delete(remote: RemoteUser, *, user_id: UserId | None, reason: DeleteReason)
 
 
 def _plan_active(case: Case, desired: DesiredUser, *, policy: Policy) -> CasePlan:
+    if case.holder is not None:
+        return CasePlan(user_id=desired.user_id, waits_for=case.holder)
     previous = _previous(case)
     retires = previous.sid if previous is not None else None
     if case.remote is None:

@@ -67,6 +67,9 @@ class SyncStatus(StrEnum):
     FAILED = "failed"
     QUARANTINED = "quarantined"
     DELETED = "deleted"
+    WAITING = "waiting"
+    """The user's identity is still held by another user's remote user (being renamed away or
+    deleted); nothing new is claimed until it is free."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,14 @@ class SyncState:
 UNCONFIRMED = frozenset({SyncStatus.PENDING, SyncStatus.FAILED, SyncStatus.QUARANTINED})
 """States whose create may have happened without its sid being recorded (a killed run, an
 ambiguous failure): the remote user with the state's identity is taken to be ours."""
+
+
+def claims_identity(state: SyncState) -> bool:
+    """Whether the state holds its `identity` against every other user: it links the remote
+    user with that identity, or a create of it may have happened unrecorded."""
+    if state.status is SyncStatus.DELETED:
+        return False
+    return state.remote_sid is not None or state.status in UNCONFIRMED
 
 
 def claims(state: SyncState | None, remote: RemoteUser) -> bool:

@@ -23,7 +23,7 @@ USER_SID = re.compile(r"^US[0-9a-fA-F]{32}$")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 SURROGATE = re.compile(r"[\ud800-\udfff]")
 
-InvalidField = Literal["identity", "friendly_name", "role", "attributes"]
+InvalidField = Literal["id", "identity", "friendly_name", "role", "attributes"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,15 +2,16 @@
 
 Every API failure becomes a per-user `Failure` in the outcome and never stops the run; any
 other exception is a bug and propagates. Two answers re-plan the user with what the API just
-told us, once: 409 on create (the user exists: fetch and adopt it, updating what differs) and
-404 on update (the user vanished: create it again). 404 on delete means already gone. A rename
-deletes the old remote user only after the new one exists; if that delete fails the old sid is
-kept as `retired_sid` and retried by later runs, so we never leave neither.
+told us, once: 409 on create (the user exists: fetch it and, unless another user owns it, adopt
+it, updating what differs) and 404 on update (the user vanished: create it again). 404 on
+delete means already gone. A rename deletes the old remote user only after the new one exists;
+if that delete fails the old sid is kept as `retired_sid` and retried by later runs, so we
+never leave neither. The run holds the user's lease throughout (`db.leases`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from service.conversations import errors as api
@@ -28,8 +29,12 @@ from service.domain.plan import (
 )
 from service.domain.policy import Policy
 from service.domain.roles import RoleDirectory, names_a_role
-from service.domain.users import RemoteUser, UserSid
+from service.domain.users import RemoteUser, UserId, UserSid, claims
 from service.reconcile.outcome import Failure, Outcome, Result
+
+HolderOf = Callable[[UserId, RemoteUser], Awaitable[UserId | None]]
+"""Which other user owns this remote user (or claims its identity), if any: asked before
+adopting a user a 409 revealed."""
 
 
 def case_of(gathered: Gathered) -> Case:
@@ -38,6 +43,9 @@ def case_of(gathered: Gathered) -> Case:
         state=gathered.state,
         remote=gathered.remote,
         previous=gathered.previous,
+        holder=gathered.holder,
+        copies=gathered.copies,
+        holders=gathered.holders,
     )
 
 
@@ -52,9 +60,10 @@ def failure(action: str, error: api.ConversationsError) -> Failure:
 class Executor:
     """Applies plans for users; stateless between users apart from its dependencies."""
 
-    def __init__(self, client: ConversationsClient, *, policy: Policy) -> None:
+    def __init__(self, client: ConversationsClient, *, policy: Policy, holder_of: HolderOf) -> None:
         self._client = client
         self._policy = policy
+        self._holder_of = holder_of
         self.roles = RoleDirectory.unread()
 
     async def roles_for(self, batch: Sequence[Gathered]) -> RoleDirectory:
@@ -92,16 +101,18 @@ class Executor:
                 role_sid=action.role_sid,
             )
         except api.AlreadyExists:
+            claimed = _creating(outcome, action)
             if replanned:
-                return _failed(outcome, "create", "the user exists but could not be adopted")
-            return await self._replan(outcome, identity=action.identity, result=Result.ADOPTED)
-        except api.ConversationsError as e:  # it may exist anyway: keep whom we tried
-            return replace(outcome, identity=action.identity, failures=(failure("create", e),))
+                return _failed(claimed, "create", "the user exists but could not be adopted")
+            return await self._replan(claimed, identity=action.identity, result=Result.ADOPTED)
+        except api.ConversationsError as e:  # it may exist anyway: keep the claim the lease took
+            return replace(_creating(outcome, action), failures=(failure("create", e),))
         created = replace(
             outcome,
             result=Result.CREATED,
             remote_sid=user.sid,
             identity=user.identity,
+            retired_sid=None,
             managed_keys=action.managed_keys,
         )
         return await self._retire(created, action.retires)
@@ -113,14 +124,21 @@ class Executor:
             if replanned:
                 return _failed(outcome, "update", "the user vanished while being updated")
             return await self._replan(outcome, identity=None, result=Result.CREATED)
-        except api.ConversationsError as e:
-            return replace(outcome, failures=(failure("update", e),))
+        except api.ConversationsError as e:  # an adopted user is ours from the lease on
+            return replace(
+                outcome,
+                remote_sid=action.sid,
+                identity=action.identity,
+                retired_sid=action.retires or outcome.retired_sid,
+                failures=(failure("update", e),),
+            )
         result = Result.ADOPTED if action.adopted else Result.UPDATED
         updated = replace(
             outcome,
             result=result,
             remote_sid=user.sid,
             identity=user.identity,
+            retired_sid=None,
             managed_keys=action.managed_keys,
         )
         return await self._retire(updated, action.retires)
@@ -156,8 +174,16 @@ class Executor:
                 remote = await self._client.fetch_user(identity)
             except api.ConversationsError as e:
                 return replace(outcome, failures=(failure("fetch", e),))
-        gathered = replace(outcome.gathered, remote=remote)
+        holder = None
+        user_id = outcome.gathered.user_id
+        if remote is not None and user_id is not None:
+            holder = await self._holder_of(user_id, remote)
+        gathered = replace(outcome.gathered, remote=remote, holder=holder)
         plan = plan_case(case_of(gathered), policy=self._policy, roles=self.roles)
+        if plan.waits_for is not None:
+            return replace(
+                outcome, remote_sid=None, result=Result.WAITING, waits_for=plan.waits_for
+            )
         current = replace(outcome, gathered=gathered, result=result)
         if remote is not None:
             current = replace(current, remote_sid=remote.sid, identity=remote.identity)
@@ -169,14 +195,36 @@ class Executor:
 
 
 def unchanged(gathered: Gathered) -> Outcome:
-    """The starting point: the user as gathered, before any action."""
+    """The starting point: the user as gathered, before any action, holding what its state
+    holds (the gathered remote user only if the state owns it)."""
     remote, state = gathered.remote, gathered.state
+    own = remote if remote is not None and claims(state, remote) else None
     return Outcome(
         gathered=gathered,
         result=Result.UNCHANGED,
-        remote_sid=remote.sid if remote else None,
-        identity=remote.identity if remote else (state.identity if state else None),
+        remote_sid=own.sid if own else (state.remote_sid if state else None),
+        identity=own.identity if own else (state.identity if state else None),
+        retired_sid=_still_retiring(gathered),
         managed_keys=state.managed_keys if state else frozenset(),
+    )
+
+
+def _still_retiring(gathered: Gathered) -> UserSid | None:
+    """The state's retired sid, if that user still exists (else there is nothing left of it)."""
+    state, previous = gathered.state, gathered.previous
+    if state is None or state.retired_sid is None or previous is None:
+        return None
+    return state.retired_sid if previous.sid == state.retired_sid else None
+
+
+def _creating(outcome: Outcome, action: CreateUser) -> Outcome:
+    """What the lease of a create claimed: the new identity, unconfirmed, and the old sid of a
+    rename as the one to retire."""
+    return replace(
+        outcome,
+        remote_sid=None,
+        identity=action.identity,
+        retired_sid=action.retires or outcome.retired_sid,
     )
 
 
@@ -186,6 +234,7 @@ def _linked(outcome: Outcome, action: LinkUser) -> Outcome:
         result=Result.LINKED,
         remote_sid=action.sid,
         identity=action.identity,
+        retired_sid=None,
         managed_keys=action.managed_keys,
     )
 

@@ -1,9 +1,12 @@
 """What applying one user's plan produced, and how that becomes `sync_state` and `sync_error`.
 
 The executor returns an `Outcome` for every user it touched; the recorder turns outcomes into
-rows. Failures keep the user's last applied fingerprint, remember the attempted one and move
-the next attempt out exponentially; after enough attempts a user is quarantined (still retried,
-at the capped interval, and visible in status).
+rows. An outcome's `remote_sid`, `identity` and `retired_sid` are the claims the user's state
+holds afterwards: they start as the state's own (never another user's remote user) and each
+action moves them. Failures keep the user's last applied fingerprint, remember the attempted one
+and move the next attempt out exponentially; after enough attempts a user is quarantined (still
+retried, at the capped interval, and visible in status). A waiting user keeps its claims and is
+looked at again by the next run.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from enum import StrEnum
 from service.db.gather import Gathered
 from service.db.records import ErrorRecord, StateRecord
 from service.domain.backoff import is_quarantined, next_attempt_delay
-from service.domain.users import SyncStatus, UserSid
+from service.domain.users import UNCONFIRMED, SyncStatus, UserId, UserSid
 
 
 class Result(StrEnum):
@@ -29,6 +32,11 @@ class Result(StrEnum):
     INVALID = "invalid"
     HELD = "held"
     PLANNED = "planned"
+    WAITING = "waiting"
+    """Another user still holds this user's identity."""
+    DEFERRED = "deferred"
+    """Another run holds the user, or changed it after this run planned: left to that run or
+    the next one, nothing written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +59,13 @@ class Outcome:
     retired_sid: UserSid | None = None
     managed_keys: frozenset[str] = frozenset()
     failures: tuple[Failure, ...] = field(default=())
+    waits_for: UserId | None = None
+    leased: bool = False
+    """The run holds this user's lease: its state is written (which releases the lease)."""
 
     @property
     def user_id(self) -> str | None:
-        g = self.gathered
-        return g.local.id if g.local else (g.state.user_id if g.state else None)
+        return self.gathered.user_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +75,25 @@ class RetryPolicy:
     quarantine_after: int
 
 
+NOT_RECORDED = frozenset({Result.HELD, Result.PLANNED, Result.DEFERRED})
+
+
 def state_record(outcome: Outcome, *, now: datetime, retry: RetryPolicy) -> StateRecord | None:
-    """The row to store, or None when nothing about the user changed (or it has no id)."""
+    """The row to store for a leased user (writing it releases the lease); None for results
+    that write nothing (held, planned, deferred) or a user without an id."""
     user_id = outcome.user_id
-    if user_id is None or outcome.result in (Result.HELD, Result.PLANNED):
+    if user_id is None or outcome.result in NOT_RECORDED:
         return None
     if outcome.failures:
         return _failed(outcome, user_id, now=now, retry=retry)
-    if outcome.result is Result.UNCHANGED and _already_recorded(outcome):
-        return None
+    if outcome.result is Result.WAITING:
+        return _waiting(outcome, user_id, now=now)
     return _succeeded(outcome, user_id, now=now)
+
+
+def already_recorded(outcome: Outcome) -> bool:
+    """An unchanged user whose stored state already says all of this: nothing to write."""
+    return outcome.result is Result.UNCHANGED and _already_recorded(outcome)
 
 
 def _already_recorded(outcome: Outcome) -> bool:
@@ -132,8 +151,8 @@ def _failed(outcome: Outcome, user_id: str, *, now: datetime, retry: RetryPolicy
     last = outcome.failures[-1]
     return StateRecord(
         user_id=user_id,
-        remote_sid=outcome.remote_sid or (state.remote_sid if state else None),
-        identity=outcome.identity or (state.identity if state else None),
+        remote_sid=outcome.remote_sid,
+        identity=outcome.identity,
         fingerprint=state.fingerprint if state else None,
         attempted_fingerprint=outcome.gathered.fingerprint,
         status=SyncStatus.QUARANTINED if quarantined else SyncStatus.FAILED,
@@ -142,7 +161,33 @@ def _failed(outcome: Outcome, user_id: str, *, now: datetime, retry: RetryPolicy
         last_error_message=last.message,
         next_attempt_at=now + timedelta(seconds=delay),
         last_synced_at=state.last_synced_at if state else None,
-        retired_sid=outcome.retired_sid or (state.retired_sid if state else None),
+        retired_sid=outcome.retired_sid,
+        managed_keys=sorted(state.managed_keys if state else ()),
+    )
+
+
+def _waiting(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
+    """Keep every claim; say whom the user waits for. A state that may have created a user
+    unrecorded keeps its status, so that claim is not dropped."""
+    state = outcome.gathered.state
+    unconfirmed = state is not None and state.remote_sid is None and state.status in UNCONFIRMED
+    identity = outcome.gathered.local.identity if outcome.gathered.local else outcome.identity
+    return StateRecord(
+        user_id=user_id,
+        remote_sid=outcome.remote_sid,
+        identity=outcome.identity,
+        fingerprint=state.fingerprint if state else None,
+        attempted_fingerprint=outcome.gathered.fingerprint,
+        status=state.status if state and unconfirmed else SyncStatus.WAITING,
+        attempts=state.attempts if state else 0,
+        last_error_code=None,
+        last_error_message=(
+            f"waiting: identity {identity!r} is held by user {outcome.waits_for} until that"
+            " user's old remote user is deleted"
+        ),
+        next_attempt_at=now,
+        last_synced_at=state.last_synced_at if state else None,
+        retired_sid=outcome.retired_sid,
         managed_keys=sorted(state.managed_keys if state else ()),
     )
 

@@ -6,6 +6,11 @@ next, and the write pace drops while the batch is recorded. `ApplyPool` keeps up
 users in progress whatever batch they came from; the runner records outcomes as they finish.
 Each finished user counts in the run's progress at once, before it is recorded.
 
+A user is leased (`db.leases`) just before its work starts, not when it was planned: the pool
+leases as many waiting users as it has free slots, in one statement, so the plan a call is made
+from is checked against the database a moment before the call. A user refused a lease finishes
+at once as `deferred`.
+
 An exception from the executor is a bug: the pool stops taking users and raises it at the next
 `submit`, `finished` or `drain`; `close` cancels whatever is still running.
 """
@@ -13,32 +18,75 @@ An exception from the executor is a bug: the pool stops taking users and raises 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
 
 from service.db.gather import Gathered
+from service.db.leases import LeaseRequest
 from service.domain.plan import Action
-from service.reconcile.executor import Executor
-from service.reconcile.outcome import Outcome
+from service.reconcile.executor import Executor, unchanged
+from service.reconcile.outcome import Outcome, Result
 from service.reconcile.progress import RunProgress
+
+Lease = Callable[[Sequence[LeaseRequest]], Awaitable[set[str]]]
+"""Take the leases that can be taken now; the user ids leased."""
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """One user's actions, and the lease to take before applying them (None: a remote user
+    nobody here knows, which no state can hold)."""
+
+    gathered: Gathered
+    actions: tuple[Action, ...]
+    lease: LeaseRequest | None
 
 
 class ApplyPool:
-    def __init__(self, executor: Executor, *, size: int, progress: RunProgress) -> None:
+    def __init__(
+        self, executor: Executor, *, size: int, progress: RunProgress, lease: Lease
+    ) -> None:
         self.executor = executor
         self._progress = progress
+        self._lease = lease
         self._slots = asyncio.Semaphore(size)
         self._running: set[asyncio.Task[Outcome]] = set()
         self._finished: list[Outcome] = []
         self._error: BaseException | None = None
 
-    async def submit(self, gathered: Gathered, actions: tuple[Action, ...]) -> None:
-        """Start applying one user's actions, once fewer than `size` are in progress."""
+    async def submit(self, work: Sequence[Work]) -> None:
+        """Start applying these users, each once a slot is free and its lease is taken."""
+        pending = list(work)
+        while pending:
+            taken = await self._take_slots(len(pending))
+            chosen, pending = pending[:taken], pending[taken:]
+            requests = [w.lease for w in chosen if w.lease is not None]
+            leased = await self._lease(requests) if requests else set()
+            for item in chosen:
+                if item.lease is None or item.lease.user_id in leased:
+                    self._start(item)
+                else:
+                    self._slots.release()
+                    self._finish(deferred(item.gathered))
+
+    async def _take_slots(self, wanted: int) -> int:
+        """Wait for one free slot, then take every other free one, up to `wanted`."""
         await self._slots.acquire()
+        taken = 1
+        while taken < wanted and not self._slots.locked():
+            await self._slots.acquire()
+            taken += 1
         if self._error is not None:
-            self._slots.release()
+            for _ in range(taken):
+                self._slots.release()
             raise self._error
-        task = asyncio.create_task(self.executor.apply(gathered, actions))
+        return taken
+
+    def _start(self, work: Work) -> None:
+        task = asyncio.create_task(self.executor.apply(work.gathered, work.actions))
         self._running.add(task)
-        task.add_done_callback(self._done)
+        task.add_done_callback(partial(self._done, leased=work.lease is not None))
 
     def finished(self) -> list[Outcome]:
         """The outcomes finished since the last call."""
@@ -60,7 +108,7 @@ class ApplyPool:
         if self._running:
             await asyncio.wait(set(self._running))
 
-    def _done(self, task: asyncio.Task[Outcome]) -> None:
+    def _done(self, task: asyncio.Task[Outcome], *, leased: bool) -> None:
         self._running.discard(task)
         self._slots.release()
         if task.cancelled():
@@ -69,5 +117,13 @@ class ApplyPool:
         if error is not None:
             self._error = self._error or error
         else:
-            self._finished.append(task.result())
-            self._progress.done += 1
+            self._finish(replace(task.result(), leased=leased))
+
+    def _finish(self, outcome: Outcome) -> None:
+        self._finished.append(outcome)
+        self._progress.done += 1
+
+
+def deferred(gathered: Gathered) -> Outcome:
+    """A user this run leaves alone: another run holds it, or it changed since planned."""
+    return replace(unchanged(gathered), result=Result.DEFERRED)

@@ -1,8 +1,13 @@
-"""What a run learns, written as it goes: intents before creates, then each user's outcome.
+"""What a run learns, written as it goes: each user's outcome, in batches.
 
 Outcomes are counted in the run's report and saved in batches (one transaction per batch of
-outcomes: `sync_state` upserts and `sync_error` rows); a run with nothing to change writes
-nothing per user. A dry run counts but saves no state.
+outcomes: `sync_state` upserts and `sync_error` rows). Only users the run holds the lease of
+are written, and writing releases the lease; an unchanged user whose state already says it all
+writes nothing. A dry run counts but saves no state.
+
+Claims are exclusive in Postgres (unique indexes): if a batch would break that (a bug, or a
+race the leases did not see), the batch is written user by user, and the user whose write is
+refused gets an error row and its lease back, so nobody else's outcome is lost.
 """
 
 from __future__ import annotations
@@ -11,12 +16,19 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.db import records
-from service.db.gather import Gathered
-from service.domain.plan import Action, CreateUser
-from service.reconcile.outcome import Outcome, Result, RetryPolicy, error_records, state_record
+from service.db import leases, records
+from service.db.records import ErrorRecord, StateRecord
+from service.reconcile.outcome import (
+    Outcome,
+    Result,
+    RetryPolicy,
+    already_recorded,
+    error_records,
+    state_record,
+)
 from service.reconcile.run import RunReport
 
 log = structlog.get_logger(__name__)
@@ -34,50 +46,101 @@ class Recorder:
         self._retry = retry
         self._clock = clock
 
-    async def intents(self, planned: Sequence[tuple[Gathered, tuple[Action, ...]]]) -> None:
-        """Before creating, remember whom we are about to create: if this process dies before
-        the outcome is recorded, the next run still knows the remote user is ours."""
-        intents = _intents(planned)
-        if intents:
-            async with self._sessions.begin() as session:
-                await records.save_intents(session, intents)
-
     async def outcomes(
         self, outcomes: Sequence[Outcome], report: RunReport, *, dry_run: bool
     ) -> None:
         now = self._clock()
-        states, errors = [], []
+        states: list[StateRecord] = []
+        released: list[str] = []
+        errors: list[ErrorRecord] = []
         for outcome in outcomes:
             _count(outcome, report)
             errors += error_records(outcome)
-            record = None if dry_run else state_record(outcome, now=now, retry=self._retry)
-            if record is not None:
+            if dry_run or not outcome.leased or outcome.user_id is None:
+                continue
+            record = state_record(outcome, now=now, retry=self._retry)
+            if record is None:
+                released.append(outcome.user_id)
+            else:
                 states.append(record)
-        if states or errors:
+        if states or errors or released:
+            await self._save(states, errors, released, run_id=report.run_id)
+
+    async def _save(
+        self,
+        states: list[StateRecord],
+        errors: list[ErrorRecord],
+        released: list[str],
+        *,
+        run_id: int,
+    ) -> None:
+        try:
             async with self._sessions.begin() as session:
-                await records.save_states(session, states)
-                await records.save_errors(session, report.run_id, errors)
+                written = await records.save_states(session, states, run_id=run_id)
+                await records.save_errors(session, run_id, errors)
+                await leases.release(session, released, run_id=run_id)
+        except IntegrityError:
+            log.exception("a batch of outcomes broke a claim; writing it user by user")
+            written = await self._save_each(states, run_id=run_id)
+            async with self._sessions.begin() as session:
+                await records.save_errors(session, run_id, errors)
+                await leases.release(session, released, run_id=run_id)
+        lost = {s.user_id for s in states} - written
+        if lost:
+            log.warning("outcomes not written: the run no longer held these users", users=len(lost))
+
+    async def _save_each(self, states: list[StateRecord], *, run_id: int) -> set[str]:
+        written: set[str] = set()
+        for state in states:
+            try:
+                async with self._sessions.begin() as session:
+                    written |= await records.save_states(session, [state], run_id=run_id)
+            except IntegrityError as e:
+                await self._refused(state, run_id=run_id, error=e)
+        return written
+
+    async def _refused(self, state: StateRecord, *, run_id: int, error: IntegrityError) -> None:
+        message = (
+            f"user {state.user_id}: its outcome was not recorded, it would claim a remote user"
+            f" or identity another user holds ({type(error.orig).__name__}); it is planned again"
+            " by the next run"
+        )
+        log.error("outcome refused", user_id=state.user_id)
+        async with self._sessions.begin() as session:
+            await records.save_errors(
+                session,
+                run_id,
+                [
+                    ErrorRecord(
+                        user_id=state.user_id,
+                        identity=state.identity,
+                        action="record",
+                        message=message,
+                    )
+                ],
+            )
+            await leases.release(session, [state.user_id], run_id=run_id)
 
 
 def _count(outcome: Outcome, report: RunReport) -> None:
     failed = outcome.failures and outcome.result is not Result.INVALID
     report.counts[Result.FAILED if failed else outcome.result] += 1
+    user_id = outcome.user_id
+    if outcome.result is Result.DEFERRED and user_id is not None:
+        report.deferred.append(user_id)
+    if outcome.result is Result.WAITING and user_id is not None and outcome.waits_for:
+        report.waiting[user_id] = outcome.waits_for
     for f in outcome.failures:
-        report.failures.append((outcome.user_id or outcome.identity or "?", f))
+        report.failures.append((user_id or outcome.identity or "?", f))
         log.warning(
             "user failed",
-            user_id=outcome.user_id,
+            user_id=user_id,
             action=f.action,
             error=f.message,
             code=f.twilio_code,
         )
 
 
-def _intents(planned: Sequence[tuple[Gathered, tuple[Action, ...]]]) -> list[tuple[str, str]]:
-    """(user id, identity) of every create about to be made."""
-    return [
-        (a.user_id, a.identity)
-        for _, actions in planned
-        for a in actions
-        if isinstance(a, CreateUser)
-    ]
+def needs_record(outcome: Outcome) -> bool:
+    """Whether an outcome reached without any action still has to be written."""
+    return not already_recorded(outcome)

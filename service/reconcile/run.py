@@ -54,5 +54,9 @@ class RunReport:
     held_reason: str | None = None
     error: str | None = None
     remote_total: int | None = None
-    """Remote users listed by a full run (the base of the percent deletion guard)."""
+    """Remote users listed by a full run (the base of the percent guard in mirror mode)."""
+    deferred: list[str] = field(default_factory=list)
+    """Users left to another run (it held them, or they changed after this run planned)."""
+    waiting: dict[str, str] = field(default_factory=dict)
+    """Users waiting for their identity, and the user holding it."""
     progress: RunProgress = field(default_factory=lambda: RunProgress(watched=False))

@@ -1,50 +1,54 @@
 """One reconcile: lock, gather, plan, apply, record.
 
 Triggers only say what to look at (`Scope`): every user, the users that changed, or named
-users. Whatever the trigger, a reconcile re-reads both sides. One run at a time per Service
-(a Postgres advisory lock); a run found still `running` when the lock is taken was killed and
-is closed as aborted. Deletions are applied last, after the guard has seen all of them.
+users. Whatever the trigger, a reconcile re-reads both sides. Runs of the same kind exclude each
+other (a Postgres advisory lock per Service); runs of named users may overlap bulk runs, and
+they are safe together because nothing is written for a user without its lease
+(`db.leases`): the plan must still match the source row and the state, and no other live run
+may hold the user. A run found `running` whose process is gone is closed as aborted.
 
-The runner plans and sequences; `sides` reads both sides, `pool` applies plans concurrently
-through the executor, `recorder` writes intents and outcomes as they come.
+The source relation is checked first (`db.source.inspect`), before any API call. Deletions are
+applied after the main pass, once the guard has seen all of them and the deletions already made
+within the window (`db.deletions`). Users that waited for an identity another user of the run
+let go of are looked at again at the end of the run (a few passes at most), so batching
+changes into one run ends where running them one at a time would.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.conversations.client import ConversationsClient
-from service.db import gather, locks, records
-from service.db.gather import Gathered
-from service.domain.plan import (
-    Action,
-    DeleteUser,
-    InvalidUser,
-    describe,
-    guard_deletions,
-    plan_case,
-    plan_orphan,
-)
-from service.domain.policy import Policy
-from service.reconcile.executor import Executor, case_of, unchanged
-from service.reconcile.outcome import Failure, Outcome, Result, RetryPolicy
-from service.reconcile.pool import ApplyPool
+from service.db import deletions, gather, leases, locks, records, source
+from service.db.gather import Gathered, Probe
+from service.db.leases import LeaseRequest
+from service.domain.plan import DeleteUser, describe, plan_case, plan_orphan
+from service.domain.policy import DeleteMode, Policy
+from service.domain.users import RemoteUser, UserId
+from service.reconcile.batch import lease_for, sort_batch
+from service.reconcile.executor import Executor, case_of
+from service.reconcile.outcome import Outcome, Result, RetryPolicy
+from service.reconcile.pool import ApplyPool, deferred
 from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.recorder import Recorder
 from service.reconcile.run import RunInProgress, RunReport, RunRequest, RunStatus, Scope
 from service.reconcile.sides import Sides
+from service.reconcile.verdict import Deleting, decide
 
 log = structlog.get_logger(__name__)
 
 PLAN_SLICE = 100
 """Users planned between yields to the event loop: planning a batch of 1,000 takes 15-30 ms of
 CPU, long enough to bunch the writes the limiter spaced out (a 429 at Twilio's edge)."""
+FOLLOW_UPS = 2
+"""Passes over users that waited for an identity, after the run's other work."""
+FOLLOW_UP_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,7 @@ class RunnerConfig:
     policy: Policy
     retry: RetryPolicy
     error_retention: timedelta
+    deletion_window: timedelta = timedelta(hours=1)
 
 
 def _lock_kind(scope: Scope) -> str:
@@ -62,8 +67,14 @@ def _lock_kind(scope: Scope) -> str:
     return "users" if scope is Scope.USERS else "run"
 
 
-def _same_lock(scope: Scope) -> tuple[str, ...]:
-    return tuple(s.value for s in Scope if _lock_kind(s) == _lock_kind(scope))
+@dataclass(slots=True)
+class _Pass:
+    """What one run carries from pass to pass."""
+
+    connection: AsyncConnection
+    report: RunReport
+    source: source.Source
+    executor: Executor
 
 
 class Runner:
@@ -82,7 +93,7 @@ class Runner:
         self._client = client
         self._config = config
         self._clock = clock
-        self._sides = Sides(client, source_table=config.source_table, clock=clock)
+        self._sides = Sides(client, sessions=self._sessions, clock=clock)
         self._recorder = Recorder(self._sessions, retry=config.retry, clock=clock)
 
     async def run(
@@ -97,7 +108,7 @@ class Runner:
         key = locks.lock_key(_lock_kind(request.scope), self._config.service_key)
         try:
             async with locks.holding(self._engine, key) as connection:
-                report = RunReport(run_id=await self._open(request), request=request)
+                report = RunReport(run_id=await self._open(connection, request), request=request)
                 if progress is not None:
                     report.progress = progress
                 if on_open is not None:
@@ -122,12 +133,12 @@ class Runner:
         )
         calls_before = self._client.stats.total
         try:
-            await self._reconcile(connection, request, report)
+            await self._reconcile(connection, report)
         except asyncio.CancelledError:
             report.status, report.error = RunStatus.ABORTED, "the run was cancelled"
             raise
         except Exception as e:
-            report.status, report.error = RunStatus.FAILED, f"{type(e).__name__}: {e}"
+            report.status, report.error = RunStatus.FAILED, _describe(e)
             log.exception("run failed")
             raise
         finally:
@@ -136,7 +147,7 @@ class Runner:
             structlog.contextvars.unbind_contextvars("run_id", "trigger", "scope")
         return report
 
-    async def _open(self, request: RunRequest) -> int:
+    async def _open(self, connection: AsyncConnection, request: RunRequest) -> int:
         opening = records.RunOpening(
             service_key=self._config.service_key,
             trigger=request.trigger,
@@ -145,14 +156,16 @@ class Runner:
             dry_run=request.dry_run,
             allow_deletes=request.allow_deletes,
         )
+        now = self._clock()
         async with self._sessions.begin() as session:
-            aborted = await records.abort_stale_runs(
-                session, service_key=opening.service_key, scopes=_same_lock(request.scope)
-            )
+            aborted = await records.abort_stale_runs(session, service_key=opening.service_key)
             if aborted:
                 log.warning("closed runs left running by a stopped process", count=aborted)
-            await records.prune_errors(session, before=self._clock() - self._config.error_retention)
-            return await records.open_run(session, opening)
+            await records.prune_errors(session, before=now - self._config.error_retention)
+            await deletions.prune(session, before=now - self._config.error_retention)
+            run_id = await records.open_run(session, opening)
+        await locks.hold_alive(connection, run_id)
+        return run_id
 
     async def _close(self, report: RunReport) -> None:
         if (
@@ -176,136 +189,198 @@ class Runner:
             status=report.status.value,
             api_calls=report.api_calls,
             deletions_held=len(report.held),
+            error=report.error,
             **{k: v for k, v in report.counts.items()},
         )
 
-    async def _reconcile(
-        self, connection: AsyncConnection, request: RunRequest, report: RunReport
-    ) -> None:
-        pool: ApplyPool | None = None
-        deletions: list[tuple[Gathered, DeleteUser]] = []
-        try:
-            async for batch in self._sides.batches(connection, report):
-                if pool is None:
-                    pool = self._pool(self._executor(), report)
-                deletions += await self._process(batch, pool, request, report)
-            if pool is not None:
-                await self._recorder.outcomes(await pool.drain(), report, dry_run=request.dry_run)
-        finally:
-            if pool is not None:
-                await pool.close()
-        if request.scope is Scope.FULL:
-            orphans = await self._orphan_deletions(connection)
-            if report.progress.total is not None:
-                report.progress.total += len(orphans)
-            deletions += orphans
-        if deletions:
-            executor = pool.executor if pool is not None else self._executor()
-            await self._delete(deletions, executor, request, report)
+    async def _reconcile(self, connection: AsyncConnection, report: RunReport) -> None:
+        checked = await source.inspect(connection, self._config.source_table)
+        run = _Pass(connection, report, checked, self._executor())
+        request = report.request
+        pending = await self._pass(run, request)
+        orphans = await self._orphans(run) if request.scope is Scope.FULL else []
+        await self._delete(run, pending, orphans, full=request.scope is Scope.FULL)
+        for _ in range(FOLLOW_UPS):
+            follow_up = self._follow_up(report)
+            if follow_up is None:
+                break
+            await self._delete(run, await self._pass(run, follow_up), [], full=False)
 
-    def _pool(self, executor: Executor, report: RunReport) -> ApplyPool:
+    def _follow_up(self, report: RunReport) -> RunRequest | None:
+        """Look again at users that waited: the user they waited for may be done now."""
+        waiting = dict(report.waiting)
+        if report.request.dry_run or not waiting or len(waiting) > FOLLOW_UP_LIMIT:
+            return None
+        report.waiting.clear()
+        report.counts[Result.WAITING] -= len(waiting)
+        targets = tuple(waiting)
+        if report.request.scope is Scope.USERS:  # the holders may be in no other run soon
+            targets += tuple(h for h in dict.fromkeys(waiting.values()) if h not in waiting)
+        return replace(report.request, scope=Scope.USERS, targets=targets)
+
+    async def _pass(self, run: _Pass, request: RunRequest) -> list[Deleting]:
+        """Plan and apply the users of `request`'s scope; the users with guarded deletions,
+        for the deletion phase."""
+        pool = self._pool(run)
+        pending: list[Deleting] = []
+        held = not request.dry_run and await self._any_held()
+        try:
+            batches = self._sides.batches(
+                run.connection, run.report, source=run.source, request=request
+            )
+            async for batch in batches:
+                pending += await self._process(run, batch, pool, held=held)
+            await self._recorder.outcomes(await pool.drain(), run.report, dry_run=request.dry_run)
+        finally:
+            await pool.close()
+        return pending
+
+    def _pool(self, run: _Pass) -> ApplyPool:
         """Users in progress: enough that every in-flight slot has a request waiting for it."""
         size = 2 * self._client.limiter.max_in_flight
-        return ApplyPool(executor, size=size, progress=report.progress)
+
+        async def lease(requests: Sequence[LeaseRequest]) -> set[str]:
+            return await self._lease(run, requests)
+
+        return ApplyPool(run.executor, size=size, progress=run.report.progress, lease=lease)
 
     def _executor(self) -> Executor:
-        return Executor(self._client, policy=self._config.policy)
+        return Executor(self._client, policy=self._config.policy, holder_of=self._holder_of)
+
+    async def _holder_of(self, me: UserId, remote: RemoteUser) -> UserId | None:
+        async with self._sessions() as session:
+            connection = await session.connection()
+            probe = Probe(me=me, sid=remote.sid, identity=remote.identity)
+            return (await gather.owners(connection, [probe]))[0]
+
+    async def _lease(self, run: _Pass, requests: Sequence[LeaseRequest]) -> set[str]:
+        async with self._sessions.begin() as session:
+            return await leases.take(
+                session,
+                requests,
+                run_id=run.report.run_id,
+                source=run.source,
+                service_key=self._config.service_key,
+            )
+
+    async def _any_held(self) -> bool:
+        async with self._sessions() as session:
+            return await deletions.any_held(session, service_key=self._config.service_key)
 
     async def _process(
-        self,
-        batch: Sequence[Gathered],
-        pool: ApplyPool,
-        request: RunRequest,
-        report: RunReport,
-    ) -> list[tuple[Gathered, DeleteUser]]:
-        """Plan a batch and start applying it, all but guarded deletions (returned for the
-        guard); record what is known by now: users with nothing to do, and users of earlier
-        batches the pool has finished."""
-        deferred: list[tuple[Gathered, DeleteUser]] = []
-        ready: list[Outcome] = []
-        submit: list[tuple[Gathered, tuple[Action, ...]]] = []
-        roles = await pool.executor.roles_for(batch)
+        self, run: _Pass, batch: Sequence[Gathered], pool: ApplyPool, *, held: bool
+    ) -> list[Deleting]:
+        """Plan a batch and start applying it; record what is known by now: users with
+        nothing to do, and users of earlier batches the pool has finished."""
+        report, dry_run = run.report, run.report.request.dry_run
+        roles = await run.executor.roles_for(batch)
+        planned = []
         for n, g in enumerate(batch):
             if n and n % PLAN_SLICE == 0:
                 await asyncio.sleep(0)
-            plan = plan_case(case_of(g), policy=self._config.policy, roles=roles)
-            guarded = [a for a in plan.actions if isinstance(a, DeleteUser) and a.guarded]
-            deferred += [(g, a) for a in guarded]
-            actions = tuple(a for a in plan.actions if a not in guarded)
-            if plan.problem is not None:
-                ready.append(_invalid(g, plan.problem))
-            elif not actions:
-                if not guarded:  # a guarded deletion is counted once the guard has seen it
-                    ready.append(unchanged(g))
-            elif request.dry_run:
-                report.planned += [describe(a) for a in actions]
-                ready.append(Outcome(gathered=g, result=Result.PLANNED))
-            else:
-                submit.append((g, actions))
-        report.progress.done += len(ready)
-        await self._recorder.intents(submit)
-        for g, actions in submit:
-            await pool.submit(g, actions)
-        await self._recorder.outcomes(ready + pool.finished(), report, dry_run=request.dry_run)
-        return deferred
+            planned.append((g, plan_case(case_of(g), policy=self._config.policy, roles=roles)))
+        out = sort_batch(planned, dry_run=dry_run)
+        report.planned += out.planned
+        direct = await self._leased(run, out.direct)
+        report.progress.done += len(out.ready) + len(direct)
+        await pool.submit(out.work)
+        await self._recorder.outcomes(out.ready + direct + pool.finished(), report, dry_run=dry_run)
+        if held:
+            await self._forget_held(batch, keep=[g for g, _ in out.deletions])
+        return [Deleting(g, actions) for g, actions in out.deletions]
 
-    async def _orphan_deletions(
-        self, connection: AsyncConnection
-    ) -> list[tuple[Gathered, DeleteUser]]:
+    async def _leased(self, run: _Pass, outcomes: list[Outcome]) -> list[Outcome]:
+        """Outcomes without actions that must be written: leased first (else deferred)."""
+        requests = [lease_for(o.gathered, ()) for o in outcomes]
+        leased = await self._lease(run, [r for r in requests if r is not None])
+        return [
+            replace(o, leased=True) if o.user_id in leased else deferred(o.gathered)
+            for o in outcomes
+        ]
+
+    async def _forget_held(self, batch: Sequence[Gathered], *, keep: list[Gathered]) -> None:
+        kept = {g.user_id for g in keep}
+        users = [g.user_id for g in batch if g.user_id is not None and g.user_id not in kept]
+        async with self._sessions.begin() as session:
+            await deletions.forget_held(
+                session, service_key=self._config.service_key, user_ids=users
+            )
+
+    async def _orphans(self, run: _Pass) -> list[tuple[Gathered, DeleteUser]]:
         found = []
-        async for page in gather.stream_orphans(connection, source_table=self._config.source_table):
+        async for page in gather.stream_orphans(run.connection, source=run.source):
             for remote in page:
                 action = plan_orphan(remote, policy=self._config.policy)
                 if action is not None:
                     found.append((Gathered(None, None, remote, None, None), action))
+        if run.report.progress.total is not None:
+            run.report.progress.total += len(found)
         return found
 
     async def _delete(
         self,
-        deletions: list[tuple[Gathered, DeleteUser]],
-        executor: Executor,
-        request: RunRequest,
-        report: RunReport,
+        run: _Pass,
+        pending: list[Deleting],
+        orphans: list[tuple[Gathered, DeleteUser]],
+        *,
+        full: bool,
     ) -> None:
-        verdict = guard_deletions(
-            [d for _, d in deletions],
-            policy=self._config.policy,
-            remote_total=await self._remote_total(report),
-            source_complete=True,
-            remote_complete=request.scope is Scope.FULL,
-            allow_deletes=request.allow_deletes,
-        )
-        report.held, report.held_reason = list(verdict.held), verdict.reason
-        report.progress.phase = Phase.DELETING
-        report.progress.done += len(verdict.held)
-        if verdict.held:
-            report.counts[Result.HELD] += len(verdict.held)
-        released = set(verdict.allowed)
-        allowed = [(g, d) for g, d in deletions if d in released]
-        if request.dry_run:
-            report.planned += [describe(d) for _, d in allowed]
-            report.counts[Result.PLANNED] += len(allowed)
-            report.progress.done += len(allowed)
+        """Let the guard see every deletion of the pass, then apply what it allows."""
+        report = run.report
+        if not pending and not orphans and not full:
             return
-        pool = self._pool(executor, report)
+        pending += [Deleting(g, (d,)) for g, d in orphans]
+        verdict = await decide(
+            self._sessions,
+            pending,
+            policy=self._config.policy,
+            base=await self._base(report),
+            window=self._config.deletion_window,
+            service_key=self._config.service_key,
+            report=report,
+            full=full,
+        )
+        work = verdict.work
+        if pending:
+            report.progress.phase = Phase.DELETING
+        if report.request.dry_run:
+            report.planned += [describe(a) for w in work for a in w.actions]
+            report.counts[Result.PLANNED] += len(work)
+            report.progress.done += len(work)
+            return
+        pool = self._pool(run)
         try:
-            for g, d in allowed:
-                await pool.submit(g, (d,))
+            await pool.submit(work)
             outcomes = await pool.drain()
         finally:
             await pool.close()
         await self._recorder.outcomes(outcomes, report, dry_run=False)
+        await self._not_deleted(outcomes, verdict.logged, run_id=report.run_id)
 
-    async def _remote_total(self, report: RunReport) -> int:
-        if report.remote_total is not None:
+    async def _not_deleted(self, outcomes: list[Outcome], logged: set[str], *, run_id: int) -> None:
+        """Logged deletions that did not happen stop counting against the window."""
+        missed = [
+            sid
+            for o in outcomes
+            for sid in _deleted_sids(o.gathered)
+            if sid in logged and (o.failures or o.result is Result.DEFERRED)
+        ]
+        if missed:
+            async with self._sessions.begin() as session:
+                await deletions.mark_failed(session, run_id=run_id, sids=missed)
+
+    async def _base(self, report: RunReport) -> int:
+        """The percent guard's base: the remote users this service links (in mirror mode a
+        full run may delete any remote user: then every one listed)."""
+        mirror = self._config.policy.delete_mode is DeleteMode.MIRROR
+        if mirror and report.remote_total is not None:
             return report.remote_total
         async with self._sessions() as session:
             return await records.count_linked_remote_users(session)
 
 
-def _invalid(g: Gathered, problem: InvalidUser) -> Outcome:
-    failure = Failure(message=problem.message, action="validate", field=problem.field)
-    return Outcome(gathered=g, result=Result.INVALID, failures=(failure,))
+def _deleted_sids(g: Gathered) -> list[str]:
+    return [r.sid for r in (g.remote, g.previous) if r is not None]
 
 
 def _held_row(action: DeleteUser) -> dict[str, str | None]:
@@ -315,6 +390,12 @@ def _held_row(action: DeleteUser) -> dict[str, str | None]:
         "identity": action.identity,
         "reason": str(action.reason),
     }
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, source.SourceError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def _being_cancelled() -> bool:

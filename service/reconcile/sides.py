@@ -4,8 +4,11 @@ Postgres, and the remote users from the API.
 A full run lists every remote user first, COPYing the pages into a snapshot table on the run's
 own connection (read ahead, so paging never waits on Postgres), and lets Postgres join the three;
 incremental and targeted runs select only their users and fetch each one's remote side (and the
-user it replaces, for a rename) by sid or identity. The progress of a run moves here: the
-listing, then the count of users it will look at (only when someone watches).
+user it replaces, for a rename) by sid or identity, then ask Postgres which of those remote users
+another user owns (`gather.owners`). A full run does the same for the users its snapshot may
+be too old for (`Gathered.stale`: their state was written after the listing began). The
+progress of a run moves here: the listing, then the count of users it will look at (only when
+someone watches).
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from dataclasses import replace
 from datetime import datetime
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from service.conversations import errors as api
 from service.conversations.client import ConversationsClient
 from service.db import gather
-from service.db.gather import Gathered
-from service.domain.users import UNCONFIRMED, RemoteUser, SyncState, SyncStatus
+from service.db.gather import Gathered, Probe
+from service.db.source import Source
+from service.domain.users import UNCONFIRMED, RemoteUser, SyncState, SyncStatus, UserId
 from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.readahead import read_ahead
 from service.reconcile.run import RunReport, RunRequest, Scope
@@ -39,34 +43,47 @@ class Sides:
         self,
         client: ConversationsClient,
         *,
-        source_table: str,
+        sessions: async_sessionmaker[AsyncSession],
         clock: Callable[[], datetime],
     ) -> None:
         self._client = client
-        self._source_table = source_table
+        self._sessions = sessions
         self._clock = clock
 
     async def batches(
-        self, connection: AsyncConnection, report: RunReport
+        self,
+        connection: AsyncConnection,
+        report: RunReport,
+        *,
+        source: Source,
+        request: RunRequest | None = None,
     ) -> AsyncIterator[list[Gathered]]:
-        """The users of `report.request`'s scope with both sides read, in batches."""
-        request, progress = report.request, report.progress
+        """The users of `request`'s scope (default: the report's) with both sides read."""
+        request, progress = request or report.request, report.progress
+        listed_since = None
         if request.scope is Scope.FULL:
+            listed_since = await gather.database_now(connection)
             report.remote_total = await self._snapshot_remote(connection, progress)
-        selection = self._selection(request)
+        selection = await self._selection(connection, request, source, listed_since)
         progress.phase = Phase.RECONCILING
-        if progress.watched:
+        if progress.watched and progress.total is None:
             progress.total = await gather.count(connection, selection)
         async for batch in gather.stream(connection, selection):
-            yield batch if request.scope is Scope.FULL else await self._read_remote(batch)
+            yield await self._completed(batch, full=request.scope is Scope.FULL)
 
-    def _selection(self, request: RunRequest) -> gather.Selection:
-        source = self._source_table
-        if request.scope is Scope.FULL:
-            return gather.full(source_table=source)
+    async def _selection(
+        self,
+        connection: AsyncConnection,
+        request: RunRequest,
+        source: Source,
+        listed_since: datetime | None,
+    ) -> gather.Selection:
+        if listed_since is not None:
+            return gather.full(source=source, listed_since=listed_since)
         if request.scope is Scope.INCREMENTAL:
-            return gather.incremental(source_table=source, now=self._clock())
-        return gather.named(source_table=source, targets=request.targets)
+            return gather.incremental(source=source, now=self._clock())
+        ids = await gather.named_ids(connection, source=source, targets=request.targets)
+        return gather.named(source=source, ids=ids)
 
     async def _snapshot_remote(self, connection: AsyncConnection, progress: RunProgress) -> int:
         progress.phase = Phase.LISTING
@@ -80,9 +97,18 @@ class Sides:
         log.info("remote users listed", count=total)
         return total
 
-    async def _read_remote(self, batch: list[Gathered]) -> list[Gathered]:
-        """Incremental and targeted runs fetch each user's remote side (reads are not limited)."""
-        return list(await asyncio.gather(*(self._fetch_sides(g) for g in batch)))
+    async def _completed(self, batch: list[Gathered], *, full: bool) -> list[Gathered]:
+        """Fetch the remote sides a batch lacks (all of them outside full runs, the stale
+        users' in full runs; reads are not rate limited), then ask who owns what was fetched."""
+        todo = [n for n, g in enumerate(batch) if not full or g.stale]
+        if not todo:
+            return batch
+        fetched = await asyncio.gather(*(self._fetch_sides(batch[n]) for n in todo))
+        owned = await self._owned(fetched)
+        done = list(batch)
+        for n, g in zip(todo, owned, strict=True):
+            done[n] = g
+        return done
 
     async def _fetch_sides(self, g: Gathered) -> Gathered:
         linked = _linked_key(g.state)
@@ -92,7 +118,16 @@ class Sides:
             known = current is not None and key in (current.sid, current.identity)
             if key and not known and previous is None:
                 previous = await self._fetch(key)
-        return replace(g, remote=current, previous=previous)
+        return replace(g, remote=current, previous=previous, holder=None)
+
+    async def _owned(self, batch: list[Gathered]) -> list[Gathered]:
+        """Apply the ownership rule to fetched sides: the holder of a local user's remote user,
+        and no remote user found through an identity claim that another user owns by sid."""
+        probes = [_probes(g) for g in batch]
+        async with self._sessions() as session:
+            connection = await session.connection()
+            found = iter(await gather.owners(connection, [p for ps in probes for p in ps]))
+        return [_owning(g, [next(found) for _ in ps]) for g, ps in zip(batch, probes, strict=True)]
 
     async def _fetch(self, sid_or_identity: str | None) -> RemoteUser | None:
         if not sid_or_identity:
@@ -101,6 +136,36 @@ class Sides:
             return await self._client.fetch_user(sid_or_identity)
         except api.NotFound:
             return None
+
+
+def _probes(g: Gathered) -> list[Probe]:
+    """What to ask about `g`: for a local user, who else holds the remote user with its
+    identity (or the identity itself); then, for a user reached only through our state's
+    identity claim (`_linked_key`), whether another user owns it by sid."""
+    asked = []
+    if g.local is not None:
+        sid = g.remote.sid if g.remote else None
+        asked.append(Probe(me=g.local.id, sid=sid, identity=g.local.identity))
+    claimed = _claimed_by_identity(g)
+    if claimed is not None and g.state is not None:
+        asked.append(Probe(me=g.state.user_id, sid=claimed.sid, identity=None))
+    return asked
+
+
+def _claimed_by_identity(g: Gathered) -> RemoteUser | None:
+    state = g.state
+    if state is None or state.remote_sid is not None or state.status not in UNCONFIRMED:
+        return None
+    found = g.previous if g.local is not None else g.remote
+    return found if found is not None and found.identity == state.identity else None
+
+
+def _owning(g: Gathered, owners: list[UserId | None]) -> Gathered:
+    if g.local is not None:
+        g = replace(g, holder=owners.pop(0))
+    if owners and owners[0] is not None:  # another user owns what our claim found: not ours
+        return replace(g, previous=None) if g.local is not None else replace(g, remote=None)
+    return g
 
 
 def _linked_key(state: SyncState | None) -> str | None:

@@ -33,7 +33,7 @@ def deletions(count: int, reason: DeleteReason = DeleteReason.REMOVED) -> list[D
                      id="exactly at both limits goes ahead"),
         pytest.param(MANAGED, 6, 1000, True, True, False, False, "max_deletes_per_run",
                      id="one over the absolute limit holds them all"),
-        pytest.param(MANAGED, 3, 20, True, True, False, False, "15.0% of the 20",
+        pytest.param(MANAGED, 3, 20, True, True, False, False, "15.0% of the 20 remote users",
                      id="over the percent limit holds them all"),
         pytest.param(MANAGED, 6, 20, True, True, False, False, "per_run (5); 6 deletions are 30",
                      id="over both limits says both"),
@@ -47,10 +47,8 @@ def deletions(count: int, reason: DeleteReason = DeleteReason.REMOVED) -> list[D
                      id="allow_deletes never releases an incomplete source read"),
         pytest.param(MANAGED, 1, 100, True, False, False, True, None,
                      id="managed mode does not need the remote listing"),
-        pytest.param(MIRROR, 1, 100, True, False, False, False, "remote user listing",
-                     id="mirror mode needs the complete remote listing"),
-        pytest.param(MIRROR, 1, 100, True, False, True, False, "does not override",
-                     id="allow_deletes never releases an incomplete remote listing"),
+        pytest.param(MIRROR, 1, 100, True, False, False, True, None,
+                     id="mirror mode deletes users we link without the remote listing"),
         pytest.param(MIRROR, 1, 100, False, True, False, False, "source read",
                      id="mirror mode needs the complete source read too"),
         pytest.param(NEVER, 1, 100, True, True, True, False, "never",
@@ -122,3 +120,77 @@ def test_nothing_to_delete_is_never_held() -> None:
     )
 
     assert (verdict.allowed, verdict.held, verdict.reason) == ((), (), None)
+
+
+def unknown_remote(count: int) -> list[DeleteUser]:
+    return [
+        DeleteUser(
+            user_id=None,
+            sid=user_sid(5000 + n),
+            identity=f"x{n}",
+            reason=DeleteReason.UNKNOWN_REMOTE,
+        )
+        for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_unknown_remote_users_are_deleted_only_after_the_complete_listing(allow: bool) -> None:
+    proposed = unknown_remote(1) + deletions(1)
+
+    verdict = guard_deletions(
+        proposed,
+        policy=MIRROR,
+        remote_total=100,
+        source_complete=True,
+        remote_complete=False,
+        allow_deletes=allow,
+    )
+
+    assert verdict.held == tuple(proposed)
+    assert verdict.reason is not None
+    assert "remote user listing" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("count", "earlier", "allowed", "words"),
+    [
+        pytest.param(1, 4, True, None, id="within the window's budget goes ahead"),
+        pytest.param(1, 5, False, "1 deletions (and 5 earlier in the window) exceed",
+                     id="one more than the window allows is held"),
+    ],
+)  # fmt: skip
+def test_deletions_earlier_in_the_window_count_against_the_limits(
+    count: int, earlier: int, allowed: bool, words: str | None
+) -> None:
+    proposed = deletions(count)
+
+    verdict = guard_deletions(
+        proposed,
+        policy=MANAGED,
+        remote_total=1000,
+        source_complete=True,
+        remote_complete=True,
+        allow_deletes=False,
+        deleted_recently=earlier,
+    )
+
+    assert verdict.allowed == (tuple(proposed) if allowed else ())
+    assert (verdict.reason is None) == allowed
+    if words is not None:
+        assert verdict.reason is not None and words in verdict.reason
+
+
+def test_the_percent_limit_counts_the_windows_earlier_deletions() -> None:
+    verdict = guard_deletions(
+        deletions(1),
+        policy=MANAGED,
+        remote_total=20,
+        source_complete=True,
+        remote_complete=True,
+        allow_deletes=False,
+        deleted_recently=2,
+    )
+
+    assert verdict.reason is not None
+    assert "(and 2 earlier in the window) are 15.0% of the 20 remote users" in verdict.reason

@@ -1,0 +1,138 @@
+"""The source of truth as SQL: its columns checked once per run, and one row per internal id.
+
+Operators point the service at a table or at a view over their identity system's own tables,
+and views hold what identity systems really hold: ids that are integers or uuids, text where a
+boolean was meant, a join that repeats an id. So every run starts by reading the relation's
+column types from the catalogue (before any API call) and refuses, naming the column and the
+type wanted, what it cannot read safely (a text `active` would make `'false'` true). The rows
+are then read through `per_id`: one row per id, with how many source rows carry that id and how
+many active rows carry its identity, so that duplicates become bad input of those users instead
+of failing everyone's run.
+
+The fingerprint is computed here, in SQL, from the same columns the planner sees; a duplicated
+id has a fingerprint of its own, so its state never passes for a synced row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+ROW_FINGERPRINT = (
+    "md5(jsonb_build_array(l.identity, l.friendly_name, l.role, l.attributes, l.active)::text)"
+)
+
+_TEXT = "text (or varchar)"
+_WANTED: dict[str, tuple[frozenset[str], str]] = {
+    "id": (frozenset({"S", "N", "U"}), "text, an integer or a uuid"),
+    "identity": (frozenset({"S"}), _TEXT),
+    "friendly_name": (frozenset({"S"}), _TEXT),
+    "role": (frozenset({"S"}), _TEXT),
+    "attributes": (frozenset({"S", "json"}), "jsonb, json or text holding a JSON object"),
+    "active": (frozenset({"bool"}), "boolean"),
+    "updated_at": (frozenset({"D"}), "timestamptz (or timestamp)"),
+}
+"""Per column, the Postgres type categories (or type names) accepted, and how to say so."""
+
+
+class SourceError(Exception):
+    """The source relation is missing or has a column the service cannot read safely."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A checked source relation: its quoted name and the SQL type of its `id` column."""
+
+    name: str
+    id_type: str = "text"
+
+    @property
+    def relation(self) -> str:
+        return quoted(self.name)
+
+    def ids_match(self, parameter: str) -> str:
+        """`l.id` is one of the text ids in `:parameter`, in a form that can use its index."""
+        return f"l.id = ANY(CAST(:{parameter} AS {self.id_type}[]))"
+
+
+def quoted(name: str) -> str:
+    """Settings validated the name; quote each part so a view name is taken literally."""
+    return ".".join(f'"{part}"' for part in name.split("."))
+
+
+_COLUMNS = text(
+    """
+    SELECT a.attname, format_type(a.atttypid, NULL), t.typcategory::text, t.typname::text
+    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = to_regclass(:relation) AND a.attnum > 0 AND NOT a.attisdropped
+    """
+)
+
+
+async def inspect(connection: AsyncConnection, name: str) -> Source:
+    """The relation `name` with its columns checked; SourceError says what is wrong."""
+    found = {
+        column: (sql_type, category, type_name)
+        for column, sql_type, category, type_name in await connection.execute(
+            _COLUMNS, {"relation": quoted(name)}
+        )
+    }
+    if not found:
+        raise SourceError(f"the source table or view {name} does not exist (or has no columns)")
+    problems = [p for p in (_problem(name, c, found.get(c)) for c in _WANTED) if p]
+    if problems:
+        raise SourceError("; ".join(problems))
+    return Source(name=name, id_type=found["id"][0])
+
+
+def _problem(name: str, column: str, found: tuple[str, str, str] | None) -> str | None:
+    accepted, wanted = _WANTED[column]
+    if found is None:
+        return f"the source {name} has no column {column} (wanted: {wanted})"
+    sql_type, category, type_name = found
+    json_type = type_name in ("json", "jsonb") and "json" in accepted
+    if category in accepted or type_name in accepted or json_type:
+        return None
+    return f"column {column} of the source {name} is {sql_type}; it must be {wanted}"
+
+
+def per_id(source: Source, *, where: str = "") -> str:
+    """One row per internal id: the first of its rows, `copies` (rows with the id) and
+    `holders` (active rows with its identity), and its `fingerprint`.
+
+    With `where` (a condition on `l` that keeps or drops whole ids), only those ids are read;
+    `holders` then counts over the whole source through its identity.
+    """
+    holders = (
+        "count(*) FILTER (WHERE l.active) OVER (PARTITION BY l.identity)"
+        if not where
+        else f"(SELECT count(*) FROM {source.relation} o WHERE o.identity = l.identity"
+        " AND o.active)"
+    )
+    return f"""
+        SELECT x.id, x.identity, x.friendly_name, x.role, x.attributes, x.active, x.copies,
+               x.holders,
+               CASE WHEN x.copies = 1 THEN x.row_fp ELSE 'duplicate:' || x.copies END
+                   AS fingerprint
+        FROM (
+            SELECT l.id::text AS id, l.identity::text AS identity,
+                   l.friendly_name::text AS friendly_name, l.role::text AS role,
+                   l.attributes AS attributes, l.active AS active,
+                   {ROW_FINGERPRINT} AS row_fp,
+                   count(*) OVER (PARTITION BY l.id) AS copies,
+                   {holders} AS holders,
+                   row_number() OVER (PARTITION BY l.id ORDER BY {ROW_FINGERPRINT}) AS n
+            FROM {source.relation} l {f"WHERE {where}" if where else ""}
+        ) x WHERE x.n = 1"""
+
+
+def fingerprints(source: Source, *, parameter: str) -> str:
+    """(id, fingerprint) of the ids in `:parameter` as `per_id` computes them, for the
+    compare-and-set of a lease; an id that is gone has no row."""
+    return f"""
+        SELECT l.id::text AS id,
+               CASE WHEN count(*) = 1 THEN min({ROW_FINGERPRINT})
+                    ELSE 'duplicate:' || count(*) END AS fingerprint
+        FROM {source.relation} l WHERE {source.ids_match(parameter)} GROUP BY l.id"""

@@ -1,0 +1,117 @@
+"""The deletion phase's decision: the guard over this pass's deletions and the window's.
+
+The runner hands over every user with a guarded deletion (with all of that user's actions, so
+each user gets one outcome). Under the Service's deletion lock, the deletions already made
+within the window are counted, the guard decides, allowed deletions are logged before they are
+made and held ones are kept as held rows; a full run, having looked at everyone, also drops
+held rows it no longer plans. What is left to apply comes back as pool work: a user whose
+deletion is held still gets its other actions (a rename's retirement is never held).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.db import deletions
+from service.db.gather import Gathered
+from service.domain.plan import Action, DeleteUser, DeletionVerdict, guard_deletions
+from service.domain.policy import Policy
+from service.reconcile.batch import lease_for
+from service.reconcile.outcome import Result
+from service.reconcile.pool import Work
+from service.reconcile.run import RunReport
+
+
+@dataclass(frozen=True, slots=True)
+class Deleting:
+    """A user with a guarded deletion, and all of its planned actions."""
+
+    gathered: Gathered
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    work: list[Work]
+    logged: set[str] = field(default_factory=set)
+    """Sids of the deletions logged `applied` (marked failed if they do not happen)."""
+
+
+async def decide(
+    sessions: async_sessionmaker[AsyncSession],
+    pending: list[Deleting],
+    *,
+    policy: Policy,
+    base: int,
+    window: timedelta,
+    service_key: str,
+    report: RunReport,
+    full: bool,
+) -> Decision:
+    request = report.request
+    guarded = [a for d in pending for a in d.actions if isinstance(a, DeleteUser) and a.guarded]
+    async with sessions.begin() as session:
+        if not request.dry_run:
+            await deletions.lock_window(session, service_key=service_key)
+        verdict = guard_deletions(
+            guarded,
+            policy=policy,
+            remote_total=base,
+            source_complete=True,
+            remote_complete=full,
+            allow_deletes=request.allow_deletes,
+            deleted_recently=await deletions.applied_within(
+                session, service_key=service_key, window=window
+            ),
+        )
+        if not request.dry_run:
+            await _log(session, verdict, service_key=service_key, run_id=report.run_id, full=full)
+    _report(verdict, report)
+    allowed = set(verdict.allowed)
+    return Decision(
+        work=_work(pending, allowed),
+        logged={d.sid for d in verdict.allowed if d.guarded},
+    )
+
+
+async def _log(
+    session: AsyncSession, verdict: DeletionVerdict, *, service_key: str, run_id: int, full: bool
+) -> None:
+    applied = [_deletion(d) for d in verdict.allowed if d.guarded]
+    await deletions.log_applied(session, applied, service_key=service_key, run_id=run_id)
+    held = [_deletion(d) for d in verdict.held]
+    await deletions.hold(session, held, service_key=service_key, run_id=run_id, why=verdict.reason)
+    if full:
+        await deletions.forget_held(
+            session, service_key=service_key, user_ids=None, keep=[d.sid for d in held]
+        )
+
+
+def _report(verdict: DeletionVerdict, report: RunReport) -> None:
+    if verdict.held:
+        report.held += verdict.held
+        report.held_reason = verdict.reason
+        report.counts[Result.HELD] += len(verdict.held)
+        report.progress.done += len(verdict.held)
+
+
+def _work(pending: list[Deleting], allowed: set[DeleteUser]) -> list[Work]:
+    work = []
+    for d in pending:
+        kept = tuple(
+            a
+            for a in d.actions
+            if not (isinstance(a, DeleteUser) and a.guarded and a not in allowed)
+        )
+        if kept:
+            work.append(Work(d.gathered, kept, lease_for(d.gathered, kept)))
+    return work
+
+
+def _deletion(action: DeleteUser) -> deletions.Deletion:
+    return deletions.Deletion(
+        sid=action.sid, user_id=action.user_id, identity=action.identity, reason=str(action.reason)
+    )
