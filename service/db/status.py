@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db import deletions
+from service.db.deletions import HeldDeletion
 from service.db.models import SyncRun, SyncStateRow
 
 
@@ -49,6 +51,10 @@ class StatusReport:
     counts_by_status: dict[str, int]
     last_full_success: datetime | None
     last_incremental_success: datetime | None
+    held: list[HeldDeletion]
+    """Deletions held now, by whichever runs held them (released by `sync --allow-deletes`)."""
+    waiting: list[FailingUser]
+    """Users waiting for an identity another user still holds."""
 
 
 def summarise_run(row: SyncRun) -> RunSummary:
@@ -73,10 +79,12 @@ async def recent_runs(session: AsyncSession, *, limit: int = 10) -> list[RunSumm
     return [summarise_run(r) for r in rows]
 
 
-async def failing_users(session: AsyncSession, *, limit: int = 50) -> list[FailingUser]:
+async def failing_users(
+    session: AsyncSession, *, limit: int = 50, statuses: tuple[str, ...] = ("failed", "quarantined")
+) -> list[FailingUser]:
     rows = await session.scalars(
         select(SyncStateRow)
-        .where(SyncStateRow.status.in_(("failed", "quarantined")))
+        .where(SyncStateRow.status.in_(statuses))
         .order_by(SyncStateRow.attempts.desc(), SyncStateRow.user_id)
         .limit(limit)
     )
@@ -111,9 +119,11 @@ async def status_report(session: AsyncSession) -> StatusReport:
     return StatusReport(
         runs=await recent_runs(session),
         failing=await failing_users(session),
-        counts_by_status={status: int(n) for status, n in counts.tuples()},
+        counts_by_status={status: int(n) for status, n in counts.all()},
         last_full_success=await last_success(session, scope="full"),
         last_incremental_success=await last_success(session, scope="incremental"),
+        held=await deletions.held(session),
+        waiting=await failing_users(session, statuses=("waiting",)),
     )
 
 

@@ -1,0 +1,129 @@
+"""Runs that overlap: a full run's plan is never applied once it is stale.
+
+Runs of named users (events, `sync --user`) take another lock than full runs, so they can run
+while a full run is in progress; what keeps them apart is the per-user lease, which compares
+the planned fingerprint and state version just before any write. Each test holds a full run
+in the middle (slow writes of other users, injected in the emulator) while a one-user run
+changes what the full run had planned for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.reconcile.run import RunReport, Scope
+from tests.e2e.conftest import execute, fetch_all, insert_users
+
+
+def remote_by_identity(emulator: Any) -> dict[str, dict[str, Any]]:
+    return {u["identity"]: u for u in emulator.emulator.users()}
+
+
+async def wait_until_leased(engine: AsyncEngine, user_id: str) -> None:
+    """The full run is applying `user_id` (it holds its lease)."""
+    async with asyncio.timeout(10):
+        while not await fetch_all(
+            engine,
+            "SELECT 1 FROM sync_state WHERE user_id = :u AND lease_run IS NOT NULL",
+            u=user_id,
+        ):
+            await asyncio.sleep(0.01)
+
+
+SLOW = {"max_in_flight": 1, "max_deletes_percent": 100}
+"""One request at a time, so the full run's later users wait behind the slow ones."""
+
+
+async def test_a_full_run_does_not_delete_a_user_reactivated_and_synced_meanwhile(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await insert_users(engine, [{"id": "a-slow"}, {"id": "y"}])
+    await sync(Scope.FULL)
+    y_sid = remote_by_identity(fast_emulator)["y"]["sid"]
+    await execute(engine, "UPDATE internal_users SET active = false WHERE id = 'y'")
+    await execute(engine, "UPDATE internal_users SET friendly_name = 'Slow' WHERE id = 'a-slow'")
+    fast_emulator.emulator.set_latency(1.0, operations=["update_user"])
+
+    full: asyncio.Task[RunReport] = asyncio.create_task(sync(Scope.FULL, **SLOW))
+    await wait_until_leased(engine, "a-slow")  # y's deletion is planned, waiting its turn
+    await execute(engine, "UPDATE internal_users SET active = true WHERE id = 'y'")
+    confirmed = await sync(Scope.USERS, targets=["y"])
+    report = await full
+
+    assert confirmed.counts["unchanged"] == 1
+    assert report.counts["deleted"] == 0
+    assert report.counts["deferred"] == 1
+    assert remote_by_identity(fast_emulator)["y"]["sid"] == y_sid
+    fast_emulator.emulator.set_latency(0.0)
+    after = await sync(Scope.FULL)
+    assert after.counts["created"] == 0
+    assert remote_by_identity(fast_emulator)["y"]["sid"] == y_sid
+
+
+async def test_a_rename_finished_by_a_user_run_is_not_undone_by_the_full_runs_stale_update(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    slow = [{"id": f"a-slow{n}"} for n in range(3)]  # more than the pool (2) leases at once
+    await insert_users(engine, [*slow, {"id": "zz", "identity": "x-old"}])
+    await sync(Scope.FULL)
+    await execute(engine, "UPDATE internal_users SET friendly_name = 'Slow' WHERE id <> 'zz'")
+    await execute(engine, "UPDATE internal_users SET friendly_name = 'Zed' WHERE id = 'zz'")
+    fast_emulator.emulator.set_latency(1.0, operations=["update_user"])
+
+    full: asyncio.Task[RunReport] = asyncio.create_task(sync(Scope.FULL, **SLOW))
+    await wait_until_leased(engine, "a-slow0")  # zz's update of x-old is planned
+    await execute(engine, "UPDATE internal_users SET identity = 'x-new' WHERE id = 'zz'")
+    renamed = await sync(Scope.USERS, targets=["zz"])
+    report = await full
+
+    assert renamed.counts["created"] == 1
+    assert report.counts["deferred"] == 1
+    remote = remote_by_identity(fast_emulator)
+    assert "x-old" not in remote
+    assert remote["x-new"]["friendly_name"] == "Zed"
+    state = (await fetch_all(engine, "SELECT * FROM sync_state WHERE user_id = 'zz'"))[0]
+    assert (state["remote_sid"], state["identity"]) == (remote["x-new"]["sid"], "x-new")
+
+
+async def test_a_user_run_leaves_alone_a_user_the_full_run_is_applying(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await insert_users(engine, [{"id": "a-slow"}])
+    await sync(Scope.FULL)
+    await execute(engine, "UPDATE internal_users SET friendly_name = 'Slow' WHERE id = 'a-slow'")
+    fast_emulator.emulator.set_latency(1.0, operations=["update_user"])
+
+    full: asyncio.Task[RunReport] = asyncio.create_task(sync(Scope.FULL, **SLOW))
+    await wait_until_leased(engine, "a-slow")
+    await execute(engine, "UPDATE internal_users SET friendly_name = 'Slower' WHERE id = 'a-slow'")
+    overlapping = await sync(Scope.USERS, targets=["a-slow"])
+    await full
+    fast_emulator.emulator.set_latency(0.0)
+    after = await sync(Scope.USERS, targets=["a-slow"])
+
+    assert overlapping.deferred == ["a-slow"]
+    assert fast_emulator.emulator.stats.get("update_user", 0) == 2  # once each, never together
+    assert after.counts["updated"] == 1
+    assert remote_by_identity(fast_emulator)["a-slow"]["friendly_name"] == "Slower"
+
+
+async def test_a_run_killed_mid_way_does_not_keep_its_users_from_the_next_run(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await insert_users(engine, [{"id": "a-slow"}])
+    await sync(Scope.FULL)
+    await execute(engine, "UPDATE internal_users SET friendly_name = 'Slow' WHERE id = 'a-slow'")
+    fast_emulator.emulator.set_latency(5.0, operations=["update_user"])
+    full: asyncio.Task[RunReport] = asyncio.create_task(sync(Scope.FULL, **SLOW))
+    await wait_until_leased(engine, "a-slow")
+    full.cancel()
+    await asyncio.gather(full, return_exceptions=True)
+    fast_emulator.emulator.set_latency(0.0)
+
+    after = await sync(Scope.USERS, targets=["a-slow"])
+
+    assert after.deferred == []
+    assert remote_by_identity(fast_emulator)["a-slow"]["friendly_name"] == "Slow"
