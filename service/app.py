@@ -1,15 +1,26 @@
 """The composition root: settings in, wired components out.
 
-`runtime(settings)` owns every long-lived resource (the engine, the one aiohttp ClientSession,
-the Conversations client and the runner) and closes them in reverse order. The CLI uses it
-directly; `create_app(settings)`, the served application, enters it from a cleanup context and
-adds leader election, the schedule, the event consumer and the HTTP API on top.
+`connections(settings)` owns every long-lived resource (the engine, the one aiohttp
+ClientSession, the write limiter) and closes them in reverse order. Everything else is wired for
+one Service, named by its `IS…` sid: `USERSYNC_SERVICE_SID`, or else the account's default,
+which `resolve_service_sid` learns once per process at start (one `GET /v1/Configuration`). The
+sid is the key of every lock and run record (`service_key`), and the client addresses that
+Service by sid, so a process's locks, records and writes always name the same Service, whatever
+credentials it holds and even if the account's default changes while it runs.
+
+`runtime(settings)` is what the CLI (and the demo) use: connections, the resolved Service and
+its runner; it raises `ServiceUnresolved` (nothing runs) when the Service cannot be learnt.
+`create_app(settings)`, the served application, enters the connections from a cleanup context,
+serves at once, resolves the Service in the background (retrying with backoff; until then the
+replica is not ready and never leads) and then adds leader election, the schedule, the event
+consumer and the HTTP API's runs on top.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import secrets
 import signal
@@ -27,10 +38,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.config import ConfigError, Settings
 from service.conversations.client import ConversationsClient
+from service.conversations.errors import ConversationsError
 from service.conversations.ratelimit import WriteLimiter
 from service.conversations.stats import Observer
 from service.db import locks, migrate
 from service.db.engine import create_engine, create_sessionmaker
+from service.domain.backoff import next_attempt_delay
 from service.domain.policy import AttributesMode, DeleteMode, Policy
 from service.metrics import Metrics
 from service.reconcile.outcome import RetryPolicy
@@ -43,9 +56,15 @@ from service.triggers.priority import PriorityLimiter
 MAX_BODY_BYTES = 4 * 1024 * 1024
 HTTP_SHUTDOWN_SECONDS = 5.0
 """On SIGTERM, how long requests in progress get before connections are closed."""
+RESOLVE_BACKOFF_MAX = 30.0
+"""Longest wait, in seconds, between a serving replica's attempts to learn its Service."""
+UNRESOLVED = "cannot resolve the account's default Conversation Service (GET /v1/Configuration)"
 
 log = structlog.get_logger(__name__)
-RUNNER = web.AppKey("runner", Runner)
+
+
+class ServiceUnresolved(Exception):
+    """The Service to serve could not be learnt: nothing may run or lead without it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +73,17 @@ class Runtime:
     engine: AsyncEngine
     client: ConversationsClient
     runner: Runner
+    service_sid: str
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def service_key(settings: Settings) -> str:
-    """What identifies the Service for locks and run records."""
-    return settings.service_sid or f"default:{settings.account_sid or settings.api_key}"
+def service_key(service_sid: str) -> str:
+    """What names the Service in locks and run records: its `IS…` sid, in one spelling (the hex
+    digits are case-insensitive), however the process learnt it."""
+    return service_sid[:2] + service_sid[2:].lower()
 
 
 def policy(settings: Settings) -> Policy:
@@ -76,9 +97,9 @@ def policy(settings: Settings) -> Policy:
     )
 
 
-def runner_config(settings: Settings) -> RunnerConfig:
+def runner_config(settings: Settings, *, service_sid: str) -> RunnerConfig:
     return RunnerConfig(
-        service_key=service_key(settings),
+        service_key=service_key(service_sid),
         source_table=settings.source_table,
         policy=policy(settings),
         retry=RetryPolicy(
@@ -100,17 +121,66 @@ async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
+@dataclass(frozen=True, slots=True)
+class Connections:
+    """What exists before the Service is known: the engine, the one ClientSession, the limiter."""
+
+    settings: Settings
+    engine: AsyncEngine
+    session: aiohttp.ClientSession
+    limiter: WriteLimiter
+    observer: Observer | None
+
+    def client(self, service_sid: str | None) -> ConversationsClient:
+        return ConversationsClient.from_settings(
+            self.session,
+            self.settings,
+            service_sid=service_sid,
+            limiter=self.limiter,
+            observer=self.observer,
+        )
+
+    def runtime(self, service_sid: str) -> Runtime:
+        """The client and runner of the Service `service_sid`, addressed by its sid."""
+        client = self.client(service_sid)
+        config = runner_config(self.settings, service_sid=service_sid)
+        runner = Runner(engine=self.engine, client=client, config=config, clock=utc_now)
+        return Runtime(self.settings, self.engine, client, runner, service_sid)
+
+
+@asynccontextmanager
+async def connections(
+    settings: Settings, *, limiter: WriteLimiter | None = None, observer: Observer | None = None
+) -> AsyncIterator[Connections]:
+    """`limiter` and `observer` let the served app pace by priority and count every call."""
+    limiter = limiter or WriteLimiter(settings.write_rate, max_in_flight=settings.max_in_flight)
+    async with database(settings) as engine, aiohttp.ClientSession() as session:
+        yield Connections(settings, engine, session, limiter, observer)
+
+
+async def resolve_service_sid(connected: Connections) -> str:
+    """The Service this process serves: `USERSYNC_SERVICE_SID`, or else the account's default
+    as Twilio names it now (one `GET /v1/Configuration`); `ServiceUnresolved` naming the cause
+    when that call fails or names none. Never a stand-in: a key that is not the Service's sid
+    would let replicas with other credentials lead the same Service."""
+    if connected.settings.service_sid is not None:
+        return connected.settings.service_sid
+    try:
+        sid = await connected.client(None).fetch_default_service_sid()
+    except ConversationsError as e:
+        raise ServiceUnresolved(f"{UNRESOLVED}: {e}") from e
+    if sid is None:
+        raise ServiceUnresolved(f"{UNRESOLVED}: the account names none; set USERSYNC_SERVICE_SID")
+    return sid
+
+
 @asynccontextmanager
 async def runtime(
     settings: Settings, *, limiter: WriteLimiter | None = None, observer: Observer | None = None
 ) -> AsyncIterator[Runtime]:
-    """`limiter` and `observer` let the served app pace by priority and count every call."""
-    async with database(settings) as engine, aiohttp.ClientSession() as session:
-        client = ConversationsClient.from_settings(
-            session, settings, limiter=limiter, observer=observer
-        )
-        runner = Runner(engine=engine, client=client, config=runner_config(settings), clock=utc_now)
-        yield Runtime(settings=settings, engine=engine, client=client, runner=runner)
+    """Everything a run needs, for the Service resolved once, here, before anything runs."""
+    async with connections(settings, limiter=limiter, observer=observer) as connected:
+        yield connected.runtime(await resolve_service_sid(connected))
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -124,9 +194,10 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     """The HTTP API, leader election and the leader's duties, as one aiohttp application.
 
     Resources and background tasks are cleanup contexts, entered in order at startup and left
-    in reverse at shutdown: the runtime (engine, ClientSession, client, runner), then the
-    leadership task. On shutdown the replica first stops taking work (`on_shutdown`), then
-    gives runs in flight `shutdown_grace` seconds before cancelling them (recorded aborted).
+    in reverse at shutdown: the connections (engine, ClientSession, limiter), then the replica
+    task, which learns the Service and then competes to lead it. On shutdown the replica first
+    stops taking work (`on_shutdown`), then gives runs in flight `shutdown_grace` seconds
+    before cancelling them (recorded aborted).
     """
     application = web.Application(
         middlewares=[responses.json_errors, auth.middleware()], client_max_size=MAX_BODY_BYTES
@@ -134,7 +205,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     application[keys.SETTINGS] = settings
     application[keys.METRICS] = Metrics()
     application[keys.HEAD_REVISION] = migrate.head_revision()
-    application.cleanup_ctx.append(_runtime_context)
+    application[keys.SERVICE] = keys.ServiceState()
+    application.cleanup_ctx.append(_connections_context)
     application.cleanup_ctx.append(partial(_leadership_context, clock=clock))
     application.on_shutdown.append(_stop_intake)
     for add_routes in (health.add_routes, http.add_routes, webhooks.add_routes, openapi.add_routes):
@@ -142,26 +214,49 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     return application
 
 
-async def _runtime_context(application: web.Application) -> AsyncIterator[None]:
+CONNECTIONS = web.AppKey("connections", Connections)
+
+
+async def _connections_context(application: web.Application) -> AsyncIterator[None]:
     settings, metrics = application[keys.SETTINGS], application[keys.METRICS]
     limiter = PriorityLimiter(settings.write_rate, max_in_flight=settings.max_in_flight)
     metrics.watch_limiter(limiter)
-    async with runtime(settings, limiter=limiter, observer=metrics.observe_call) as wired:
-        application[keys.ENGINE] = wired.engine
-        application[keys.SESSIONS] = sessions(wired.engine)
-        application[RUNNER] = wired.runner
+    async with connections(settings, limiter=limiter, observer=metrics.observe_call) as connected:
+        application[keys.ENGINE] = connected.engine
+        application[keys.SESSIONS] = sessions(connected.engine)
+        application[CONNECTIONS] = connected
         yield
 
 
 async def _leadership_context(
     application: web.Application, *, clock: Callable[[], datetime]
 ) -> AsyncIterator[None]:
+    settings = application[keys.SETTINGS]
+    leadership = Leadership(
+        database_url=settings.require_database_url(),
+        metrics=application[keys.METRICS],
+        retry_interval=settings.leader_retry_interval,
+        check_interval=settings.leader_check_interval,
+    )
+    application[keys.LEADERSHIP] = leadership
+    task = asyncio.create_task(_replica(application, leadership, clock=clock), name="leadership")
+    yield
+    await leadership.stop(grace=settings.shutdown_grace)
+    task.cancel()
+    await asyncio.wait({task})
+
+
+async def _replica(
+    application: web.Application, leadership: Leadership, *, clock: Callable[[], datetime]
+) -> None:
+    """Learn the Service, then compete for its leader lock until stopped."""
     settings, metrics = application[keys.SETTINGS], application[keys.METRICS]
+    wired = application[CONNECTIONS].runtime(await _resolve_patiently(application))
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     def duties() -> Duties:
         return Duties(
-            application[RUNNER],
+            wired.runner,
             sessions=application[keys.SESSIONS],
             settings=settings,
             metrics=metrics,
@@ -169,20 +264,32 @@ async def _leadership_context(
             owner=owner,
         )
 
-    leadership = Leadership(
-        database_url=settings.require_database_url(),
-        key=locks.lock_key("leader", service_key(settings)),
-        duties=duties,
-        metrics=metrics,
-        retry_interval=settings.leader_retry_interval,
-        check_interval=settings.leader_check_interval,
-    )
-    application[keys.LEADERSHIP] = leadership
-    task = asyncio.create_task(leadership.run(), name="leadership")
-    yield
-    await leadership.stop(grace=settings.shutdown_grace)
-    task.cancel()
-    await asyncio.wait({task})
+    key = locks.lock_key("leader", service_key(wired.service_sid))
+    await leadership.run(key=key, duties=duties)
+
+
+async def _resolve_patiently(application: web.Application) -> str:
+    """The Service's sid, however long it takes: a replica that does not know it never leads
+    (and is not ready), and never stands in another key for it. Waits grow from
+    `leader_retry_interval` to `RESOLVE_BACKOFF_MAX`, jittered, between failed attempts."""
+    connected, state = application[CONNECTIONS], application[keys.SERVICE]
+    failures = 0
+    while True:
+        try:
+            state.sid = await resolve_service_sid(connected)
+        except ServiceUnresolved as e:
+            failures += 1
+            state.problem = str(e)
+            cap = next_attempt_delay(
+                failures, base=connected.settings.leader_retry_interval, cap=RESOLVE_BACKOFF_MAX
+            )
+            delay = random.uniform(cap / 2, cap)
+            log.warning("service unresolved", error=str(e), retry_in=round(delay, 2))
+            await asyncio.sleep(delay)
+            continue
+        state.problem = None
+        log.info("service resolved", service_sid=state.sid)
+        return state.sid
 
 
 async def _stop_intake(application: web.Application) -> None:

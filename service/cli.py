@@ -1,8 +1,8 @@
 """`user-sync`: the command line.
 
 Each command builds `Settings` once, wires what it needs through `service.app` and returns an
-exit code: 0 on success, 1 when a run failed or any user failed, 2 for bad usage or settings,
-3 when another run holds the lock.
+exit code: 0 on success, 1 when a run failed or any user failed (or the Service could not be
+resolved, so none ran), 2 for bad usage or settings, 3 when another run holds the lock.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from service.db import migrate
 from service.db.status import as_json, status_report
 from service.logs import configure_logging
 from service.reconcile.progress import RunProgress
-from service.reconcile.run import RunInProgress, RunRequest, Scope
+from service.reconcile.run import RunInProgress, RunReport, RunRequest, Scope
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
@@ -112,23 +112,29 @@ def _request(args: argparse.Namespace) -> RunRequest:
 
 async def _sync(args: argparse.Namespace, settings: Settings) -> int:
     settings.credentials()  # fail early, naming the settings, before touching anything
-    bar = Console(stderr=True)
-    async with app.runtime(settings) as runtime:
-        try:
-            if bar.is_terminal and not args.json:
-                progress = RunProgress()
-                run = runtime.runner.run(_request(args), progress=progress)
-                outcome = await report.with_progress(run, progress, bar)
-            else:
-                outcome = await runtime.runner.run(_request(args))
-        except RunInProgress as e:
-            print(f"user-sync: {e}", file=sys.stderr)
-            return EXIT_BUSY
+    try:
+        outcome = await _reconcile(args, settings)
+    except app.ServiceUnresolved as e:  # nothing ran: no lock taken, no run recorded
+        print(f"user-sync: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except RunInProgress as e:
+        print(f"user-sync: {e}", file=sys.stderr)
+        return EXIT_BUSY
     if args.json:
         print(json.dumps(report.run_json(outcome), indent=2))
     else:
         report.print_run(outcome)
     return EXIT_OK if report.succeeded(outcome) else EXIT_FAILED
+
+
+async def _reconcile(args: argparse.Namespace, settings: Settings) -> RunReport:
+    bar = Console(stderr=True)
+    async with app.runtime(settings) as runtime:
+        if bar.is_terminal and not args.json:
+            progress = RunProgress()
+            run = runtime.runner.run(_request(args), progress=progress)
+            return await report.with_progress(run, progress, bar)
+        return await runtime.runner.run(_request(args))
 
 
 async def _status(settings: Settings, *, as_json_output: bool) -> int:

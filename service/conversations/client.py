@@ -4,7 +4,9 @@ It speaks either dialect (Conversations v1, with or without a Service sid, or Ch
 `endpoints.py`), returns domain values (`RemoteUser`, `Role`) and raises only the exceptions in
 `errors.py`. Every call goes through the shared `WriteLimiter` (writes paced, everything bounded
 in flight) and is retried when, and only when, its failure is transient (`retry.py`); a 4xx
-other than 429 is an answer for the caller, never retried.
+other than 429 is an answer for the caller, never retried. It also reads the one account-level
+fact the service needs: which Service is the account's default (`fetch_default_service_sid`,
+from the Conversations Configuration), through the same machinery.
 
 Ambiguous creates: when an attempt to create a user fails without a clear answer (connection
 lost or timeout after sending, or a 5xx) the user may exist anyway; if the retry then meets
@@ -40,7 +42,14 @@ from service.conversations.errors import (
 )
 from service.conversations.ratelimit import WriteLimiter
 from service.conversations.retry import RetryPolicy
-from service.conversations.schemas import Page, PageMeta, RolePage, UserPage, UserWire
+from service.conversations.schemas import (
+    ConfigurationWire,
+    Page,
+    PageMeta,
+    RolePage,
+    UserPage,
+    UserWire,
+)
 from service.conversations.stats import CallEvent, CallStats, Observer
 from service.conversations.transport import Reply, Request, Transport
 from service.domain.users import RemoteUser, Role
@@ -96,16 +105,20 @@ class ConversationsClient:
         session: aiohttp.ClientSession,
         settings: Settings,
         *,
+        service_sid: str | None = None,
         limiter: WriteLimiter | None = None,
         retry: RetryPolicy | None = None,
         observer: Observer | None = None,
     ) -> ConversationsClient:
-        """A client as configured; pass `limiter` to share one with other clients of the Service."""
+        """A client as configured; pass `limiter` to share one with other clients of the Service.
+
+        `service_sid` is the Service to address, `settings.service_sid` when not given (the
+        composition root passes the account's default once it has resolved it)."""
         return cls(
             session,
             base_url=settings.base_url,
             api=settings.api,
-            service_sid=settings.service_sid,
+            service_sid=service_sid or settings.service_sid,
             credentials=settings.credentials(),
             limiter=limiter
             or WriteLimiter(settings.write_rate, max_in_flight=settings.max_in_flight),
@@ -185,6 +198,16 @@ class ConversationsClient:
         async for page in self._pages(RolePage, "list_roles", first):
             roles.extend(role.to_domain() for role in page.roles)
         return roles
+
+    # --- the account ----------------------------------------------------------------------
+
+    async def fetch_default_service_sid(self) -> str | None:
+        """The account's default Conversation Service, the one `/v1/Users` means, as Twilio
+        names it now (`GET /v1/Configuration`, `default_chat_service_sid`); None if it names
+        none. Conversations v1 only; whatever Service this client was made for."""
+        operation = "fetch_configuration"
+        reply = await self._call(Request(operation, "GET", self._endpoints.configuration()))
+        return decode(ConfigurationWire, reply, operation=operation).default_chat_service_sid
 
     # --- mechanics ----------------------------------------------------------------------
 

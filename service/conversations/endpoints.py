@@ -4,6 +4,9 @@
     conversations-v1, a Service sid    /v1/Services/{sid}/Users      /v1/Services/{sid}/Roles
     chat-v2 (a Service sid required)   /v2/Services/{sid}/Users      /v2/Services/{sid}/Roles
 
+and one account-level resource, Conversations v1 only: `/v1/Configuration`, which names the
+account's default Conversation Service (the one `/v1/Users` means).
+
 A user is addressed by sid or by identity; an identity may hold any character, so it is
 percent-encoded with nothing left safe (`/`, `?`, `#`, `%`, `+`, spaces, non-ASCII) and the URL
 is handed to aiohttp as already encoded, so nothing re-encodes or decodes it on the way out.
@@ -56,6 +59,11 @@ class Endpoints:
 
     def roles_first_page(self) -> URL:
         return self._url(f"{self._scope()}/Roles?PageSize={self.page_size}")
+
+    def configuration(self) -> URL:
+        if self.api is ApiFlavor.CHAT_V2:
+            raise ValueError("chat-v2 has no account Configuration: it names its Service itself")
+        return self._url("/v1/Configuration")
 
     def _scope(self) -> str:
         if self.api is ApiFlavor.CHAT_V2:

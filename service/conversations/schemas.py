@@ -8,7 +8,7 @@ send `attributes` as a JSON *string* that may be null (read as "{}", what Twilio
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.domain.users import RemoteUser, Role, RoleSid, UserSid
 
@@ -51,6 +51,13 @@ class RoleWire(_Wire):
 
     def to_domain(self) -> Role:
         return Role(sid=RoleSid(self.sid), friendly_name=self.friendly_name, type=self.type)
+
+
+class ConfigurationWire(_Wire):
+    """The account's Conversations Configuration (`GET /v1/Configuration`)."""
+
+    default_chat_service_sid: str | None = Field(default=None, pattern=r"^IS[0-9a-fA-F]{32}$")
+    """The Service `/v1/Users` means; the spec allows null (an account with none)."""
 
 
 class PageMeta(_Wire):

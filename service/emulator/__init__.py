@@ -2,7 +2,8 @@
 
 An independent second reading of the OpenAPI specs (it imports nothing of the client), served
 over real HTTP by aiohttp, for our tests, the demo and developers. Three URL forms of Users
-(`/v1/Users`, `/v1/Services/{sid}/Users`, `/v2/Services/{sid}/Users`) and Roles, Basic auth with
+(`/v1/Users`, `/v1/Services/{sid}/Users`, `/v2/Services/{sid}/Users`) and Roles, the account's
+Configuration (`/v1/Configuration`: which Service `/v1/Users` means), Basic auth with
 the account's auth token or an API key, Twilio's error bodies, token paging, the per-Service
 write limit, and injected faults; see `control.py` for the control API and `cli.py` to run it.
 

@@ -119,7 +119,7 @@ def banner(running: RunningEmulator) -> str:
         f"  export USERSYNC_API_BASE_URL={running.base_url}",
         f"  export TWILIO_ACCOUNT_SID={config.account_sid}",
         f"  export TWILIO_AUTH_TOKEN={config.auth_token}",
-        f"  export USERSYNC_SERVICE_SID={config.default_service_sid}  # or leave unset: /v1/Users",
+        f"  export USERSYNC_SERVICE_SID={config.default_service_sid}  # or leave it unset",
         "Press Ctrl+C to stop.",
     ]
     return "\n".join(lines) + "\n"

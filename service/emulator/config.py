@@ -14,6 +14,9 @@ from types import MappingProxyType
 DEFAULT_ACCOUNT_SID = "AC" + "e0" * 16
 DEFAULT_AUTH_TOKEN = "emulator-auth-token-0123456789abcdef"  # noqa: S105 (fake, emulator-only)
 DEFAULT_SERVICE_SID = "IS" + "e1" * 16
+DEFAULT_MESSAGING_SERVICE_SID = "MG" + "e2" * 16
+"""What the account's Configuration names as its default Messaging Service (Twilio makes one
+with the default Conversation Service); the emulator has no Messaging Services beyond the name."""
 DEFAULT_WRITE_LIMIT_PER_SECOND = 30.0
 """Twilio's documented limit: user create, update and delete share 30 actions/s per Service."""
 

@@ -1,9 +1,9 @@
 """The emulator as an object: its state and the control surface tests and the demo drive.
 
-`Emulator` owns the Services and Users (`Directory`), the per-Service write limit, the injected
-faults and the call counters. The HTTP layer (`users_api`, `roles_api`, `control`) only
-translates requests into calls on it. Everything here is synchronous and runs on the event loop
-thread, so no locking is needed.
+`Emulator` owns the Services and Users (`Directory`), the account's Configuration, the
+per-Service write limit, the injected faults and the call counters. The HTTP layer
+(`users_api`, `roles_api`, `configuration_api`, `control`) only translates requests into calls
+on it. Everything here is synchronous and runs on the event loop thread, so no locking is needed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Literal
 
-from service.emulator.config import EmulatorConfig
+from service.emulator.config import DEFAULT_MESSAGING_SERVICE_SID, EmulatorConfig
+from service.emulator.configuration import Configuration
 from service.emulator.directory import Directory, UserFields
 from service.emulator.errors import ApiError
 from service.emulator.faults import FaultPlan, fault_rule
@@ -39,6 +40,7 @@ class Emulator:
         self._fault_random = random.Random(self.config.seed)
         self.faults = FaultPlan(chance=self._fault_random.random)
         self.directory = self._new_directory()
+        self.configuration = _new_configuration()
 
     def _new_directory(self) -> Directory:
         sids = SidFactory(self.config.seed)
@@ -47,6 +49,7 @@ class Emulator:
     def reset(self) -> None:
         """Back to the start: one default service, no users, no faults, zero stats."""
         self.directory = self._new_directory()
+        self.configuration = _new_configuration()
         self.limiter.per_second = self.config.write_limit_per_second
         self._fault_random.seed(self.config.seed)
         self.clear_faults()
@@ -54,6 +57,7 @@ class Emulator:
 
     @property
     def default_service_sid(self) -> str:
+        """The account's default Conversation Service now: what `/v1/Users` means."""
         return self.directory.default_service_sid
 
     def service(self, service_sid: str | None = None) -> Service:
@@ -145,6 +149,10 @@ class Emulator:
 
     def clear_faults(self) -> None:
         self.faults.clear()
+
+
+def _new_configuration() -> Configuration:
+    return Configuration(default_messaging_service_sid=DEFAULT_MESSAGING_SERVICE_SID)
 
 
 def _seed_fields(spec: Mapping[str, Any]) -> UserFields:

@@ -14,6 +14,8 @@ class Operation(StrEnum):
     LIST_USERS = "list_users"
     LIST_ROLES = "list_roles"
     FETCH_ROLE = "fetch_role"
+    FETCH_CONFIGURATION = "fetch_configuration"
+    UPDATE_CONFIGURATION = "update_configuration"
 
     @property
     def is_write(self) -> bool:
@@ -21,6 +23,8 @@ class Operation(StrEnum):
 
 
 WRITES = frozenset({Operation.CREATE_USER, Operation.UPDATE_USER, Operation.DELETE_USER})
+"""The writes that share the per-Service limit and take `X-Twilio-Webhook-Enabled`; updating
+the account's Configuration is neither."""
 
 
 def operations_named(names: Collection[str] | None) -> frozenset[Operation] | None:

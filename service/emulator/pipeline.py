@@ -3,7 +3,8 @@
 count the call -> injected latency -> authenticate -> find the Service -> for writes, note the
 `X-Twilio-Webhook-Enabled` header (what the client sent, faulted or not) -> injected fault
 ("not processed") -> for writes, the per-Service write limit -> the operation -> injected fault
-"after processing" (only when the operation succeeded).
+"after processing" (only when the operation succeeded). Account-level resources (the
+Configuration) skip the Service steps and the write limit; everything else is the same.
 Errors become Twilio's JSON error bodies; a dropped connection gets no response at all.
 """
 
@@ -27,11 +28,45 @@ EMULATOR = web.AppKey("emulator", Emulator)
 WEBHOOK_HEADER = "X-Twilio-Webhook-Enabled"
 
 Action = Callable[[Service], Awaitable[web.StreamResponse]]
+AccountAction = Callable[[], Awaitable[web.StreamResponse]]
 
 
 async def serve_call(
     request: web.Request, operation: Operation, *, form: UrlForm, action: Action
 ) -> web.StreamResponse:
+    """A call on one Service's resources (Users, Roles), found from the URL form."""
+    emulator = request.app[EMULATOR]
+
+    def admit() -> Callable[[], Awaitable[web.StreamResponse]]:
+        service = _service(request, emulator, form)
+        if operation.is_write:
+            _note_webhook_header(request, emulator)
+
+        async def proceed() -> web.StreamResponse:
+            if operation.is_write and not emulator.limiter.try_acquire(service.sid):
+                emulator.counters.record("rate_limited")
+                raise errors.too_many_requests()
+            return await action(service)
+
+        return proceed
+
+    return await _serve(request, operation, admit=admit)
+
+
+async def serve_account_call(
+    request: web.Request, operation: Operation, *, action: AccountAction
+) -> web.StreamResponse:
+    """A call on an account-level resource (Configuration): no Service to find, no write limit."""
+    return await _serve(request, operation, admit=lambda: action)
+
+
+async def _serve(
+    request: web.Request,
+    operation: Operation,
+    *,
+    admit: Callable[[], Callable[[], Awaitable[web.StreamResponse]]],
+) -> web.StreamResponse:
+    """The steps every call shares; `admit` runs the call's own checks and returns the rest."""
     emulator = request.app[EMULATOR]
     emulator.counters.record(operation)
     delay = emulator.faults.latency(operation)
@@ -39,16 +74,11 @@ async def serve_call(
         await asyncio.sleep(delay)
     try:
         authenticate(request.headers.get("Authorization"), emulator.config)
-        service = _service(request, emulator, form)
-        if operation.is_write:
-            _note_webhook_header(request, emulator)
+        proceed = admit()
         fault = emulator.faults.take(operation, after_processing=False)
         if fault is not None:
             return _faulted(request, emulator, fault)
-        if operation.is_write and not emulator.limiter.try_acquire(service.sid):
-            emulator.counters.record("rate_limited")
-            raise errors.too_many_requests()
-        response = await action(service)
+        response = await proceed()
     except ApiError as error:
         return error_response(error, emulator)
     fault = emulator.faults.take(operation, after_processing=True)

@@ -1,7 +1,8 @@
 """The emulator as a running HTTP server: the app factory and an async context manager.
 
-`create_app(emulator)` wires the three URL forms of Users and Roles and the control API into one
-aiohttp application; nothing is global, so a test can run as many emulators as it likes.
+`create_app(emulator)` wires the three URL forms of Users and Roles, the account's Configuration
+and the control API into one aiohttp application; nothing is global, so a test can run as many
+emulators as it likes.
 `running_emulator(config)` serves one on `config.host:config.port` (port 0: any free port) for the
 duration of an `async with` block.
 """
@@ -16,6 +17,7 @@ from aiohttp import web
 
 from service.emulator import errors
 from service.emulator.config import EmulatorConfig
+from service.emulator.configuration_api import configuration_routes
 from service.emulator.control import control_routes
 from service.emulator.emulator import Emulator
 from service.emulator.errors import ApiError
@@ -35,6 +37,7 @@ def create_app(emulator: Emulator) -> web.Application:
     for form in UrlForm:
         app.add_routes(user_routes(form))
         app.add_routes(role_routes(form))
+    app.add_routes(configuration_routes())
     app.add_routes(control_routes())
     return app
 

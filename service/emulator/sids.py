@@ -12,6 +12,7 @@ import re
 USER_PREFIX = "US"
 SERVICE_PREFIX = "IS"
 ROLE_PREFIX = "RL"
+MESSAGING_SERVICE_PREFIX = "MG"
 
 
 def sid_pattern(prefix: str) -> re.Pattern[str]:

@@ -1,10 +1,12 @@
 """Health, readiness and metrics: the three endpoints that need no token.
 
 `/healthz` says the process serves (liveness: restart it if this fails). `/readyz` says it can do
-its job: the database answers and is migrated to the revision this code expects; its body also
-names the replica's role, leader or standby (both are ready: standbys serve the API and accept
-events). `/metrics` reads the database's vitals just before rendering, so every replica reports
-queue depth, user states and freshness; if the database is down the last values stay.
+its job: the database answers and is migrated to the revision this code expects, and the replica
+knows which Service it serves (`service_sid`; until it has resolved the account's default it
+says why not, and cannot lead); its body also names the replica's role, leader or standby (both
+are ready: standbys serve the API and accept events). `/metrics` reads the database's vitals
+just before rendering, so every replica reports queue depth, user states and freshness; if the
+database is down the last values stay.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db import detail, events, migrate, status
 from service.metrics import CONTENT_TYPE, Vitals
-from service.triggers.keys import ENGINE, HEAD_REVISION, LEADERSHIP, METRICS, SESSIONS
+from service.triggers.keys import ENGINE, HEAD_REVISION, LEADERSHIP, METRICS, SERVICE, SESSIONS
 from service.triggers.responses import ok
 
 log = structlog.get_logger(__name__)
@@ -31,22 +33,26 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    head = request.app[HEAD_REVISION]
-    role = request.app[LEADERSHIP].role.value
+    service = request.app[SERVICE]
+    body: dict[str, object] = {
+        "role": request.app[LEADERSHIP].role.value,
+        "service_sid": service.sid,
+    }
+    if service.sid is None:
+        body["service_problem"] = service.problem or "resolving the Service"
     try:
         async with asyncio.timeout(DATABASE_CHECK_SECONDS):
             async with request.app[ENGINE].connect() as connection:
                 await connection.execute(text("SELECT 1"))
             current = await migrate.current_revision(request.app[ENGINE])
     except Exception as e:  # any failure to reach the database means not ready
-        failed = {"status": "not_ready", "database": type(e).__name__, "role": role}
-        return ok(failed, status=503)
-    ready = current == head
-    body: dict[str, object] = {
+        return ok({"status": "not_ready", "database": type(e).__name__, **body}, status=503)
+    head = request.app[HEAD_REVISION]
+    ready = current == head and service.sid is not None
+    body |= {
         "status": "ready" if ready else "not_ready",
         "database": "ok",
         "migrations": {"current": current, "head": head},
-        "role": role,
     }
     return ok(body, status=200 if ready else 503)
 

@@ -1,14 +1,17 @@
-"""Leader election: one replica per Service key schedules runs and makes API writes.
+"""Leader election: one replica per Service schedules runs and makes API writes.
 
+The lock is named for the Service itself (`user-sync:leader:<IS… sid>`, the key `run()` is
+given), never for the credentials a replica holds, so replicas of one Service always compete for
+the same lock; the composition root learns the Service before a replica may compete at all.
 Each replica keeps one dedicated database session (`db.channel`). A standby tries the leader
-advisory lock (`user-sync:leader:<service key>`) every `leader_retry_interval` seconds; the
-replica that gets it LISTENs for events on the same session and runs its `Duties`. The lock
-lives exactly as long as the session, so a leader that is killed (even with SIGKILL) or cut off
-from Postgres releases it, and a standby takes over within one retry interval of Postgres
-noticing. The leader pings its session every `leader_check_interval` seconds and steps down at
-once (cancelling its duties) when the session is gone, then reconnects with jittered backoff.
-LISTEN shares the leader's session on purpose: events matter only to the leader, and losing
-one means losing the other, so there is one thing to watch and one recovery path.
+advisory lock every `leader_retry_interval` seconds; the replica that gets it LISTENs for events
+on the same session and runs its `Duties`. The lock lives exactly as long as the session, so a
+leader that is killed (even with SIGKILL) or cut off from Postgres releases it, and a standby
+takes over within one retry interval of Postgres noticing. The leader pings its session every
+`leader_check_interval` seconds and steps down at once (cancelling its duties) when the session
+is gone, then reconnects with jittered backoff. LISTEN shares the leader's session on purpose:
+events matter only to the leader, and losing one means losing the other, so there is one thing
+to watch and one recovery path.
 """
 
 from __future__ import annotations
@@ -40,16 +43,12 @@ class Leadership:
         self,
         *,
         database_url: str,
-        key: str,
-        duties: Callable[[], Duties],
         metrics: Metrics,
         retry_interval: float,
         check_interval: float,
         application_name: str = "user-sync-leader",
     ) -> None:
         self._url = database_url
-        self._key = key
-        self._make_duties = duties
         self._metrics = metrics
         self._retry = retry_interval
         self._check = check_interval
@@ -60,8 +59,10 @@ class Leadership:
         self._stopping = False
         self._failures = 0
 
-    async def run(self) -> None:
-        """Stand by, lead, step down, again, until `stop()`; never raises for a lost database."""
+    async def run(self, *, key: str, duties: Callable[[], Duties]) -> None:
+        """Stand by, lead, step down, again, until `stop()`; never raises for a lost database.
+
+        `key` is the leader lock; `duties` makes a fresh `Duties` for each term as leader."""
         while not self._stopping:
             try:
                 connection = await channel.connect(
@@ -73,7 +74,7 @@ class Leadership:
                 await self._back_off(f"database unreachable: {_describe(e)}")
                 continue
             try:
-                problem = await self._term(connection)
+                problem = await self._term(connection, key=key, duties=duties)
             except channel.CONNECTION_ERRORS as e:
                 problem = f"database session lost: {_describe(e)}"
             except Exception as e:  # a bug: keep the replica alive, say so loudly, try again
@@ -96,31 +97,34 @@ class Leadership:
         if self._work is not None:
             await asyncio.wait({self._work}, timeout=grace)
 
-    async def _term(self, connection: channel.Connection) -> str | None:
+    async def _term(
+        self, connection: channel.Connection, *, key: str, duties: Callable[[], Duties]
+    ) -> str | None:
         """Wait for the lock, then lead; returns why the term ended badly, if it did."""
-        while not await self._try_lock(connection):
+        while not await self._try_lock(connection, key):
             if self._stopping:
                 return None
             await asyncio.sleep(self._retry)
-        return None if self._stopping else await self._lead(connection)
+        return None if self._stopping else await self._lead(connection, key=key, duties=duties())
 
-    async def _try_lock(self, connection: channel.Connection) -> bool:
+    async def _try_lock(self, connection: channel.Connection, key: str) -> bool:
         async with asyncio.timeout(CONNECT_TIMEOUT):
-            return await channel.try_lock(connection, self._key)
+            return await channel.try_lock(connection, key)
 
-    async def _lead(self, connection: channel.Connection) -> str | None:
+    async def _lead(
+        self, connection: channel.Connection, *, key: str, duties: Duties
+    ) -> str | None:
         lost = asyncio.Event()
         channel.on_lost(connection, lost.set)
-        duties = self._make_duties()
         await channel.listen(connection, duties.wake)
         work = asyncio.create_task(duties.run(), name="duties")
         watch = asyncio.create_task(self._watch(connection, lost), name="leader-watch")
-        self._become(Role.LEADER, duties, work)
+        self._become(Role.LEADER, duties, work, key=key)
         try:
             done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
             return self._why_ended(work, done)
         finally:
-            self._become(Role.STANDBY, None, None)
+            self._become(Role.STANDBY, None, None, key=key)
             work.cancel()
             watch.cancel()
             await asyncio.wait({work, watch})
@@ -147,12 +151,14 @@ class Leadership:
             return f"stepped down: duties failed: {_describe(error)}"
         return None if self._stopping else "stepped down: duties ended unexpectedly"
 
-    def _become(self, role: Role, duties: Duties | None, work: asyncio.Task[None] | None) -> None:
+    def _become(
+        self, role: Role, duties: Duties | None, work: asyncio.Task[None] | None, *, key: str
+    ) -> None:
         self.role, self.duties, self._work = role, duties, work
         self._metrics.is_leader.set(1 if role is Role.LEADER else 0)
         if role is Role.LEADER:
             self._failures = 0
-        log.info("leader" if role is Role.LEADER else "standby", role=role.value, key=self._key)
+        log.info("leader" if role is Role.LEADER else "standby", role=role.value, key=key)
 
     async def _back_off(self, problem: str) -> None:
         self._failures += 1

@@ -59,7 +59,7 @@ def _health_paths() -> dict[str, Any]:
     text = {"description": "Text exposition format", "content": {"text/plain": {}}}
     return {
         "/healthz": {"get": _public("Liveness", {"200": _json({"type": "object"}, "Serving")})},
-        "/readyz": {"get": _public("Readiness: database, migrations at head, role", ready)},
+        "/readyz": {"get": _public("Readiness: database, migrations, Service known, role", ready)},
         "/metrics": {"get": _public("Prometheus metrics", {"200": text})},
         "/openapi.json": {
             "get": _operation(
@@ -168,8 +168,13 @@ NULLABLE_STRING = {"type": ["string", "null"]}
 SCHEMAS: dict[str, Any] = {
     "Error": _object({"error": STRING, "message": STRING}, ("error", "message")),
     "Ready": _object(
-        {"status": {"enum": ["ready", "not_ready"]}, "role": {"enum": ["leader", "standby"]}},
-        ("status", "role"),
+        {
+            "status": {"enum": ["ready", "not_ready"]},
+            "role": {"enum": ["leader", "standby"]},
+            "service_sid": NULLABLE_STRING,
+            "service_problem": STRING,
+        },
+        ("status", "role", "service_sid"),
     ),
     "SyncRequest": {
         **_object(

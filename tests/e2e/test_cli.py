@@ -14,10 +14,12 @@ import sys
 from typing import Any
 
 import aiohttp
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.e2e.conftest import fetch_all, generate_users, insert_users
 from tests.fixtures.emulator import account_auth
+from tests.integration.test_client_errors import closed_port
 
 USER_SYNC = [sys.executable, "-m", "service"]
 
@@ -131,6 +133,58 @@ async def test_a_sync_killed_mid_run_is_aborted_and_the_next_run_converges(
     assert len(identities) == len(set(identities)) == 300
     runs = await fetch_all(engine, "SELECT status FROM sync_run ORDER BY id")
     assert [r["status"] for r in runs] == ["aborted", "succeeded"]
+
+
+async def test_sync_records_the_service_sid_whether_resolved_or_set(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
+):
+    sid = fast_emulator.config.default_service_sid
+    resolved = cli_env(database_url, fast_emulator)
+    named = cli_env(database_url, fast_emulator, USERSYNC_SERVICE_SID=sid)
+
+    assert (await run_cli("sync", env=resolved))[0] == 0
+    assert (await run_cli("sync", env=named))[0] == 0
+
+    runs = await fetch_all(engine, "SELECT service_key, status FROM sync_run ORDER BY id")
+    assert runs == [{"service_key": sid, "status": "succeeded"}] * 2
+    assert fast_emulator.emulator.stats["fetch_configuration"] == 1  # only the unset one asks
+
+
+@pytest.mark.parametrize("cause", ["unreachable", "server error", "refused credentials"])
+async def test_sync_that_cannot_resolve_the_service_fails_in_one_line_and_runs_nothing(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any, cause: str
+):
+    await insert_users(engine, [{"id": "a", "identity": "alice"}])
+    fast = {"USERSYNC_MAX_RETRIES": "1", "USERSYNC_RETRY_BACKOFF_BASE": "0.01"}
+    env = cli_env(database_url, fast_emulator, **fast)
+    if cause == "unreachable":
+        env["USERSYNC_API_BASE_URL"] = f"http://127.0.0.1:{closed_port()}"
+    elif cause == "server error":
+        fast_emulator.emulator.inject_fault(
+            "status", status=503, operations={"fetch_configuration"}
+        )
+    else:
+        env["TWILIO_AUTH_TOKEN"] = "not-the-auth-token"
+
+    code, out, err = await run_cli("sync", env=env)
+
+    assert code == 1
+    assert out == ""
+    lines = [line for line in err.splitlines() if not line.startswith("{")]  # JSON log lines
+    [message] = lines
+    assert message.startswith(
+        "user-sync: cannot resolve the account's default Conversation Service"
+        " (GET /v1/Configuration): "
+    )
+    expected = {
+        "unreachable": "could not connect",
+        "server error": "HTTP 503",
+        "refused credentials": "HTTP 401 (Twilio error 20003): Authenticate",
+    }
+    assert expected[cause] in message
+    assert "not-the-auth-token" not in err
+    assert await fetch_all(engine, "SELECT id FROM sync_run") == []
+    assert fast_emulator.emulator.users() == []
 
 
 async def test_migrate_reports_the_head_revision(database_url: str, fast_emulator: Any):

@@ -179,6 +179,32 @@ async def test_role_responses_match_the_spec(
     assert set(role) == fields_of(spec, schema)
 
 
+async def test_configuration_responses_match_the_spec(
+    emulator: RunningEmulator, emulator_http: aiohttp.ClientSession
+) -> None:
+    expected_fields = fields_of(CONVERSATIONS, "conversations.v1.configuration")
+    path = "/v1/Configuration"
+
+    status, fetched = await exchange(emulator_http, "GET", path)
+    validate(fetched, spec=CONVERSATIONS, path=path, method="get", status=status)
+    assert set(fetched) == expected_fields
+
+    other = emulator.emulator.create_service("Other")
+    form = {
+        "DefaultChatServiceSid": other,
+        "DefaultMessagingServiceSid": "MG" + "ab" * 16,
+        "DefaultInactiveTimer": "PT1M",
+        "DefaultClosedTimer": "PT10M",
+    }
+    status, updated = await exchange(emulator_http, "POST", path, data=form)
+    validate(updated, spec=CONVERSATIONS, path=path, method="post", status=status)
+    assert set(updated) == expected_fields
+    assert set(_spec(CONVERSATIONS)["paths"][path]) >= {"get", "post"}
+    request_body = _spec(CONVERSATIONS)["paths"][path]["post"]["requestBody"]["content"]
+    declared = request_body["application/x-www-form-urlencoded"]["schema"]["properties"]
+    assert set(form) == set(declared)
+
+
 def test_the_validator_rejects_what_the_spec_forbids() -> None:
     """A guard that validation is real: a wrong sid prefix and a relative URL both fail."""
     user = {"sid": "XX" + "0" * 32, "url": "/v1/Users/US1", "links": {}}

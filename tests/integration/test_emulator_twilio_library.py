@@ -152,3 +152,28 @@ async def test_the_official_library_reads_roles(emulator: RunningEmulator) -> No
     v1, v2 = await asyncio.to_thread(scenario)
     assert sorted(v1) == ["conversation", "conversation", "service", "service"]
     assert sorted(v2) == ["channel", "channel", "deployment", "deployment"]
+
+
+async def test_the_official_library_fetches_and_updates_the_configuration(
+    emulator: RunningEmulator,
+) -> None:
+    other = emulator.emulator.create_service("Other")
+
+    def scenario() -> tuple[Any, Any, str]:
+        with twilio_client(
+            emulator, username=TEST_API_KEY_SID, password=TEST_API_KEY_SECRET
+        ) as client:
+            configuration = client.conversations.v1.configuration()
+            fetched = configuration.fetch()
+            updated = configuration.update(default_chat_service_sid=other)
+            created = client.conversations.v1.users.create(identity="follows")
+            return fetched, updated, str(created.chat_service_sid)
+
+    fetched, updated, created_in = await asyncio.to_thread(scenario)
+    assert fetched.default_chat_service_sid == emulator.config.default_service_sid
+    assert fetched.account_sid == emulator.config.account_sid
+    assert fetched.url == f"{emulator.base_url}/v1/Configuration"
+    assert updated.default_chat_service_sid == other
+    assert created_in == other
+    stats = emulator.emulator.stats
+    assert (stats["fetch_configuration"], stats["update_configuration"]) == (1, 1)

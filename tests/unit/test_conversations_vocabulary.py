@@ -198,3 +198,16 @@ def test_refuses_chat_v2_without_a_service_and_a_relative_base_url() -> None:
         Endpoints("http://h", ApiFlavor.CHAT_V2, None)
     with pytest.raises(ValueError, match="absolute"):
         Endpoints("h:1/x", ApiFlavor.CONVERSATIONS_V1, None)
+
+
+@pytest.mark.parametrize("service_sid", [None, "IS1"])
+def test_the_configuration_is_one_account_level_url_whatever_the_service(
+    service_sid: str | None,
+) -> None:
+    endpoints = Endpoints("http://h:1/", ApiFlavor.CONVERSATIONS_V1, service_sid)
+    assert str(endpoints.configuration()) == "http://h:1/v1/Configuration"
+
+
+def test_chat_v2_has_no_configuration_to_read() -> None:
+    with pytest.raises(ValueError, match="no account Configuration"):
+        Endpoints("http://h", ApiFlavor.CHAT_V2, "IS1").configuration()
