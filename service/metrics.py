@@ -23,7 +23,7 @@ from service.reconcile.run import RunReport
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
-SYNC_STATUSES = ("synced", "pending", "failed", "quarantined", "deleted")
+SYNC_STATUSES = ("synced", "pending", "failed", "quarantined", "deleted", "waiting")
 
 RESULT_ACTIONS: Mapping[str, tuple[str, str]] = {
     "created": ("create", "ok"),
@@ -34,6 +34,8 @@ RESULT_ACTIONS: Mapping[str, tuple[str, str]] = {
     "unchanged": ("none", "unchanged"),
     "invalid": ("validate", "invalid"),
     "held": ("delete", "held"),
+    "waiting": ("none", "waiting"),
+    "deferred": ("none", "deferred"),
     "planned": ("plan", "dry_run"),
 }
 """Per-user results of a run as (action kind, outcome); failures come with their own action."""
@@ -46,6 +48,7 @@ class Vitals:
     users_by_status: Mapping[str, int]
     last_full_success: datetime | None
     last_incremental_success: datetime | None
+    deletions_held: int = 0
 
 
 class _LimiterCollector(Collector):
@@ -116,6 +119,10 @@ class Metrics:
             "scope",
         )
         self.is_leader = gauge("usersync_is_leader", "1 if this replica is the leader")
+        self.deletions_held = gauge(
+            "usersync_deletions_held",
+            "Deletions held by the guards now, of every run (released by --allow-deletes)",
+        )
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
         return Counter(name, documentation, labels, registry=self.registry)
@@ -157,6 +164,7 @@ class Metrics:
 
     def update_vitals(self, vitals: Vitals) -> None:
         self.queue_depth.set(vitals.queue_depth)
+        self.deletions_held.set(vitals.deletions_held)
         self.oldest_event_age.set(vitals.oldest_event_age_seconds)
         for status in {*SYNC_STATUSES, *vitals.users_by_status}:
             self.users.labels(status).set(vitals.users_by_status.get(status, 0))

@@ -33,6 +33,8 @@ SUMMARY_ORDER = (
     Result.FAILED,
     Result.INVALID,
     Result.HELD,
+    Result.WAITING,
+    Result.DEFERRED,
     Result.PLANNED,
 )
 
@@ -66,6 +68,8 @@ def run_json(run: RunReport) -> dict[str, Any]:
             {"user_id": d.user_id, "sid": d.sid, "identity": d.identity} for d in run.held
         ],
         "held_reason": run.held_reason,
+        "waiting": [{"user_id": u, "held_by": h} for u, h in sorted(run.waiting.items())],
+        "deferred": sorted(run.deferred),
         "error": run.error,
     }
 
@@ -120,6 +124,13 @@ def print_run(run: RunReport, console: Console | None = None) -> None:
     if run.held:
         out.print(f"[yellow]{len(run.held)} deletion(s) held back[/yellow]: {run.held_reason}")
         out.print("  re-run with --allow-deletes to release them")
+    for user, holder in sorted(run.waiting.items())[:50]:
+        out.print(
+            f"  [yellow]waiting[/yellow] {user}: its identity is held by user {holder}",
+            highlight=False,
+        )
+    if run.deferred:
+        out.print(f"{len(run.deferred)} user(s) left to another run that holds or changed them")
     if run.error:
         out.print(f"[red]run error[/red]: {run.error}", highlight=False)
 
@@ -159,3 +170,28 @@ def print_status(status: StatusReport, console: Console | None = None) -> None:
                 u.last_error_message or "",
             )
         out.print(failing)
+    _print_held(status, out)
+
+
+def _print_held(status: StatusReport, out: Console) -> None:
+    if status.waiting:
+        waiting = Table(title="Users waiting for their identity")
+        for column in ("user", "why"):
+            waiting.add_column(column)
+        for u in status.waiting:
+            waiting.add_row(u.user_id, u.last_error_message or "")
+        out.print(waiting)
+    if status.held:
+        held = Table(title="Deletions held (release with: user-sync sync --allow-deletes)")
+        for column in ("user", "identity", "sid", "reason", "run", "held since"):
+            held.add_column(column)
+        for d in status.held:
+            held.add_row(
+                d.user_id or "",
+                d.identity or "",
+                d.sid,
+                d.reason,
+                str(d.run_id),
+                f"{d.held_at:%Y-%m-%d %H:%M:%S}",
+            )
+        out.print(held)

@@ -31,6 +31,9 @@ class DeleteReason(StrEnum):
     """Mirror mode: no local user and no sync state refers to this remote user."""
     RENAME = "rename"
     """The old identity's user after a rename; not a deletion the guard counts."""
+    SWAP = "swap"
+    """The old identity's user of a user in a cycle of renames (two users swapping identities):
+    let go first, so the others can take their new identities; not counted by the guard."""
 
 
 ChangedField: TypeAlias = Literal["friendly_name", "attributes", "role_sid"]
@@ -98,7 +101,7 @@ class DeleteUser:
     @property
     def guarded(self) -> bool:
         """Counted by the deletion guard; a rename's retirement is not."""
-        return self.reason is not DeleteReason.RENAME
+        return self.reason not in (DeleteReason.RENAME, DeleteReason.SWAP)
 
 
 Action: TypeAlias = CreateUser | UpdateUser | LinkUser | DeleteUser
@@ -125,6 +128,7 @@ _REASONS = {
     DeleteReason.REMOVED: "removed locally",
     DeleteReason.UNKNOWN_REMOTE: "unknown locally",
     DeleteReason.RENAME: "old identity of a renamed user",
+    DeleteReason.SWAP: "old identity of a user whose new identity another user of a swap holds",
 }
 
 

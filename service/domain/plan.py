@@ -27,6 +27,8 @@ Where the rules are silent:
   created by that user) waits: no action, `waits_for` names the holder. The identity is free
   once the holder's rename or removal has deleted that remote user, and the waiting user then
   gets a fresh remote user of its own; one person's Twilio user is never handed to another;
+- users whose renames wait on each other in a cycle (a swap of identities) would wait forever:
+  one of them (`domain.waits.cycle_breakers`) deletes its old user first, then the others go on;
 - a source that repeats an id, or gives one identity to several active users, makes those
   users bad input (nothing is written for them; their existing remote users stay as they are).
 """
@@ -150,7 +152,9 @@ def plan_orphan(remote: RemoteUser, *, policy: Policy) -> DeleteUser | None:
     )
 
 
-def plan_case(case: Case, *, policy: Policy, roles: RoleDirectory) -> CasePlan:
+def plan_case(
+    case: Case, *, policy: Policy, roles: RoleDirectory, let_go: bool = False
+) -> CasePlan:
     """One user's actions, or its problems (then no action at all).
 
     Removed users (no local row) are planned from the state alone; inactive users only need
@@ -171,7 +175,18 @@ def plan_case(case: Case, *, policy: Policy, roles: RoleDirectory) -> CasePlan:
     desired = desired_user(local, roles=roles)
     if isinstance(desired, tuple):
         return CasePlan(user_id=local.id, problems=desired)
-    return _plan_active(case, desired, policy=policy)
+    return _plan_active(case, desired, policy=policy, let_go=let_go)
+
+
+def _wait(case: Case, desired: DesiredUser, *, let_go: bool) -> CasePlan:
+    """Wait for the holder; or, `let_go` (this user breaks a cycle of waits, see
+    `domain.waits`), delete its own old user first so the others can go on."""
+    previous, state = _previous(case), case.state
+    linked = previous is not None and state is not None and previous.sid == state.remote_sid
+    if let_go and linked and previous is not None:
+        swap = _delete(previous, user_id=desired.user_id, reason=DeleteReason.SWAP)
+        return CasePlan(user_id=desired.user_id, actions=(swap,))
+    return CasePlan(user_id=desired.user_id, waits_for=case.holder)
 
 
 def _plan_inactive(case: Case, local: LocalUser, *, policy: Policy) -> CasePlan:
@@ -269,9 +284,11 @@ def _delete(remote: RemoteUser, *, user_id: UserId | None, reason: DeleteReason)
     return DeleteUser(user_id=user_id, sid=remote.sid, identity=remote.identity, reason=reason)
 
 
-def _plan_active(case: Case, desired: DesiredUser, *, policy: Policy) -> CasePlan:
+def _plan_active(
+    case: Case, desired: DesiredUser, *, policy: Policy, let_go: bool = False
+) -> CasePlan:
     if case.holder is not None:
-        return CasePlan(user_id=desired.user_id, waits_for=case.holder)
+        return _wait(case, desired, let_go=let_go)
     previous = _previous(case)
     retires = previous.sid if previous is not None else None
     if case.remote is None:

@@ -152,6 +152,8 @@ class Executor:
             return replace(outcome, failures=(failure("delete", e),))
         if action.reason is DeleteReason.RENAME:  # the old half of a rename: the link stays
             return replace(outcome, retired_sid=None)
+        if action.reason is DeleteReason.SWAP:  # let go of the old identity: nothing linked
+            return replace(outcome, result=Result.DELETED, remote_sid=None, retired_sid=None)
         return replace(outcome, result=Result.DELETED, remote_sid=None)
 
     async def _retire(self, outcome: Outcome, old_sid: UserSid | None) -> Outcome:

@@ -57,6 +57,8 @@ class RunReport:
     """Remote users listed by a full run (the base of the percent guard in mirror mode)."""
     deferred: list[str] = field(default_factory=list)
     """Users left to another run (it held them, or they changed after this run planned)."""
+    deferred_keys: set[str] = field(default_factory=set)
+    """The ids and identities of `deferred`, as events may name them."""
     waiting: dict[str, str] = field(default_factory=dict)
     """Users waiting for their identity, and the user holding it."""
     progress: RunProgress = field(default_factory=lambda: RunProgress(watched=False))

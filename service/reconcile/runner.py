@@ -31,6 +31,7 @@ from service.db.leases import LeaseRequest
 from service.domain.plan import DeleteUser, describe, plan_case, plan_orphan
 from service.domain.policy import DeleteMode, Policy
 from service.domain.users import RemoteUser, UserId
+from service.domain.waits import cycle_breakers
 from service.reconcile.batch import lease_for, sort_batch
 from service.reconcile.executor import Executor, case_of
 from service.reconcile.outcome import Outcome, Result, RetryPolicy
@@ -46,8 +47,9 @@ log = structlog.get_logger(__name__)
 PLAN_SLICE = 100
 """Users planned between yields to the event loop: planning a batch of 1,000 takes 15-30 ms of
 CPU, long enough to bunch the writes the limiter spaced out (a 429 at Twilio's edge)."""
-FOLLOW_UPS = 2
-"""Passes over users that waited for an identity, after the run's other work."""
+FOLLOW_UPS = 3
+"""Passes over users that waited for an identity, after the run's other work (a swap of two
+identities needs three: one lets go, the other takes its new identity, then the first)."""
 FOLLOW_UP_LIMIT = 10_000
 
 
@@ -75,6 +77,8 @@ class _Pass:
     report: RunReport
     source: source.Source
     executor: Executor
+    let_go: frozenset[str] = frozenset()
+    """Users that break a cycle of waits in this pass (`domain.waits`)."""
 
 
 class Runner:
@@ -201,19 +205,22 @@ class Runner:
         orphans = await self._orphans(run) if request.scope is Scope.FULL else []
         await self._delete(run, pending, orphans, full=request.scope is Scope.FULL)
         for _ in range(FOLLOW_UPS):
-            follow_up = self._follow_up(report)
+            follow_up = self._follow_up(report, also=run.let_go)
             if follow_up is None:
                 break
+            run.let_go = cycle_breakers(report.waiting)
+            log.info("waiting users again", users=len(report.waiting), let_go=len(run.let_go))
+            report.waiting.clear()
             await self._delete(run, await self._pass(run, follow_up), [], full=False)
 
-    def _follow_up(self, report: RunReport) -> RunRequest | None:
-        """Look again at users that waited: the user they waited for may be done now."""
+    def _follow_up(self, report: RunReport, *, also: frozenset[str]) -> RunRequest | None:
+        """Look again at users that waited (the user they waited for may be done now), and at
+        those that let go of their old identity in the last pass (theirs may be free now)."""
         waiting = dict(report.waiting)
-        if report.request.dry_run or not waiting or len(waiting) > FOLLOW_UP_LIMIT:
+        if report.request.dry_run or not (waiting or also) or len(waiting) > FOLLOW_UP_LIMIT:
             return None
-        report.waiting.clear()
         report.counts[Result.WAITING] -= len(waiting)
-        targets = tuple(waiting)
+        targets = tuple(waiting) + tuple(sorted(also - waiting.keys()))
         if report.request.scope is Scope.USERS:  # the holders may be in no other run soon
             targets += tuple(h for h in dict.fromkeys(waiting.values()) if h not in waiting)
         return replace(report.request, scope=Scope.USERS, targets=targets)
@@ -278,7 +285,11 @@ class Runner:
         for n, g in enumerate(batch):
             if n and n % PLAN_SLICE == 0:
                 await asyncio.sleep(0)
-            planned.append((g, plan_case(case_of(g), policy=self._config.policy, roles=roles)))
+            let_go = g.user_id in run.let_go
+            case = case_of(g)
+            planned.append(
+                (g, plan_case(case, policy=self._config.policy, roles=roles, let_go=let_go))
+            )
         out = sort_batch(planned, dry_run=dry_run)
         report.planned += out.planned
         direct = await self._leased(run, out.direct)

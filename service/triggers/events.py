@@ -8,7 +8,9 @@ USERS-scope run of the distinct users they name, and completes them only once th
 that is once every user's outcome is recorded. Runs made here are `urgent()`: their API calls
 go ahead of bulk work in the write limiter.
 
-If the run could not start (another process holds the lock) the events are released untried;
+If the run could not start (another process holds the lock) the events are released untried,
+and so are the events of users the run left to another run (`RunReport.deferred`: another run
+was applying them, or changed them after this one planned), so they are looked at again;
 if it crashed, the attempt counts and the events are tried again when their lease expires,
 until `event_max_attempts`, after which they are closed with the error (scheduled runs still
 cover those users). A database failure ends the consumer with the exception: the leader steps
@@ -102,12 +104,17 @@ class EventConsumer:
                 report = await self._runner.run(request)
         except RunInProgress:
             await self._release(ids)
+            return
         except Exception as e:
             log.exception("event run crashed", events=len(ids), users=len(targets))
             self._metrics.observe_crashed_run(trigger="event", scope=Scope.USERS.value)
             await self._failed(ids, f"{type(e).__name__}: {e}")
         else:
-            await self._completed(ids, report)
+            retry = [ev.id for ev in batch if ev.user_id in report.deferred_keys]
+            done = [ev.id for ev in batch if ev.user_id not in report.deferred_keys]
+            await self._completed(done, report)
+            if retry:
+                await self._release(retry, refused=False)
 
     async def _completed(self, ids: list[int], report: RunReport) -> None:
         async with self._sessions.begin() as session:
@@ -123,10 +130,11 @@ class EventConsumer:
             slowest_ms=round(max(latencies, default=0.0) * 1000),
         )
 
-    async def _release(self, ids: list[int]) -> None:
+    async def _release(self, ids: list[int], *, refused: bool = True) -> None:
         async with self._sessions.begin() as session:
             await events.release(session, ids)
-        self._metrics.runs_refused.labels("event").inc()
+        if refused:
+            self._metrics.runs_refused.labels("event").inc()
         await asyncio.sleep(BUSY_RETRY_SECONDS)
 
     async def _failed(self, ids: list[int], error: str) -> None:

@@ -18,7 +18,7 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.db import detail, events, migrate, status
+from service.db import deletions, detail, events, migrate, status
 from service.metrics import CONTENT_TYPE, Vitals
 from service.triggers.keys import ENGINE, HEAD_REVISION, LEADERSHIP, METRICS, SERVICE, SESSIONS
 from service.triggers.responses import ok
@@ -66,6 +66,7 @@ async def read_vitals(sessions: async_sessionmaker[AsyncSession]) -> Vitals:
             users_by_status=await detail.users_by_status(session),
             last_full_success=await status.last_success(session, scope="full"),
             last_incremental_success=await status.last_success(session, scope="incremental"),
+            deletions_held=await deletions.count_held(session),
         )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.db import detail, events, status
+from service.db import deletions, detail, events, status
 from service.db.events import EventStatus, NewEvent
 from service.reconcile.run import RunInProgress, RunRequest, Scope
 from service.triggers.keys import LEADERSHIP, METRICS, SESSIONS, SETTINGS
@@ -140,7 +140,8 @@ async def get_runs(request: web.Request) -> web.Response:
         raise BadRequest(f"limit must be between 1 and {MAX_RUNS_LISTED}")
     async with request.app[SESSIONS]() as session:
         runs = await status.recent_runs(session, limit=limit)
-    return ok({"runs": runs})
+        held = await deletions.held(session)
+    return ok({"runs": runs, "held_deletions": held})
 
 
 async def get_run(request: web.Request) -> web.Response:

@@ -112,7 +112,12 @@ def _record_paths() -> dict[str, Any]:
         "required": True,
         "schema": {"type": "integer", "minimum": 0},
     }
-    runs = {"200": _json({"type": "object"}, "Runs"), "400": _error("Bad limit"), **AUTH_ERRORS}
+    listed = {
+        "type": "object",
+        "description": "`runs`, newest first, and `held_deletions`: every deletion held now,"
+        " whichever run held it (released together by a run with allow_deletes)",
+    }
+    runs = {"200": _json(listed, "Runs"), "400": _error("Bad limit"), **AUTH_ERRORS}
     run = {
         "200": _json(_ref("RunDetail"), "The run"),
         "400": _error("The run id is not a whole number"),
