@@ -8,10 +8,10 @@ every user, and a lookup by name per value costs more than the rest of the conve
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, TypeAlias
 
+from service.domain import attributes
 from service.domain.users import (
     LocalUser,
     RemoteUser,
@@ -42,15 +42,16 @@ def local_user(row: Values, at: int) -> LocalUser | None:
 
 
 def decode_attributes(value: object) -> object:
-    """jsonb arrives decoded or as JSON text depending on the column type of the source.
+    """jsonb arrives decoded or as JSON text depending on the column type of the source; text
+    is decoded with every number an exact Decimal.
 
     A view may expose a text column: text that parses is decoded, text that does not is
     passed on as-is so validation can name the user and the field.
     """
     if isinstance(value, str):
         try:
-            return json.loads(value)
-        except ValueError:
+            return attributes.parse(value)
+        except attributes.AttributesError:
             return value
     return value
 
