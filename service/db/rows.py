@@ -46,17 +46,20 @@ def local_user(row: Values, at: int) -> LocalUser | None:
 
 
 def decode_attributes(value: object) -> object:
-    """The source's attributes (selected as JSON text) decoded, numbers as exact Decimals.
+    """The source's attributes, selected as JSON text, parsed with every number exact.
 
-    A view may expose a text column: text that parses is decoded, text that does not is
-    passed on as-is so validation can name the user and the field.
+    Text holding an object is rendered here, once, as the `Attributes` validation takes as
+    they are. Other text that parses is decoded (a JSON string holding JSON text is then
+    validated as that text); text that does not parse or render is passed on as-is, so that
+    validation can name the user and the field.
     """
-    if isinstance(value, str):
-        try:
-            return attributes.parse(value)
-        except attributes.AttributesError:
-            return value
-    return value
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = attributes.parse(value)
+        return attributes.from_parsed(parsed) if isinstance(parsed, dict) else parsed
+    except attributes.AttributesError:
+        return value
 
 
 def sync_state(row: Values, at: int) -> SyncState | None:

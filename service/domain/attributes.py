@@ -94,7 +94,10 @@ def _kind(value: object) -> str:
 
 
 def from_value(value: object) -> Attributes:
-    """Local attributes as the source holds them: a dict, or text that parses to an object."""
+    """Local attributes as the source holds them: a dict, text that parses to an object, or
+    already rendered (the gather renders the text it reads as it reads it)."""
+    if isinstance(value, Attributes):
+        return value
     if value is None:
         return Attributes({}, "{}")
     parsed = isinstance(value, str)
@@ -103,6 +106,11 @@ def from_value(value: object) -> Attributes:
     if not isinstance(value, dict):
         raise AttributesError(f"must be a JSON object, got {_kind(value)}")
     return _rendered(value, normalize=not parsed)
+
+
+def from_parsed(value: JsonObject) -> Attributes:
+    """An object `parse` returned, with its compact text (raises AttributesError)."""
+    return _rendered(value, normalize=False)
 
 
 def _rendered(value: JsonObject, *, normalize: bool) -> Attributes:
