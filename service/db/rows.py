@@ -4,14 +4,18 @@ Queries select columns with fixed prefixes (`l_` local, `s_` state, `r_` remote,
 remote) so one joined row can be cut into the domain values it holds. Rows are read by position
 (the offset of each prefix is looked up once per result, not per row): a full run converts
 every user, and a lookup by name per value costs more than the rest of the conversion.
+
+Attributes are selected as text (`AS_TEXT`): the driver would hand json and jsonb over decoded
+by its own JSON decoder, which reads numbers as floats and rounds them; `::text` gives the JSON
+text of a jsonb, json or text column alike, and `decode_attributes` keeps every number exact.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, TypeAlias
 
+from service.domain import attributes
 from service.domain.users import (
     LocalUser,
     RemoteUser,
@@ -42,17 +46,20 @@ def local_user(row: Values, at: int) -> LocalUser | None:
 
 
 def decode_attributes(value: object) -> object:
-    """jsonb arrives decoded or as JSON text depending on the column type of the source.
+    """The source's attributes, selected as JSON text, parsed with every number exact.
 
-    A view may expose a text column: text that parses is decoded, text that does not is
-    passed on as-is so validation can name the user and the field.
+    Text holding an object is rendered here, once, as the `Attributes` validation takes as
+    they are. Other text that parses is decoded (a JSON string holding JSON text is then
+    validated as that text); text that does not parse or render is passed on as-is, so that
+    validation can name the user and the field.
     """
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = attributes.parse(value)
+        return attributes.from_parsed(parsed) if isinstance(parsed, dict) else parsed
+    except attributes.AttributesError:
+        return value
 
 
 def sync_state(row: Values, at: int) -> SyncState | None:
@@ -114,5 +121,13 @@ LOCAL_COLUMNS = ("id", "identity", "friendly_name", "role", "attributes", "activ
 REMOTE_COLUMNS = ("sid", "identity", "friendly_name", "role_sid", "attributes")
 
 
+AS_TEXT = frozenset({"attributes"})
+"""Columns selected as their text, whatever their type in the source (see the module doc)."""
+
+
 def select_list(alias: str, columns: tuple[str, ...], prefix: str) -> str:
-    return ", ".join(f"{alias}.{c} AS {prefix}{c}" for c in columns)
+    return ", ".join(f"{_selected(alias, c)} AS {prefix}{c}" for c in columns)
+
+
+def _selected(alias: str, column: str) -> str:
+    return f"{alias}.{column}::text" if column in AS_TEXT else f"{alias}.{column}"

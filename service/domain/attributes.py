@@ -2,15 +2,27 @@
 
 The API keeps attributes as text, so two texts can differ while holding the same object (key
 order, whitespace). We compare the compact, key-sorted rendering of the parsed value, which
-also keeps `true` apart from `1` (Python's `True == 1` would not). Numbers are compared as JSON
-texts: `100` and `100.0` differ, and the remote side converges to what the source holds.
-NaN and infinities are not JSON and are refused on both sides.
+also keeps `true` apart from `1` (Python's `True == 1` would not).
+
+Numbers are kept exactly. Every JSON number is read as a `Decimal`, never as a float (which
+rounds 3.14159265358979323846 to 3.141592653589793 and 1e-400 to 0.0) nor as an int (which
+Python refuses past 4300 digits), and written back with its own digits and exponent. Two numbers
+are therefore equal when they have the same digits and exponent: `100`, `100.0` and `1e2` are
+three different texts and compare different, as do `1.5` and `1.50` (and `-0.0` keeps its
+sign), so the remote side converges to what the source holds; only the spelling of an exponent
+is ours: `1e-400`, Postgres's `0.000…1` (its jsonb text of `1e-400`) and `1E-400` are one
+number, sent as `1E-400`. NaN and infinities are not JSON and are refused on both sides.
+
+The standard library reads numbers as Decimals (`parse_float`) but cannot write a Decimal as a
+JSON number; simplejson does both (`use_decimal`), in C, with the same options otherwise.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+from decimal import Decimal
+
+import simplejson
 
 from service.domain.policy import AttributesMode
 from service.domain.users import JsonObject
@@ -39,57 +51,85 @@ class Attributes:
         return len(self.text.encode("utf-8"))
 
 
-def compact(value: object) -> str:
-    """The wire form: no whitespace, sorted keys, UTF-8 kept as is, no NaN."""
-    return json.dumps(
-        value, separators=(",", ":"), ensure_ascii=False, sort_keys=True, allow_nan=False
-    )
-
-
 def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not a JSON number")
 
 
+# Built once: `simplejson.loads` and `dumps` given options build a new decoder or encoder on
+# every call, which a full run would pay for twice per user.
+_DECODER = simplejson.JSONDecoder(
+    parse_float=Decimal, parse_int=Decimal, parse_constant=_refuse_constant, allow_nan=False
+)
+_ENCODER = simplejson.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, sort_keys=True, allow_nan=False, use_decimal=True
+)
+
+
+def compact(value: object) -> str:
+    """The wire form: no whitespace, sorted keys, UTF-8 kept as is, numbers exact, no NaN."""
+    return _ENCODER.encode(value)
+
+
+def parse(text: str) -> object:
+    """The value of a JSON text, every number a `Decimal` with the text's digits and exponent."""
+    try:
+        return _DECODER.decode(text)
+    except (ValueError, RecursionError) as e:
+        raise AttributesError(f"are text that is not valid JSON ({e})") from None
+
+
+_KINDS = {
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    Decimal: "a number",
+    list: "a list",
+}
+
+
 def _kind(value: object) -> str:
-    kinds = {bool: "a boolean", int: "a number", float: "a number", list: "a list"}
     if value is None:
         return "null"
-    return kinds.get(type(value), f"a {type(value).__name__}")
+    return _KINDS.get(type(value), f"a {type(value).__name__}")
 
 
 def from_value(value: object) -> Attributes:
-    """Local attributes as the source holds them: a dict, or text that parses to an object."""
+    """Local attributes as the source holds them: a dict, text that parses to an object, or
+    already rendered (the gather renders the text it reads as it reads it)."""
+    if isinstance(value, Attributes):
+        return value
     if value is None:
         return Attributes({}, "{}")
     parsed = isinstance(value, str)
     if isinstance(value, str):
-        value = _parse(value)
+        value = parse(value)
     if not isinstance(value, dict):
         raise AttributesError(f"must be a JSON object, got {_kind(value)}")
     return _rendered(value, normalize=not parsed)
 
 
+def from_parsed(value: JsonObject) -> Attributes:
+    """An object `parse` returned, with its compact text (raises AttributesError)."""
+    return _rendered(value, normalize=False)
+
+
 def _rendered(value: JsonObject, *, normalize: bool) -> Attributes:
     """The object with its compact text. A value not parsed from JSON text is replaced by the
-    parse of its text (tuples become lists, and so on); a parsed one already is that."""
+    parse of its text (tuples become lists, floats Decimals, and so on) and rendered again, so
+    that its text is the one the parse of any of its texts renders (a float's `1e+16` is
+    `1E+16`); a parsed one already is that."""
     try:
-        text = compact(value)
-        return Attributes(json.loads(text) if normalize else value, text)
+        if normalize:
+            value = _DECODER.decode(compact(value))
+        return Attributes(value, compact(value))
     except (TypeError, ValueError, RecursionError) as e:
         raise AttributesError(f"cannot be written as JSON ({e})") from None
-
-
-def _parse(text: str) -> object:
-    try:
-        return json.loads(text, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as e:
-        raise AttributesError(f"are text that is not valid JSON ({e})") from None
 
 
 def from_remote(text: str | None) -> Attributes | None:
     """A remote user's attributes, or None when its text is not a JSON object we can rewrite."""
     try:
-        parsed = _parse(text or "{}")
+        parsed = parse(text or "{}")
         return _rendered(parsed, normalize=False) if isinstance(parsed, dict) else None
     except AttributesError:
         return None

@@ -28,8 +28,9 @@ JsonObject = dict[str, object]
 class LocalUser:
     """One row of the source of truth.
 
-    `attributes` is whatever the source held: normally a JSON object already decoded; a view may
-    hand us anything (a list, a string that is not JSON), which validation reports per user.
+    `attributes` is whatever the source held: normally a JSON object already decoded (from the
+    database, `attributes.Attributes`: parsed and rendered as read); a view may hand us
+    anything (a list, a string that is not JSON), which validation reports per user.
     `role` is an `RL...` sid, a role's friendly name, or None for the Service's default role.
     """
 

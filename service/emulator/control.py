@@ -2,7 +2,8 @@
 
 For tools outside the test process (the demo, a developer's shell, other languages). No auth:
 the emulator is a local test double. Bodies are JSON, checked with pydantic; a bad request gets
-400 `{"error": "..."}`, an unknown service 404.
+400 `{"error": "..."}`, an unknown service 404. A seed's attributes given as an object keep
+their numbers exactly (read as Decimals, written back as they were).
 
     POST   /__emulator/reset                      back to one default service, no users
     POST   /__emulator/services   {friendly_name}  a new Service with the default roles
@@ -15,7 +16,9 @@ the emulator is a local test double. Bodies are JSON, checked with pydantic; a b
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any, Literal
 
 from aiohttp import web
@@ -111,7 +114,8 @@ async def create_service(request: web.Request) -> web.StreamResponse:
 
 
 async def seed(request: web.Request) -> web.StreamResponse:
-    body = SeedRequest.model_validate_json(await request.read())
+    raw = json.loads(await request.read(), parse_float=Decimal, parse_int=Decimal)
+    body = SeedRequest.model_validate(raw)
     users = [user.model_dump(exclude_none=True) for user in body.users]
     created = _emulator(request).seed_users(users, service_sid=body.service_sid)
     return web.json_response({"count": len(created), "users": created}, status=201)

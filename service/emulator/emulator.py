@@ -8,11 +8,12 @@ on it. Everything here is synchronous and runs on the event loop thread, so no l
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Literal
+
+import simplejson
 
 from service.emulator.config import DEFAULT_MESSAGING_SERVICE_SID, EmulatorConfig
 from service.emulator.configuration import Configuration
@@ -161,7 +162,7 @@ def _seed_fields(spec: Mapping[str, Any]) -> UserFields:
         raise ValueError(f"unknown keys {sorted(unknown)}; known: {sorted(_SEED_KEYS)}")
     attributes = spec.get("attributes")
     if attributes is not None and not isinstance(attributes, str):
-        attributes = json.dumps(attributes)
+        attributes = simplejson.dumps(attributes)  # Decimals as exact numbers, as in the body
     return UserFields(
         identity=spec.get("identity"),
         friendly_name=spec.get("friendly_name"),

@@ -7,6 +7,7 @@ Pure functions: each takes the raw form value and returns the value to store, or
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 from service.emulator import errors
 from service.emulator.errors import ApiError
@@ -28,13 +29,17 @@ def checked_identity(value: str | None) -> str:
 
 
 def checked_attributes(value: str) -> str:
-    """A JSON object as a string, at most 16 KB; stored verbatim, as Twilio does."""
+    """A JSON object as a string, at most 16 KB; stored verbatim, as Twilio does.
+
+    Numbers are read as Decimals only to check the text: read as ints, Python would refuse one
+    of more than 4300 digits, which is JSON all the same.
+    """
     size = len(value.encode("utf-8"))
     if size > ATTRIBUTES_MAX_BYTES:
         message = f"Attributes are too long: {size} bytes, at most {ATTRIBUTES_MAX_BYTES}"
         raise ApiError(400, errors.ATTRIBUTES_TOO_LONG, message)
     try:
-        parsed = json.loads(value)
+        parsed = json.loads(value, parse_int=Decimal, parse_float=Decimal)
     except ValueError:
         raise ApiError(400, errors.ATTRIBUTES_INVALID, "Attributes is not valid JSON") from None
     if not isinstance(parsed, dict):

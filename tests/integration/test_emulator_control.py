@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -37,6 +39,23 @@ async def test_seed_then_state_lists_the_users(emulator: RunningEmulator) -> Non
         ("b", "{}"),
     ]
     assert len(default["roles"]) == 4
+
+
+async def test_seeded_attributes_given_as_an_object_keep_their_numbers_exactly(
+    emulator: RunningEmulator,
+) -> None:
+    pi = "3.14159265358979323846264338327950288"
+    body = f'{{"users": [{{"identity": "a", "attributes": {{"pi": {pi}, "tiny": 1e-400}}}}]}}'
+    async with (
+        aiohttp.ClientSession(base_url=emulator.base_url) as http,
+        http.post("/__emulator/seed", data=body) as response,
+    ):
+        assert response.status == 201
+    emulator.emulator.seed_users([{"identity": "b", "attributes": {"pi": Decimal(pi)}}])
+
+    stored = {u["identity"]: u["attributes"] for u in emulator.emulator.users()}
+    exact = {k: json.loads(v, parse_float=Decimal) for k, v in stored.items()}
+    assert exact == {"a": {"pi": Decimal(pi), "tiny": Decimal("1e-400")}, "b": {"pi": Decimal(pi)}}
 
 
 async def test_services_creates_a_service_to_seed_into(emulator: RunningEmulator) -> None:

@@ -177,3 +177,20 @@ async def test_the_official_library_fetches_and_updates_the_configuration(
     assert created_in == other
     stats = emulator.emulator.stats
     assert (stats["fetch_configuration"], stats["update_configuration"]) == (1, 1)
+
+
+async def test_the_official_library_reads_attributes_text_unchanged(
+    emulator: RunningEmulator,
+) -> None:
+    text = '{"huge":1E+400,"pi":3.14159265358979323846264338327950288,"tiny":1E-400}'
+    emulator.emulator.seed_users([{"identity": "seeded", "attributes": text}])
+
+    def scenario() -> list[str]:
+        with twilio_client(emulator) as client:
+            users = client.conversations.v1.users
+            created = users.create(identity="created", attributes=text)
+            fetched = users("seeded").fetch()
+            listed = [user.attributes for user in users.list()]
+            return [created.attributes, fetched.attributes, *listed]
+
+    assert await asyncio.to_thread(scenario) == [text] * 4

@@ -168,3 +168,30 @@ async def test_webhook_header_is_counted(
     stats = emulator.emulator.stats
     assert (stats["webhook_enabled"], stats["webhook_disabled"]) == (1, 1)
     assert (stats["create_user"], stats["update_user"], stats["delete_user"]) == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        pytest.param(
+            '{"pi": 3.14159265358979323846264338327950288}', id="more digits than a float"
+        ),
+        pytest.param('{"tiny":1e-400,"huge":1E+400}', id="exponents past a float's range"),
+        pytest.param('{"long": ' + "9" * 5000 + "}", id="an integer past Python's 4300 digits"),
+        pytest.param('{ "z" : -0.0 ,"n":100.0}', id="spacing, zeros and signs as they were sent"),
+    ],
+)
+async def test_attributes_are_kept_verbatim_however_their_numbers_are_written(
+    emulator_http: aiohttp.ClientSession, attributes: str
+) -> None:
+    status, created = await call(
+        emulator_http, "POST", DEFAULT, data={"Identity": "n", "Attributes": attributes}
+    )
+    assert (status, created["attributes"]) == (201, attributes)
+    status, updated = await call(
+        emulator_http, "POST", f"{DEFAULT}/n", data={"Attributes": attributes + " "}
+    )
+    assert (status, updated["attributes"]) == (200, attributes + " ")
+    _, fetched = await call(emulator_http, "GET", f"{DEFAULT}/n")
+    _, listed = await call(emulator_http, "GET", DEFAULT)
+    assert fetched["attributes"] == listed["users"][0]["attributes"] == attributes + " "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.domain.attributes import Attributes
 from service.domain.plan import Case
 from service.domain.roles import RoleDirectory
 from service.domain.users import (
@@ -101,6 +102,8 @@ def synced(
     remembers the user's attribute keys as managed."""
     if managed_keys is None:
         attrs = user.attributes
+        if isinstance(attrs, Attributes):
+            attrs = attrs.value
         managed_keys = frozenset(attrs) if isinstance(attrs, dict) else frozenset()
     linked = state(
         user.id, remote_sid=other.sid, identity=other.identity, managed_keys=managed_keys
