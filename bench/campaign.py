@@ -3,6 +3,7 @@
     .venv/bin/python bench/campaign.py kill    [--count 20] [--seed 1] [--users 2000]
     .venv/bin/python bench/campaign.py restart [--count 2]  [--seed 1] [--users 2000]
     .venv/bin/python bench/campaign.py events  [--count 5]  [--seed 1] [--users 2000]
+    .venv/bin/python bench/campaign.py races   [--count 5]  [--seed 1] [--users 200]
 
 - kill: `--count` rounds; each changes the local table (creates, updates, role changes,
   renames, deactivations, reactivations, row deletions) and SIGKILLs `python -m service sync`
@@ -18,6 +19,8 @@
   because the Emulator object is). `--count` rounds of each.
 - events: 10,000 single-row UPDATEs of internal_users while `serve` is SIGKILLed and started
   again `--count` times; at the end every row must equal the emulator's user.
+- races: serve, its schedule and events, concurrent CLI runs, identity reuse, swaps, trickled
+  mass deactivations and kills, all at once (see bench/races.py).
 
 The emulator runs in this process with its write limit off; the service writes at up to
 1,000/s (USERSYNC_WRITE_RATE_LIMIT_RAISED) and retries a failed user after 1-2 s instead of the
@@ -666,8 +669,20 @@ async def _leads(http: aiohttp.ClientSession, service: Service) -> bool:
 
 # --- main -----------------------------------------------------------------------------------
 
-CAMPAIGNS = {"kill": campaign_kill, "restart": campaign_restart, "events": campaign_events}
-DEFAULT_COUNTS = {"kill": 20, "restart": 2, "events": 5}
+
+async def campaign_races(args: argparse.Namespace) -> Tally:
+    from races import campaign_races as races  # noqa: PLC0415 - races builds on this module
+
+    return await races(args)
+
+
+CAMPAIGNS = {
+    "kill": campaign_kill,
+    "restart": campaign_restart,
+    "events": campaign_events,
+    "races": campaign_races,
+}
+DEFAULT_COUNTS = {"kill": 20, "restart": 2, "events": 5, "races": 5}
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -677,7 +692,7 @@ async def main(args: argparse.Namespace) -> int:
         f"campaign {args.campaign} (count {args.count}, seed {args.seed}, "
         f"{time.perf_counter() - started:.0f} s)"
     )
-    return 0 if tally.mismatches == tally.duplicates == tally.wrongful_deletions == 0 else 1
+    return 0 if tally.ok else 1
 
 
 def arguments() -> argparse.Namespace:

@@ -43,6 +43,10 @@ class Tally:
     mismatches: int = 0
     duplicates: int = 0
     wrongful_deletions: int = 0
+    handovers: int = 0
+    """A remote user claimed by an internal user other than the one that first claimed it."""
+    guard_overruns: int = 0
+    """Guarded deletions beyond the limit within the window (runs without allow_deletes)."""
     notes: list[str] = field(default_factory=list)
 
     def note(self, message: str) -> None:
@@ -59,13 +63,19 @@ class Tally:
             "mismatches",
             "duplicates",
             "wrongful_deletions",
+            "handovers",
+            "guard_overruns",
         ):
             label = "faults injected" if name == "faults" else name.replace("_", " ")
             print(f"  {label}: {getattr(self, name)}")
         for message in self.notes:
             print(f"  note: {message}")
-        ok = self.mismatches == 0 and self.duplicates == 0 and self.wrongful_deletions == 0
-        print(f"  verdict: {'PASS' if ok else 'FAIL'}")
+        print(f"  verdict: {'PASS' if self.ok else 'FAIL'}")
+
+    @property
+    def ok(self) -> bool:
+        counted = (self.mismatches, self.duplicates, self.wrongful_deletions, self.handovers)
+        return not any(counted) and self.guard_overruns == 0
 
 
 async def expected_users(db: asyncpg.Connection) -> dict[str, Local]:

@@ -9,8 +9,9 @@ are then read through `per_id`: one row per id, with how many source rows carry 
 many active rows carry its identity, so that duplicates become bad input of those users instead
 of failing everyone's run.
 
-The fingerprint is computed here, in SQL, from the same columns the planner sees; a duplicated
-id has a fingerprint of its own, so its state never passes for a synced row.
+The fingerprint is computed here, in SQL, from the same columns the planner sees; a repeated id
+and an identity shared by active users give fingerprints of their own, so such a user's state
+never passes for a synced row, and the user is looked at again as soon as the repetition ends.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ def per_id(source: Source, *, where: str = "") -> str:
     return f"""
         SELECT x.id, x.identity, x.friendly_name, x.role, x.attributes, x.active, x.copies,
                x.holders,
-               CASE WHEN x.copies = 1 THEN x.row_fp ELSE 'duplicate:' || x.copies END
-                   AS fingerprint
+               CASE WHEN x.copies > 1 THEN 'duplicate:' || x.copies
+                    WHEN x.active AND x.holders > 1 THEN 'shared:' || x.row_fp
+                    ELSE x.row_fp END AS fingerprint
         FROM (
             SELECT l.id::text AS id, l.identity::text AS identity,
                    l.friendly_name::text AS friendly_name, l.role::text AS role,
@@ -131,8 +133,14 @@ def per_id(source: Source, *, where: str = "") -> str:
 def fingerprints(source: Source, *, parameter: str) -> str:
     """(id, fingerprint) of the ids in `:parameter` as `per_id` computes them, for the
     compare-and-set of a lease; an id that is gone has no row."""
+    holders = (
+        f"(SELECT count(*) FROM {source.relation} o"
+        " WHERE o.identity = min(l.identity) AND o.active)"
+    )
     return f"""
         SELECT l.id::text AS id,
-               CASE WHEN count(*) = 1 THEN min({ROW_FINGERPRINT})
-                    ELSE 'duplicate:' || count(*) END AS fingerprint
+               CASE WHEN count(*) > 1 THEN 'duplicate:' || count(*)
+                    WHEN bool_and(l.active) AND {holders} > 1
+                        THEN 'shared:' || min({ROW_FINGERPRINT})
+                    ELSE min({ROW_FINGERPRINT}) END AS fingerprint
         FROM {source.relation} l WHERE {source.ids_match(parameter)} GROUP BY l.id"""

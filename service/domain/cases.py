@@ -121,7 +121,7 @@ def match_cases(
             case = _counted(case, copies=copies[user_id], holders=holders[found.identity])
         if case is not None:
             cases.append(case)
-    return cases, _orphans(remotes, locals_by_id.values(), world.owners)
+    return cases, _orphans(remotes, rows, world.owners)
 
 
 def _counted(case: Case, *, copies: int, holders: int) -> Case:
