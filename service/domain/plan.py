@@ -69,6 +69,7 @@ from service.domain.validation import (
     InvalidUser,
     check_identity,
     desired_user,
+    repeated_in_source,
     too_long,
 )
 
@@ -166,7 +167,7 @@ def plan_case(
             user_id=case.user_id,
             actions=_deletions(case, reason=DeleteReason.REMOVED, policy=policy),
         )
-    if (repeated := _repeated(case, local)) is not None:
+    if repeated := repeated_in_source(local, copies=case.copies, holders=case.holders):
         return CasePlan(user_id=local.id, problems=(repeated,))
     if (finish := _finish_rename(case)) is not None:
         return CasePlan(user_id=local.id, actions=(finish,))
@@ -195,31 +196,6 @@ def _plan_inactive(case: Case, local: LocalUser, *, policy: Policy) -> CasePlan:
         return CasePlan(user_id=local.id, problems=(problem,))
     actions = _deletions(case, reason=DeleteReason.INACTIVE, policy=policy)
     return CasePlan(user_id=local.id, actions=actions)
-
-
-def _repeated(case: Case, local: LocalUser) -> InvalidUser | None:
-    """A source that repeats this user's id, or gives its identity to other active users."""
-    if case.copies > 1:
-        return InvalidUser(
-            user_id=local.id,
-            identity=local.identity,
-            field="id",
-            message=(
-                f"user {local.id}: the source has {case.copies} rows with this id; nothing is"
-                " written for this user until it has one"
-            ),
-        )
-    if local.active and case.holders > 1:
-        return InvalidUser(
-            user_id=local.id,
-            identity=local.identity,
-            field="identity",
-            message=(
-                f"user {local.id}: identity {local.identity!r} belongs to {case.holders} active"
-                " users in the source; nothing is written for them until one user has it"
-            ),
-        )
-    return None
 
 
 def _linked(remote: RemoteUser, state: SyncState | None) -> bool:

@@ -153,3 +153,29 @@ def _attributes(local: LocalUser) -> Attributes | InvalidUser:
 def too_long(size: int) -> str:
     limit = attributes.MAX_ATTRIBUTES_BYTES
     return f"are {size} bytes as compact JSON; the API allows at most {limit}"
+
+
+def repeated_in_source(local: LocalUser, *, copies: int, holders: int) -> InvalidUser | None:
+    """A source that repeats this user's id (`copies` rows), or gives its identity to other
+    active users too (`holders` active rows): nothing can be written for such a user."""
+    if copies > 1:
+        return InvalidUser(
+            user_id=local.id,
+            identity=local.identity,
+            field="id",
+            message=(
+                f"user {local.id}: the source has {copies} rows with this id; nothing is"
+                " written for this user until it has one"
+            ),
+        )
+    if local.active and holders > 1:
+        return InvalidUser(
+            user_id=local.id,
+            identity=local.identity,
+            field="identity",
+            message=(
+                f"user {local.id}: identity {local.identity!r} belongs to {holders} active"
+                " users in the source; nothing is written for them until one user has it"
+            ),
+        )
+    return None

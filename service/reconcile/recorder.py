@@ -13,28 +13,30 @@ refused gets an error row and its lease back, so nobody else's outcome is lost.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.db import leases, records
+from service.db import deletions, leases, records
 from service.db.records import ErrorRecord, StateRecord
+from service.domain.plan import DeleteUser
 from service.reconcile.outcome import (
     Outcome,
     Result,
     RetryPolicy,
-    already_recorded,
     error_records,
     state_record,
 )
-from service.reconcile.run import RunReport
+from service.reconcile.run import RunReport, RunRequest, RunStatus
 
 log = structlog.get_logger(__name__)
 
 
 class Recorder:
+    """Writes runs (opened, closed) and users' outcomes."""
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -45,6 +47,53 @@ class Recorder:
         self._sessions = sessions
         self._retry = retry
         self._clock = clock
+
+    async def open_run(self, request: RunRequest, *, service_key: str, retention: timedelta) -> int:
+        """Record the run `running`; close first the Service's runs whose process is gone, and
+        forget errors and the deletion log past `retention`."""
+        opening = records.RunOpening(
+            service_key=service_key,
+            trigger=request.trigger,
+            scope=request.scope.value,
+            target=",".join(request.targets) or None,
+            dry_run=request.dry_run,
+            allow_deletes=request.allow_deletes,
+        )
+        before = self._clock() - retention
+        async with self._sessions.begin() as session:
+            aborted = await records.abort_stale_runs(session, service_key=service_key)
+            if aborted:
+                log.warning("closed runs left running by a stopped process", count=aborted)
+            await records.prune_errors(session, before=before)
+            await deletions.prune(session, before=before)
+            return await records.open_run(session, opening)
+
+    async def close_run(self, report: RunReport) -> None:
+        """Record how the run ended (partial when users failed) and log its summary line."""
+        if (
+            report.status is RunStatus.SUCCEEDED
+            and report.counts[Result.FAILED] + report.counts[Result.INVALID]
+        ):
+            report.status = RunStatus.PARTIAL
+        closing = records.RunClosing(
+            status=report.status.value,
+            counts=dict(report.counts),
+            api_calls=report.api_calls,
+            deletions_held=len(report.held),
+            held_reason=report.held_reason,
+            held_deletions=tuple(_held_row(d) for d in report.held[:1000]),
+            error=report.error,
+        )
+        async with self._sessions.begin() as session:
+            await records.close_run(session, report.run_id, closing)
+        log.info(
+            "run finished",
+            status=report.status.value,
+            api_calls=report.api_calls,
+            deletions_held=len(report.held),
+            error=report.error,
+            **{k: v for k, v in report.counts.items()},
+        )
 
     async def outcomes(
         self, outcomes: Sequence[Outcome], report: RunReport, *, dry_run: bool
@@ -143,6 +192,10 @@ def _count(outcome: Outcome, report: RunReport) -> None:
         )
 
 
-def needs_record(outcome: Outcome) -> bool:
-    """Whether an outcome reached without any action still has to be written."""
-    return not already_recorded(outcome)
+def _held_row(action: DeleteUser) -> dict[str, str | None]:
+    return {
+        "user_id": action.user_id,
+        "sid": action.sid,
+        "identity": action.identity,
+        "reason": str(action.reason),
+    }

@@ -25,11 +25,11 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.conversations.client import ConversationsClient
-from service.db import deletions, gather, leases, locks, records, source
+from service.db import deletions, gather, leases, locks, source
 from service.db.gather import Gathered, Probe
 from service.db.leases import LeaseRequest
-from service.domain.plan import DeleteUser, describe, plan_case, plan_orphan
-from service.domain.policy import DeleteMode, Policy
+from service.domain.plan import DeleteUser, describe, plan_case
+from service.domain.policy import Policy
 from service.domain.users import RemoteUser, UserId
 from service.domain.waits import cycle_breakers
 from service.reconcile.batch import lease_for, sort_batch
@@ -40,7 +40,7 @@ from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.recorder import Recorder
 from service.reconcile.run import RunInProgress, RunReport, RunRequest, RunStatus, Scope
 from service.reconcile.sides import Sides
-from service.reconcile.verdict import Deleting, decide
+from service.reconcile.verdict import Deleting, decide, not_deleted, orphan_deletions
 
 log = structlog.get_logger(__name__)
 
@@ -152,50 +152,16 @@ class Runner:
         return report
 
     async def _open(self, connection: AsyncConnection, request: RunRequest) -> int:
-        opening = records.RunOpening(
+        run_id = await self._recorder.open_run(
+            request,
             service_key=self._config.service_key,
-            trigger=request.trigger,
-            scope=request.scope.value,
-            target=",".join(request.targets) or None,
-            dry_run=request.dry_run,
-            allow_deletes=request.allow_deletes,
+            retention=self._config.error_retention,
         )
-        now = self._clock()
-        async with self._sessions.begin() as session:
-            aborted = await records.abort_stale_runs(session, service_key=opening.service_key)
-            if aborted:
-                log.warning("closed runs left running by a stopped process", count=aborted)
-            await records.prune_errors(session, before=now - self._config.error_retention)
-            await deletions.prune(session, before=now - self._config.error_retention)
-            run_id = await records.open_run(session, opening)
         await locks.hold_alive(connection, run_id)
         return run_id
 
     async def _close(self, report: RunReport) -> None:
-        if (
-            report.status is RunStatus.SUCCEEDED
-            and report.counts[Result.FAILED] + report.counts[Result.INVALID]
-        ):
-            report.status = RunStatus.PARTIAL
-        closing = records.RunClosing(
-            status=report.status.value,
-            counts=dict(report.counts),
-            api_calls=report.api_calls,
-            deletions_held=len(report.held),
-            held_reason=report.held_reason,
-            held_deletions=tuple(_held_row(d) for d in report.held[:1000]),
-            error=report.error,
-        )
-        async with self._sessions.begin() as session:
-            await records.close_run(session, report.run_id, closing)
-        log.info(
-            "run finished",
-            status=report.status.value,
-            api_calls=report.api_calls,
-            deletions_held=len(report.held),
-            error=report.error,
-            **{k: v for k, v in report.counts.items()},
-        )
+        await self._recorder.close_run(report)
 
     async def _reconcile(self, connection: AsyncConnection, report: RunReport) -> None:
         checked = await source.inspect(connection, self._config.source_table)
@@ -318,12 +284,9 @@ class Runner:
             )
 
     async def _orphans(self, run: _Pass) -> list[tuple[Gathered, DeleteUser]]:
-        found = []
-        async for page in gather.stream_orphans(run.connection, source=run.source):
-            for remote in page:
-                action = plan_orphan(remote, policy=self._config.policy)
-                if action is not None:
-                    found.append((Gathered(None, None, remote, None, None), action))
+        found = await orphan_deletions(
+            run.connection, source=run.source, policy=self._config.policy
+        )
         if run.report.progress.total is not None:
             run.report.progress.total += len(found)
         return found
@@ -345,7 +308,6 @@ class Runner:
             self._sessions,
             pending,
             policy=self._config.policy,
-            base=await self._base(report),
             window=self._config.deletion_window,
             service_key=self._config.service_key,
             report=report,
@@ -366,41 +328,7 @@ class Runner:
         finally:
             await pool.close()
         await self._recorder.outcomes(outcomes, report, dry_run=False)
-        await self._not_deleted(outcomes, verdict.logged, run_id=report.run_id)
-
-    async def _not_deleted(self, outcomes: list[Outcome], logged: set[str], *, run_id: int) -> None:
-        """Logged deletions that did not happen stop counting against the window."""
-        missed = [
-            sid
-            for o in outcomes
-            for sid in _deleted_sids(o.gathered)
-            if sid in logged and (o.failures or o.result is Result.DEFERRED)
-        ]
-        if missed:
-            async with self._sessions.begin() as session:
-                await deletions.mark_failed(session, run_id=run_id, sids=missed)
-
-    async def _base(self, report: RunReport) -> int:
-        """The percent guard's base: the remote users this service links (in mirror mode a
-        full run may delete any remote user: then every one listed)."""
-        mirror = self._config.policy.delete_mode is DeleteMode.MIRROR
-        if mirror and report.remote_total is not None:
-            return report.remote_total
-        async with self._sessions() as session:
-            return await records.count_linked_remote_users(session)
-
-
-def _deleted_sids(g: Gathered) -> list[str]:
-    return [r.sid for r in (g.remote, g.previous) if r is not None]
-
-
-def _held_row(action: DeleteUser) -> dict[str, str | None]:
-    return {
-        "user_id": action.user_id,
-        "sid": action.sid,
-        "identity": action.identity,
-        "reason": str(action.reason),
-    }
+        await not_deleted(self._sessions, outcomes, verdict.logged, run_id=report.run_id)
 
 
 def _describe(error: Exception) -> str:

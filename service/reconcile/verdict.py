@@ -13,14 +13,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from service.db import deletions
+from service.db import deletions, gather, records
 from service.db.gather import Gathered
-from service.domain.plan import Action, DeleteUser, DeletionVerdict, guard_deletions
-from service.domain.policy import Policy
+from service.db.source import Source
+from service.domain.plan import (
+    Action,
+    DeleteUser,
+    DeletionVerdict,
+    guard_deletions,
+    plan_orphan,
+)
+from service.domain.policy import DeleteMode, Policy
 from service.reconcile.batch import lease_for
-from service.reconcile.outcome import Result
+from service.reconcile.outcome import Outcome, Result
 from service.reconcile.pool import Work
 from service.reconcile.run import RunReport
 
@@ -45,7 +52,6 @@ async def decide(
     pending: list[Deleting],
     *,
     policy: Policy,
-    base: int,
     window: timedelta,
     service_key: str,
     report: RunReport,
@@ -59,7 +65,7 @@ async def decide(
         verdict = guard_deletions(
             guarded,
             policy=policy,
-            remote_total=base,
+            remote_total=await _base(session, policy=policy, report=report),
             source_complete=True,
             remote_complete=full,
             allow_deletes=request.allow_deletes,
@@ -75,6 +81,46 @@ async def decide(
         work=_work(pending, allowed),
         logged={d.sid for d in verdict.allowed if d.guarded},
     )
+
+
+async def orphan_deletions(
+    connection: AsyncConnection, *, source: Source, policy: Policy
+) -> list[tuple[Gathered, DeleteUser]]:
+    """A full run's deletions of remote users nobody here names or owns (mirror mode)."""
+    found = []
+    async for page in gather.stream_orphans(connection, source=source):
+        for remote in page:
+            action = plan_orphan(remote, policy=policy)
+            if action is not None:
+                found.append((Gathered(None, None, remote, None, None), action))
+    return found
+
+
+async def not_deleted(
+    sessions: async_sessionmaker[AsyncSession],
+    outcomes: list[Outcome],
+    logged: set[str],
+    *,
+    run_id: int,
+) -> None:
+    """Logged deletions that did not happen stop counting against the window."""
+    missed = [
+        r.sid
+        for o in outcomes
+        for r in (o.gathered.remote, o.gathered.previous)
+        if r is not None and r.sid in logged and (o.failures or o.result is Result.DEFERRED)
+    ]
+    if missed:
+        async with sessions.begin() as session:
+            await deletions.mark_failed(session, run_id=run_id, sids=missed)
+
+
+async def _base(session: AsyncSession, *, policy: Policy, report: RunReport) -> int:
+    """The percent guard's base: the remote users this service links (in mirror mode a full
+    run may delete any remote user: then every one listed)."""
+    if policy.delete_mode is DeleteMode.MIRROR and report.remote_total is not None:
+        return report.remote_total
+    return await records.count_linked_remote_users(session)
 
 
 async def _log(

@@ -39,6 +39,7 @@ from service.domain.users import (
     SyncStatus,
     UserId,
     UserSid,
+    claims,
 )
 from tests.unit.factories import ADMIN, DEFAULT_ROLE, MODERATOR, ROLES, USER, user_sid
 
@@ -296,12 +297,17 @@ def test_no_deletion_is_allowed_after_an_incomplete_read(world: World, source_ok
 @BOUNDED
 @given(worlds())
 def test_only_mirror_mode_deletes_remote_users_our_state_never_linked(world: World) -> None:
+    """Ours: linked, retired, or claimed by identity for a create that may have happened
+    unrecorded (`users.claims`)."""
     linked = {s.remote_sid for s in world.states.values()}
     retired = {s.retired_sid for s in world.states.values()}
+    claimed = {
+        r.sid for r in world.remote.values() for s in world.states.values() if claims(s, r)
+    }
 
     for deletion in world.plan().deletions:
         if world.policy.delete_mode is not DeleteMode.MIRROR:
-            assert deletion.sid in linked | retired
+            assert deletion.sid in linked | retired | claimed
         if world.policy.delete_mode is DeleteMode.NEVER:
             assert deletion.reason is DeleteReason.RENAME
         if world.policy.protects(deletion.identity):
