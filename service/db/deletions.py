@@ -104,7 +104,7 @@ async def hold(
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=[SyncDeletion.service_key, SyncDeletion.sid],
-            index_where=SyncDeletion.state == "held",
+            index_where=text("state = 'held'"),
             set_={
                 "run_id": statement.excluded.run_id,
                 "held_reason": statement.excluded.held_reason,

@@ -62,16 +62,15 @@ async def decide(
     async with sessions.begin() as session:
         if not request.dry_run:
             await deletions.lock_window(session, service_key=service_key)
+        recent = await deletions.applied_within(session, service_key=service_key, window=window)
         verdict = guard_deletions(
             guarded,
-            policy=policy,
-            remote_total=await _base(session, policy=policy, report=report),
+            policy=policy,  # in reach: the users linked now, and those deleted in the window
+            remote_total=await _base(session, policy=policy, report=report) + recent,
             source_complete=True,
             remote_complete=full,
             allow_deletes=request.allow_deletes,
-            deleted_recently=await deletions.applied_within(
-                session, service_key=service_key, window=window
-            ),
+            deleted_recently=recent,
         )
         if not request.dry_run:
             await _log(session, verdict, service_key=service_key, run_id=report.run_id, full=full)

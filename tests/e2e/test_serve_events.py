@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
@@ -213,3 +215,60 @@ async def _has(emulator: Any, identity: str, friendly_name: str | None = None) -
 
 async def _gone(emulator: Any, identity: str) -> bool:
     return identity not in remote(emulator)
+
+
+async def count_remote(emulator: Any, n: int) -> bool:
+    return len(emulator.emulator.users()) == n
+
+
+async def has_identity(emulator: Any, identity: str) -> bool:
+    return identity in remote(emulator)
+
+
+async def test_a_mass_deactivation_trickled_through_events_is_held_after_the_limit(
+    db: Any, settings_for: Callable[..., Settings], engine: AsyncEngine, fast_emulator: Any
+):
+    await insert_users(engine, [{"id": f"u{n:02d}"} for n in range(50)])
+    settings = settings_for(**FAST, max_deletes_per_run=5)
+    async with serve_app(settings) as served:
+        await leading(served)
+        await eventually(lambda: count_remote(fast_emulator, 50))
+        for n in range(30):
+            await execute(
+                engine, "UPDATE internal_users SET active = false WHERE id = :u", u=f"u{n:02d}"
+            )
+            await asyncio.sleep(0.05)  # one row at a time, as an identity system offboards
+        await eventually(lambda: all_done(engine))
+        listed = await served.get_json("/runs")
+
+    assert len(fast_emulator.emulator.users()) == 45  # 5 deletions, whichever runs made them
+    assert len(listed["held_deletions"]) == 25
+    assert len({h["run_id"] for h in listed["held_deletions"]}) > 1  # held by several runs
+
+
+async def test_an_identity_handed_over_in_one_transaction_gets_a_fresh_remote_user(
+    db: Any, settings_for: Callable[..., Settings], engine: AsyncEngine, fast_emulator: Any
+):
+    await insert_users(engine, [{"id": "1", "identity": "alice"}])
+    async with serve_app(settings_for(**FAST, max_deletes_percent=100)) as served:
+        await leading(served)
+        await eventually(lambda: has_identity(fast_emulator, "alice"))
+        old = remote(fast_emulator)["alice"]["sid"]
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE internal_users SET identity = 'alice.old' WHERE id = '1'")
+            )
+            await connection.execute(
+                text("INSERT INTO internal_users (id, identity) VALUES ('2', 'alice')")
+            )
+        await eventually(lambda: has_identity(fast_emulator, "alice.old"))
+        await eventually(lambda: all_done(engine))
+
+    users = remote(fast_emulator)
+    assert set(users) == {"alice", "alice.old"}
+    assert users["alice"]["sid"] != old
+    states = await fetch_all(engine, "SELECT user_id, remote_sid FROM sync_state ORDER BY 1")
+    assert states == [
+        {"user_id": "1", "remote_sid": users["alice.old"]["sid"]},
+        {"user_id": "2", "remote_sid": users["alice"]["sid"]},
+    ]

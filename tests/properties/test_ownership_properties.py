@@ -27,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,7 +39,7 @@ from tests.e2e.conftest import execute, fetch_all
 from tests.properties.conftest import Reset
 
 PROPERTIES = settings(
-    max_examples=12,
+    max_examples=10,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -275,6 +276,7 @@ async def check_quiescence(
     assert all(s["retired_sid"] is None for s in states.values())
 
 
+@pytest.mark.timeout(900)
 @PROPERTIES
 @given(world=worlds())
 async def test_every_interleaving_keeps_one_owner_per_remote_user_and_converges(
@@ -318,6 +320,7 @@ async def test_every_interleaving_keeps_one_owner_per_remote_user_and_converges(
     await check_quiescence(engine, control, source, world.mode, strangers)
 
 
+@pytest.mark.timeout(900)
 @PROPERTIES
 @given(world=worlds())
 async def test_changes_batched_into_one_run_end_as_one_run_per_change(
