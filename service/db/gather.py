@@ -169,8 +169,9 @@ def incremental(*, source: Source, now: datetime) -> Selection:
         SELECT {_local_and_state(per_id(source))}
         WHERE (l.id IS NOT NULL AND s.user_id IS NULL)
            OR (l.id IS NOT NULL AND l.fingerprint IS DISTINCT FROM s.fingerprint
-               AND (s.status NOT IN ('failed', 'quarantined')
-                    OR l.fingerprint IS DISTINCT FROM s.attempted_fingerprint))
+               AND s.status NOT IN ('failed', 'quarantined'))
+           OR (l.id IS NOT NULL AND s.status IN ('failed', 'quarantined')
+               AND l.fingerprint IS DISTINCT FROM s.attempted_fingerprint)
            OR (l.id IS NULL AND s.status <> 'deleted')
            OR (s.status IN ('failed', 'quarantined', 'pending') AND s.next_attempt_at <= :now)
            OR s.status = 'waiting'

@@ -53,6 +53,26 @@ class LeaseRequest:
     version: int | None
     claim: Claim | None = None
 
+    @property
+    def key(self) -> str:
+        return self.user_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrphanCheck:
+    """Before mirror mode deletes a remote user nobody knew when the run listed it: still
+    nobody names its identity in the source, and no state owns it or claims its identity."""
+
+    sid: str
+    identity: str
+
+    @property
+    def key(self) -> str:
+        return self.sid
+
+
+Lease = LeaseRequest | OrphanCheck
+
 
 def _lease_sql(source: Source) -> str:
     return f"""
@@ -75,6 +95,9 @@ def _lease_sql(source: Source) -> str:
           AND (u.sid IS NULL OR NOT EXISTS (SELECT 1 FROM sync_state o
                WHERE o.user_id <> u.user_id
                  AND (o.remote_sid = u.sid OR o.retired_sid = u.sid)))
+          AND (u.sid IS NULL OR NOT EXISTS (SELECT 1 FROM sync_deletion d
+               WHERE d.sid = u.sid AND d.state = 'applied' AND d.user_id IS NULL
+                 AND {locks.run_is_live("d.run_id::text")}))
     )
     INSERT INTO sync_state AS s
         (user_id, identity, remote_sid, retired_sid, status, lease_run, version, updated_at)
@@ -95,26 +118,47 @@ def _lease_sql(source: Source) -> str:
 
 async def take(
     session: AsyncSession,
-    requests: Sequence[LeaseRequest],
+    requests: Sequence[Lease],
     *,
     run_id: int,
     source: Source,
     service_key: str,
 ) -> set[str]:
-    """Lease what can be leased now; the ids leased. One statement for the whole batch.
+    """Lease what can be leased now; the keys leased (user ids; sids of orphan checks that
+    passed). One statement for the users of the batch, one for its orphans.
 
     Two requests of one batch for the same identity: only the first is tried (the planner
     never makes them; a source that repeats an identity is bad input).
     """
-    chosen = _first_per_claim(requests)
-    if not chosen:
+    users = _first_per_claim([r for r in requests if isinstance(r, LeaseRequest)])
+    orphans = [r for r in requests if isinstance(r, OrphanCheck)]
+    if not users and not orphans:
         return set()
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
         {"key": f"user-sync:claims:{service_key}"},
     )
-    leased = await session.scalars(text(_lease_sql(source)), _parameters(chosen, run_id=run_id))
-    return set(leased)
+    leased: set[str] = set()
+    if users:
+        found = await session.scalars(text(_lease_sql(source)), _parameters(users, run_id=run_id))
+        leased |= set(found)
+    if orphans:
+        leased |= await _still_orphans(session, orphans, source=source)
+    return leased
+
+
+async def _still_orphans(
+    session: AsyncSession, orphans: Sequence[OrphanCheck], *, source: Source
+) -> set[str]:
+    query = f"""
+        SELECT u.sid FROM unnest(CAST(:sids AS text[]), CAST(:identities AS text[]))
+            AS u(sid, identity)
+        WHERE NOT EXISTS (SELECT 1 FROM {source.relation} l WHERE l.identity::text = u.identity)
+          AND NOT EXISTS (SELECT 1 FROM sync_state o WHERE o.remote_sid = u.sid
+              OR o.retired_sid = u.sid OR (o.identity = u.identity AND {claims_identity("o")}))
+    """
+    params = {"sids": [o.sid for o in orphans], "identities": [o.identity for o in orphans]}
+    return set(await session.scalars(text(query), params))
 
 
 def _first_per_claim(requests: Sequence[LeaseRequest]) -> list[LeaseRequest]:

@@ -27,13 +27,13 @@ ROW_FINGERPRINT = (
 
 _TEXT = "text (or varchar)"
 _WANTED: dict[str, tuple[frozenset[str], str]] = {
-    "id": (frozenset({"S", "N", "U"}), "text, an integer or a uuid"),
+    "id": (frozenset({"S", "int2", "int4", "int8", "uuid"}), "text, an integer or a uuid"),
     "identity": (frozenset({"S"}), _TEXT),
     "friendly_name": (frozenset({"S"}), _TEXT),
     "role": (frozenset({"S"}), _TEXT),
     "attributes": (frozenset({"S", "json"}), "jsonb, json or text holding a JSON object"),
     "active": (frozenset({"bool"}), "boolean"),
-    "updated_at": (frozenset({"D"}), "timestamptz (or timestamp)"),
+    "updated_at": (frozenset({"timestamptz", "timestamp"}), "timestamptz (or timestamp)"),
 }
 """Per column, the Postgres type categories (or type names) accepted, and how to say so."""
 
@@ -42,12 +42,25 @@ class SourceError(Exception):
     """The source relation is missing or has a column the service cannot read safely."""
 
 
+_AS_ID = {
+    "text": "x",
+    "integer": "x::bigint FROM unnest(CAST(:{p} AS text[])) x WHERE x ~ '^-?[0-9]{{1,18}}$'",
+    "uuid": (
+        "x::uuid FROM unnest(CAST(:{p} AS text[])) x"
+        " WHERE x ~* '^[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}$'"
+    ),
+}
+"""How text ids become the id column's type: only those that can (an id kept in `sync_state`
+from another source, say `legacy-1` for an integer id, matches no row and fails nobody)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
-    """A checked source relation: its quoted name and the SQL type of its `id` column."""
+    """A checked source relation: its quoted name and the kind of its `id` column (`text`,
+    `integer` or `uuid`)."""
 
     name: str
-    id_type: str = "text"
+    id_kind: str = "text"
 
     @property
     def relation(self) -> str:
@@ -55,7 +68,9 @@ class Source:
 
     def ids_match(self, parameter: str) -> str:
         """`l.id` is one of the text ids in `:parameter`, in a form that can use its index."""
-        return f"l.id = ANY(CAST(:{parameter} AS {self.id_type}[]))"
+        if self.id_kind == "text":
+            return f"l.id = ANY(CAST(:{parameter} AS text[]))"
+        return f"l.id = ANY(ARRAY(SELECT {_AS_ID[self.id_kind].format(p=parameter)}))"
 
 
 def quoted(name: str) -> str:
@@ -85,7 +100,14 @@ async def inspect(connection: AsyncConnection, name: str) -> Source:
     problems = [p for p in (_problem(name, c, found.get(c)) for c in _WANTED) if p]
     if problems:
         raise SourceError("; ".join(problems))
-    return Source(name=name, id_type=found["id"][0])
+    return Source(name=name, id_kind=_id_kind(found["id"]))
+
+
+def _id_kind(found: tuple[str, str, str]) -> str:
+    _, category, type_name = found
+    if category == "S":
+        return "text"
+    return "uuid" if type_name == "uuid" else "integer"
 
 
 def _problem(name: str, column: str, found: tuple[str, str, str] | None) -> str | None:

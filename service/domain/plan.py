@@ -14,7 +14,8 @@ Where the rules are silent:
 - a local friendly name None leaves the remote name alone; "" clears it (None and "" compare
   equal, since the API may report a cleared name either way);
 - a blank local role is no role: the Service's default on create, never touched on update;
-- a protected identity is never deleted by any delete mode, but a rename still retires it;
+- a protected identity is never deleted, not even as a rename's old user: the rename creates
+  the new identity and leaves the protected user as it is, no longer linked;
 - `never` still retires a renamed user's old identity, since a rename must not leave both;
 - an equal user whose stored state is stale (not synced, other sid, identity or managed keys,
   a retired sid already gone) gets a `LinkUser`, so the recorder stores the truth;
@@ -237,10 +238,18 @@ def _deletions(case: Case, *, reason: DeleteReason, policy: Policy) -> tuple[Del
         if remote is None:
             continue
         if state is not None and remote.sid == state.retired_sid:
-            found.append(_delete(remote, user_id=user_id, reason=DeleteReason.RENAME))
+            if not policy.protects(remote.identity):
+                found.append(_delete(remote, user_id=user_id, reason=DeleteReason.RENAME))
         elif _may_delete(remote, state=state, policy=policy):
             found.append(_delete(remote, user_id=user_id, reason=reason))
     return tuple(found)
+
+
+def _deletable_old(case: Case, policy: Policy) -> bool:
+    """Whether a renamed user's old remote user may go: not if its identity is protected (it
+    is left as it is, no longer linked)."""
+    previous = _previous(case)
+    return previous is None or not policy.protects(previous.identity)
 
 
 def _own_remote(case: Case) -> RemoteUser | None:
@@ -264,9 +273,9 @@ def _plan_active(
     case: Case, desired: DesiredUser, *, policy: Policy, let_go: bool = False
 ) -> CasePlan:
     if case.holder is not None:
-        return _wait(case, desired, let_go=let_go)
+        return _wait(case, desired, let_go=let_go and _deletable_old(case, policy))
     previous = _previous(case)
-    retires = previous.sid if previous is not None else None
+    retires = previous.sid if _deletable_old(case, policy) and previous is not None else None
     if case.remote is None:
         return CasePlan(user_id=desired.user_id, actions=(_create(desired, retires=retires),))
     return _plan_existing(case, case.remote, desired, policy=policy, retires=retires)

@@ -38,7 +38,7 @@ class Policy:
     attributes_mode: AttributesMode = AttributesMode.REPLACE
     protected_identity: re.Pattern[str] | None = None
     """Identities this pattern finds (`re.search`) are never deleted, in any delete mode;
-    a rename still retires its old identity."""
+    not even as the old user of a rename (it is left as it is, no longer linked)."""
     max_deletes_per_run: int = 100
     max_deletes_percent: float = 10.0
 

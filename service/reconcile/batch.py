@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from service.db.gather import Gathered
-from service.db.leases import Claim, LeaseRequest
+from service.db.leases import Claim, Lease, LeaseRequest, OrphanCheck
 from service.domain.plan import (
     Action,
     CasePlan,
@@ -78,11 +78,13 @@ def invalid(g: Gathered, problem: InvalidUser) -> Outcome:
     return replace(unchanged(g), result=Result.INVALID, failures=(failure,))
 
 
-def lease_for(g: Gathered, actions: Sequence[Action]) -> LeaseRequest | None:
-    """The lease to take before applying `actions` (None: a remote user nobody here knows)."""
+def lease_for(g: Gathered, actions: Sequence[Action]) -> Lease | None:
+    """The lease to take before applying `actions` (for a remote user nobody here knows, the
+    check that nobody knows it yet)."""
     user_id = g.user_id
     if user_id is None:
-        return None
+        remote = g.remote
+        return None if remote is None else OrphanCheck(sid=remote.sid, identity=remote.identity)
     return LeaseRequest(
         user_id=user_id,
         fingerprint=g.fingerprint,

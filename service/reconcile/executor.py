@@ -85,12 +85,28 @@ class Executor:
 
     async def _apply_one(self, outcome: Outcome, action: Action, *, replanned: bool) -> Outcome:
         if isinstance(action, LinkUser):
-            return await self._retire(_linked(outcome, action), action.retires)
+            return await self._link(outcome, action, replanned=replanned)
         if isinstance(action, CreateUser):
             return await self._create(outcome, action, replanned=replanned)
         if isinstance(action, UpdateUser):
             return await self._update(outcome, action, replanned=replanned)
         return await self._delete(outcome, action)
+
+    async def _link(self, outcome: Outcome, action: LinkUser, *, replanned: bool) -> Outcome:
+        """Record a remote user as ours. One the state did not link yet is read first: the
+        listing it came from may be older than a deletion by another run, and linking a dead
+        sid (then retiring the old one) would leave the user with neither."""
+        state = outcome.gathered.state
+        if action.sid != (state.remote_sid if state else None):
+            try:
+                await self._client.fetch_user(action.sid)
+            except api.NotFound:
+                if replanned:
+                    return _failed(outcome, "fetch", "the user vanished while being linked")
+                return await self._replan(outcome, identity=None, result=Result.CREATED)
+            except api.ConversationsError as e:
+                return replace(outcome, failures=(failure("fetch", e),))
+        return await self._retire(_linked(outcome, action), action.retires)
 
     async def _create(self, outcome: Outcome, action: CreateUser, *, replanned: bool) -> Outcome:
         try:
@@ -198,17 +214,29 @@ class Executor:
 
 def unchanged(gathered: Gathered) -> Outcome:
     """The starting point: the user as gathered, before any action, holding what its state
-    holds (the gathered remote user only if the state owns it)."""
-    remote, state = gathered.remote, gathered.state
-    own = remote if remote is not None and claims(state, remote) else None
+    holds and was seen to exist (never another user's remote user). A linked user that was
+    looked for and not found is gone: the state lets go of it, and of the identity it held."""
+    state = gathered.state
+    own = _own(gathered)
     return Outcome(
         gathered=gathered,
         result=Result.UNCHANGED,
-        remote_sid=own.sid if own else (state.remote_sid if state else None),
+        remote_sid=own.sid if own else None,
         identity=own.identity if own else (state.identity if state else None),
         retired_sid=_still_retiring(gathered),
         managed_keys=state.managed_keys if state else frozenset(),
     )
+
+
+def _own(gathered: Gathered) -> RemoteUser | None:
+    """The remote user the state links (or claims) among those read: `remote`, or for a
+    renamed user `previous`."""
+    remote, previous, state = gathered.remote, gathered.previous, gathered.state
+    if remote is not None and claims(state, remote):
+        return remote
+    if previous is not None and state is not None and previous.sid == state.remote_sid:
+        return previous
+    return None
 
 
 def _still_retiring(gathered: Gathered) -> UserSid | None:

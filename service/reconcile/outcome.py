@@ -110,6 +110,9 @@ def _already_recorded(outcome: Outcome) -> bool:
 
 def _succeeded(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
     gone = outcome.result is Result.DELETED or outcome.remote_sid is None
+    local = outcome.gathered.local
+    if gone and local is not None and local.active:  # let go first (a swap): not done yet
+        return _let_go(outcome, user_id, now=now)
     midway = not gone and _midway(outcome)
     state = outcome.gathered.state
     status = SyncStatus.PENDING if midway else SyncStatus.SYNCED
@@ -127,6 +130,27 @@ def _succeeded(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
         last_synced_at=now,
         retired_sid=outcome.retired_sid,
         managed_keys=sorted(outcome.managed_keys),
+    )
+
+
+def _let_go(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
+    """An active user left without a remote user (it let go of its old identity for others):
+    pending, due at once, with no claim, so the next pass or run creates its identity."""
+    state = outcome.gathered.state
+    return StateRecord(
+        user_id=user_id,
+        remote_sid=None,
+        identity=None,
+        fingerprint=state.fingerprint if state else None,
+        attempted_fingerprint=outcome.gathered.fingerprint,
+        status=SyncStatus.PENDING,
+        attempts=0,
+        last_error_code=None,
+        last_error_message=None,
+        next_attempt_at=now,
+        last_synced_at=state.last_synced_at if state else None,
+        retired_sid=outcome.retired_sid,
+        managed_keys=sorted(state.managed_keys if state else ()),
     )
 
 

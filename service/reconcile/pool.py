@@ -23,24 +23,25 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 from service.db.gather import Gathered
+from service.db.leases import Lease as LeaseKind
 from service.db.leases import LeaseRequest
 from service.domain.plan import Action
 from service.reconcile.executor import Executor, unchanged
 from service.reconcile.outcome import Outcome, Result
 from service.reconcile.progress import RunProgress
 
-Lease = Callable[[Sequence[LeaseRequest]], Awaitable[set[str]]]
-"""Take the leases that can be taken now; the user ids leased."""
+Lease = Callable[[Sequence[LeaseKind]], Awaitable[set[str]]]
+"""Take the leases that can be taken now; the keys leased."""
 
 
 @dataclass(frozen=True, slots=True)
 class Work:
-    """One user's actions, and the lease to take before applying them (None: a remote user
-    nobody here knows, which no state can hold)."""
+    """One user's actions, and the lease to take before applying them (for a remote user
+    nobody here knows: the check that it is still so)."""
 
     gathered: Gathered
     actions: tuple[Action, ...]
-    lease: LeaseRequest | None
+    lease: LeaseKind | None
 
 
 class ApplyPool:
@@ -64,7 +65,7 @@ class ApplyPool:
             requests = [w.lease for w in chosen if w.lease is not None]
             leased = await self._lease(requests) if requests else set()
             for item in chosen:
-                if item.lease is None or item.lease.user_id in leased:
+                if item.lease is None or item.lease.key in leased:
                     self._start(item)
                 else:
                     self._slots.release()
@@ -86,7 +87,8 @@ class ApplyPool:
     def _start(self, work: Work) -> None:
         task = asyncio.create_task(self.executor.apply(work.gathered, work.actions))
         self._running.add(task)
-        task.add_done_callback(partial(self._done, leased=work.lease is not None))
+        leased = isinstance(work.lease, LeaseRequest)
+        task.add_done_callback(partial(self._done, leased=leased))
 
     def finished(self) -> list[Outcome]:
         """The outcomes finished since the last call."""

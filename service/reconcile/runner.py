@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from service.conversations.client import ConversationsClient
 from service.db import deletions, gather, leases, locks, source
 from service.db.gather import Gathered, Probe
-from service.db.leases import LeaseRequest
+from service.db.leases import Lease
 from service.domain.plan import DeleteUser, describe, plan_case
 from service.domain.policy import Policy
 from service.domain.users import RemoteUser, UserId
@@ -47,9 +47,10 @@ log = structlog.get_logger(__name__)
 PLAN_SLICE = 100
 """Users planned between yields to the event loop: planning a batch of 1,000 takes 15-30 ms of
 CPU, long enough to bunch the writes the limiter spaced out (a 429 at Twilio's edge)."""
-FOLLOW_UPS = 3
-"""Passes over users that waited for an identity, after the run's other work (a swap of two
-identities needs three: one lets go, the other takes its new identity, then the first)."""
+FOLLOW_UPS = 8
+"""At most this many passes over users that waited for an identity, after the run's other work,
+while they make progress (a swap of two identities needs three: one lets go, the other takes
+its new identity, then the first; a cycle of n renames about n + 1)."""
 FOLLOW_UP_LIMIT = 10_000
 
 
@@ -170,26 +171,35 @@ class Runner:
         pending = await self._pass(run, request)
         orphans = await self._orphans(run) if request.scope is Scope.FULL else []
         await self._delete(run, pending, orphans, full=request.scope is Scope.FULL)
+        before: dict[str, str] | None = None
         for _ in range(FOLLOW_UPS):
-            follow_up = self._follow_up(report, also=run.let_go)
-            if follow_up is None:
+            if report.waiting == before and not run.let_go:
+                break  # the same users wait for the same users: nothing will move this run
+            before = dict(report.waiting)
+            holders, waiting = self._follow_up(report, also=run.let_go)
+            if waiting is None:
                 break
             run.let_go = cycle_breakers(report.waiting)
             log.info("waiting users again", users=len(report.waiting), let_go=len(run.let_go))
             report.waiting.clear()
-            await self._delete(run, await self._pass(run, follow_up), [], full=False)
+            for follow_up in (holders, waiting):
+                if follow_up is not None:
+                    await self._delete(run, await self._pass(run, follow_up), [], full=False)
 
-    def _follow_up(self, report: RunReport, *, also: frozenset[str]) -> RunRequest | None:
-        """Look again at users that waited (the user they waited for may be done now), and at
-        those that let go of their old identity in the last pass (theirs may be free now)."""
+    def _follow_up(
+        self, report: RunReport, *, also: frozenset[str]
+    ) -> tuple[RunRequest | None, RunRequest | None]:
+        """What to look at again: first the users others wait for (a holder whose old user
+        is gone lets go of its claim), then the waiting users (their identity may be free
+        now) with those that let go of their old identity in the last pass."""
         waiting = dict(report.waiting)
         if report.request.dry_run or not (waiting or also) or len(waiting) > FOLLOW_UP_LIMIT:
-            return None
+            return None, None
         report.counts[Result.WAITING] -= len(waiting)
+        holders = tuple(h for h in dict.fromkeys(waiting.values()) if h not in waiting)
         targets = tuple(waiting) + tuple(sorted(also - waiting.keys()))
-        if report.request.scope is Scope.USERS:  # the holders may be in no other run soon
-            targets += tuple(h for h in dict.fromkeys(waiting.values()) if h not in waiting)
-        return replace(report.request, scope=Scope.USERS, targets=targets)
+        first = replace(report.request, scope=Scope.USERS, targets=holders) if holders else None
+        return first, replace(report.request, scope=Scope.USERS, targets=targets)
 
     async def _pass(self, run: _Pass, request: RunRequest) -> list[Deleting]:
         """Plan and apply the users of `request`'s scope; the users with guarded deletions,
@@ -212,7 +222,7 @@ class Runner:
         """Users in progress: enough that every in-flight slot has a request waiting for it."""
         size = 2 * self._client.limiter.max_in_flight
 
-        async def lease(requests: Sequence[LeaseRequest]) -> set[str]:
+        async def lease(requests: Sequence[Lease]) -> set[str]:
             return await self._lease(run, requests)
 
         return ApplyPool(run.executor, size=size, progress=run.report.progress, lease=lease)
@@ -226,7 +236,7 @@ class Runner:
             probe = Probe(me=me, sid=remote.sid, identity=remote.identity)
             return (await gather.owners(connection, [probe]))[0]
 
-    async def _lease(self, run: _Pass, requests: Sequence[LeaseRequest]) -> set[str]:
+    async def _lease(self, run: _Pass, requests: Sequence[Lease]) -> set[str]:
         async with self._sessions.begin() as session:
             return await leases.take(
                 session,

@@ -102,16 +102,27 @@ async def not_deleted(
     *,
     run_id: int,
 ) -> None:
-    """Logged deletions that did not happen stop counting against the window."""
+    """Logged deletions that surely did not happen stop counting against the window: not
+    tried (deferred), or refused with a 4xx. A timeout, a dropped connection or a 5xx may have
+    deleted the user anyway, so those still count."""
     missed = [
         r.sid
         for o in outcomes
         for r in (o.gathered.remote, o.gathered.previous)
-        if r is not None and r.sid in logged and (o.failures or o.result is Result.DEFERRED)
+        if r is not None and r.sid in logged and _surely_not_deleted(o)
     ]
     if missed:
         async with sessions.begin() as session:
             await deletions.mark_failed(session, run_id=run_id, sids=missed)
+
+
+def _surely_not_deleted(outcome: Outcome) -> bool:
+    if outcome.result is Result.DEFERRED:
+        return True
+    refused = [f for f in outcome.failures if f.action == "delete"]
+    return bool(refused) and all(
+        f.http_status is not None and 400 <= f.http_status < 500 for f in refused
+    )
 
 
 async def _base(session: AsyncSession, *, policy: Policy, report: RunReport) -> int:

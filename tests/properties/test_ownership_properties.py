@@ -254,11 +254,16 @@ async def check_quiescence(
 ) -> None:
     remote = {u["identity"]: u for u in control.users()}
     states = {s["user_id"]: s for s in await linked(engine)}
-    for user_id, row in source.valid().items():
+    valid = source.valid()
+    for user_id, row in valid.items():
         assert row.identity in remote, f"{user_id} ({row.identity}) missing remotely"
+        state = states.get(user_id)
+        if state is not None and state["status"] == "waiting":
+            assert_waits_rightly(row, remote, states, valid, mode)
+            continue
         assert remote[row.identity]["friendly_name"] == row.name
-        assert states[user_id]["remote_sid"] == remote[row.identity]["sid"]
-        assert states[user_id]["status"] == "synced"
+        assert state is not None and state["remote_sid"] == remote[row.identity]["sid"]
+        assert state["status"] == "synced"
     rows = Counter(r.id for r in source.rows)
     if mode != "never":
         remote_sids = {u["sid"] for u in remote.values()}
@@ -274,6 +279,23 @@ async def check_quiescence(
             continue
         assert identity not in remote or remote[identity]["sid"] != sid
     assert all(s["retired_sid"] is None for s in states.values())
+
+
+def assert_waits_rightly(
+    row: Row,
+    remote: dict[str, dict[str, Any]],
+    states: dict[str, dict[str, Any]],
+    valid: dict[str, Row],
+    mode: str,
+) -> None:
+    """A valid user may still wait at quiescence only for a user that cannot let go of the
+    identity: one that is bad input itself, or gone in delete mode never. The remote user with
+    the identity must be that user's, never this one's."""
+    sid = remote[row.identity]["sid"]
+    holders = [u for u, s in states.items() if sid in (s["remote_sid"], s["retired_sid"])]
+    assert holders and holders[0] != row.id, f"{row.id} waits but nobody holds {row.identity}"
+    stuck = holders[0] not in valid or mode == "never"
+    assert stuck, f"{row.id} waits for {holders[0]}, which could let go of {row.identity}"
 
 
 @pytest.mark.timeout(900)
