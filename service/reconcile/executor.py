@@ -215,14 +215,15 @@ class Executor:
 def unchanged(gathered: Gathered) -> Outcome:
     """The starting point: the user as gathered, before any action, holding what its state
     holds and was seen to exist (never another user's remote user). A linked user that was
-    looked for and not found is gone: the state lets go of it, and of the identity it held."""
+    looked for and not found is gone, and so is the user a create may have made unrecorded:
+    the state lets go of it, and of the identity it held."""
     state = gathered.state
-    own = _own(gathered)
+    own = _own(gathered)  # every run reads the sides it plans from: unread means not there
     return Outcome(
         gathered=gathered,
         result=Result.UNCHANGED,
         remote_sid=own.sid if own else None,
-        identity=own.identity if own else (state.identity if state else None),
+        identity=own.identity if own else None,
         retired_sid=_still_retiring(gathered),
         managed_keys=state.managed_keys if state else frozenset(),
     )

@@ -194,7 +194,12 @@ def _waiting(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
     """Keep every claim; say whom the user waits for. A state that may have created a user
     unrecorded keeps its status, so that claim is not dropped."""
     state = outcome.gathered.state
-    unconfirmed = state is not None and state.remote_sid is None and state.status in UNCONFIRMED
+    unconfirmed = (  # a create of its own may still stand behind the claim it keeps
+        state is not None
+        and outcome.remote_sid is None
+        and outcome.identity is not None
+        and state.status in UNCONFIRMED
+    )
     identity = outcome.gathered.local.identity if outcome.gathered.local else outcome.identity
     return StateRecord(
         user_id=user_id,

@@ -165,5 +165,6 @@ async def test_the_sql_join_pairs_users_exactly_as_the_reference_does(
             r.sid async for page in gather.stream_orphans(connection, source=SOURCE) for r in page
         ]
 
+    await execute(engine, "DROP TABLE reference_users")
     assert [comparable(case_of(g)) for g in found] == [comparable(c) for c in expected]
     assert sorted(sql_orphans) == sorted(r.sid for r in orphans)
