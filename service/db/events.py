@@ -112,6 +112,18 @@ async def release(session: AsyncSession, ids: Sequence[int]) -> None:
     )
 
 
+async def defer(
+    session: AsyncSession, ids: Sequence[int], *, lease: timedelta, delay: timedelta
+) -> None:
+    """Give events back to be claimed again after `delay` (their user was busy in another
+    run); the attempt does not count."""
+    await session.execute(
+        update(UserEvent)
+        .where(UserEvent.id.in_(ids), UserEvent.done_at.is_(None))
+        .values(claimed_at=func.now() - lease + delay, attempts=UserEvent.attempts - 1)
+    )
+
+
 async def fail(session: AsyncSession, ids: Sequence[int], *, error: str, max_attempts: int) -> int:
     """Note a failed attempt; events out of attempts are closed. Returns how many were closed.
 

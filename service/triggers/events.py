@@ -37,6 +37,9 @@ from service.triggers.priority import urgent
 log = structlog.get_logger(__name__)
 
 BUSY_RETRY_SECONDS = 0.5
+DEFERRED_RETRY = timedelta(seconds=1)
+"""How long the events of a user another run holds wait before they are claimed again (the
+consumer goes on with other events meanwhile)."""
 
 
 class EventConsumer:
@@ -114,7 +117,7 @@ class EventConsumer:
             done = [ev.id for ev in batch if ev.user_id not in report.deferred_keys]
             await self._completed(done, report)
             if retry:
-                await self._release(retry, refused=False)
+                await self._defer(retry)
 
     async def _completed(self, ids: list[int], report: RunReport) -> None:
         async with self._sessions.begin() as session:
@@ -130,12 +133,16 @@ class EventConsumer:
             slowest_ms=round(max(latencies, default=0.0) * 1000),
         )
 
-    async def _release(self, ids: list[int], *, refused: bool = True) -> None:
+    async def _release(self, ids: list[int]) -> None:
         async with self._sessions.begin() as session:
             await events.release(session, ids)
-        if refused:
-            self._metrics.runs_refused.labels("event").inc()
+        self._metrics.runs_refused.labels("event").inc()
         await asyncio.sleep(BUSY_RETRY_SECONDS)
+
+    async def _defer(self, ids: list[int]) -> None:
+        async with self._sessions.begin() as session:
+            await events.defer(session, ids, lease=self._lease, delay=DEFERRED_RETRY)
+        log.info("events of users another run holds: tried again shortly", events=len(ids))
 
     async def _failed(self, ids: list[int], error: str) -> None:
         async with self._sessions.begin() as session:

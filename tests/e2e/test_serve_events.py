@@ -272,3 +272,40 @@ async def test_an_identity_handed_over_in_one_transaction_gets_a_fresh_remote_us
         {"user_id": "1", "remote_sid": users["alice.old"]["sid"]},
         {"user_id": "2", "remote_sid": users["alice"]["sid"]},
     ]
+
+
+async def test_an_event_for_a_user_another_run_holds_is_tried_again_and_applied(
+    db: Any,
+    settings_for: Callable[..., Settings],
+    engine: AsyncEngine,
+    fast_emulator: Any,
+    sync: Any,
+):
+    await insert_users(engine, [{"id": "slow", "identity": "slow"}])
+    await sync(max_in_flight=1)
+    await execute(engine, "UPDATE internal_users SET friendly_name = 'First' WHERE id = 'slow'")
+    await execute(engine, "UPDATE user_event SET done_at = now()")  # only the next change counts
+    fast_emulator.emulator.set_latency(1.0, operations=["update_user"])
+    async with serve_app(settings_for(**{**FAST, "event_poll_interval": 0.2})) as served:
+        await leading(served)
+        full = asyncio.create_task(sync(max_in_flight=1))
+        await eventually(lambda: leased(engine, "slow"))
+        await execute(
+            engine, "UPDATE internal_users SET friendly_name = 'Second' WHERE id = 'slow'"
+        )
+        await full
+        await eventually(lambda: all_done(engine), within=15)
+    fast_emulator.emulator.set_latency(0.0)
+
+    assert remote(fast_emulator)["slow"]["friendly_name"] == "Second"
+    deferred = await fetch_all(
+        engine, "SELECT counts->>'deferred' AS n FROM sync_run WHERE trigger = 'event'"
+    )
+    assert any(r["n"] for r in deferred)  # the event's first run left the user to the full run
+
+
+async def leased(engine: AsyncEngine, user_id: str) -> bool:
+    rows = await fetch_all(
+        engine, "SELECT 1 FROM sync_state WHERE user_id = :u AND lease_run IS NOT NULL", u=user_id
+    )
+    return bool(rows)
