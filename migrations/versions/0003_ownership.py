@@ -130,6 +130,7 @@ def upgrade() -> None:
         postgresql_where=sa.text("state = 'held'"),
     )
     op.create_index("ix_sync_deletion_user_id", "sync_deletion", ["user_id"])
+    op.create_index("ix_sync_deletion_sid", "sync_deletion", ["sid"])
 
 
 def downgrade() -> None:

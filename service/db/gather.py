@@ -50,6 +50,7 @@ class Gathered:
     source rows with its identity; `holder`: another user whose state owns the remote user with
     this identity or claims it; `version`: the state's write count when read (None: no state);
     `stale`: a full run's snapshot may predate this user's state, read its remote side again.
+    `confirm`: see the field.
     """
 
     local: LocalUser | None
@@ -62,6 +63,9 @@ class Gathered:
     holders: int = 1
     holder: UserId | None = None
     stale: bool = False
+    confirm: bool = False
+    """Read a remote user from a full run's snapshot before linking it without a call: another
+    run of the Service overlapped this one since its listing began."""
 
     @property
     def user_id(self) -> UserId | None:
@@ -75,6 +79,20 @@ async def database_now(connection: AsyncConnection) -> datetime:
     now = await connection.scalar(text("SELECT clock_timestamp()"))
     assert isinstance(now, datetime)
     return now
+
+
+async def others_since(
+    connection: AsyncConnection, *, service_key: str, run_id: int, since: datetime
+) -> bool:
+    """Whether another run of the Service was running at any moment since `since`."""
+    found = await connection.scalar(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM sync_run WHERE service_key = :key AND id <> :me"
+            " AND (status = 'running' OR finished_at >= :since))"
+        ),
+        {"key": service_key, "me": run_id, "since": since},
+    )
+    return bool(found)
 
 
 async def create_remote_snapshot(connection: AsyncConnection) -> None:
@@ -132,8 +150,11 @@ _FULL_JOINS = f"""
         LEFT JOIN {REMOTE_TABLE} r1 ON r1.identity = l.identity
         LEFT JOIN {REMOTE_TABLE} r2 ON r2.sid = s.remote_sid
         LEFT JOIN {REMOTE_TABLE} r4 ON s.remote_sid IS NULL AND s.status IN {UNCONFIRMED}
-            AND r4.identity = s.identity AND NOT EXISTS (SELECT 1 FROM sync_state x
-                WHERE x.user_id <> s.user_id AND (x.remote_sid = r4.sid OR x.retired_sid = r4.sid))
+            AND r4.identity = s.identity
+            AND NOT EXISTS (SELECT 1 FROM sync_state x
+                WHERE x.remote_sid = r4.sid AND x.user_id <> s.user_id)
+            AND NOT EXISTS (SELECT 1 FROM sync_state x
+                WHERE x.retired_sid = r4.sid AND x.user_id <> s.user_id)
         LEFT JOIN {REMOTE_TABLE} r3 ON r3.sid = s.retired_sid
         LEFT JOIN sync_state o1 ON o1.remote_sid = r1.sid AND o1.user_id <> l.id
         LEFT JOIN sync_state o2 ON o2.retired_sid = r1.sid AND o2.user_id <> l.id
@@ -238,12 +259,17 @@ _OWNERS = text(
     SELECT u.n, o.user_id FROM unnest(CAST(:me AS text[]), CAST(:sids AS text[]),
         CAST(:identities AS text[])) WITH ORDINALITY AS u(me, sid, identity, n)
     CROSS JOIN LATERAL (
-        SELECT o.user_id FROM sync_state o
-        WHERE o.user_id <> u.me AND (o.remote_sid = u.sid OR o.retired_sid = u.sid
-            OR (o.identity = u.identity AND {claims_identity("o")}))
-        ORDER BY o.user_id LIMIT 1) o
+        SELECT min(user_id) AS user_id FROM (
+            SELECT o.user_id FROM sync_state o WHERE o.remote_sid = u.sid
+            UNION ALL SELECT o.user_id FROM sync_state o WHERE o.retired_sid = u.sid
+            UNION ALL SELECT o.user_id FROM sync_state o
+                WHERE o.identity = u.identity AND {claims_identity("o")}
+        ) found WHERE found.user_id <> u.me) o
+    WHERE o.user_id IS NOT NULL
     """
 )
+"""Three lookups by index (remote_sid, retired_sid, the claimed identity): an `OR` of them
+would read the whole table for every probe."""
 
 
 async def owners(connection: AsyncConnection, probes: Sequence[Probe]) -> list[UserId | None]:

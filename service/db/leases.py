@@ -81,7 +81,7 @@ def _lease_sql(source: Source) -> str:
             CAST(:versions AS bigint[]), CAST(:identities AS text[]), CAST(:sids AS text[]),
             CAST(:retired AS text[]), CAST(:claims AS boolean[]))
             AS u(user_id, fingerprint, version, identity, sid, retired, claims)
-    ), cur AS ({fingerprints(source, parameter="user_ids")}),
+    ), cur AS MATERIALIZED ({fingerprints(source, parameter="user_ids")}),
     ok AS (
         SELECT u.* FROM u
         LEFT JOIN cur ON cur.id = u.user_id
@@ -93,8 +93,9 @@ def _lease_sql(source: Source) -> str:
                WHERE o.user_id <> u.user_id AND o.identity = u.identity
                  AND {claims_identity("o")}))
           AND (u.sid IS NULL OR NOT EXISTS (SELECT 1 FROM sync_state o
-               WHERE o.user_id <> u.user_id
-                 AND (o.remote_sid = u.sid OR o.retired_sid = u.sid)))
+               WHERE o.remote_sid = u.sid AND o.user_id <> u.user_id))
+          AND (u.sid IS NULL OR NOT EXISTS (SELECT 1 FROM sync_state o
+               WHERE o.retired_sid = u.sid AND o.user_id <> u.user_id))
           AND (u.sid IS NULL OR NOT EXISTS (SELECT 1 FROM sync_deletion d
                WHERE d.sid = u.sid AND d.state = 'applied' AND d.user_id IS NULL
                  AND {locks.run_is_live("d.run_id::text")}))
@@ -134,6 +135,11 @@ async def take(
     orphans = [r for r in requests if isinstance(r, OrphanCheck)]
     if not users and not orphans:
         return set()
+    # Visibility, not durability, is what keeps runs apart: a commit is seen by every other
+    # session at once either way. Should Postgres itself crash right after a lease, the claim
+    # it lost is found again by identity (`users.claims`), so the lease need not wait for the
+    # disk; the outcome records that follow are written durably.
+    await session.execute(text("SET LOCAL synchronous_commit = off"))
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
         {"key": f"user-sync:claims:{service_key}"},
@@ -154,8 +160,10 @@ async def _still_orphans(
         SELECT u.sid FROM unnest(CAST(:sids AS text[]), CAST(:identities AS text[]))
             AS u(sid, identity)
         WHERE NOT EXISTS (SELECT 1 FROM {source.relation} l WHERE l.identity::text = u.identity)
-          AND NOT EXISTS (SELECT 1 FROM sync_state o WHERE o.remote_sid = u.sid
-              OR o.retired_sid = u.sid OR (o.identity = u.identity AND {claims_identity("o")}))
+          AND NOT EXISTS (SELECT 1 FROM sync_state o WHERE o.remote_sid = u.sid)
+          AND NOT EXISTS (SELECT 1 FROM sync_state o WHERE o.retired_sid = u.sid)
+          AND NOT EXISTS (SELECT 1 FROM sync_state o
+              WHERE o.identity = u.identity AND {claims_identity("o")})
     """
     params = {"sids": [o.sid for o in orphans], "identities": [o.identity for o in orphans]}
     return set(await session.scalars(text(query), params))

@@ -181,7 +181,7 @@ class SyncDeletion(Base):
     service_key: Mapped[str] = mapped_column(Text)
     run_id: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[str] = mapped_column(Text)
-    sid: Mapped[str] = mapped_column(Text)
+    sid: Mapped[str] = mapped_column(Text, index=True)
     user_id: Mapped[str | None] = mapped_column(Text, index=True)
     identity: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)

@@ -93,11 +93,11 @@ class Executor:
         return await self._delete(outcome, action)
 
     async def _link(self, outcome: Outcome, action: LinkUser, *, replanned: bool) -> Outcome:
-        """Record a remote user as ours. One the state did not link yet is read first: the
-        listing it came from may be older than a deletion by another run, and linking a dead
-        sid (then retiring the old one) would leave the user with neither."""
+        """Record a remote user as ours. One the state did not link yet, seen only in a full
+        run's listing while other runs overlapped, is read first: another run may have deleted
+        it since, and linking a dead sid (then retiring the old one) would leave neither."""
         state = outcome.gathered.state
-        if action.sid != (state.remote_sid if state else None):
+        if outcome.gathered.confirm and action.sid != (state.remote_sid if state else None):
             try:
                 await self._client.fetch_user(action.sid)
             except api.NotFound:

@@ -98,7 +98,9 @@ class Runner:
         self._client = client
         self._config = config
         self._clock = clock
-        self._sides = Sides(client, sessions=self._sessions, clock=clock)
+        self._sides = Sides(
+            client, sessions=self._sessions, clock=clock, service_key=config.service_key
+        )
         self._recorder = Recorder(self._sessions, retry=config.retry, clock=clock)
 
     async def run(
@@ -313,7 +315,10 @@ class Runner:
         report = run.report
         if not pending and not orphans and not full:
             return
-        pending += [Deleting(g, (d,)) for g, d in orphans]
+        # a user another run deleted since the listing is still in the snapshot: its own
+        # (stale) deletion and an orphan there, one deletion
+        planned = {a.sid for d in pending for a in d.actions if isinstance(a, DeleteUser)}
+        pending += [Deleting(g, (d,)) for g, d in orphans if d.sid not in planned]
         verdict = await decide(
             self._sessions,
             pending,

@@ -45,10 +45,12 @@ class Sides:
         *,
         sessions: async_sessionmaker[AsyncSession],
         clock: Callable[[], datetime],
+        service_key: str,
     ) -> None:
         self._client = client
         self._sessions = sessions
         self._clock = clock
+        self._service_key = service_key
 
     async def batches(
         self,
@@ -68,8 +70,18 @@ class Sides:
         progress.phase = Phase.RECONCILING
         if progress.watched and progress.total is None:
             progress.total = await gather.count(connection, selection)
-        async for batch in gather.stream(connection, selection):
-            yield await self._completed(batch, full=request.scope is Scope.FULL)
+        async for rows in gather.stream(connection, selection):
+            batch = await self._completed(rows, full=listed_since is not None)
+            if listed_since is not None and await self._overlapped(report, listed_since):
+                batch = [replace(g, confirm=True) for g in batch]
+            yield batch
+
+    async def _overlapped(self, report: RunReport, since: datetime) -> bool:
+        async with self._sessions() as session:
+            connection = await session.connection()
+            return await gather.others_since(
+                connection, service_key=self._service_key, run_id=report.run_id, since=since
+            )
 
     async def _selection(
         self,

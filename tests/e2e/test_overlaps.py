@@ -66,12 +66,14 @@ async def test_a_full_run_does_not_delete_a_user_reactivated_and_synced_meanwhil
 async def test_a_rename_finished_by_a_user_run_is_not_undone_by_the_full_runs_stale_update(
     engine: AsyncEngine, sync: Any, fast_emulator: Any
 ):
-    slow = [{"id": f"a-slow{n}"} for n in range(3)]  # more than the pool (2) leases at once
+    # more than the pool (2 slots) leases ahead: the full run leases 4 at once, then 2 more
+    # whenever one of the first finishes
+    slow = [{"id": f"a-slow{n}"} for n in range(6)]
     await insert_users(engine, [*slow, {"id": "zz", "identity": "x-old"}])
     await sync(Scope.FULL)
     await execute(engine, "UPDATE internal_users SET friendly_name = 'Slow' WHERE id <> 'zz'")
     await execute(engine, "UPDATE internal_users SET friendly_name = 'Zed' WHERE id = 'zz'")
-    fast_emulator.emulator.set_latency(1.0, operations=["update_user"])
+    fast_emulator.emulator.set_latency(0.5, operations=["update_user"])
 
     full: asyncio.Task[RunReport] = asyncio.create_task(sync(Scope.FULL, **SLOW))
     await wait_until_leased(engine, "a-slow0")  # zz's update of x-old is planned
@@ -127,3 +129,33 @@ async def test_a_run_killed_mid_way_does_not_keep_its_users_from_the_next_run(
 
     assert after.deferred == []
     assert remote_by_identity(fast_emulator)["a-slow"]["friendly_name"] == "Slow"
+
+
+async def test_a_user_deleted_by_a_user_run_during_a_mirror_full_run_is_one_held_deletion(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    """The full run planned the removed user's deletion from its state, then (the user run
+    having deleted it meanwhile) found its remote user in the snapshot as nobody's: one
+    deletion, held once, not a run that fails recording the same sid twice."""
+    policy = {**SLOW, "delete_mode": "mirror", "max_deletes_per_run": 0}
+    await insert_users(engine, [{"id": "a-gone"}, {"id": "b-slow"}])
+    await sync(Scope.FULL)
+    gone_sid = remote_by_identity(fast_emulator)["a-gone"]["sid"]
+    await execute(engine, "DELETE FROM internal_users WHERE id = 'a-gone'")
+    await execute(engine, "UPDATE internal_users SET friendly_name = 'Slow' WHERE id = 'b-slow'")
+    fast_emulator.emulator.set_latency(1.0, operations=["update_user"])
+
+    full: asyncio.Task[RunReport] = asyncio.create_task(sync(Scope.FULL, **policy))
+    await wait_until_leased(engine, "b-slow")  # a-gone's deletion is planned from its state
+    deleted = await sync(Scope.USERS, targets=["a-gone"], allow_deletes=True)
+    report = await full
+
+    assert deleted.counts["deleted"] == 1
+    assert report.error is None
+    assert report.counts["updated"] == 1
+    assert [d.sid for d in report.held] == [gone_sid]
+    held = await fetch_all(engine, "SELECT sid, user_id FROM sync_deletion WHERE state = 'held'")
+    assert held == [{"sid": gone_sid, "user_id": "a-gone"}]
+    fast_emulator.emulator.set_latency(0.0)
+    await sync(Scope.FULL, **policy)  # looked at everyone: nothing left to hold
+    assert await fetch_all(engine, "SELECT sid FROM sync_deletion WHERE state = 'held'") == []

@@ -132,7 +132,7 @@ def comparable(case: Case) -> tuple[Any, ...]:
         row,
         case.state.user_id if case.state else None,
         case.remote.sid if case.remote and one else None,
-        case.previous.sid if case.previous else None,
+        case.previous.sid if case.previous and one else None,  # depends on the row kept
         case.holder if one else None,
         case.copies,
         case.holders if local is not None and case.copies == 1 else None,

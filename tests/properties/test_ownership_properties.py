@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -38,8 +39,10 @@ from service.reconcile.run import Scope
 from tests.e2e.conftest import execute, fetch_all
 from tests.properties.conftest import Reset
 
+EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "10"))
+"""Longer hunts: PROPERTY_EXAMPLES=200 pytest tests/properties/test_ownership_properties.py"""
 PROPERTIES = settings(
-    max_examples=10,
+    max_examples=EXAMPLES,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -330,7 +333,7 @@ def holder_of(
     return None
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(90 * EXAMPLES)
 @PROPERTIES
 @given(world=worlds())
 async def test_every_interleaving_keeps_one_owner_per_remote_user_and_converges(
@@ -374,7 +377,7 @@ async def test_every_interleaving_keeps_one_owner_per_remote_user_and_converges(
     await check_quiescence(engine, control, source, world.mode, strangers)
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(90 * EXAMPLES)
 @PROPERTIES
 @given(world=worlds())
 async def test_changes_batched_into_one_run_end_as_one_run_per_change(
