@@ -230,6 +230,9 @@ async def campaign_races(args: argparse.Namespace) -> Tally:
             await pool.close()
             await settle_serve(db)
             await guard_overruns(db, tally)
+            for service in services:  # the release and the checks must not race serve's runs
+                await service.stop()
+            services.clear()
             await release(env, db, tally)
             await races.check_claims(db, tally)
             untouched = set(initial) - races.touched - protected

@@ -22,7 +22,6 @@ change, and compares where they end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -218,32 +217,38 @@ async def check_step(engine: AsyncEngine, control: Any, watch: Watch) -> None:
 
 
 async def stable_sids(engine: AsyncEngine, control: Any, source: Source) -> dict[str, str]:
-    """Valid users synced to a remote user that exists: user id → sid."""
+    """Valid users synced to a remote user that exists, with the identity of their row (a
+    rename whose runs failed in an earlier step is still to be done): user id → sid."""
     remote = {u["sid"] for u in control.users()}
     valid = source.valid()
     return {
         s["user_id"]: s["remote_sid"]
         for s in await linked(engine)
-        if s["user_id"] in valid and s["status"] == "synced" and s["remote_sid"] in remote
+        if s["user_id"] in valid
+        and s["identity"] == valid[s["user_id"]].identity
+        and s["status"] == "synced"
+        and s["remote_sid"] in remote
     }
 
 
-async def run_step(sync: Any, kind: str, touched: set[str], **policy: Any) -> None:
-    """The step's runs; overlapping ones both end before this returns."""
+async def run_step(sync: Any, kind: str, touched: set[str], **policy: Any) -> list[str]:
+    """The step's runs; overlapping ones both end before this returns. What each did, for the
+    notes of a failing example."""
     bulk = Scope.INCREMENTAL if kind.startswith("incremental") else Scope.FULL
     runs = []
     if kind != "users":
         runs.append(sync(bulk, **policy))
     if kind == "users" or "+" in kind:
         runs.append(sync(Scope.USERS, targets=sorted(touched) or ["u1"], **policy))
+    done = []
     for result in await asyncio.gather(*runs, return_exceptions=True):
-        if isinstance(result, BaseException):
+        if isinstance(result, ConversationsError | ServiceUnresolved):
+            done.append(f"failed: {result!r}")
+        elif isinstance(result, BaseException):
             raise result
-
-
-async def tolerant(step: Any) -> None:
-    with contextlib.suppress(ConversationsError, ServiceUnresolved):  # failed past retries
-        await step
+        else:
+            done.append(f"{result.request.scope}: {dict(result.counts)} {result.failures[:4]}")
+    return done
 
 
 async def quiesce(sync: Any, control: Any, **policy: Any) -> None:
@@ -340,14 +345,21 @@ async def test_every_interleaving_keeps_one_owner_per_remote_user_and_converges(
     engine: AsyncEngine, sync: Any, fast_emulator: Any, reset_world: Reset, world: World, dropped
 ):
     note(repr(world))
-    await reset_world()
+    await play(world, engine=engine, sync=sync, emulator=fast_emulator.emulator, reset=reset_world)
+
+
+async def play(
+    world: World, *, engine: AsyncEngine, sync: Any, emulator: Any, reset: Reset
+) -> None:
+    """One world, step by step, checked after every step and at quiescence."""
+    await reset()
     await execute(engine, f"DROP TABLE IF EXISTS {SOURCE}")
     await execute(
         engine,
         f"CREATE TABLE {SOURCE} (id text, identity text, friendly_name text, role text,"
         " attributes jsonb, active boolean, updated_at timestamptz)",
     )
-    control = fast_emulator.emulator
+    control = emulator
     control.seed_users([{"identity": i} for i in STRANGERS])
     strangers = {u["identity"]: u["sid"] for u in control.users()}
     policy = {**POLICY, "delete_mode": world.mode}
@@ -357,19 +369,26 @@ async def test_every_interleaving_keeps_one_owner_per_remote_user_and_converges(
     await write_source(engine, source)
     await sync(Scope.FULL, allow_deletes=True, **policy)
 
-    for changes, kind, faulty in zip(world.steps, world.runs, world.faults, strict=True):
+    for n, (changes, kind, faulty) in enumerate(
+        zip(world.steps, world.runs, world.faults, strict=True)
+    ):
         before = await stable_sids(engine, control, source)
+        states = await linked(engine)
         touched = set().union(*(source.apply(c, a) for c, a in changes))
         await write_source(engine, source)
         if faulty:
             control.inject_fault("status", status=503, fraction=0.2)
-        await tolerant(run_step(sync, kind, touched, **policy))
+        done = await run_step(sync, kind, touched, **policy)  # failed past retries: a failure
         control.clear_faults()
+        note(f"step {n}: {changes} -> {source.rows}\nstates before: {states}\nruns: {done}")
         await check_step(engine, control, watch)
         after = await stable_sids(engine, control, source)
         for user_id, sid in before.items():
             if user_id not in touched and user_id in source.valid():
-                assert after.get(user_id) == sid, f"untouched user {user_id} lost {sid}"
+                assert after.get(user_id) == sid, (
+                    f"untouched user {user_id} lost {sid}: {await linked(engine)}"
+                    f" remote {control.users()}"
+                )
 
     note(repr(source.rows))
     await quiesce(sync, control, **policy)
