@@ -160,7 +160,7 @@ async def test_connect_timeout_in_the_url_bounds_the_wait(silent_server: int):
 
 
 async def test_alembics_environment_migrates_through_a_verify_full_url(tls_server: TlsServer):
-    url = tls_server.url(f"sslmode=verify-full&sslrootcert={tls_server.ca}")
+    url = tls_server.password_url(f"sslmode=verify-full&sslrootcert={tls_server.ca}")
     config = migrate.alembic_config()
     config.attributes["database_url"] = url
     await asyncio.to_thread(command.upgrade, config, "head")
