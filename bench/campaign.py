@@ -65,7 +65,7 @@ from verdict import (
 
 from service.db import migrate
 from service.db.embedded import embedded_postgres
-from service.db.engine import create_engine, libpq_dsn
+from service.db.engine import connect, create_engine
 from service.emulator import Emulator, EmulatorConfig, RunningEmulator, create_app
 
 ROLES = ("service user", "service admin")
@@ -318,7 +318,7 @@ async def campaign_kill(args: argparse.Namespace) -> Tally:
     tally = Tally()
     world = World(random.Random(args.seed))
     async with scratch_database() as url, emulated() as emu:
-        db = await asyncpg.connect(libpq_dsn(url))
+        db = await connect(url)
         try:
             env = campaign_env(url, emu)
             protected = seed_protected(emu.emulator)
@@ -381,7 +381,7 @@ async def campaign_events(args: argparse.Namespace) -> Tally:
     tally = Tally()
     world = World(random.Random(args.seed))
     async with scratch_database() as url, emulated() as emu:
-        db = await asyncpg.connect(libpq_dsn(url))
+        db = await connect(url)
         env = campaign_env(url, emu)
         services: list[Service] = []
         try:
@@ -531,7 +531,7 @@ async def private_postgres() -> AsyncIterator[PrivatePostgres]:
 
 async def private_database(server: str) -> str:
     """A migrated database on the private server; dropped with the server's directory."""
-    admin = await asyncpg.connect(libpq_dsn(server))
+    admin = await connect(server)
     await admin.execute('CREATE DATABASE "usersync_campaign"')
     await admin.close()
     url = make_url(server).set(database="usersync_campaign").render_as_string(hide_password=False)
@@ -597,11 +597,11 @@ class Reconnecting:
 
     @classmethod
     async def open(cls, url: str) -> Reconnecting:
-        return cls(url, await asyncpg.connect(libpq_dsn(url)))
+        return cls(url, await connect(url))
 
     async def get(self) -> asyncpg.Connection:
         if self._connection.is_closed():
-            self._connection = await asyncpg.connect(libpq_dsn(self._url))
+            self._connection = await connect(self._url)
         return self._connection
 
     async def execute(self, query: str, *params: object) -> None:

@@ -41,7 +41,7 @@ from sqlalchemy.engine import make_url
 
 from service.db import migrate
 from service.db.embedded import embedded_postgres
-from service.db.engine import create_engine, libpq_dsn
+from service.db.engine import connect, create_engine
 from service.emulator import EmulatorConfig, RunningEmulator, running_emulator
 
 TOKEN = "bench-admin-token-0123456789"
@@ -53,7 +53,7 @@ LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 async def _reachable(url: str) -> bool:
     try:
-        connection = await asyncpg.connect(libpq_dsn(url), timeout=3)
+        connection = await connect(url, connect_timeout=3)
     except (OSError, asyncpg.PostgresError, TimeoutError):
         return False
     await connection.close()
@@ -75,7 +75,7 @@ async def scratch_database() -> AsyncIterator[str]:
 @asynccontextmanager
 async def _database_in(server: str) -> AsyncIterator[str]:
     name = f"usersync_bench_{os.getpid()}"
-    admin = await asyncpg.connect(libpq_dsn(server))
+    admin = await connect(server)
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = make_url(server).set(database=name).render_as_string(hide_password=False)
     engine = create_engine(url, pool_size=1)
@@ -332,7 +332,7 @@ async def failover(
 
 async def main(args: argparse.Namespace) -> None:
     async with scratch_database() as url, running_emulator(EmulatorConfig()) as emulator:
-        db = await asyncpg.connect(libpq_dsn(url))
+        db = await connect(url)
         env = service_env(url, emulator)
         services = [await Service.start(env)]
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:

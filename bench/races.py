@@ -45,7 +45,7 @@ from campaign import (
 from events import Service, scratch_database, until
 from verdict import Tally, count_replaced, sids_of
 
-from service.db.engine import libpq_dsn
+from service.db.engine import connect, connect_kwargs
 
 LIMIT = 5
 TRICKLE = 8
@@ -206,7 +206,7 @@ async def campaign_races(args: argparse.Namespace) -> Tally:
     tally = Tally()
     races = Races(World(random.Random(args.seed)))
     async with scratch_database() as url, emulated() as emu:
-        db = await asyncpg.connect(libpq_dsn(url))
+        db = await connect(url)
         env = races_env(campaign_env(url, emu))
         services: list[Service] = []
         try:
@@ -215,7 +215,7 @@ async def campaign_races(args: argparse.Namespace) -> Tally:
             await clean_run(env, tally)
             initial = sids_of(emu.emulator.users())
             services.append(await Service.start(env | SERVE_LOGS))
-            pool = await asyncpg.create_pool(libpq_dsn(url), min_size=3, max_size=3)
+            pool = await asyncpg.create_pool(**connect_kwargs(url), min_size=3, max_size=3)
             for n in range(args.count):
                 started = time.perf_counter()
                 async with pool.acquire() as a, pool.acquire() as b, pool.acquire() as c:

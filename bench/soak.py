@@ -49,7 +49,7 @@ from verdict import (
     unresolved,
 )
 
-from service.db.engine import libpq_dsn
+from service.db.engine import connect
 from service.emulator import EmulatorConfig, Operation, RunningEmulator, running_emulator
 
 WARM_UP_SECONDS = 30.0
@@ -112,7 +112,7 @@ async def connections(db: asyncpg.Connection, database: str) -> dict[str, int]:
 async def main(args: argparse.Namespace) -> None:
     config = EmulatorConfig(seed=args.seed)
     async with scratch_database() as url, running_emulator(config) as emulator:
-        db = await asyncpg.connect(libpq_dsn(url))
+        db = await connect(url)
         env = service_env(url, emulator) | {
             "USERSYNC_SCHEDULE_ENABLED": "true",
             "USERSYNC_FULL_SYNC_INTERVAL": "120",

@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
-import asyncpg
 
 try:
     import psutil
@@ -54,7 +53,7 @@ from service import app
 from service.config import Settings
 from service.conversations import ConversationsClient
 from service.db import migrate
-from service.db.engine import create_engine, libpq_dsn
+from service.db.engine import connect, create_engine
 from service.emulator import (
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,
@@ -74,7 +73,7 @@ _databases = itertools.count(1)
 async def scratch_database(server: str) -> AsyncIterator[str]:
     """A new database on `server`, migrated to head, dropped on the way out."""
     name = f"usersync_bench_{os.getpid()}_{next(_databases)}"
-    admin = await asyncpg.connect(libpq_dsn(server))
+    admin = await connect(server)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         url = make_url(server).set(database=name).render_as_string(hide_password=False)
@@ -90,7 +89,7 @@ async def scratch_database(server: str) -> AsyncIterator[str]:
 async def seed_local(url: str, count: int) -> float:
     """`count` internal users, set-based; the same users `remote_spec` describes. Seconds."""
     started = time.perf_counter()
-    connection = await asyncpg.connect(libpq_dsn(url))
+    connection = await connect(url)
     try:
         await connection.execute(
             "INSERT INTO internal_users (id, identity, friendly_name, attributes) "

@@ -1,7 +1,9 @@
 """Alembic environment, after alembic's async template.
 
 The URL is taken from `config.attributes["database_url"]` when the service runs migrations
-itself (`user-sync migrate`, the demo, tests), else from the settings in the environment.
+itself (`user-sync migrate`, the demo, tests), else from the settings in the environment. Either
+way it goes through `service.db.engine`, so every URL form and parameter the service takes works
+with `alembic` run by hand too.
 """
 
 from __future__ import annotations
@@ -9,13 +11,12 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
-from sqlalchemy import pool
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.config import load_settings
-from service.db.engine import async_url
+from service.db.engine import create_engine
 from service.db.models import Base
+from service.libpq.url import async_url
 
 config = context.config
 target_metadata = Base.metadata
@@ -46,7 +47,7 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_async_migrations() -> None:
-    engine = create_async_engine(async_url(_database_url()), poolclass=pool.NullPool)
+    engine = create_engine(_database_url(), pool_size=None, application_name="user-sync-migrate")
     async with engine.connect() as connection:
         await connection.run_sync(do_run_migrations)
     await engine.dispose()

@@ -27,6 +27,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.libpq.tls import ssl_argument
+from service.libpq.url import parse_database_url
+
 TWILIO_WRITE_LIMIT_PER_SECOND = 30
 """Twilio's documented limit: user create, update and delete share 30 actions/s per Service."""
 
@@ -180,6 +183,15 @@ class Settings(BaseSettings):
     def _api_key_shape(cls, value: str | None) -> str | None:
         if value is not None and not re.match(_SID.format(prefix="SK"), value):
             raise ValueError("must be SK followed by 32 hex digits")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_usable(cls, value: SecretStr | None) -> SecretStr | None:
+        """Every parameter known and sensible, the TLS files readable (DatabaseUrlError is a
+        ValueError whose message names the parameter, never the password)."""
+        if value is not None:
+            ssl_argument(parse_database_url(value.get_secret_value()).tls)
         return value
 
     @field_validator("source_table")

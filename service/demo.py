@@ -16,18 +16,17 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
-import asyncpg
 from rich.console import Console
 from rich.panel import Panel
-from sqlalchemy.engine import make_url
 
 from service import app, demo_data, report
 from service.config import Settings
 from service.db import migrate
 from service.db.embedded import embedded_postgres
-from service.db.engine import libpq_dsn
+from service.db.engine import connect
 from service.db.status import status_report
 from service.emulator import EmulatorConfig, RunningEmulator, running_emulator
+from service.libpq.url import parse_database_url, with_database
 from service.logs import configure_logging
 from service.reconcile.progress import RunProgress
 from service.reconcile.run import RunReport, RunRequest, Scope
@@ -77,11 +76,11 @@ async def _demo(server: str, *, users: int, keep: bool, out: Console) -> int:
 @asynccontextmanager
 async def _database(server: str, *, keep: bool) -> AsyncIterator[str]:
     """A fresh database of our own on the server, dropped at the end unless kept."""
-    admin = await asyncpg.connect(libpq_dsn(server))
+    admin = await connect(server)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
-        yield make_url(server).set(database=DEMO_DATABASE).render_as_string(hide_password=False)
+        yield with_database(server, DEMO_DATABASE)
         if not keep:
             await admin.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
     finally:
@@ -130,7 +129,7 @@ async def _show_status(runtime: app.Runtime, *, out: Console) -> None:
 
 
 def _safe(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+    return parse_database_url(url).url.set(drivername="postgresql").render_as_string()
 
 
 def _next_steps(url: str, emu: RunningEmulator, *, out: Console, keep: bool) -> None:

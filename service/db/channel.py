@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from service.db.engine import libpq_dsn
+from service.db import engine
 from service.db.events import CHANNEL
 
 Connection = asyncpg.Connection
@@ -35,10 +35,12 @@ KEEPALIVES = {
 
 
 async def connect(url: str, *, application_name: str, connect_timeout: float) -> Connection:
-    return await asyncpg.connect(
-        libpq_dsn(url),
-        timeout=connect_timeout,
-        server_settings={"application_name": application_name, **KEEPALIVES},
+    """The URL's own `connect_timeout` and `application_name` win over the ones given here."""
+    return await engine.connect(
+        url,
+        application_name=application_name,
+        connect_timeout=connect_timeout,
+        server_settings=KEEPALIVES,
     )
 
 

@@ -6,9 +6,7 @@ import asyncio
 import os
 import sys
 
-import asyncpg
-
-from service.db.engine import libpq_dsn
+from service.db.engine import connect
 
 
 def demo_env(**extra: str) -> dict[str, str]:
@@ -59,7 +57,7 @@ async def test_the_demo_on_a_configured_server_drops_its_database_afterwards(
     code, out = await run_demo(demo_env(USERSYNC_DATABASE_URL=postgres_server), cwd=str(tmp_path))
 
     assert code == 0, out
-    admin = await asyncpg.connect(libpq_dsn(postgres_server))
+    admin = await connect(postgres_server)
     try:
         exists = await admin.fetchval(
             "SELECT count(*) FROM pg_database WHERE datname = 'user_sync_demo'"

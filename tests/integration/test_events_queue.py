@@ -6,12 +6,11 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.db import events
-from service.db.engine import libpq_dsn
+from service.db.engine import connect
 from service.db.events import NewEvent
 
 LEASE = timedelta(seconds=60)
@@ -55,7 +54,7 @@ async def test_an_update_that_changes_no_synced_column_queues_nothing(
 async def test_a_bulk_insert_queues_every_row_and_notifies_once_at_commit(
     db: async_sessionmaker[AsyncSession], engine: AsyncEngine, database_url: str
 ):
-    listener = await asyncpg.connect(libpq_dsn(database_url))
+    listener = await connect(database_url)
     heard: list[str] = []
     await listener.add_listener(events.CHANNEL, lambda *args: heard.append(args[2]))
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -13,17 +12,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.db import migrate
-from service.db.engine import create_engine, libpq_dsn
+from service.db.engine import connect, create_engine
 from service.db.models import Base
-from tests.fixtures.postgres import _with_database
+from service.libpq.url import with_database
 
 
 @pytest.fixture
 async def scratch_engine(postgres_server: str) -> AsyncIterator[AsyncEngine]:
-    admin = await asyncpg.connect(libpq_dsn(postgres_server))
+    admin = await connect(postgres_server)
     await admin.execute('DROP DATABASE IF EXISTS "usersync_migrations_test" WITH (FORCE)')
     await admin.execute('CREATE DATABASE "usersync_migrations_test"')
-    engine = create_engine(_with_database(postgres_server, "usersync_migrations_test"), pool_size=1)
+    engine = create_engine(with_database(postgres_server, "usersync_migrations_test"), pool_size=1)
     yield engine
     await engine.dispose()
     await admin.execute('DROP DATABASE "usersync_migrations_test" WITH (FORCE)')

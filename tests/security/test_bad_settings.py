@@ -28,9 +28,10 @@ VALIDATED_STRINGS = {
     "webhook_timestamp_header": "",
     "full_sync_cron": "every day at 3",
     "log_level": "LOUD",
+    "database_url": "postgresql://u:pw@db/x?sslmod=require",
 }
 UNCONSTRAINED = {
-    "database_url", "auth_token", "api_secret", "api_base_url", "http_host",
+    "auth_token", "api_secret", "api_base_url", "http_host",
 }  # fmt: skip
 
 

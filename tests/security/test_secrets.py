@@ -17,13 +17,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.db.engine import libpq_dsn
+from service.db.engine import connect
 from service.emulator import EmulatorConfig, RunningEmulator, running_emulator
 from tests.e2e.conftest import insert_users
 from tests.e2e.serving import ServeProcess, eventually
@@ -51,7 +50,7 @@ async def marked_emulator() -> AsyncIterator[RunningEmulator]:
 @pytest.fixture
 async def url_with_password(database_url: str) -> AsyncIterator[str]:
     """The test database through a role whose password is a secret (trust auth ignores it)."""
-    admin = await asyncpg.connect(libpq_dsn(database_url))
+    admin = await connect(database_url)
     await admin.execute(f"DROP ROLE IF EXISTS {ROLE}")
     await admin.execute(f"CREATE ROLE {ROLE} LOGIN SUPERUSER PASSWORD '{DB_PASSWORD}'")
     url = make_url(database_url).set(username=ROLE, password=DB_PASSWORD)

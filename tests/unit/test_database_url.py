@@ -1,0 +1,193 @@
+"""Database URLs read as libpq reads them: every supported parameter, nonsense refused by name.
+
+No I/O: what the URL asks for is checked here; that the driver then connects that way (TLS,
+sockets, timeouts, session settings) is checked against real servers in
+tests/integration/test_database_urls.py.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from service.config import ConfigError, load_settings
+from service.db.engine import connect_args, connect_kwargs
+from service.libpq.tls import ssl_argument
+from service.libpq.url import (
+    DatabaseUrlError,
+    SslMode,
+    Tls,
+    parse_database_url,
+    with_database,
+)
+
+PASSWORD = "pä@ss:w/rd%+1"
+ENCODED = "p%C3%A4%40ss%3Aw%2Frd%25%2B1"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u@db:6543/app",
+        "postgres://u@db:6543/app",
+        "postgresql+asyncpg://u@db:6543/app",
+    ],
+)
+def test_every_scheme_psql_takes_names_the_asyncpg_dialect(url: str):
+    parsed = parse_database_url(url).url
+    assert (parsed.drivername, parsed.host, parsed.port, parsed.database) == (
+        "postgresql+asyncpg",
+        "db",
+        6543,
+        "app",
+    )
+
+
+def test_a_percent_encoded_password_is_decoded_exactly():
+    assert parse_database_url(f"postgresql://u:{ENCODED}@db/app").url.password == PASSWORD
+
+
+def test_a_socket_directory_in_host_stays_for_the_driver():
+    parsed = parse_database_url("postgresql://u@/app?host=/var/run/postgresql")
+    assert parsed.url.host is None
+    assert dict(parsed.url.query) == {"host": "/var/run/postgresql"}
+    assert parsed.dsn() == "postgresql://u@/app?host=%2Fvar%2Frun%2Fpostgresql"
+
+
+def test_user_password_and_dbname_may_come_in_the_query_as_libpq_allows():
+    parsed = parse_database_url(f"postgresql://db?user=u&password={ENCODED}&dbname=app").url
+    assert (parsed.username, parsed.password, parsed.database, dict(parsed.query)) == (
+        "u",
+        PASSWORD,
+        "app",
+        {},
+    )
+
+
+@pytest.mark.parametrize("mode", list(SslMode))
+def test_every_sslmode_is_read(mode: SslMode):
+    assert parse_database_url(f"postgresql://db/app?sslmode={mode}").tls.mode is mode
+
+
+def test_without_sslmode_the_mode_is_libpqs_default_prefer():
+    assert parse_database_url("postgresql://db/app").tls == Tls(mode=SslMode.PREFER)
+
+
+def test_tls_files_are_read_as_paths():
+    tls = parse_database_url(
+        "postgresql://db/app?sslmode=verify-full&sslrootcert=/etc/ca.pem"
+        "&sslcert=/etc/me.crt&sslkey=/etc/me.key"
+    ).tls
+    assert (tls.root_cert, tls.cert, tls.key) == (
+        Path("/etc/ca.pem"),
+        Path("/etc/me.crt"),
+        Path("/etc/me.key"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("10", 10.0), ("1", 2.0), ("0", math.inf), ("-5", math.inf)]
+)
+def test_connect_timeout_follows_libpqs_rules(value: str, seconds: float):
+    assert parse_database_url(f"postgresql://db/app?connect_timeout={value}").connect_timeout == (
+        seconds
+    )
+
+
+def test_application_name_and_options_become_session_settings_verbatim():
+    parsed = parse_database_url(
+        "postgresql://db/app?application_name=hr-sync&options=-c%20search_path%3Dhr%2Bx"
+    )
+    assert parsed.server_settings == {
+        "application_name": "hr-sync",
+        "options": "-c search_path=hr+x",
+    }
+
+
+def test_the_urls_application_name_wins_over_the_services_default():
+    parsed = parse_database_url("postgresql://db/app?application_name=hr-sync")
+    arguments = connect_args(parsed, application_name="user-sync", server_settings={"a": "1"})
+    assert arguments["server_settings"] == {"application_name": "hr-sync", "a": "1"}
+
+
+def test_the_urls_connect_timeout_wins_over_the_callers():
+    parsed = parse_database_url("postgresql://db/app?connect_timeout=7")
+    assert connect_args(parsed, connect_timeout=3)["timeout"] == 7.0
+    assert (
+        connect_args(parse_database_url("postgresql://db/app"), connect_timeout=3)["timeout"] == 3
+    )
+
+
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer"])
+def test_the_fallback_modes_are_left_to_the_driver_by_name(mode: str):
+    assert connect_kwargs(f"postgresql://db/app?sslmode={mode}")["ssl"] == mode
+
+
+def test_require_without_a_root_certificate_encrypts_without_checking(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.postgresql/root.crt
+    context = ssl_argument(Tls(mode=SslMode.REQUIRE))
+    assert not isinstance(context, str)
+    assert (context.verify_mode.name, context.check_hostname) == ("CERT_NONE", False)
+
+
+@pytest.mark.parametrize(
+    ("url", "parameter"),
+    [
+        ("postgresql://db/app?sslmod=require", "'sslmod'"),
+        ("postgresql://db/app?target_session_attrs=any", "'target_session_attrs'"),
+        ("postgresql://db/app?sslmode=sometimes", "sslmode must be one of"),
+        (
+            "postgresql://db/app?sslmode=require&sslmode=disable",
+            "'sslmode' is given more than once",
+        ),
+        ("postgresql://db/app?connect_timeout=soon", "connect_timeout must be a whole number"),
+        ("postgresql://db/app?connect_timeout=2.5", "connect_timeout must be a whole number"),
+        ("postgresql://db/app?sslmode", "'sslmode' in the URL has no value"),
+        ("postgresql://db/app?sslcert=/x.crt", "sslcert and sslkey need sslmode=require"),
+        ("mysql://db/app", "must start with postgresql:// or postgres://"),
+        ("postgresql://db:port/app", "cannot be parsed"),
+        ("postgresql://db/app?sslmode=verify-full&sslrootcert=/no/ca.pem", "sslrootcert: file"),
+        (
+            "postgresql://db/app?sslmode=require&sslcert=/no/me.crt&sslkey=/no/me.key",
+            "sslcert: file",
+        ),
+    ],
+)
+def test_a_bad_url_fails_at_start_naming_the_parameter_and_never_the_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, parameter: str
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("USERSYNC_SECRETS_DIR", str(tmp_path / "no-secrets"))
+    with_password = url.replace("://db", f"://u:{ENCODED}@db", 1)
+    monkeypatch.setenv("USERSYNC_DATABASE_URL", with_password)
+    with pytest.raises(ConfigError) as failure:
+        load_settings()
+    message = str(failure.value)
+    assert "USERSYNC_DATABASE_URL" in message
+    assert parameter in message
+    assert PASSWORD not in message
+    assert ENCODED not in message
+
+
+def test_verify_modes_need_a_root_certificate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(DatabaseUrlError, match="sslmode=verify-ca needs sslrootcert"):
+        ssl_argument(Tls(mode=SslMode.VERIFY_CA))
+
+
+def test_a_password_in_the_query_is_hidden_in_the_repr():
+    parsed = parse_database_url(f"postgresql://db/app?user=u&password={ENCODED}")
+    assert PASSWORD not in repr(parsed)
+    assert ENCODED not in repr(parsed)
+    assert "***" in repr(parsed)
+
+
+def test_with_database_keeps_the_query_as_written():
+    url = "postgresql://u@db/postgres?sslmode=require&options=-c%20a%3Db"
+    assert with_database(url, "other") == (
+        "postgresql://u@db/other?sslmode=require&options=-c%20a%3Db"
+    )
