@@ -23,9 +23,8 @@ import os
 import random
 import re
 import secrets
-import signal
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,6 +55,8 @@ from service.triggers.priority import PriorityLimiter
 MAX_BODY_BYTES = 4 * 1024 * 1024
 HTTP_SHUTDOWN_SECONDS = 5.0
 """On SIGTERM, how long requests in progress get before connections are closed."""
+CLOSE_SECONDS = 5.0
+"""On SIGTERM, how long closing the connections may take once runs have stopped."""
 RESOLVE_BACKOFF_MAX = 30.0
 """Longest wait, in seconds, between a serving replica's attempts to learn its Service."""
 UNRESOLVED = "cannot resolve the account's default Conversation Service (GET /v1/Configuration)"
@@ -296,8 +297,15 @@ async def _stop_intake(application: web.Application) -> None:
     application[keys.LEADERSHIP].stop_intake()
 
 
-async def serve(settings: Settings) -> None:
-    """Serve `create_app(settings)` until SIGTERM or SIGINT, then shut down in order."""
+def serve_deadline(settings: Settings) -> float:
+    """The longest `serve` may take to stop after SIGTERM (within Kubernetes' default 30 s):
+    requests in progress, then the grace of runs in flight, then closing the connections."""
+    return HTTP_SHUTDOWN_SECONDS + settings.shutdown_grace + CLOSE_SECONDS
+
+
+async def serve(settings: Settings, *, until: Callable[[], Awaitable[object]]) -> None:
+    """Serve `create_app(settings)` until `until()` returns (the CLI's `Shutdown` says when
+    SIGTERM or SIGINT came), then shut down in order."""
     if settings.api_token is None:
         raise ConfigError("USERSYNC_API_TOKEN is required by serve (the admin API's bearer token)")
     settings.credentials()  # fail early, naming the settings
@@ -310,20 +318,8 @@ async def serve(settings: Settings) -> None:
         await site.start()
         host, port = runner.addresses[0][:2]
         log.info("serving", host=host, port=port)
-        await _signalled(signal.SIGTERM, signal.SIGINT)
+        await until()
         log.info("stopping")
     finally:
         await runner.cleanup()
     log.info("stopped")
-
-
-async def _signalled(*signals: signal.Signals) -> None:
-    loop = asyncio.get_running_loop()
-    received = asyncio.Event()
-    for number in signals:
-        loop.add_signal_handler(number, received.set)
-    try:
-        await received.wait()
-    finally:
-        for number in signals:
-            loop.remove_signal_handler(number)

@@ -2,7 +2,9 @@
 
 Each command builds `Settings` once, wires what it needs through `service.app` and returns an
 exit code: 0 on success, 1 when a run failed or any user failed (or the Service could not be
-resolved, so none ran), 2 for bad usage or settings, 3 when another run holds the lock.
+resolved, so none ran), 2 for bad usage or settings, 3 when another run holds the lock, 128 +
+the signal's number when SIGTERM or SIGINT stopped it (`service.shutdown`: every command runs
+under one, `serve` drains and exits 0).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from service.db.status import as_json, status_report
 from service.logs import configure_logging
 from service.reconcile.progress import RunProgress
 from service.reconcile.run import RunInProgress, RunReport, RunRequest, Scope
+from service.shutdown import Shutdown
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
@@ -72,8 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from service import demo  # noqa: PLC0415 - the demo pulls in the emulator
 
         return demo.run(settings, users=args.users, keep=args.keep)
+    shutdown = _shutdown(args, settings)
     try:
-        return asyncio.run(_dispatch(args, settings))
+        return asyncio.run(shutdown.run(_dispatch(args, settings, shutdown)))
     except ConfigError as e:
         print(f"user-sync: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -81,13 +85,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+def _shutdown(args: argparse.Namespace, settings: Settings) -> Shutdown:
+    """`serve` drains its runs itself and may take longer; any other command is cancelled and
+    must be gone within the grace."""
+    if args.command == "serve":
+        return Shutdown(deadline=app.serve_deadline(settings), drains=True)
+    return Shutdown(deadline=settings.shutdown_grace)
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings, shutdown: Shutdown) -> int:
     if args.command == "migrate":
         return await _migrate(settings)
     if args.command == "status":
         return await _status(settings, as_json_output=args.json)
     if args.command == "serve":
-        await app.serve(settings)
+        await app.serve(settings, until=shutdown.requested.wait)
         return EXIT_OK
     return await _sync(args, settings)
 

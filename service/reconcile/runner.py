@@ -141,8 +141,8 @@ class Runner:
         calls_before = self._client.stats.total
         try:
             await self._reconcile(connection, report)
-        except asyncio.CancelledError:
-            report.status, report.error = RunStatus.ABORTED, "the run was cancelled"
+        except asyncio.CancelledError as e:
+            report.status, report.error = RunStatus.ABORTED, _why_cancelled(e)
             raise
         except Exception as e:
             report.status, report.error = RunStatus.FAILED, _describe(e)
@@ -350,6 +350,11 @@ def _describe(error: Exception) -> str:
     if isinstance(error, source.SourceError):
         return str(error)
     return f"{type(error).__name__}: {error}"
+
+
+def _why_cancelled(cancel: asyncio.CancelledError) -> str:
+    """The canceller's message (the CLI's names the signal: `stopped by SIGTERM`), if any."""
+    return str(cancel) or "the run was cancelled"
 
 
 def _being_cancelled() -> bool:

@@ -1,0 +1,110 @@
+"""Stopping on SIGTERM and SIGINT, the same way for every command, also as PID 1.
+
+The kernel gives the first process of a PID namespace (a container's exec-form ENTRYPOINT, so
+every Kubernetes Job and CronJob) no default action for a signal: a SIGTERM it does not handle
+does nothing, and the runtime kills it after its grace period. So every command runs under a
+`Shutdown`, which handles both signals on the event loop:
+
+- the first signal stops the command: its task is cancelled with the message `stopped by
+  SIGTERM` (a run records itself `aborted` with that reason); a command that stops by itself
+  (`serve` drains its runs) is told through `requested` instead;
+- the process exits 128 + the signal's number (143 for SIGTERM, 130 for SIGINT) after one line
+  on stderr, or with a draining command's own code when it stopped in order;
+- a second signal, or the command still going `deadline` seconds after the first, ends the
+  process at once with the same code (`os._exit`); a run it had open stays `running` until the
+  next run of its Service closes it `aborted`.
+
+The deadline is kept by a thread, so it holds even when the event loop is stuck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+import structlog
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+PROGRAM = "user-sync"
+
+log = structlog.get_logger(__name__)
+
+
+def exit_code(number: signal.Signals) -> int:
+    """What a shell reports for a process ended by `number`: 143 for SIGTERM, 130 for SIGINT."""
+    return 128 + int(number)
+
+
+def cancel_message(number: signal.Signals) -> str:
+    """Why the command's task was cancelled; a run records it as its reason."""
+    return f"stopped by {number.name}"
+
+
+class Shutdown:
+    """One command's answer to SIGTERM and SIGINT (see the module docstring)."""
+
+    def __init__(self, *, deadline: float, drains: bool = False) -> None:
+        self.deadline = deadline
+        self.drains = drains
+        self.received: signal.Signals | None = None
+        self.requested = asyncio.Event()
+        self._task: asyncio.Task[int] | None = None
+
+    async def run(self, work: Coroutine[Any, Any, int]) -> int:
+        """Run `work` as the command's task with the handlers installed; the exit code."""
+        self._task = asyncio.create_task(work, name="command")
+        loop = asyncio.get_running_loop()
+        for number in SIGNALS:
+            loop.add_signal_handler(number, self._signalled, number)
+        try:
+            return await self._outcome(self._task)
+        finally:
+            for number in SIGNALS:
+                loop.remove_signal_handler(number)
+
+    async def _outcome(self, task: asyncio.Task[int]) -> int:
+        try:
+            code = await task
+        except asyncio.CancelledError:
+            if self.received is None:
+                raise
+            return _stopped(self.received)
+        except Exception as e:  # the stop itself failed: say so in the one line, no traceback
+            if self.received is None:
+                raise
+            return _stopped(self.received, trouble=f"{type(e).__name__}: {e}")
+        if self.received is None or self.drains:
+            return code
+        return _stopped(self.received)
+
+    def _signalled(self, number: signal.Signals) -> None:
+        if self.received is not None:
+            _exit_now(number, f"{number.name} again: stopping at once")
+        self.received = number
+        log.warning("stopping", signal=number.name, deadline=self.deadline)
+        too_late = f"not stopped within {self.deadline:g} s of {number.name}: stopping at once"
+        timer = threading.Timer(self.deadline, _exit_now, args=(number, too_late))
+        timer.daemon = True
+        timer.start()
+        if self.drains:
+            self.requested.set()
+        elif self._task is not None:
+            self._task.cancel(msg=cancel_message(number))
+
+
+def _stopped(number: signal.Signals, *, trouble: str | None = None) -> int:
+    line = f"{PROGRAM}: {cancel_message(number)}"
+    print(line if trouble is None else f"{line} (while stopping: {trouble})", file=sys.stderr)
+    return exit_code(number)
+
+
+def _exit_now(number: signal.Signals, why: str) -> None:
+    """End the process without unwinding anything: the last resort, by design."""
+    print(f"{PROGRAM}: {why}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(exit_code(number))
