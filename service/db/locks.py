@@ -61,8 +61,11 @@ def run_is_live(run: str) -> str:
     """SQL: the run whose id is the expression `run` holds its alive lock (`hold_alive`).
 
     A one-bigint advisory lock shows in `pg_locks` as classid (high 32 bits) and objid (low),
-    objsubid 1."""
+    objsubid 1. Advisory locks belong to a database, but `pg_locks` shows every database's:
+    run ids of another database on the same server (a staging copy, another test run) must
+    not keep this database's runs alive."""
     return f"""EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.granted
+        AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
         AND k.objsubid = 1 AND ((k.classid::bigint << 32) | k.objid::bigint)
             = hashtextextended('user-sync:alive:' || {run}, 0))"""
 
