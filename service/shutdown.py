@@ -61,11 +61,26 @@ class Shutdown:
         loop = asyncio.get_running_loop()
         for number in SIGNALS:
             loop.add_signal_handler(number, self._signalled, number)
+        previous = loop.get_exception_handler()
+        loop.set_exception_handler(self._loop_error)
         try:
             return await self._outcome(self._task)
         finally:
+            loop.set_exception_handler(previous)
             for number in SIGNALS:
                 loop.remove_signal_handler(number)
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Errors nobody awaited (asyncio's "Future exception was never retrieved"), as log
+        lines instead of raw text on stderr. Once a stop is under way they are expected: a
+        connection cancelled mid-handshake (asyncpg's TLS negotiation) leaves such a future
+        behind; they are logged at debug level then."""
+        error = context.get("exception")
+        fields = {"error": repr(error) if error is not None else None}
+        if self.received is not None:
+            log.debug("error while stopping", problem=context.get("message"), **fields)
+        else:
+            log.error("error nobody awaited", problem=context.get("message"), **fields)
 
     async def _outcome(self, task: asyncio.Task[int]) -> int:
         try:
