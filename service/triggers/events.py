@@ -38,6 +38,9 @@ log = structlog.get_logger(__name__)
 
 BUSY_RETRY_SECONDS = 0.5
 DEFERRED_RETRY = timedelta(seconds=1)
+DUE_MARGIN = 0.05
+"""Seconds after a deferred event is due before the consumer looks: the database's clock
+started counting when the deferral was written, a moment before the timer."""
 """How long the events of a user another run holds wait before they are claimed again (the
 consumer goes on with other events meanwhile)."""
 
@@ -142,6 +145,9 @@ class EventConsumer:
     async def _defer(self, ids: list[int]) -> None:
         async with self._sessions.begin() as session:
             await events.defer(session, ids, lease=self._lease, delay=DEFERRED_RETRY)
+        # no NOTIFY comes for them: look again once they are due, not at the next poll
+        due = DEFERRED_RETRY.total_seconds() + DUE_MARGIN
+        asyncio.get_running_loop().call_later(due, self._wake.set)
         log.info("events of users another run holds: tried again shortly", events=len(ids))
 
     async def _failed(self, ids: list[int], error: str) -> None:
