@@ -7,10 +7,12 @@ defence, every rendered value is scrubbed of the secrets the settings hold.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -55,8 +57,45 @@ def secret_values(settings: Settings) -> list[str]:
     return values
 
 
+class LogStream:
+    """The stream log lines go to, outliving its reader: once the pipe's reader is gone (a log
+    shipper died, `kubectl logs` piped into a closed `head`), writing raises BrokenPipeError
+    into whatever was logging, a signal handler among them, and `serve` would ignore SIGTERM.
+    Lines are dropped from then on (nobody can read them), and the descriptor is pointed at
+    /dev/null so that the interpreter's own flush at exit does not fail either."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return int(self._stream.write(text))
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def isatty(self) -> bool:
+        return bool(self._stream.isatty())
+
+    def _reader_gone(self) -> None:
+        self._gone = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+
 def configure_logging(settings: Settings, *, stream: Any = None) -> None:
-    out = stream or sys.stderr
+    out = LogStream(stream or sys.stderr)
     pretty = settings.log_format is LogFormat.CONSOLE or (
         settings.log_format is LogFormat.AUTO and out.isatty()
     )
@@ -75,6 +114,7 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[settings.log_level]
         ),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # PrintLogger needs only write and flush of a TextIO
+        logger_factory=structlog.PrintLoggerFactory(cast("TextIO", out)),
         cache_logger_on_first_use=False,
     )

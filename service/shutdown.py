@@ -20,6 +20,7 @@ The deadline is kept by a thread, so it holds even when the event loop is stuck.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -101,7 +102,6 @@ class Shutdown:
         if self.received is not None:
             _exit_now(number, f"{number.name} again: stopping at once")
         self.received = number
-        log.warning("stopping", signal=number.name, deadline=self.deadline)
         too_late = f"not stopped within {self.deadline:g} s of {number.name}: stopping at once"
         timer = threading.Timer(self.deadline, _exit_now, args=(number, too_late))
         timer.daemon = True
@@ -110,16 +110,24 @@ class Shutdown:
             self.requested.set()
         elif self._task is not None:
             self._task.cancel(msg=cancel_message(number))
+        log.warning("stopping", signal=number.name, deadline=self.deadline)  # after: it may fail
 
 
 def _stopped(number: signal.Signals, *, trouble: str | None = None) -> int:
     line = f"{PROGRAM}: {cancel_message(number)}"
-    print(line if trouble is None else f"{line} (while stopping: {trouble})", file=sys.stderr)
+    _say(line if trouble is None else f"{line} (while stopping: {trouble})")
     return exit_code(number)
 
 
 def _exit_now(number: signal.Signals, why: str) -> None:
     """End the process without unwinding anything: the last resort, by design."""
-    print(f"{PROGRAM}: {why}", file=sys.stderr, flush=True)
-    sys.stdout.flush()
+    _say(f"{PROGRAM}: {why}")
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
     os._exit(exit_code(number))
+
+
+def _say(line: str) -> None:
+    """One line on stderr, if anyone still reads it (its reader may be gone)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)

@@ -297,3 +297,29 @@ async def test_a_second_signal_ends_the_command_at_once(as_pid1: bool):
 
     assert code == 130
     assert messages(err) == ["user-sync: SIGINT again: stopping at once"]
+
+
+async def test_serve_stops_on_sigterm_after_the_reader_of_its_logs_went_away(
+    db: Any, database_url: str, fast_emulator: Any
+):
+    """A log shipper that died leaves a pipe nobody reads: logging the stop must not fail."""
+    env = env_for(
+        database_url,
+        fast_emulator,
+        USERSYNC_API_TOKEN=TOKEN,
+        USERSYNC_HTTP_HOST="127.0.0.1",
+        USERSYNC_HTTP_PORT="0",
+        USERSYNC_SCHEDULE_ENABLED="false",
+    )
+    command = await start([*USER_SYNC, "serve"], env=env, as_pid1=False)
+    assert command.process.stderr is not None and command.process.stdout is not None
+    await _logged(command.process.stderr, '"event": "serving"')
+    for stream in (command.process.stdout, command.process.stderr):
+        transport = stream._transport  # type: ignore[attr-defined]  # our end of the pipe
+        transport.close()
+    await asyncio.sleep(0.2)
+
+    command.signal(signal.SIGTERM)
+    code = await asyncio.wait_for(command.process.wait(), 30)
+
+    assert code == 0
