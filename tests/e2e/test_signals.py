@@ -312,14 +312,19 @@ async def test_serve_stops_on_sigterm_after_the_reader_of_its_logs_went_away(
         USERSYNC_SCHEDULE_ENABLED="false",
     )
     command = await start([*USER_SYNC, "serve"], env=env, as_pid1=False)
-    assert command.process.stderr is not None and command.process.stdout is not None
-    await _logged(command.process.stderr, '"event": "serving"')
-    for stream in (command.process.stdout, command.process.stderr):
-        transport = stream._transport  # type: ignore[attr-defined]  # our end of the pipe
-        transport.close()
-    await asyncio.sleep(0.2)
+    try:
+        assert command.process.stderr is not None and command.process.stdout is not None
+        await _logged(command.process.stderr, '"event": "serving"')
+        for stream in (command.process.stdout, command.process.stderr):
+            transport = stream._transport  # type: ignore[attr-defined]  # our end of the pipe
+            transport.close()
+        await asyncio.sleep(0.2)
 
-    command.signal(signal.SIGTERM)
-    code = await asyncio.wait_for(command.process.wait(), 30)
+        command.signal(signal.SIGTERM)
+        code = await asyncio.wait_for(command.process.wait(), 30)
+    finally:
+        if command.process.returncode is None:  # it did not stop: never leave it behind
+            command.process.kill()
+            await command.process.wait()
 
     assert code == 0
