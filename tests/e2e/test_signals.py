@@ -33,7 +33,8 @@ from tests.e2e.serving import TOKEN, eventually
 from tests.e2e.test_cli import USER_SYNC, cli_env
 
 GRACE = 5.0
-UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
+UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"]
+"""`--kill-child`: the command (PID 1 inside) dies with unshare, whatever ends unshare."""
 STUBBORN = Path(__file__).with_name("stubborn_command.py")
 BARE = {"PATH": os.environ.get("PATH", os.defpath)}
 
@@ -72,11 +73,26 @@ class Command:
         return self.process.returncode, out.decode(), err.decode()
 
 
+STARTED: list[asyncio.subprocess.Process] = []
+
+
+@pytest.fixture(autouse=True)
+async def _none_left_behind() -> AsyncIterator[None]:
+    """A test that fails before its command ended never leaves the command running."""
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 async def start(args: list[str], *, env: dict[str, str], as_pid1: bool) -> Command:
     prefix = UNSHARE if as_pid1 else []
     process = await asyncio.create_subprocess_exec(
         *prefix, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
+    STARTED.append(process)
     if not as_pid1:
         return Command(process, process.pid)
     return Command(
@@ -312,19 +328,14 @@ async def test_serve_stops_on_sigterm_after_the_reader_of_its_logs_went_away(
         USERSYNC_SCHEDULE_ENABLED="false",
     )
     command = await start([*USER_SYNC, "serve"], env=env, as_pid1=False)
-    try:
-        assert command.process.stderr is not None and command.process.stdout is not None
-        await _logged(command.process.stderr, '"event": "serving"')
-        for stream in (command.process.stdout, command.process.stderr):
-            transport = stream._transport  # type: ignore[attr-defined]  # our end of the pipe
-            transport.close()
-        await asyncio.sleep(0.2)
+    assert command.process.stderr is not None and command.process.stdout is not None
+    await _logged(command.process.stderr, '"event": "serving"')
+    for stream in (command.process.stdout, command.process.stderr):
+        transport = stream._transport  # type: ignore[attr-defined]  # our end of the pipe
+        transport.close()
+    await asyncio.sleep(0.2)
 
-        command.signal(signal.SIGTERM)
-        code = await asyncio.wait_for(command.process.wait(), 30)
-    finally:
-        if command.process.returncode is None:  # it did not stop: never leave it behind
-            command.process.kill()
-            await command.process.wait()
+    command.signal(signal.SIGTERM)
+    code = await asyncio.wait_for(command.process.wait(), 30)
 
     assert code == 0
