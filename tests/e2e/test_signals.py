@@ -256,6 +256,18 @@ async def test_serve_as_pid_1_drains_on_sigterm_and_exits_0(
 ):
     if (problem := unshare_problem()) is not None:
         pytest.skip(f"NOT TESTED AS PID 1: {problem}")
+    command = await start_serving(database_url, fast_emulator, as_pid1=True)
+
+    command.signal(signal.SIGTERM)
+    code, out, err = await command.finish(within=30)
+
+    assert code == 0
+    assert '"event": "stopped"' in err
+    assert_no_traceback(out, err)
+
+
+async def start_serving(database_url: str, fast_emulator: Any, *, as_pid1: bool) -> Command:
+    """`serve` with its HTTP API on a free port and no schedule, once it logged `serving`."""
     env = env_for(
         database_url,
         fast_emulator,
@@ -264,16 +276,10 @@ async def test_serve_as_pid_1_drains_on_sigterm_and_exits_0(
         USERSYNC_HTTP_PORT="0",
         USERSYNC_SCHEDULE_ENABLED="false",
     )
-    command = await start([*USER_SYNC, "serve"], env=env, as_pid1=True)
+    command = await start([*USER_SYNC, "serve"], env=env, as_pid1=as_pid1)
     assert command.process.stderr is not None
     await _logged(command.process.stderr, '"event": "serving"')
-
-    command.signal(signal.SIGTERM)
-    code, out, err = await command.finish(within=30)
-
-    assert code == 0
-    assert '"event": "stopped"' in err
-    assert_no_traceback(out, err)
+    return command
 
 
 async def _logged(stream: asyncio.StreamReader, needle: str) -> None:
@@ -319,17 +325,8 @@ async def test_serve_stops_on_sigterm_after_the_reader_of_its_logs_went_away(
     db: Any, database_url: str, fast_emulator: Any
 ):
     """A log shipper that died leaves a pipe nobody reads: logging the stop must not fail."""
-    env = env_for(
-        database_url,
-        fast_emulator,
-        USERSYNC_API_TOKEN=TOKEN,
-        USERSYNC_HTTP_HOST="127.0.0.1",
-        USERSYNC_HTTP_PORT="0",
-        USERSYNC_SCHEDULE_ENABLED="false",
-    )
-    command = await start([*USER_SYNC, "serve"], env=env, as_pid1=False)
-    assert command.process.stderr is not None and command.process.stdout is not None
-    await _logged(command.process.stderr, '"event": "serving"')
+    command = await start_serving(database_url, fast_emulator, as_pid1=False)
+    assert command.process.stdout is not None and command.process.stderr is not None
     for stream in (command.process.stdout, command.process.stderr):
         transport = stream._transport  # type: ignore[attr-defined]  # our end of the pipe
         transport.close()

@@ -166,11 +166,8 @@ class Source:
 
     def valid(self) -> dict[str, Row]:
         """Active users with one row for their id and their identity to themselves."""
-        ids = Counter(r.id for r in self.rows)
-        holders = Counter(r.identity for r in self.rows if r.active)
-        return {
-            r.id: r for r in self.rows if r.active and ids[r.id] == 1 and holders[r.identity] == 1
-        }
+        bad = self.bad_input()
+        return {r.id: r for r in self.rows if r.active and r.id not in bad}
 
 
 async def write_source(engine: AsyncEngine, source: Source) -> None:
