@@ -33,6 +33,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import resource
 import secrets
 import shutil
@@ -214,7 +215,7 @@ def deb822_sources(text: str) -> list[tuple[str, list[str]]]:
 def one_line_sources(text: str) -> list[tuple[str, list[str]]]:
     found = []
     for line in text.splitlines():
-        words = [word for word in line.split("#")[0].split() if not word.startswith("[")]
+        words = re.sub(r"\[[^]]*\]", " ", line.split("#")[0]).split()  # no [options]
         if len(words) >= 3 and words[0] == "deb":
             found.append((words[1], [words[2]]))
     return found
