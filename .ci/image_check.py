@@ -52,10 +52,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-CACHE = Path(os.environ.get("USERSYNC_IMAGE_CHECK_CACHE", "/var/cache/usersync-image-check"))
-ADMIN_URL = os.environ.get(
-    "USERSYNC_IMAGE_CHECK_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+CACHE = Path(os.environ.get("IMAGE_CHECK_CACHE", "/var/cache/usersync-image-check"))
+ADMIN_URL = os.environ.get("IMAGE_CHECK_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 IMAGE = "localhost/conversations-user-sync:image-check"
 BASE = "python:3.11-slim-bookworm"
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -354,7 +352,7 @@ def reach_postgres() -> None:
     if done.returncode != 0:
         raise CheckFailed(
             f"no Postgres to create databases in at {ADMIN_URL} (set "
-            f"USERSYNC_IMAGE_CHECK_POSTGRES to another server's URL):\n{tail(done)}"
+            f"IMAGE_CHECK_POSTGRES to another server's URL):\n{tail(done)}"
         )
 
 
