@@ -242,7 +242,17 @@ def image_label(image: str, label: str) -> str | None:
     return labels.get(label)
 
 
+def dockerfile_bases(text: str) -> set[str]:
+    """The images the Dockerfile's stages start FROM (not other stages)."""
+    froms = [line.split()[1:] for line in text.splitlines() if line.upper().startswith("FROM ")]
+    stages = {words[2] for words in froms if len(words) == 3 and words[1].upper() == "AS"}
+    return {words[0] for words in froms} - stages
+
+
 def ensure_base() -> None:
+    bases = dockerfile_bases((REPO / "Dockerfile").read_text(encoding="utf-8"))
+    if bases != {BASE}:
+        raise CheckFailed(f"the Dockerfile builds FROM {sorted(bases)}; the stand-in is {BASE}")
     key = base_key(datetime.datetime.now(datetime.UTC).date())
     if image_label(BASE, "usersync.image-check.base") == key:
         log(f"base: {BASE} from the cache ({key})")

@@ -15,11 +15,12 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.deploy.files import COMPOSE_FILE, REPO, load_yaml
+from tests.deploy.files import COMPOSE_FILE, DOCKERFILE, REPO, load_yaml
 
 SCRIPT = REPO / ".ci" / "image_check.py"
 
@@ -158,7 +159,7 @@ def test_only_a_dead_runs_containers_and_databases_are_leftovers(check: ModuleTy
     assert not check.leftover(f"someone-else-{gone}-serve", "usersync-check-")
 
 
-def test_it_says_skipped_and_exits_0_only_where_it_cannot_run(tmp_path: object) -> None:
+def test_it_says_skipped_and_exits_0_when_not_root() -> None:
     """Not root: the one case, with apt-get failing, where it passes without building."""
     command = [sys.executable, str(SCRIPT)]
     if os.geteuid() == 0:
@@ -176,3 +177,27 @@ def test_ci_runs_the_image_check_after_the_linters_and_before_the_tests() -> Non
     stages = [line for line in lines if line.startswith('echo "== ')]
     assert stages[-3:] == ['echo "== lint"', 'echo "== image"', 'echo "== tests"']
     assert ".venv/bin/python .ci/image_check.py" in lines
+
+
+def test_the_stand_in_is_the_base_the_dockerfile_names(check: ModuleType) -> None:
+    assert check.dockerfile_bases(DOCKERFILE.read_text(encoding="utf-8")) == {check.BASE}
+    other = "FROM python:3.12-slim AS builder\nFROM builder AS test\nFROM gcr.io/distroless/base\n"
+    assert check.dockerfile_bases(other) == {"python:3.12-slim", "gcr.io/distroless/base"}
+
+
+def test_it_says_skipped_and_exits_0_when_apt_get_cannot_install_the_tools(
+    tmp_path: Path,
+) -> None:
+    """Only the script's own interpreter on PATH, and an apt-get that fails as it does offline."""
+    calls = tmp_path / "apt-get.calls"
+    apt_get = tmp_path / "apt-get"
+    apt_get.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "E: no network" >&2\nexit 100\n')
+    apt_get.chmod(0o755)
+    env = {"PATH": str(tmp_path), "IMAGE_CHECK_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True,
+                          timeout=60, check=False, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "IMAGE CHECK SKIPPED" in done.stdout
+    if os.geteuid() == 0:
+        assert "E: no network" in done.stdout
+        assert calls.read_text().splitlines() == ["update -qq"]
