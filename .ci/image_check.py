@@ -329,9 +329,9 @@ def build() -> None:
          "--tag", IMAGE, "--file", str(REPO / "Dockerfile"), str(REPO)],
         timeout=900,
     )  # fmt: skip
-    # Images of earlier builds, older than a week (the base's lifetime): recent ones are the
-    # layer cache, the builder stage's included.
-    run(["podman", "image", "prune", "--force", "--filter", "until=168h"], check=False)
+    # Untagged images of earlier builds, once a day old: the layers this build used (the
+    # builder stage's included) are the next run's cache; the storage stays about 1 GB.
+    run(["podman", "image", "prune", "--force", "--filter", "until=24h"], check=False)
 
 
 # 4. running the image ----------------------------------------------------------------------
@@ -447,7 +447,10 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a server can listen on `port`: as the services do, with SO_REUSEADDR, so that
+    connections of an earlier run still in TIME_WAIT do not count."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("0.0.0.0", port))  # noqa: S104 - the compose services bind all interfaces
         except OSError:
@@ -489,7 +492,12 @@ def signal_and_wait(name: str, number: str, *, timeout: float = 40) -> tuple[int
     """Send signal `number` to the container's PID 1; its exit code and how long it took."""
     started = time.monotonic()
     run(["podman", "kill", "--signal", number, name])
-    done = run(["podman", "wait", name], timeout=timeout)
+    try:
+        done = run(["podman", "wait", name], timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise CheckFailed(
+            f"{name} still running {timeout:.0f} s after SIG{number}:\n{container_logs(name)}"
+        ) from None
     return int(done.stdout.strip().splitlines()[-1]), time.monotonic() - started
 
 
