@@ -1,16 +1,16 @@
-# syntax=docker/dockerfile:1
-#
 # conversations-user-sync: `user-sync serve` by default; `migrate`, `sync`, `status` and
 # `emulator` with the same image.
 #
-# The install steps are the ones .ci/run runs on every CI run (there may be no Docker engine where
-# CI runs, so CI proves them instead of a `docker build`):
+# The install steps are the ones .ci/run runs on every CI run:
 #   pip install --require-hashes -r <lock file> -r requirements-build.lock
 #                              every dependency and the build backend pinned and hash-checked
 #   pip install --no-deps --no-build-isolation <the project>
 #                              the project itself, nothing re-resolved, built by that backend
 # CI installs requirements-dev.lock, a superset pinning the same versions as requirements.lock.
 # The runtime venv keeps neither pip nor setuptools: what it ships is what the audit checks.
+# CI also builds this file as it is with buildah and runs the image with podman, with no Docker
+# engine and no registry (.ci/image_check.py). No `# syntax=` line: BuildKit would fetch a
+# frontend image from a registry for it, and nothing here needs a newer frontend.
 #
 #   docker build -t conversations-user-sync:dev .
 #   docker run --rm -p 8080:8080 --env-file .env conversations-user-sync:dev

@@ -122,3 +122,10 @@ def test_migrate_finds_the_migrations_in_the_package_from_any_directory(
     config = migrate.alembic_config()
     assert config.config_file_name is None
     assert migrate.head_revision() is not None
+
+
+def test_no_syntax_directive_makes_buildkit_fetch_a_frontend_image() -> None:
+    """`# syntax=` before the first instruction names a frontend image that BuildKit pulls
+    from a registry; the plain Dockerfile frontend builds this file."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert not re.search(r"^#\s*syntax\s*=", text, flags=re.IGNORECASE | re.MULTILINE)
