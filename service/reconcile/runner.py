@@ -90,8 +90,13 @@ class Runner:
         client: ConversationsClient,
         config: RunnerConfig,
         clock: Callable[[], datetime],
+        lock_engine: AsyncEngine | None = None,
     ) -> None:
+        """`lock_engine` gives each run its lock connection (session advisory locks, the temp
+        table of remote users), when it must not be the pooled `engine` (a transaction pooler
+        in front of the main URL); unset, `engine` does both."""
         self._engine = engine
+        self._lock_engine = lock_engine or engine
         self._sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
             engine, expire_on_commit=False
         )
@@ -114,7 +119,7 @@ class Runner:
         `progress`, if given, is kept up to date as the run goes."""
         key = locks.lock_key(_lock_kind(request.scope), self._config.service_key)
         try:
-            async with locks.holding(self._engine, key) as connection:
+            async with locks.holding(self._lock_engine, key) as connection:
                 report = RunReport(run_id=await self._open(connection, request), request=request)
                 if progress is not None:
                     report.progress = progress
