@@ -55,6 +55,7 @@ def run_json(run: RunReport) -> dict[str, Any]:
         "counts": {r.value: run.counts.get(r, 0) for r in SUMMARY_ORDER},
         "api_calls": run.api_calls,
         "plan": run.planned,
+        "would_write": run.would_write,
         "failures": [
             {
                 "user": user,
@@ -110,6 +111,11 @@ def print_run(run: RunReport, console: Console | None = None) -> None:
     out = console or Console()
     if run.request.dry_run:
         out.print(f"[bold]Plan[/bold] (dry run, nothing written): {len(run.planned)} action(s)")
+        out.print(
+            f"{run.would_write} user(s) would be created or updated "
+            "(Twilio bills each as an active user this month)",
+            highlight=False,
+        )
         for line in run.planned:
             out.print(f"  {line}", markup=False, highlight=False)
     table = Table(title=f"Run {run.run_id}: {run.request.scope.value}, {run.status.value}")

@@ -32,7 +32,7 @@ from service.domain.plan import DeleteUser, describe, plan_case
 from service.domain.policy import Policy
 from service.domain.users import RemoteUser, UserId
 from service.domain.waits import cycle_breakers
-from service.reconcile.batch import lease_for, sort_batch
+from service.reconcile.batch import lease_for, sort_batch, writes_user
 from service.reconcile.executor import Executor, case_of
 from service.reconcile.outcome import Outcome, Result, RetryPolicy
 from service.reconcile.pool import ApplyPool, deferred
@@ -275,6 +275,7 @@ class Runner:
             )
         out = sort_batch(planned, dry_run=dry_run)
         report.planned += out.planned
+        report.would_write += out.would_write
         direct = await self._leased(run, out.direct)
         report.progress.done += len(out.ready) + len(direct)
         await pool.submit(out.work)
@@ -338,6 +339,7 @@ class Runner:
             report.progress.phase = Phase.DELETING
         if report.request.dry_run:
             report.planned += [describe(a) for w in work for a in w.actions]
+            report.would_write += sum(writes_user(w.actions) for w in work)
             report.counts[Result.PLANNED] += len(work)
             report.progress.done += len(work)
             return
