@@ -17,7 +17,8 @@ Before competing, each new session proves that it stays one Postgres session (`d
 behind a pooler in transaction mode the lock and the LISTEN would silently stay on a backend
 other clients use. A replica whose session fails the proof refuses to lead, says why in one
 log line (naming `USERSYNC_LEADER_DATABASE_URL`) and in `/readyz`, and tries again every
-`REFUSED_RETRY` seconds or so (a pooler that is gone, or a URL that was fixed, is noticed).
+`REFUSED_RETRY` seconds or so (a pooler taken out of the path is noticed; a new URL needs a
+restart, like any setting).
 """
 
 from __future__ import annotations

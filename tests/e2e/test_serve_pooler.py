@@ -22,6 +22,7 @@ Start = Callable[..., Awaitable[ServeProcess]]
 LEADER_KEY = f"user-sync:leader:{DEFAULT_SERVICE_SID[:2]}{DEFAULT_SERVICE_SID[2:].lower()}"
 LEADER_SESSIONS = """SELECT a.application_name FROM pg_locks k JOIN pg_stat_activity a USING (pid)
     WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 1
+      AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND ((k.classid::bigint << 32) | k.objid::bigint) = hashtextextended(:key, 0)"""
 
 
