@@ -60,7 +60,10 @@ async def session_problem(
         async with asyncio.timeout(CHECK_SECONDS):
             return await _probe(connection, key, url=url, application_name=application_name)
     except TimeoutError:
-        return f"the session's next statement got no backend within {CHECK_SECONDS:g} s"
+        return (
+            f"the check did not finish within {CHECK_SECONDS:g} s: a pooler with no free server "
+            "connection for the session's next statement, or a very slow database"
+        )
     except asyncpg.PostgresError as e:
         if _lost(e):
             raise
