@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.libpq.tls import ssl_argument
 from service.libpq.url import parse_database_url
+from service.regions import ApiHost, api_host, check_edge, check_region
 
 TWILIO_WRITE_LIMIT_PER_SECOND = 30
 """Twilio's documented limit: user create, update and delete share 30 actions/s per Service."""
@@ -64,10 +65,8 @@ _SID = r"^{prefix}[0-9a-fA-F]{{32}}$"
 _HEADER = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 MIN_SECRET_LENGTH = 16
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-DEFAULT_BASE_URLS = {
-    ApiFlavor.CONVERSATIONS_V1: "https://conversations.twilio.com",
-    ApiFlavor.CHAT_V2: "https://chat.twilio.com",
-}
+API_PRODUCTS = {ApiFlavor.CONVERSATIONS_V1: "conversations", ApiFlavor.CHAT_V2: "chat"}
+"""The first label of each flavour's Twilio host (`conversations.dublin.ie1.twilio.com`)."""
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -88,6 +87,9 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(
         default=None, validation_alias=_alias("USERSYNC_DATABASE_URL", "DATABASE_URL")
     )
+    leader_database_url: SecretStr | None = None
+    """Where the session-scoped advisory locks and LISTEN go (the leader's session and each
+    run's lock connection): direct to Postgres when the main URL goes through a pooler."""
     source_table: str = "internal_users"
     """Table or view (optionally schema-qualified) read as the source of truth."""
 
@@ -106,7 +108,12 @@ class Settings(BaseSettings):
     )
     service_sid: str | None = Field(default=None, pattern=_SID.format(prefix="IS"))
     api: ApiFlavor = ApiFlavor.CONVERSATIONS_V1
+    region: str | None = Field(
+        default=None, validation_alias=_alias("USERSYNC_REGION", "TWILIO_REGION")
+    )
+    edge: str | None = Field(default=None, validation_alias=_alias("USERSYNC_EDGE", "TWILIO_EDGE"))
     api_base_url: str | None = None
+    """Wins over `region` and `edge` (the emulator, a proxy)."""
     webhook_enabled: bool = False
     """Value of `X-Twilio-Webhook-Enabled` on our writes; false so they do not echo back."""
     request_timeout: float = Field(default=10.0, gt=0, le=300)
@@ -185,7 +192,17 @@ class Settings(BaseSettings):
             raise ValueError("must be SK followed by 32 hex digits")
         return value
 
-    @field_validator("database_url")
+    @field_validator("region")
+    @classmethod
+    def _region_known(cls, value: str | None) -> str | None:
+        return None if value is None else check_region(value)
+
+    @field_validator("edge")
+    @classmethod
+    def _edge_known(cls, value: str | None) -> str | None:
+        return None if value is None else check_edge(value)
+
+    @field_validator("database_url", "leader_database_url")
     @classmethod
     def _database_url_usable(cls, value: SecretStr | None) -> SecretStr | None:
         """Every parameter known and sensible, the TLS files readable (DatabaseUrlError is a
@@ -262,8 +279,13 @@ class Settings(BaseSettings):
 
     # --- derived ----------------------------------------------------------------------
     @property
+    def api_host(self) -> ApiHost:
+        """Twilio's host for the flavour, region and edge (whether or not the base URL wins)."""
+        return api_host(API_PRODUCTS[self.api], region=self.region, edge=self.edge)
+
+    @property
     def base_url(self) -> str:
-        return (self.api_base_url or DEFAULT_BASE_URLS[self.api]).rstrip("/")
+        return (self.api_base_url or f"https://{self.api_host.host}").rstrip("/")
 
     def credentials(self) -> tuple[str, str]:
         """(username, password) for HTTP Basic: the API key pair when set, else the account."""
@@ -280,6 +302,12 @@ class Settings(BaseSettings):
         if self.database_url is None:
             raise ConfigError("USERSYNC_DATABASE_URL (or DATABASE_URL) is required")
         return self.database_url.get_secret_value()
+
+    def require_session_database_url(self) -> str:
+        """Where session advisory locks and LISTEN go: the leader URL, else the main one."""
+        if self.leader_database_url is not None:
+            return self.leader_database_url.get_secret_value()
+        return self.require_database_url()
 
 
 def _env_name(field: str) -> str:

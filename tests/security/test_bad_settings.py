@@ -29,6 +29,9 @@ VALIDATED_STRINGS = {
     "full_sync_cron": "every day at 3",
     "log_level": "LOUD",
     "database_url": "postgresql://u:pw@db/x?sslmod=require",
+    "leader_database_url": "postgresql://u:pw@db/x?sslmod=require",
+    "region": "eu1",
+    "edge": "paris",
 }
 UNCONSTRAINED = {
     "auth_token", "api_secret", "api_base_url", "http_host",
