@@ -55,6 +55,7 @@ class Shutdown:
         self.received: signal.Signals | None = None
         self.requested = asyncio.Event()
         self._task: asyncio.Task[int] | None = None
+        self._deadline: threading.Timer | None = None
 
     async def run(self, work: Coroutine[Any, Any, int]) -> int:
         """Run `work` as the command's task with the handlers installed; the exit code."""
@@ -70,6 +71,13 @@ class Shutdown:
             loop.set_exception_handler(previous)
             for number in SIGNALS:
                 loop.remove_signal_handler(number)
+
+    def disarm(self) -> None:
+        """Cancel the deadline a signal armed. A command leaves it armed on purpose: it also
+        bounds the process's exit after `run` returns (asyncio.run waits for executor threads).
+        Only a caller that goes on living after the command (a test in-process) disarms it."""
+        if self._deadline is not None:
+            self._deadline.cancel()
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Errors nobody awaited (asyncio's "Future exception was never retrieved"), as log
@@ -103,9 +111,9 @@ class Shutdown:
             _exit_now(number, f"{number.name} again: stopping at once")
         self.received = number
         too_late = f"not stopped within {self.deadline:g} s of {number.name}: stopping at once"
-        timer = threading.Timer(self.deadline, _exit_now, args=(number, too_late))
-        timer.daemon = True
-        timer.start()
+        self._deadline = threading.Timer(self.deadline, _exit_now, args=(number, too_late))
+        self._deadline.daemon = True
+        self._deadline.start()
         if self.drains:
             self.requested.set()
         elif self._task is not None:
