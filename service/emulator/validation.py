@@ -42,6 +42,9 @@ def checked_attributes(value: str) -> str:
         parsed = json.loads(value, parse_int=Decimal, parse_float=Decimal)
     except ValueError:
         raise ApiError(400, errors.ATTRIBUTES_INVALID, "Attributes is not valid JSON") from None
+    except RecursionError:
+        message = "Attributes nest objects or arrays too deeply to read"
+        raise ApiError(400, errors.ATTRIBUTES_INVALID, message) from None
     if not isinstance(parsed, dict):
         raise ApiError(400, errors.ATTRIBUTES_INVALID, "Attributes must be a JSON object")
     return value

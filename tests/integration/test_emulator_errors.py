@@ -45,6 +45,7 @@ def assert_twilio_error(body: dict[str, Any], *, status: int, code: int) -> None
         ({"Identity": "a", "Attributes": "[1, 2]"}, 50304),
         ({"Identity": "a", "Attributes": '"a string"'}, 50304),
         ({"Identity": "a", "Attributes": json.dumps({"k": "v" * 16400})}, 50303),
+        ({"Identity": "a", "Attributes": '{"a":' * 2000 + "1" + "}" * 2000}, 50304),
         ({"Identity": "a", "RoleSid": "RL123"}, 50100),
         ({"Identity": "a", "RoleSid": "RL" + "0" * 32}, 50100),
     ],
