@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db import deletions, detail, events, status
 from service.db.events import EventStatus, NewEvent
+from service.db.source import SourceError
 from service.reconcile.run import RunInProgress, RunRequest, Scope
 from service.triggers.keys import LEADERSHIP, METRICS, SESSIONS, SETTINGS
 from service.triggers.lane import LaneClosed
@@ -70,9 +71,9 @@ async def post_sync_user(request: web.Request) -> web.Response:
     key = user_key(request)
     sessions, settings = request.app[SESSIONS], request.app[SETTINGS]
     async with sessions() as session:
-        found = await detail.user_detail(session, key, source_table=settings.source_table)
-    if found is None:
-        return problem(404, "not_found", f"no user has the internal id or identity {key!r}")
+        found = await _user_detail(session, key, source_table=settings.source_table)
+    if isinstance(found, web.Response):
+        return found
     user_id = found.local.id if found.local else found.state.user_id if found.state else key
     async with sessions.begin() as session:
         [event_id] = await events.enqueue(session, [NewEvent(user_id, "sync")], source="api")
@@ -160,12 +161,22 @@ async def get_run(request: web.Request) -> web.Response:
 async def get_user(request: web.Request) -> web.Response:
     key = user_key(request)
     async with request.app[SESSIONS]() as session:
-        found = await detail.user_detail(
-            session, key, source_table=request.app[SETTINGS].source_table
-        )
+        found = await _user_detail(session, key, source_table=request.app[SETTINGS].source_table)
+    return found if isinstance(found, web.Response) else ok(found)
+
+
+async def _user_detail(
+    session: AsyncSession, key: str, *, source_table: str
+) -> detail.UserDetail | web.Response:
+    """The user, or the answer to give instead: 404 if unknown, 503 naming what makes the
+    source unreadable (the runs refuse it alike, so nothing is synced until it is fixed)."""
+    try:
+        found = await detail.user_detail(session, key, source_table=source_table)
+    except SourceError as e:
+        return problem(503, "source_unreadable", str(e))
     if found is None:
         return problem(404, "not_found", f"no user has the internal id or identity {key!r}")
-    return ok(found)
+    return found
 
 
 def add_routes(app: web.Application) -> None:
