@@ -12,8 +12,10 @@ from multidict import MultiDictProxy
 
 from service.emulator import errors
 
+Form = MultiDictProxy[str | bytes | bytearray | web.FileField]
 
-async def form_fields(request: web.Request) -> MultiDictProxy[str | bytes | web.FileField]:
+
+async def form_fields(request: web.Request) -> Form:
     try:
         return await request.post()
     except (ValueError, LookupError) as e:
@@ -22,7 +24,7 @@ async def form_fields(request: web.Request) -> MultiDictProxy[str | bytes | web.
         raise errors.invalid_parameter(message) from None
 
 
-def text_field(form: MultiDictProxy[str | bytes | web.FileField], name: str) -> str | None:
+def text_field(form: Form, name: str) -> str | None:
     """The value of a plain text field; None if absent (or sent as a file)."""
     value = form.get(name)
     return value if isinstance(value, str) else None
