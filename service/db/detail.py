@@ -30,6 +30,7 @@ class ErrorView:
     http_status: int | None
     twilio_code: int | None
     message: str
+    request_id: str | None
     created_at: datetime
 
 
@@ -81,6 +82,7 @@ def _error(row: SyncError) -> ErrorView:
         http_status=row.http_status,
         twilio_code=row.twilio_code,
         message=row.message,
+        request_id=row.request_id,
         created_at=row.created_at,
     )
 
