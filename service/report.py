@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,6 +20,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from service.config import Settings
 from service.db.status import StatusReport
@@ -64,6 +67,7 @@ def run_json(run: RunReport) -> dict[str, Any]:
                 "http_status": f.http_status,
                 "twilio_code": f.twilio_code,
                 "message": f.message,
+                "request_id": f.request_id,
             }
             for user, f in run.failures
         ],
@@ -108,6 +112,8 @@ def _show(bar: Progress, task: TaskID, progress: RunProgress) -> None:
 
 
 def print_run(run: RunReport, console: Console | None = None) -> None:
+    """The run for people. Every value from data (ids, identities, roles, messages) is
+    escaped, so `[/ops]` or `[bold]admin` is shown as written, never read as markup."""
     out = console or Console()
     if run.request.dry_run:
         out.print(f"[bold]Plan[/bold] (dry run, nothing written): {len(run.planned)} action(s)")
@@ -127,20 +133,30 @@ def print_run(run: RunReport, console: Console | None = None) -> None:
     table.add_row("api calls", str(run.api_calls))
     out.print(table)
     for user, failure in run.failures[:50]:
-        where = f" ({failure.field})" if failure.field else ""
-        out.print(f"  [red]failed[/red] {user}{where}: {failure.message}", highlight=False)
+        where = f" ({escape(failure.field)})" if failure.field else ""
+        request = f" \\[request {escape(failure.request_id)}]" if failure.request_id else ""
+        out.print(
+            f"  [red]failed[/red] {escape(user)}{where}: {escape(failure.message)}{request}",
+            highlight=False,
+        )
+    _print_run_holds(run, out)
+
+
+def _print_run_holds(run: RunReport, out: Console) -> None:
     if run.held:
-        out.print(f"[yellow]{len(run.held)} deletion(s) held back[/yellow]: {run.held_reason}")
+        reason = escape(run.held_reason or "")
+        out.print(f"[yellow]{len(run.held)} deletion(s) held back[/yellow]: {reason}")
         out.print("  re-run with --allow-deletes to release them")
     for user, holder in sorted(run.waiting.items())[:50]:
         out.print(
-            f"  [yellow]waiting[/yellow] {user}: its identity is held by user {holder}",
+            f"  [yellow]waiting[/yellow] {escape(user)}: its identity is held by user"
+            f" {escape(holder)}",
             highlight=False,
         )
     if run.deferred:
         out.print(f"{len(run.deferred)} user(s) left to another run that holds or changed them")
     if run.error:
-        out.print(f"[red]run error[/red]: {run.error}", highlight=False)
+        out.print(f"[red]run error[/red]: {escape(run.error)}", highlight=False)
 
 
 def api_target(settings: Settings) -> dict[str, Any]:
@@ -165,11 +181,41 @@ def print_api(api: dict[str, Any], console: Console | None = None) -> None:
     out.print(line, highlight=False, soft_wrap=True)
 
 
-def print_status(status: StatusReport, console: Console | None = None) -> None:
+def when(moment: datetime | None, now: datetime) -> str:
+    """A time as people read it: UTC to the second, and how long ago (or from now)."""
+    if moment is None:
+        return "never"
+    seconds = (now - moment).total_seconds()
+    span = _span(abs(seconds))
+    relative = "just now" if span is None else f"{span} ago" if seconds >= 0 else f"in {span}"
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({relative})"
+
+
+def _span(seconds: float) -> str | None:
+    if seconds < 1:
+        return None
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            whole, rest = divmod(int(seconds), size)
+            smaller = {"d": (3600, "h"), "h": (60, "min"), "min": (1, "s")}[unit]
+            part = rest // smaller[0]
+            return f"{whole} {unit}" + (f" {part} {smaller[1]}" if part else "")
+    return f"{int(seconds)} s"
+
+
+def _data(value: object) -> Text:
+    """A table cell from data: plain text, whatever brackets it holds."""
+    return Text("" if value is None else str(value))
+
+
+def print_status(
+    status: StatusReport, console: Console | None = None, *, now: datetime | None = None
+) -> None:
     out = console or Console()
-    out.print(f"last successful full run: {status.last_full_success or 'never'}")
-    out.print(f"last successful incremental run: {status.last_incremental_success or 'never'}")
-    out.print(f"users by status: {status.counts_by_status or 'none yet'}")
+    now = now or datetime.now(UTC)
+    out.print(f"last successful full run: {when(status.last_full_success, now)}")
+    out.print(f"last successful incremental run: {when(status.last_incremental_success, now)}")
+    out.print(_counts(status))
     runs = Table(title="Recent runs")
     for column in ("id", "trigger", "scope", "status", "started", "api calls", "counts"):
         runs.add_column(column)
@@ -178,38 +224,55 @@ def print_status(status: StatusReport, console: Console | None = None) -> None:
         scope = f"{r.scope} (dry run)" if r.dry_run else r.scope
         runs.add_row(
             str(r.id),
-            r.trigger,
-            scope,
-            r.status,
-            f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            _data(r.trigger),
+            _data(scope),
+            _data(r.status),
+            when(r.started_at, now),
             str(r.api_calls),
-            counts,
+            _data(counts),
         )
     out.print(runs)
-    if status.failing:
-        failing = Table(title="Failing and quarantined users")
-        for column in ("user", "identity", "status", "attempts", "code", "last error"):
-            failing.add_column(column)
-        for u in status.failing:
-            failing.add_row(
-                u.user_id,
-                u.identity or "",
-                u.status,
-                str(u.attempts),
-                str(u.last_error_code or ""),
-                u.last_error_message or "",
-            )
-        out.print(failing)
-    _print_held(status, out)
+    _print_failing(status, out, now)
+    _print_held(status, out, now)
 
 
-def _print_held(status: StatusReport, out: Console) -> None:
+def _counts(status: StatusReport) -> Table | str:
+    if not status.counts_by_status:
+        return "users by status: none yet"
+    counts = Table(title="Users by status")
+    counts.add_column("status")
+    counts.add_column("users", justify="right")
+    for state, n in sorted(status.counts_by_status.items()):
+        counts.add_row(_data(state), str(n))
+    return counts
+
+
+def _print_failing(status: StatusReport, out: Console, now: datetime) -> None:
+    if not status.failing:
+        return
+    failing = Table(title="Failing and quarantined users")
+    for column in ("user", "identity", "status", "attempts", "code", "last error", "next try"):
+        failing.add_column(column)
+    for u in status.failing:
+        failing.add_row(
+            _data(u.user_id),
+            _data(u.identity),
+            _data(u.status),
+            str(u.attempts),
+            str(u.last_error_code or ""),
+            _data(u.last_error_message),
+            when(u.next_attempt_at, now) if u.next_attempt_at else "",
+        )
+    out.print(failing)
+
+
+def _print_held(status: StatusReport, out: Console, now: datetime) -> None:
     if status.waiting:
         waiting = Table(title="Users waiting for their identity")
         for column in ("user", "why"):
             waiting.add_column(column)
         for u in status.waiting:
-            waiting.add_row(u.user_id, u.last_error_message or "")
+            waiting.add_row(_data(u.user_id), _data(u.last_error_message))
         out.print(waiting)
     if status.held:
         held = Table(title="Deletions held (release with: user-sync sync --allow-deletes)")
@@ -217,11 +280,11 @@ def _print_held(status: StatusReport, out: Console) -> None:
             held.add_column(column)
         for d in status.held:
             held.add_row(
-                d.user_id or "",
-                d.identity or "",
-                d.sid,
-                d.reason,
+                _data(d.user_id),
+                _data(d.identity),
+                _data(d.sid),
+                _data(d.reason),
                 str(d.run_id),
-                f"{d.held_at:%Y-%m-%d %H:%M:%S}",
+                when(d.held_at, now),
             )
         out.print(held)
