@@ -20,11 +20,11 @@ from service.db import deletions, detail, events, status
 from service.db.events import EventStatus, NewEvent
 from service.db.source import SourceError
 from service.reconcile.run import RunInProgress, RunRequest, Scope
+from service.triggers.bodies import SyncBody, parsed
 from service.triggers.keys import LEADERSHIP, METRICS, SESSIONS, SETTINGS
 from service.triggers.lane import LaneClosed
 from service.triggers.responses import BadRequest, json_body, ok, problem, storable
 
-SYNC_FIELDS = {"scope", "dry_run", "allow_deletes"}
 OUTCOME_POLL_SECONDS = 0.05
 MAX_RUNS_LISTED = 100
 MAX_RUN_ID = 2**63 - 1
@@ -34,17 +34,13 @@ def sync_request(body: Any) -> RunRequest:
     """`{"scope": "full"|"incremental", "dry_run": bool, "allow_deletes": bool}`, all optional."""
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
-    unknown = set(body) - SYNC_FIELDS
-    if unknown:
-        raise BadRequest(f"unknown fields {sorted(unknown)}; known: {sorted(SYNC_FIELDS)}")
-    scope = body.get("scope", "full")
-    if scope not in (Scope.FULL.value, Scope.INCREMENTAL.value):
-        raise BadRequest("scope must be 'full' or 'incremental'")
-    flags = {name: body.get(name, False) for name in ("dry_run", "allow_deletes")}
-    for name, value in flags.items():
-        if not isinstance(value, bool):
-            raise BadRequest(f"{name} must be true or false")
-    return RunRequest(trigger="http", scope=Scope(scope), **flags)
+    asked = parsed(SyncBody, body, where="the body")
+    return RunRequest(
+        trigger="http",
+        scope=Scope(asked.scope),
+        dry_run=asked.dry_run,
+        allow_deletes=asked.allow_deletes,
+    )
 
 
 async def post_sync(request: web.Request) -> web.Response:
