@@ -48,6 +48,8 @@ class EventBody(BaseModel):
 
 
 Body = TypeVar("Body", bound=BaseModel)
+PLAINER = {"string_pattern_mismatch": "must hold a non-blank character and no NUL character"}
+"""What a refusal says instead of pydantic's words, where those quote a regular expression."""
 
 
 def parsed(model: type[Body], body: Any, *, where: str) -> Body:
@@ -57,6 +59,7 @@ def parsed(model: type[Body], body: Any, *, where: str) -> Body:
     except ValidationError as e:
         first = e.errors(include_url=False)[0]
         field = ".".join(str(part) for part in first["loc"])
+        first["msg"] = PLAINER.get(first["type"], first["msg"])
         raise BadRequest(
             f"{where}: {field}: {first['msg']}" if field else f"{where}: {first['msg']}"
         ) from None
