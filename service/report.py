@@ -251,7 +251,17 @@ def _print_failing(status: StatusReport, out: Console, now: datetime) -> None:
     if not status.failing:
         return
     failing = Table(title="Failing and quarantined users")
-    for column in ("user", "identity", "status", "attempts", "code", "last error", "next try"):
+    columns = (
+        "user",
+        "identity",
+        "status",
+        "attempts",
+        "code",
+        "last error",
+        "request",
+        "next try",
+    )
+    for column in columns:
         failing.add_column(column)
     for u in status.failing:
         failing.add_row(
@@ -261,6 +271,7 @@ def _print_failing(status: StatusReport, out: Console, now: datetime) -> None:
             str(u.attempts),
             str(u.last_error_code or ""),
             _data(u.last_error_message),
+            _data(u.request_id),
             when(u.next_attempt_at, now) if u.next_attempt_at else "",
         )
     out.print(failing)

@@ -85,3 +85,18 @@ async def test_a_failed_calls_request_id_is_kept_and_shown(
 
     assert code == 1
     assert re.search(r"failed a: HTTP 400 .* \[request RQ[0-9a-f]{32}\]", out), out
+
+    code, out, _ = await run_cli("status", env=env)
+
+    assert code == 0
+    [latest] = [
+        r["request_id"]
+        for r in await fetch_all(
+            engine, "SELECT request_id FROM sync_error ORDER BY id DESC LIMIT 1"
+        )
+    ]
+    assert latest in out
+
+    code, out, _ = await run_cli("status", "--json", env=env)
+
+    assert json.loads(out)["failing"][0]["request_id"] == latest
