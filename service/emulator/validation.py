@@ -1,4 +1,5 @@
-"""Checks on the fields of a user create or update, with Twilio's codes for each refusal.
+"""Checks on the fields of a user or role create or update, with Twilio's codes for each
+refusal.
 
 Pure functions: each takes the raw form value and returns the value to store, or raises the
 `ApiError` Twilio would answer with.
