@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -20,10 +19,10 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
-from rich.text import Text
 
 from service.config import Settings
 from service.db.status import StatusReport
+from service.display import cell, printable, safe, when
 from service.reconcile.outcome import Result
 from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.run import RunReport, RunStatus
@@ -123,7 +122,7 @@ def print_run(run: RunReport, console: Console | None = None) -> None:
             highlight=False,
         )
         for line in run.planned:
-            out.print(f"  {line}", markup=False, highlight=False)
+            out.print(f"  {printable(line)}", markup=False, highlight=False)
     table = Table(title=f"Run {run.run_id}: {run.request.scope.value}, {run.status.value}")
     table.add_column("outcome")
     table.add_column("users", justify="right")
@@ -133,10 +132,10 @@ def print_run(run: RunReport, console: Console | None = None) -> None:
     table.add_row("api calls", str(run.api_calls))
     out.print(table)
     for user, failure in run.failures[:50]:
-        where = f" ({escape(failure.field)})" if failure.field else ""
-        request = f" \\[request {escape(failure.request_id)}]" if failure.request_id else ""
+        where = f" ({safe(failure.field)})" if failure.field else ""
+        request = f" \\[request {safe(failure.request_id)}]" if failure.request_id else ""
         out.print(
-            f"  [red]failed[/red] {escape(user)}{where}: {escape(failure.message)}{request}",
+            f"  [red]failed[/red] {safe(user)}{where}: {safe(failure.message)}{request}",
             highlight=False,
         )
     _print_run_holds(run, out)
@@ -144,19 +143,18 @@ def print_run(run: RunReport, console: Console | None = None) -> None:
 
 def _print_run_holds(run: RunReport, out: Console) -> None:
     if run.held:
-        reason = escape(run.held_reason or "")
+        reason = safe(run.held_reason or "")
         out.print(f"[yellow]{len(run.held)} deletion(s) held back[/yellow]: {reason}")
         out.print("  re-run with --allow-deletes to release them")
     for user, holder in sorted(run.waiting.items())[:50]:
         out.print(
-            f"  [yellow]waiting[/yellow] {escape(user)}: its identity is held by user"
-            f" {escape(holder)}",
+            f"  [yellow]waiting[/yellow] {safe(user)}: its identity is held by user {safe(holder)}",
             highlight=False,
         )
     if run.deferred:
         out.print(f"{len(run.deferred)} user(s) left to another run that holds or changed them")
     if run.error:
-        out.print(f"[red]run error[/red]: {escape(run.error)}", highlight=False)
+        out.print(f"[red]run error[/red]: {safe(run.error)}", highlight=False)
 
 
 def api_target(settings: Settings) -> dict[str, Any]:
@@ -181,33 +179,6 @@ def print_api(api: dict[str, Any], console: Console | None = None) -> None:
     out.print(line, highlight=False, soft_wrap=True)
 
 
-def when(moment: datetime | None, now: datetime) -> str:
-    """A time as people read it: UTC to the second, and how long ago (or from now)."""
-    if moment is None:
-        return "never"
-    seconds = (now - moment).total_seconds()
-    span = _span(abs(seconds))
-    relative = "just now" if span is None else f"{span} ago" if seconds >= 0 else f"in {span}"
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({relative})"
-
-
-def _span(seconds: float) -> str | None:
-    if seconds < 1:
-        return None
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
-        if seconds >= size:
-            whole, rest = divmod(int(seconds), size)
-            smaller = {"d": (3600, "h"), "h": (60, "min"), "min": (1, "s")}[unit]
-            part = rest // smaller[0]
-            return f"{whole} {unit}" + (f" {part} {smaller[1]}" if part else "")
-    return f"{int(seconds)} s"
-
-
-def _data(value: object) -> Text:
-    """A table cell from data: plain text, whatever brackets it holds."""
-    return Text("" if value is None else str(value))
-
-
 def print_status(
     status: StatusReport, console: Console | None = None, *, now: datetime | None = None
 ) -> None:
@@ -224,12 +195,12 @@ def print_status(
         scope = f"{r.scope} (dry run)" if r.dry_run else r.scope
         runs.add_row(
             str(r.id),
-            _data(r.trigger),
-            _data(scope),
-            _data(r.status),
+            cell(r.trigger),
+            cell(scope),
+            cell(r.status),
             when(r.started_at, now),
             str(r.api_calls),
-            _data(counts),
+            cell(counts),
         )
     out.print(runs)
     _print_failing(status, out, now)
@@ -243,7 +214,7 @@ def _counts(status: StatusReport) -> Table | str:
     counts.add_column("status")
     counts.add_column("users", justify="right")
     for state, n in sorted(status.counts_by_status.items()):
-        counts.add_row(_data(state), str(n))
+        counts.add_row(cell(state), str(n))
     return counts
 
 
@@ -265,13 +236,13 @@ def _print_failing(status: StatusReport, out: Console, now: datetime) -> None:
         failing.add_column(column)
     for u in status.failing:
         failing.add_row(
-            _data(u.user_id),
-            _data(u.identity),
-            _data(u.status),
+            cell(u.user_id),
+            cell(u.identity),
+            cell(u.status),
             str(u.attempts),
             str(u.last_error_code or ""),
-            _data(u.last_error_message),
-            _data(u.request_id),
+            cell(u.last_error_message),
+            cell(u.request_id),
             when(u.next_attempt_at, now) if u.next_attempt_at else "",
         )
     out.print(failing)
@@ -283,7 +254,7 @@ def _print_held(status: StatusReport, out: Console, now: datetime) -> None:
         for column in ("user", "why"):
             waiting.add_column(column)
         for u in status.waiting:
-            waiting.add_row(_data(u.user_id), _data(u.last_error_message))
+            waiting.add_row(cell(u.user_id), cell(u.last_error_message))
         out.print(waiting)
     if status.held:
         held = Table(title="Deletions held (release with: user-sync sync --allow-deletes)")
@@ -291,10 +262,10 @@ def _print_held(status: StatusReport, out: Console, now: datetime) -> None:
             held.add_column(column)
         for d in status.held:
             held.add_row(
-                _data(d.user_id),
-                _data(d.identity),
-                _data(d.sid),
-                _data(d.reason),
+                cell(d.user_id),
+                cell(d.identity),
+                cell(d.sid),
+                cell(d.reason),
                 str(d.run_id),
                 when(d.held_at, now),
             )

@@ -100,3 +100,19 @@ async def test_a_failed_calls_request_id_is_kept_and_shown(
     code, out, _ = await run_cli("status", "--json", env=env)
 
     assert json.loads(out)["failing"][0]["request_id"] == latest
+
+
+async def test_control_characters_in_data_reach_the_terminal_as_escapes(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
+):
+    await insert_users(engine, [{"id": "esc\x1b[2J", "identity": "e", "role": "\x1b[31mred\r"}])
+    env = cli_env(database_url, fast_emulator, **WIDE)
+
+    for command in (("sync",), ("sync", "--dry-run"), ("status",)):
+        code, out, err = await run_cli(*command, env=env)
+
+        assert code in (0, 1), err
+        assert "Traceback" not in err
+        assert "\x1b" not in out and "\r" not in out, command
+    assert "esc\\x1b[2J" in out
+    assert "\\x1b[31mred\\r" in out
