@@ -17,6 +17,7 @@ from typing import Any, TextIO, cast
 import structlog
 
 from service.config import LogFormat, Settings
+from service.display import printable
 
 REDACTED = "[redacted]"
 
@@ -95,6 +96,28 @@ class LogStream:
             os.close(devnull)
 
 
+QUOTED_BY_CONSOLE = frozenset(" \t=\r\n\"'")
+"""A text value holding one of these is written by structlog's ConsoleRenderer as its repr, so
+its control characters are escaped already; the others it writes as they are."""
+
+
+def printable_values(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """For the console: text from data (an id, a message) with its control characters written
+    as escapes, so a value cannot recolour the terminal or overwrite the line. A traceback keeps
+    its lines; JSON logs escape everything already."""
+    return {key: _printable(key, value) for key, value in event_dict.items()}
+
+
+def _printable(key: str, value: Any) -> Any:
+    if not isinstance(value, str) or key == "exception":
+        return value
+    if key != "event" and not QUOTED_BY_CONSOLE.isdisjoint(value):
+        return value
+    return printable(value)
+
+
 def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     out = LogStream(stream or sys.stderr)
     pretty = settings.log_format is LogFormat.CONSOLE or (
@@ -110,6 +133,7 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             SecretScrubber(secret_values(settings)),
+            *([printable_values] if pretty else []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from service.config import Settings
 from service.db.status import StatusReport
+from service.display import cell, printable, safe, when
 from service.reconcile.outcome import Result
 from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.run import RunReport, RunStatus
@@ -64,6 +66,7 @@ def run_json(run: RunReport) -> dict[str, Any]:
                 "http_status": f.http_status,
                 "twilio_code": f.twilio_code,
                 "message": f.message,
+                "request_id": f.request_id,
             }
             for user, f in run.failures
         ],
@@ -108,6 +111,8 @@ def _show(bar: Progress, task: TaskID, progress: RunProgress) -> None:
 
 
 def print_run(run: RunReport, console: Console | None = None) -> None:
+    """The run for people. Every value from data (ids, identities, roles, messages) is
+    escaped, so `[/ops]` or `[bold]admin` is shown as written, never read as markup."""
     out = console or Console()
     if run.request.dry_run:
         out.print(f"[bold]Plan[/bold] (dry run, nothing written): {len(run.planned)} action(s)")
@@ -117,7 +122,7 @@ def print_run(run: RunReport, console: Console | None = None) -> None:
             highlight=False,
         )
         for line in run.planned:
-            out.print(f"  {line}", markup=False, highlight=False)
+            out.print(f"  {printable(line)}", markup=False, highlight=False)
     table = Table(title=f"Run {run.run_id}: {run.request.scope.value}, {run.status.value}")
     table.add_column("outcome")
     table.add_column("users", justify="right")
@@ -127,20 +132,29 @@ def print_run(run: RunReport, console: Console | None = None) -> None:
     table.add_row("api calls", str(run.api_calls))
     out.print(table)
     for user, failure in run.failures[:50]:
-        where = f" ({failure.field})" if failure.field else ""
-        out.print(f"  [red]failed[/red] {user}{where}: {failure.message}", highlight=False)
+        where = f" ({safe(failure.field)})" if failure.field else ""
+        request = f" \\[request {safe(failure.request_id)}]" if failure.request_id else ""
+        out.print(
+            f"  [red]failed[/red] {safe(user)}{where}: {safe(failure.message)}{request}",
+            highlight=False,
+        )
+    _print_run_holds(run, out)
+
+
+def _print_run_holds(run: RunReport, out: Console) -> None:
     if run.held:
-        out.print(f"[yellow]{len(run.held)} deletion(s) held back[/yellow]: {run.held_reason}")
+        reason = safe(run.held_reason or "")
+        out.print(f"[yellow]{len(run.held)} deletion(s) held back[/yellow]: {reason}")
         out.print("  re-run with --allow-deletes to release them")
     for user, holder in sorted(run.waiting.items())[:50]:
         out.print(
-            f"  [yellow]waiting[/yellow] {user}: its identity is held by user {holder}",
+            f"  [yellow]waiting[/yellow] {safe(user)}: its identity is held by user {safe(holder)}",
             highlight=False,
         )
     if run.deferred:
         out.print(f"{len(run.deferred)} user(s) left to another run that holds or changed them")
     if run.error:
-        out.print(f"[red]run error[/red]: {run.error}", highlight=False)
+        out.print(f"[red]run error[/red]: {safe(run.error)}", highlight=False)
 
 
 def api_target(settings: Settings) -> dict[str, Any]:
@@ -165,11 +179,14 @@ def print_api(api: dict[str, Any], console: Console | None = None) -> None:
     out.print(line, highlight=False, soft_wrap=True)
 
 
-def print_status(status: StatusReport, console: Console | None = None) -> None:
+def print_status(
+    status: StatusReport, console: Console | None = None, *, now: datetime | None = None
+) -> None:
     out = console or Console()
-    out.print(f"last successful full run: {status.last_full_success or 'never'}")
-    out.print(f"last successful incremental run: {status.last_incremental_success or 'never'}")
-    out.print(f"users by status: {status.counts_by_status or 'none yet'}")
+    now = now or datetime.now(UTC)
+    out.print(f"last successful full run: {when(status.last_full_success, now)}")
+    out.print(f"last successful incremental run: {when(status.last_incremental_success, now)}")
+    out.print(_counts(status))
     runs = Table(title="Recent runs")
     for column in ("id", "trigger", "scope", "status", "started", "api calls", "counts"):
         runs.add_column(column)
@@ -178,38 +195,66 @@ def print_status(status: StatusReport, console: Console | None = None) -> None:
         scope = f"{r.scope} (dry run)" if r.dry_run else r.scope
         runs.add_row(
             str(r.id),
-            r.trigger,
-            scope,
-            r.status,
-            f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            cell(r.trigger),
+            cell(scope),
+            cell(r.status),
+            when(r.started_at, now),
             str(r.api_calls),
-            counts,
+            cell(counts),
         )
     out.print(runs)
-    if status.failing:
-        failing = Table(title="Failing and quarantined users")
-        for column in ("user", "identity", "status", "attempts", "code", "last error"):
-            failing.add_column(column)
-        for u in status.failing:
-            failing.add_row(
-                u.user_id,
-                u.identity or "",
-                u.status,
-                str(u.attempts),
-                str(u.last_error_code or ""),
-                u.last_error_message or "",
-            )
-        out.print(failing)
-    _print_held(status, out)
+    _print_failing(status, out, now)
+    _print_held(status, out, now)
 
 
-def _print_held(status: StatusReport, out: Console) -> None:
+def _counts(status: StatusReport) -> Table | str:
+    if not status.counts_by_status:
+        return "users by status: none yet"
+    counts = Table(title="Users by status")
+    counts.add_column("status")
+    counts.add_column("users", justify="right")
+    for state, n in sorted(status.counts_by_status.items()):
+        counts.add_row(cell(state), str(n))
+    return counts
+
+
+def _print_failing(status: StatusReport, out: Console, now: datetime) -> None:
+    if not status.failing:
+        return
+    failing = Table(title="Failing and quarantined users")
+    columns = (
+        "user",
+        "identity",
+        "status",
+        "attempts",
+        "code",
+        "last error",
+        "request",
+        "next try",
+    )
+    for column in columns:
+        failing.add_column(column)
+    for u in status.failing:
+        failing.add_row(
+            cell(u.user_id),
+            cell(u.identity),
+            cell(u.status),
+            str(u.attempts),
+            str(u.last_error_code or ""),
+            cell(u.last_error_message),
+            cell(u.request_id),
+            when(u.next_attempt_at, now) if u.next_attempt_at else "",
+        )
+    out.print(failing)
+
+
+def _print_held(status: StatusReport, out: Console, now: datetime) -> None:
     if status.waiting:
         waiting = Table(title="Users waiting for their identity")
         for column in ("user", "why"):
             waiting.add_column(column)
         for u in status.waiting:
-            waiting.add_row(u.user_id, u.last_error_message or "")
+            waiting.add_row(cell(u.user_id), cell(u.last_error_message))
         out.print(waiting)
     if status.held:
         held = Table(title="Deletions held (release with: user-sync sync --allow-deletes)")
@@ -217,11 +262,11 @@ def _print_held(status: StatusReport, out: Console) -> None:
             held.add_column(column)
         for d in status.held:
             held.add_row(
-                d.user_id or "",
-                d.identity or "",
-                d.sid,
-                d.reason,
+                cell(d.user_id),
+                cell(d.identity),
+                cell(d.sid),
+                cell(d.reason),
                 str(d.run_id),
-                f"{d.held_at:%Y-%m-%d %H:%M:%S}",
+                when(d.held_at, now),
             )
         out.print(held)

@@ -262,7 +262,11 @@ class ConversationsClient:
         failure = None
         if reply.status >= 400:
             failure = error_from_response(
-                reply.status, reply.text, retry_after=reply.retry_after, after_retry=after_retry
+                reply.status,
+                reply.text,
+                retry_after=reply.retry_after,
+                after_retry=after_retry,
+                request_id=reply.request_id,
             )
         self._observe(request, reply.status, started, attempt=attempt, error=failure)
         if failure is not None:

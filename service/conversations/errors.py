@@ -17,7 +17,7 @@ the executor can record a per-user outcome from `status`/`code` without parsing 
         │   └── RoleNotFound ....... 50100
         ├── Unauthorized ........... 401/403, 20003
         ├── NotFound ............... 404, 20404
-        ├── AlreadyExists .......... 409, 50201
+        ├── AlreadyExists .......... 409 with 50201 (another 409 is a BadRequest)
         ├── RateLimited ............ 429, 20429, 50063/50074 (transient; `retry_after`)
         └── ServerError ............ 5xx (transient)
 
@@ -37,6 +37,9 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
+CODE_DIGITS = 9
+"""Longest Twilio code read from a string (codes have five digits; `int()` refuses `²` and
+strings of thousands of digits)."""
 MESSAGE_LIMIT = 500
 """Characters of a server message kept in an exception: enough to read, never a whole page."""
 
@@ -86,7 +89,8 @@ class InvalidResponse(ConversationsError):
 class ApiError(ConversationsError):
     """The API answered with an error status; `code` is Twilio's error code when it sent one.
 
-    `retry_after` is the answer's `Retry-After` in seconds (429s, sometimes 503s), if any.
+    `retry_after` is the answer's `Retry-After` in seconds (429s, sometimes 503s), if any;
+    `request_id` its `Twilio-Request-Id`, which Twilio's support asks for.
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class ApiError(ConversationsError):
         *,
         after_retry: bool = False,
         retry_after: float | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(status, code, message, more_info)
         self.status = status
@@ -106,6 +111,7 @@ class ApiError(ConversationsError):
         self.more_info = more_info
         self.after_retry = after_retry
         self.retry_after = retry_after
+        self.request_id = request_id
 
     def __str__(self) -> str:
         code = f" (Twilio error {self.code})" if self.code is not None else ""
@@ -138,7 +144,8 @@ class NotFound(ApiError):
 
 
 class AlreadyExists(ApiError):
-    """A user with this identity exists (409/50201); see `after_retry` in the module docstring."""
+    """A user with this identity exists (409 with 50201; a 409 with another code or none is a
+    `BadRequest`, not this); see `after_retry` in the module docstring."""
 
 
 class RateLimited(ApiError):
@@ -171,7 +178,6 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     401: Unauthorized,
     403: Unauthorized,
     404: NotFound,
-    409: AlreadyExists,
     429: RateLimited,
 }
 
@@ -181,7 +187,8 @@ def error_class(status: int, code: int | None) -> type[ApiError]:
     if status >= 500:
         return ServerError
     if status != 429 and code in _BY_CODE:
-        return _BY_CODE[code]
+        found = _BY_CODE[code]
+        return found if found is not AlreadyExists or status == 409 else BadRequest
     if status in _BY_STATUS:
         return _BY_STATUS[status]
     return BadRequest if 400 <= status < 500 else ApiError
@@ -193,12 +200,21 @@ def error_from_response(
     *,
     retry_after: float | None = None,
     after_retry: bool = False,
+    request_id: str | None = None,
 ) -> ApiError:
     """The exception for an error answer; any body is accepted (JSON or not, empty, huge)."""
     code, message, more_info = _parse_body(body_text)
     message = truncate(message) if message else f"HTTP {status} with no message"
     cls = error_class(status, code)
-    return cls(status, code, message, more_info, after_retry=after_retry, retry_after=retry_after)
+    return cls(
+        status,
+        code,
+        message,
+        more_info,
+        after_retry=after_retry,
+        retry_after=retry_after,
+        request_id=request_id,
+    )
 
 
 def truncate(text: str, *, limit: int = MESSAGE_LIMIT) -> str:
@@ -210,7 +226,7 @@ def _parse_body(body_text: str) -> tuple[int | None, str, str | None]:
     """(code, message, more_info) from Twilio's JSON error body, or the raw text as message."""
     try:
         body = json.loads(body_text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None, body_text, None
     if not isinstance(body, dict):
         return None, body_text, None
@@ -228,6 +244,6 @@ def _as_int(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= CODE_DIGITS:
         return int(value)
     return None

@@ -26,6 +26,9 @@ from service.conversations.errors import (
 from service.conversations.ratelimit import WriteLimiter
 from service.conversations.retry import parse_retry_after
 
+REQUEST_ID_HEADER = "Twilio-Request-Id"
+REQUEST_ID_MAX = 64
+
 
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -42,6 +45,8 @@ class Reply:
     status: int
     text: str
     retry_after: float | None = None
+    request_id: str | None = None
+    """Twilio's `Twilio-Request-Id` of the answer, for support tickets."""
 
 
 def basic_authorization(username: str, password: str) -> str:
@@ -87,7 +92,21 @@ class Transport:
         ) as response:
             body = await response.read()
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return Reply(response.status, body.decode("utf-8", errors="replace"), retry_after)
+            return Reply(
+                response.status,
+                body.decode("utf-8", errors="replace"),
+                retry_after,
+                request_id=request_id(response.headers.get(REQUEST_ID_HEADER)),
+            )
+
+
+def request_id(header: str | None) -> str | None:
+    """The header's value if it looks like one (printable, short); a server's odd header is
+    never stored."""
+    if header is None:
+        return None
+    value = header.strip()
+    return value if value and len(value) <= REQUEST_ID_MAX and value.isprintable() else None
 
 
 def transport_error(request: Request, error: BaseException) -> TransportError:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import events
+from service.db import events, source
 from service.db.models import SyncError, SyncRun, SyncStateRow
 from service.db.status import RunSummary, summarise_run
 
@@ -30,6 +30,7 @@ class ErrorView:
     http_status: int | None
     twilio_code: int | None
     message: str
+    request_id: str | None
     created_at: datetime
 
 
@@ -81,6 +82,7 @@ def _error(row: SyncError) -> ErrorView:
         http_status=row.http_status,
         twilio_code=row.twilio_code,
         message=row.message,
+        request_id=row.request_id,
         created_at=row.created_at,
     )
 
@@ -104,18 +106,19 @@ async def run_detail(session: AsyncSession, run_id: int) -> RunDetail | None:
     )
 
 
-def _quoted(source_table: str) -> str:
-    """Settings validated the name; quote each part so it is taken literally."""
-    return ".".join(f'"{part}"' for part in source_table.split("."))
-
-
 async def _local(session: AsyncSession, key: str, *, source_table: str) -> LocalView | None:
+    """The source row whose id or identity is `key`, read as the runs read it: a text key
+    matches an integer or uuid id it spells, and a source without `updated_at` shows none.
+    SourceError (naming the column) if the source cannot be read at all."""
+    checked = await source.inspect(await session.connection(), source_table)
+    updated_at = "l.updated_at" if checked.has_updated_at else "NULL::timestamptz"
     query = (
-        "SELECT id, identity, active, updated_at FROM "  # noqa: S608 - validated identifier
-        f"{_quoted(source_table)} WHERE id = :key OR identity = :key "
-        "ORDER BY id = :key DESC LIMIT 1"
+        f"SELECT l.id::text AS id, l.identity::text AS identity, l.active, "  # noqa: S608
+        f"{updated_at} AS updated_at FROM {checked.relation} l "
+        f"WHERE {checked.ids_match('keys')} OR l.identity = :key "
+        "ORDER BY l.id::text = :key DESC LIMIT 1"
     )
-    row = (await session.execute(text(query), {"key": key})).mappings().first()
+    row = (await session.execute(text(query), {"key": key, "keys": [key]})).mappings().first()
     if row is None:
         return None
     return LocalView(

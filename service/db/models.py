@@ -156,6 +156,8 @@ class SyncError(Base):
     http_status: Mapped[int | None] = mapped_column(Integer)
     twilio_code: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(Text)
+    """Twilio's `Twilio-Request-Id` of the failed call, for support tickets."""
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=_now(), index=True
     )

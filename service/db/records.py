@@ -52,6 +52,7 @@ class ErrorRecord:
     field: str | None = None
     http_status: int | None = None
     twilio_code: int | None = None
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,8 @@ _WANTED: dict[str, tuple[frozenset[str], str]] = {
     "updated_at": (frozenset({"timestamptz", "timestamp"}), "timestamptz (or timestamp)"),
 }
 """Per column, the Postgres type categories (or type names) accepted, and how to say so."""
+OPTIONAL = frozenset({"updated_at"})
+"""Columns a source may lack: `updated_at` is only shown (`GET /users/{key}`), never synced."""
 
 
 class SourceError(Exception):
@@ -61,6 +63,7 @@ class Source:
 
     name: str
     id_kind: str = "text"
+    has_updated_at: bool = True
 
     @property
     def relation(self) -> str:
@@ -100,7 +103,7 @@ async def inspect(connection: AsyncConnection, name: str) -> Source:
     problems = [p for p in (_problem(name, c, found.get(c)) for c in _WANTED) if p]
     if problems:
         raise SourceError("; ".join(problems))
-    return Source(name=name, id_kind=_id_kind(found["id"]))
+    return Source(name=name, id_kind=_id_kind(found["id"]), has_updated_at="updated_at" in found)
 
 
 def _id_kind(found: tuple[str, str, str]) -> str:
@@ -113,7 +116,8 @@ def _id_kind(found: tuple[str, str, str]) -> str:
 def _problem(name: str, column: str, found: tuple[str, str, str] | None) -> str | None:
     accepted, wanted = _WANTED[column]
     if found is None:
-        return f"the source {name} has no column {column} (wanted: {wanted})"
+        absent = f"the source {name} has no column {column} (wanted: {wanted})"
+        return None if column in OPTIONAL else absent
     sql_type, category, type_name = found
     json_type = type_name in ("json", "jsonb") and "json" in accepted
     if category in accepted or type_name in accepted or json_type:

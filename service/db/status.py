@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import deletions
 from service.db.deletions import HeldDeletion
-from service.db.models import SyncRun, SyncStateRow
+from service.db.models import SyncError, SyncRun, SyncStateRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,8 @@ class FailingUser:
     last_error_code: int | None
     last_error_message: str | None
     next_attempt_at: datetime | None
+    request_id: str | None = None
+    """Twilio's `Twilio-Request-Id` of the user's latest failed call, if Twilio answered it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +84,15 @@ async def recent_runs(session: AsyncSession, *, limit: int = 10) -> list[RunSumm
 async def failing_users(
     session: AsyncSession, *, limit: int = 50, statuses: tuple[str, ...] = ("failed", "quarantined")
 ) -> list[FailingUser]:
-    rows = await session.scalars(
-        select(SyncStateRow)
+    latest_request = (
+        select(SyncError.request_id)
+        .where(SyncError.user_id == SyncStateRow.user_id)
+        .order_by(SyncError.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        select(SyncStateRow, latest_request)
         .where(SyncStateRow.status.in_(statuses))
         .order_by(SyncStateRow.attempts.desc(), SyncStateRow.user_id)
         .limit(limit)
@@ -97,8 +106,9 @@ async def failing_users(
             last_error_code=r.last_error_code,
             last_error_message=r.last_error_message,
             next_attempt_at=r.next_attempt_at,
+            request_id=request_id,
         )
-        for r in rows
+        for r, request_id in rows.tuples()
     ]
 
 

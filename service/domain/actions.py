@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar, Literal, TypeAlias
 
+from service.domain.roles import RoleDirectory
 from service.domain.users import RoleSid, UserId, UserSid
 
 
@@ -110,12 +111,14 @@ _SHOWN = 120
 """Longest value a dry-run line shows before it elides the rest."""
 
 
-def describe(action: Action) -> str:
-    """One line for the dry-run output: what would happen, to whom, and which values change."""
+def describe(action: Action, roles: RoleDirectory | None = None) -> str:
+    """One line for the dry-run output: what would happen, to whom, and which values change;
+    a role sid the Service listed in `roles` is followed by its name."""
+    named = roles or RoleDirectory.unread()
     if isinstance(action, CreateUser):
-        return _describe_create(action)
+        return _describe_create(action, named)
     if isinstance(action, UpdateUser):
-        return _describe_update(action)
+        return _describe_update(action, named)
     if isinstance(action, LinkUser):
         line = f"link {_who(action.identity, action.user_id)} to {action.sid}"
         return line + _retiring(action.retires)
@@ -132,21 +135,33 @@ _REASONS = {
 }
 
 
-def _describe_create(action: CreateUser) -> str:
+def _describe_create(action: CreateUser, roles: RoleDirectory) -> str:
     fields = [f"attributes {_shown(action.attributes_json)}"]
     if action.friendly_name is not None:
         fields.insert(0, f"friendly_name {_shown(action.friendly_name)}")
     if action.role_sid is not None:
-        fields.append(f"role_sid {action.role_sid}")
+        fields.append(f"role_sid {_role(action.role_sid, roles)}")
     line = f"create {_who(action.identity, action.user_id)}: " + ", ".join(fields)
     return line + _retiring(action.retires)
 
 
-def _describe_update(action: UpdateUser) -> str:
+def _describe_update(action: UpdateUser, roles: RoleDirectory) -> str:
     verb = "adopt and update" if action.adopted else "update"
-    changes = ", ".join(f"{c.field} {_shown(c.old)} → {_shown(c.new)}" for c in action.changes)
+    changes = ", ".join(_change(c, roles) for c in action.changes)
     line = f"{verb} {_who(action.identity, action.user_id)} {action.sid}: {changes}"
     return line + _retiring(action.retires)
+
+
+def _change(change: FieldChange, roles: RoleDirectory) -> str:
+    if change.field == "role_sid":
+        old = "none" if change.old is None else _role(change.old, roles)
+        return f"role_sid {old} → {_role(change.new, roles)}"
+    return f"{change.field} {_shown(change.old)} → {_shown(change.new)}"
+
+
+def _role(sid: str, roles: RoleDirectory) -> str:
+    name = roles.name_of(sid)
+    return _shown(sid) if name is None else f"{_shown(sid)} ({_shown(name)})"
 
 
 def _who(identity: str, user_id: UserId | None) -> str:

@@ -51,6 +51,13 @@ class RoleDirectory:
     def user_roles(self) -> tuple[Role, ...]:
         return self._user_roles
 
+    def name_of(self, sid: str) -> str | None:
+        """The friendly name of the role with this sid, if the Service listed it."""
+        role = self._by_sid.get(sid.lower()) or next(
+            (r for r in self._others if r.sid.lower() == sid.lower()), None
+        )
+        return role.friendly_name if role else None
+
     def resolve(self, name_or_sid: str) -> RoleSid:
         """The sid of the user role meant, or `UnknownRole` saying why there is none."""
         if not self.read:

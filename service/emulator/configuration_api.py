@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.emulator.configuration import ConfigurationChange, apply_change, render_configuration
+from service.emulator.forms import form_fields, text_field
 from service.emulator.operations import Operation
 from service.emulator.pipeline import EMULATOR, origin, serve_account_call
 
@@ -41,11 +42,10 @@ async def update_configuration(request: web.Request) -> web.StreamResponse:
 
 
 async def _change(request: web.Request) -> ConfigurationChange:
-    form = await request.post()
+    form = await form_fields(request)
 
     def text(name: str) -> str | None:
-        value = form.get(name)
-        return value if isinstance(value, str) else None
+        return text_field(form, name)
 
     return ConfigurationChange(
         default_chat_service_sid=text("DefaultChatServiceSid"),

@@ -31,7 +31,7 @@ PREFIX = "/__emulator"
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SeedUser(_Body):
@@ -90,6 +90,9 @@ def _guarded(handler: Handler) -> Handler:
             return await handler(request)
         except (ValidationError, ValueError) as error:
             return web.json_response({"error": str(error)}, status=400)
+        except RecursionError:
+            message = "the body nests arrays or objects too deeply to read"
+            return web.json_response({"error": message}, status=400)
         except KeyError as error:
             return web.json_response({"error": str(error.args[0])}, status=404)
 

@@ -7,12 +7,12 @@ anything Twilio would refuse.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import count
 
 from service.emulator import errors
 from service.emulator.errors import ApiError
-from service.emulator.records import Service, User, timestamp
+from service.emulator.records import Role, RoleScope, Service, User, timestamp
 from service.emulator.roles import DEFAULT_USER_ROLE, default_roles
 from service.emulator.sids import ROLE_PREFIX, SERVICE_PREFIX, USER_PREFIX, SidFactory
 from service.emulator.table import UserTable
@@ -96,3 +96,25 @@ class Directory:
 
     def delete_user(self, user: User) -> None:
         self._tables[user.service_sid].remove(user)
+
+    def create_role(
+        self, service: Service, name: str, scope: RoleScope, permissions: tuple[str, ...]
+    ) -> Role:
+        """A custom role; the caller checked name, scope and permissions."""
+        role = Role(self._sids.new(ROLE_PREFIX), service.sid, name, scope, permissions, timestamp())
+        service.roles[role.sid] = role
+        return role
+
+    def update_role(self, service: Service, role: Role, permissions: tuple[str, ...]) -> Role:
+        """Replaces the role's permissions (Twilio's update replaces, it does not add)."""
+        updated = replace(role, permissions=permissions, updated=timestamp())
+        service.roles[role.sid] = updated
+        return updated
+
+    def delete_role(self, service: Service, role: Role) -> None:
+        """Any role but the Service's default user role, which users created without a RoleSid
+        get; users holding a deleted role keep its sid."""
+        if role.sid == service.default_role_sid:
+            message = f"Role {role.sid} is the Service's default user role and cannot be deleted"
+            raise errors.invalid_parameter(message)
+        del service.roles[role.sid]

@@ -37,6 +37,8 @@ class Emulator:
         self.public_base_url = f"http://{self.config.host}:{self.config.port}"
         """The origin used in URLs of snapshots (`users()`, `roles()`); set once serving."""
         self.counters = CallStats()
+        self.request_ids = SidFactory()
+        """Ids of answers (`Twilio-Request-Id`): random even with a seed, as they are unique."""
         self.limiter = WriteLimiter(self.config.write_limit_per_second, clock=clock)
         self._fault_random = random.Random(self.config.seed)
         self.faults = FaultPlan(chance=self._fault_random.random)

@@ -12,6 +12,7 @@ Latency is separate: seconds added before every matching call.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
@@ -66,8 +67,8 @@ def fault_rule(
         raise ValueError(f"fraction must be in (0, 1], not {fraction}")
     if fault_kind is FaultKind.STATUS and not 400 <= status <= 599:
         raise ValueError(f"status must be an HTTP error status, not {status}")
-    if retry_after is not None and retry_after < 0:
-        raise ValueError(f"retry_after must not be negative, not {retry_after}")
+    if retry_after is not None and not 0 <= retry_after < math.inf:
+        raise ValueError(f"retry_after must be a finite number of seconds >= 0, not {retry_after}")
     if fault_kind is FaultKind.RATE_LIMIT and after_processing:
         raise ValueError("a 429 means 'not processed': rate_limit cannot be after_processing")
     status = 429 if fault_kind is FaultKind.RATE_LIMIT else status
@@ -86,8 +87,8 @@ class FaultPlan:
 
     def set_latency(self, seconds: float, *, operations: Collection[str] | None = None) -> None:
         """Seconds added to every matching call; operations=None sets it for all of them."""
-        if seconds < 0:
-            raise ValueError(f"latency must not be negative, not {seconds}")
+        if not 0 <= seconds < math.inf:
+            raise ValueError(f"latency must be a finite number of seconds >= 0, not {seconds}")
         named = operations_named(operations)
         if named is None:
             self._latency = seconds

@@ -14,6 +14,9 @@ class Operation(StrEnum):
     LIST_USERS = "list_users"
     LIST_ROLES = "list_roles"
     FETCH_ROLE = "fetch_role"
+    CREATE_ROLE = "create_role"
+    UPDATE_ROLE = "update_role"
+    DELETE_ROLE = "delete_role"
     FETCH_CONFIGURATION = "fetch_configuration"
     UPDATE_CONFIGURATION = "update_configuration"
 
@@ -22,7 +25,16 @@ class Operation(StrEnum):
         return self in WRITES
 
 
-WRITES = frozenset({Operation.CREATE_USER, Operation.UPDATE_USER, Operation.DELETE_USER})
+WRITES = frozenset(
+    {
+        Operation.CREATE_USER,
+        Operation.UPDATE_USER,
+        Operation.DELETE_USER,
+        Operation.CREATE_ROLE,
+        Operation.UPDATE_ROLE,
+        Operation.DELETE_ROLE,
+    }
+)
 """The writes that share the per-Service limit and take `X-Twilio-Webhook-Enabled`; updating
 the account's Configuration is neither."""
 

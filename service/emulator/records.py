@@ -31,6 +31,8 @@ class Role:
     scope: RoleScope
     permissions: tuple[str, ...]
     created: str
+    updated: str | None = None
+    """None until the role's permissions are first changed."""
 
 
 @dataclass(slots=True)

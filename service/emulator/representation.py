@@ -68,7 +68,7 @@ def render_role(role: Role, *, form: UrlForm, origin: str, account_sid: str) -> 
         "type": (V2_ROLE_TYPES if chat else V1_ROLE_TYPES)[role.scope],
         "permissions": permissions,
         "date_created": role.created,
-        "date_updated": role.created,
+        "date_updated": role.updated or role.created,
         "url": f"{origin}{form.prefix(role.service_sid)}/Roles/{role.sid}",
     }
     body["service_sid" if chat else "chat_service_sid"] = role.service_sid

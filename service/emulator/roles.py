@@ -49,6 +49,13 @@ V1_ROLE_TYPES = {RoleScope.SERVICE: "service", RoleScope.CONVERSATION: "conversa
 V2_ROLE_TYPES = {RoleScope.SERVICE: "deployment", RoleScope.CONVERSATION: "channel"}
 
 
+PERMISSIONS = {
+    RoleScope.SERVICE: frozenset(_SERVICE_ADMIN),
+    RoleScope.CONVERSATION: frozenset(_CHANNEL_ADMIN),
+}
+"""The permissions a role of each scope may grant (Conversations v1 names)."""
+
+
 def default_roles(service_sid: str, *, new_sid: Callable[[], str], created: str) -> list[Role]:
     return [
         Role(new_sid(), service_sid, name, scope, permissions, created)
@@ -56,6 +63,22 @@ def default_roles(service_sid: str, *, new_sid: Callable[[], str], created: str)
     ]
 
 
+def scope_named(value: str | None, *, chat: bool) -> RoleScope | None:
+    """The scope a `Type` names in this API version (`service`/`conversation`, Chat v2
+    `deployment`/`channel`); None for anything else."""
+    names = V2_ROLE_TYPES if chat else V1_ROLE_TYPES
+    return next((scope for scope, name in names.items() if name == value), None)
+
+
+def stored_permission(permission: str, *, chat: bool) -> str:
+    """The v1 name a permission of this API version is stored under (`leaveChannel` ->
+    `leaveConversation` for Chat v2); unknown names are returned as given."""
+    return _FROM_CHAT.get(permission, permission) if chat else permission
+
+
 def chat_permission(permission: str) -> str:
     """The Chat v2 name of a Conversations permission (`leaveConversation` -> `leaveChannel`)."""
     return permission.replace("Conversation", "Channel").replace("Participant", "Member")
+
+
+_FROM_CHAT = {chat_permission(name): name for names in PERMISSIONS.values() for name in names}

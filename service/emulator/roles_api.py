@@ -1,6 +1,9 @@
-"""The Roles resource over HTTP (list and fetch), which clients read to resolve role names.
+"""The Roles resource over HTTP: list and fetch (which clients read to resolve role names),
+and create, update (permissions, replaced whole) and delete, for custom roles.
 
-A Service's roles never change in the emulator, so their position is a stable paging key.
+Roles are listed in creation order, and a deleted one leaves the list: pages are cut by
+position, so a page read while roles are deleted may skip one (the users' paging, by creation
+sequence, does not).
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ from functools import partial
 from aiohttp import web
 
 from service.emulator import errors
+from service.emulator.forms import Form, form_fields, text_field
 from service.emulator.operations import Operation
 from service.emulator.paging import page_meta, page_request, select_page
 from service.emulator.pipeline import EMULATOR, origin, serve_call
 from service.emulator.records import Role, Service
 from service.emulator.representation import UrlForm, render_role
+from service.emulator.validation import checked_permissions, checked_role_name, checked_role_type
 
 
 class RoleSequence:
@@ -40,9 +45,13 @@ class RoleSequence:
 
 def role_routes(form: UrlForm) -> list[web.RouteDef]:
     collection = f"{form.value}/Roles"
+    instance = f"{collection}/{{sid}}"
     return [
         web.get(collection, partial(list_roles, form=form), allow_head=False),
-        web.get(f"{collection}/{{sid}}", partial(fetch_role, form=form), allow_head=False),
+        web.post(collection, partial(create_role, form=form)),
+        web.get(instance, partial(fetch_role, form=form), allow_head=False),
+        web.post(instance, partial(update_role, form=form)),
+        web.delete(instance, partial(delete_role, form=form)),
     ]
 
 
@@ -61,12 +70,55 @@ async def list_roles(request: web.Request, *, form: UrlForm) -> web.StreamRespon
 
 async def fetch_role(request: web.Request, *, form: UrlForm) -> web.StreamResponse:
     async def action(service: Service) -> web.StreamResponse:
-        role = service.roles.get(request.match_info["sid"])
-        if role is None:
-            raise errors.not_found(request.path)
+        role = _role(request, service)
         return web.json_response(_render(request, role, form=form, base=origin(request)))
 
     return await serve_call(request, Operation.FETCH_ROLE, form=form, action=action)
+
+
+async def create_role(request: web.Request, *, form: UrlForm) -> web.StreamResponse:
+    async def action(service: Service) -> web.StreamResponse:
+        fields, chat = await form_fields(request), form is UrlForm.CHAT
+        name = checked_role_name(text_field(fields, "FriendlyName"))
+        scope = checked_role_type(text_field(fields, "Type"), chat=chat)
+        permissions = checked_permissions(_permissions(fields), scope, chat=chat)
+        role = request.app[EMULATOR].directory.create_role(service, name, scope, permissions)
+        body = _render(request, role, form=form, base=origin(request))
+        return web.json_response(body, status=201)
+
+    return await serve_call(request, Operation.CREATE_ROLE, form=form, action=action)
+
+
+async def update_role(request: web.Request, *, form: UrlForm) -> web.StreamResponse:
+    async def action(service: Service) -> web.StreamResponse:
+        role = _role(request, service)
+        fields = await form_fields(request)
+        chat = form is UrlForm.CHAT
+        permissions = checked_permissions(_permissions(fields), role.scope, chat=chat)
+        updated = request.app[EMULATOR].directory.update_role(service, role, permissions)
+        return web.json_response(_render(request, updated, form=form, base=origin(request)))
+
+    return await serve_call(request, Operation.UPDATE_ROLE, form=form, action=action)
+
+
+async def delete_role(request: web.Request, *, form: UrlForm) -> web.StreamResponse:
+    async def action(service: Service) -> web.StreamResponse:
+        request.app[EMULATOR].directory.delete_role(service, _role(request, service))
+        return web.Response(status=204)
+
+    return await serve_call(request, Operation.DELETE_ROLE, form=form, action=action)
+
+
+def _role(request: web.Request, service: Service) -> Role:
+    role = service.roles.get(request.match_info["sid"])
+    if role is None:
+        raise errors.not_found(request.path)
+    return role
+
+
+def _permissions(fields: Form) -> list[str]:
+    """Every `Permission` field (the parameter repeats, one permission each)."""
+    return [value for value in fields.getall("Permission", []) if isinstance(value, str)]
 
 
 def _render(request: web.Request, role: Role, *, form: UrlForm, base: str) -> dict[str, object]:

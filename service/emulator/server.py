@@ -24,8 +24,10 @@ from service.emulator.errors import ApiError
 from service.emulator.pipeline import EMULATOR, error_response
 from service.emulator.representation import UrlForm
 from service.emulator.roles_api import role_routes
+from service.emulator.sids import REQUEST_PREFIX
 from service.emulator.users_api import user_routes
 
+REQUEST_ID_HEADER = "Twilio-Request-Id"
 MAX_BODY_BYTES = 256 * 1024 * 1024
 """Large enough for a control-API seed of 100,000 users in one request."""
 SHUTDOWN_SECONDS = 2.0
@@ -34,6 +36,7 @@ SHUTDOWN_SECONDS = 2.0
 def create_app(emulator: Emulator) -> web.Application:
     app = web.Application(middlewares=[_twilio_errors], client_max_size=MAX_BODY_BYTES)
     app[EMULATOR] = emulator
+    app.on_response_prepare.append(_request_id)
     for form in UrlForm:
         app.add_routes(user_routes(form))
         app.add_routes(role_routes(form))
@@ -54,6 +57,11 @@ async def _twilio_errors(
     except web.HTTPMethodNotAllowed:
         message = f"Method {request.method} not allowed for {request.path}"
         return error_response(ApiError(405, errors.METHOD_NOT_ALLOWED, message))
+
+
+async def _request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer carries a `Twilio-Request-Id` (`RQ` and 32 hex digits), as Twilio's do."""
+    response.headers[REQUEST_ID_HEADER] = request.app[EMULATOR].request_ids.new(REQUEST_PREFIX)
 
 
 @dataclass

@@ -13,6 +13,7 @@ USER_PREFIX = "US"
 SERVICE_PREFIX = "IS"
 ROLE_PREFIX = "RL"
 MESSAGING_SERVICE_PREFIX = "MG"
+REQUEST_PREFIX = "RQ"
 
 
 def sid_pattern(prefix: str) -> re.Pattern[str]:

@@ -13,6 +13,7 @@ from aiohttp import web
 from service.emulator import errors
 from service.emulator.directory import UserFields
 from service.emulator.emulator import Emulator
+from service.emulator.forms import form_fields, text_field
 from service.emulator.operations import Operation
 from service.emulator.paging import page_meta, page_request, select_page
 from service.emulator.pipeline import EMULATOR, origin, serve_call
@@ -91,11 +92,10 @@ def _user(request: web.Request, service: Service) -> User:
 
 
 async def _fields(request: web.Request, *, creating: bool) -> UserFields:
-    form = await request.post()
+    form = await form_fields(request)
 
     def text(name: str) -> str | None:
-        value = form.get(name)
-        return value if isinstance(value, str) else None
+        return text_field(form, name)
 
     return UserFields(
         identity=text("Identity") if creating else None,

@@ -1,4 +1,5 @@
-"""Checks on the fields of a user create or update, with Twilio's codes for each refusal.
+"""Checks on the fields of a user or role create or update, with Twilio's codes for each
+refusal.
 
 Pure functions: each takes the raw form value and returns the value to store, or raises the
 `ApiError` Twilio would answer with.
@@ -12,10 +13,19 @@ from decimal import Decimal
 from service.emulator import errors
 from service.emulator.errors import ApiError
 from service.emulator.records import RoleScope, Service
+from service.emulator.roles import (
+    PERMISSIONS,
+    V1_ROLE_TYPES,
+    V2_ROLE_TYPES,
+    chat_permission,
+    scope_named,
+    stored_permission,
+)
 from service.emulator.sids import sid_pattern
 
 IDENTITY_MAX_CHARS = 256
 ATTRIBUTES_MAX_BYTES = 16 * 1024
+ROLE_NAME_MAX_CHARS = 64
 _ROLE_SID = sid_pattern("RL")
 
 
@@ -42,6 +52,9 @@ def checked_attributes(value: str) -> str:
         parsed = json.loads(value, parse_int=Decimal, parse_float=Decimal)
     except ValueError:
         raise ApiError(400, errors.ATTRIBUTES_INVALID, "Attributes is not valid JSON") from None
+    except RecursionError:
+        message = "Attributes nest objects or arrays too deeply to read"
+        raise ApiError(400, errors.ATTRIBUTES_INVALID, message) from None
     if not isinstance(parsed, dict):
         raise ApiError(400, errors.ATTRIBUTES_INVALID, "Attributes must be a JSON object")
     return value
@@ -53,3 +66,36 @@ def checked_role_sid(value: str, service: Service) -> str:
     if role is None or role.scope is not RoleScope.SERVICE:
         raise ApiError(400, errors.ROLE_NOT_FOUND, f"Role not found: {value}")
     return value
+
+
+def checked_role_name(value: str | None) -> str:
+    if not value:
+        raise errors.invalid_parameter("Missing required parameter FriendlyName")
+    if len(value) > ROLE_NAME_MAX_CHARS:
+        message = (
+            f"FriendlyName is too long: {len(value)} characters, at most {ROLE_NAME_MAX_CHARS}"
+        )
+        raise errors.invalid_parameter(message)
+    return value
+
+
+def checked_role_type(value: str | None, *, chat: bool) -> RoleScope:
+    scope = scope_named(value, chat=chat)
+    if scope is None:
+        names = sorted((V2_ROLE_TYPES if chat else V1_ROLE_TYPES).values())
+        raise errors.invalid_parameter(f"Type must be one of {names}, not {value!r}")
+    return scope
+
+
+def checked_permissions(values: list[str], scope: RoleScope, *, chat: bool) -> tuple[str, ...]:
+    """The permissions of a create or update (stored by their v1 names, each once); each must
+    be one a role of this scope can grant, named as the request's API version names it."""
+    if not values:
+        raise errors.invalid_parameter("Missing required parameter Permission")
+    allowed = {chat_permission(p) if chat else p for p in PERMISSIONS[scope]}
+    unknown = [value for value in values if value not in allowed]
+    if unknown:
+        kind = (V2_ROLE_TYPES if chat else V1_ROLE_TYPES)[scope]
+        message = f"Invalid Permission {unknown[0]!r} for a {kind} role; allowed: {sorted(allowed)}"
+        raise errors.invalid_parameter(message)
+    return tuple(dict.fromkeys(stored_permission(value, chat=chat) for value in values))

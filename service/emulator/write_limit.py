@@ -31,8 +31,10 @@ class WriteLimiter:
 
     @per_second.setter
     def per_second(self, value: float | None) -> None:
-        if value is not None and not value > 0:
-            raise ValueError(f"write limit must be positive or None (off), not {value}")
+        if value is not None and not 0 < value < math.inf:
+            raise ValueError(
+                f"write limit must be a finite positive number or None (off), not {value}"
+            )
         self._per_second = value
         if value is not None:
             self._capacity = max(1, math.floor(value))

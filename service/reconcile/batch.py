@@ -28,6 +28,7 @@ from service.domain.plan import (
     UpdateUser,
     describe,
 )
+from service.domain.roles import RoleDirectory
 from service.reconcile.executor import unchanged
 from service.reconcile.outcome import Failure, Outcome, Result, already_recorded
 from service.reconcile.pool import Work
@@ -50,13 +51,19 @@ def writes_user(actions: Sequence[Action]) -> bool:
     return any(isinstance(a, CreateUser | UpdateUser) for a in actions)
 
 
-def sort_batch(planned: Sequence[tuple[Gathered, CasePlan]], *, dry_run: bool) -> SortedBatch:
+def sort_batch(
+    planned: Sequence[tuple[Gathered, CasePlan]],
+    *,
+    dry_run: bool,
+    roles: RoleDirectory | None = None,
+) -> SortedBatch:
+    """`roles` names the role sids of a dry run's lines."""
     out = SortedBatch()
     for g, plan in planned:
         if any(isinstance(a, DeleteUser) and a.guarded for a in plan.actions):
             out.deletions.append((g, plan.actions))
         elif plan.actions:
-            _act(out, g, plan.actions, dry_run=dry_run)
+            _act(out, g, plan.actions, dry_run=dry_run, roles=roles)
         else:
             outcome = _without_actions(g, plan)
             known = dry_run or already_recorded(outcome)
@@ -64,9 +71,16 @@ def sort_batch(planned: Sequence[tuple[Gathered, CasePlan]], *, dry_run: bool) -
     return out
 
 
-def _act(out: SortedBatch, g: Gathered, actions: tuple[Action, ...], *, dry_run: bool) -> None:
+def _act(
+    out: SortedBatch,
+    g: Gathered,
+    actions: tuple[Action, ...],
+    *,
+    dry_run: bool,
+    roles: RoleDirectory | None,
+) -> None:
     if dry_run:
-        out.planned += [describe(a) for a in actions]
+        out.planned += [describe(a, roles) for a in actions]
         out.would_write += writes_user(actions)
         out.ready.append(Outcome(gathered=g, result=Result.PLANNED))
     else:

@@ -52,7 +52,11 @@ def case_of(gathered: Gathered) -> Case:
 def failure(action: str, error: api.ConversationsError) -> Failure:
     if isinstance(error, api.ApiError):
         return Failure(
-            message=str(error), action=action, http_status=error.status, twilio_code=error.code
+            message=str(error),
+            action=action,
+            http_status=error.status,
+            twilio_code=error.code,
+            request_id=error.request_id,
         )
     return Failure(message=str(error), action=action)
 

@@ -46,6 +46,7 @@ class Failure:
     field: str | None = None
     http_status: int | None = None
     twilio_code: int | None = None
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +234,7 @@ def error_records(outcome: Outcome) -> list[ErrorRecord]:
             field=f.field,
             http_status=f.http_status,
             twilio_code=f.twilio_code,
+            request_id=f.request_id,
         )
         for f in outcome.failures
     ]

@@ -273,7 +273,7 @@ class Runner:
             planned.append(
                 (g, plan_case(case, policy=self._config.policy, roles=roles, let_go=let_go))
             )
-        out = sort_batch(planned, dry_run=dry_run)
+        out = sort_batch(planned, dry_run=dry_run, roles=roles)
         report.planned += out.planned
         report.would_write += out.would_write
         direct = await self._leased(run, out.direct)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable
 
@@ -25,6 +26,9 @@ from service.triggers.responses import problem
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 SIGNED_PATHS = frozenset({"/events"})
+UNIX_TIME = re.compile(r"[0-9]{1,12}")
+"""ASCII digits only (`"²".isdigit()` holds, `int()` refuses it), and few enough of them to
+compare with the clock as a float: twelve digits reach the year 33658."""
 SIGNATURE = web.RequestKey("signature", str)
 """Set to the verified signature; the handler checks it was not used before."""
 
@@ -64,8 +68,8 @@ def check_signature(
     """The verified signature (normalised), or Denied naming what is wrong."""
     if secret is None:
         raise Denied(403, "signed webhooks are not enabled (USERSYNC_WEBHOOK_SECRET is not set)")
-    if timestamp is None or not timestamp.strip().isdigit():
-        raise Denied(401, "a signed request needs a Unix timestamp header")
+    if timestamp is None or not UNIX_TIME.fullmatch(timestamp.strip()):
+        raise Denied(401, "a signed request needs a Unix timestamp header (whole seconds)")
     if abs(now - int(timestamp)) > tolerance:
         raise Denied(403, f"the timestamp is more than {tolerance:g} s away from now")
     expected = sign(secret, timestamp=timestamp.strip(), body=body)

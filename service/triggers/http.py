@@ -18,12 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db import deletions, detail, events, status
 from service.db.events import EventStatus, NewEvent
+from service.db.source import SourceError
 from service.reconcile.run import RunInProgress, RunRequest, Scope
+from service.triggers.bodies import SyncBody, parsed
 from service.triggers.keys import LEADERSHIP, METRICS, SESSIONS, SETTINGS
 from service.triggers.lane import LaneClosed
 from service.triggers.responses import BadRequest, json_body, ok, problem, storable
 
-SYNC_FIELDS = {"scope", "dry_run", "allow_deletes"}
 OUTCOME_POLL_SECONDS = 0.05
 MAX_RUNS_LISTED = 100
 MAX_RUN_ID = 2**63 - 1
@@ -33,17 +34,13 @@ def sync_request(body: Any) -> RunRequest:
     """`{"scope": "full"|"incremental", "dry_run": bool, "allow_deletes": bool}`, all optional."""
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
-    unknown = set(body) - SYNC_FIELDS
-    if unknown:
-        raise BadRequest(f"unknown fields {sorted(unknown)}; known: {sorted(SYNC_FIELDS)}")
-    scope = body.get("scope", "full")
-    if scope not in (Scope.FULL.value, Scope.INCREMENTAL.value):
-        raise BadRequest("scope must be 'full' or 'incremental'")
-    flags = {name: body.get(name, False) for name in ("dry_run", "allow_deletes")}
-    for name, value in flags.items():
-        if not isinstance(value, bool):
-            raise BadRequest(f"{name} must be true or false")
-    return RunRequest(trigger="http", scope=Scope(scope), **flags)
+    asked = parsed(SyncBody, body, where="the body")
+    return RunRequest(
+        trigger="http",
+        scope=Scope(asked.scope),
+        dry_run=asked.dry_run,
+        allow_deletes=asked.allow_deletes,
+    )
 
 
 async def post_sync(request: web.Request) -> web.Response:
@@ -70,9 +67,9 @@ async def post_sync_user(request: web.Request) -> web.Response:
     key = user_key(request)
     sessions, settings = request.app[SESSIONS], request.app[SETTINGS]
     async with sessions() as session:
-        found = await detail.user_detail(session, key, source_table=settings.source_table)
-    if found is None:
-        return problem(404, "not_found", f"no user has the internal id or identity {key!r}")
+        found = await _user_detail(session, key, source_table=settings.source_table)
+    if isinstance(found, web.Response):
+        return found
     user_id = found.local.id if found.local else found.state.user_id if found.state else key
     async with sessions.begin() as session:
         [event_id] = await events.enqueue(session, [NewEvent(user_id, "sync")], source="api")
@@ -160,12 +157,22 @@ async def get_run(request: web.Request) -> web.Response:
 async def get_user(request: web.Request) -> web.Response:
     key = user_key(request)
     async with request.app[SESSIONS]() as session:
-        found = await detail.user_detail(
-            session, key, source_table=request.app[SETTINGS].source_table
-        )
+        found = await _user_detail(session, key, source_table=request.app[SETTINGS].source_table)
+    return found if isinstance(found, web.Response) else ok(found)
+
+
+async def _user_detail(
+    session: AsyncSession, key: str, *, source_table: str
+) -> detail.UserDetail | web.Response:
+    """The user, or the answer to give instead: 404 if unknown, 503 naming what makes the
+    source unreadable (the runs refuse it alike, so nothing is synced until it is fixed)."""
+    try:
+        found = await detail.user_detail(session, key, source_table=source_table)
+    except SourceError as e:
+        return problem(503, "source_unreadable", str(e))
     if found is None:
         return problem(404, "not_found", f"no user has the internal id or identity {key!r}")
-    return ok(found)
+    return found
 
 
 def add_routes(app: web.Application) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from service.config import Settings
+from service.triggers.bodies import EventBody, SyncBody, schema
 from service.triggers.keys import SETTINGS
 from service.triggers.responses import ok
 
@@ -46,6 +47,19 @@ def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[st
     return {"summary": summary, "responses": responses, **extra}
 
 
+def _linked(response: dict[str, Any], **links: tuple[str, dict[str, str]]) -> dict[str, Any]:
+    """The response with OpenAPI links: name -> (operationId, parameters from it), so a client
+    (and the stateful fuzzing) can follow what it returned to where it can be read."""
+    described = {
+        name: {"operationId": operation, "parameters": parameters}
+        for name, (operation, parameters) in links.items()
+    }
+    return {**response, "links": described}
+
+
+USER_OF_PATH = {"key": "$request.path.key"}
+
+
 def _public(summary: str, responses: dict[str, Any]) -> dict[str, Any]:
     return _operation(summary, responses, security=[])
 
@@ -71,16 +85,27 @@ def _health_paths() -> dict[str, Any]:
 
 def _sync_paths() -> dict[str, Any]:
     started = {
-        "202": _json(_ref("SyncAccepted"), "Run started and recorded"),
+        "202": _linked(
+            _json(_ref("SyncAccepted"), "Run started and recorded"),
+            GetRun=("getRun", {"run_id": "$response.body#/run_id"}),
+        ),
         "400": _error("Invalid body"),
         "409": _error("A run is in progress"),
         "503": _error("This replica is a standby, or stopping"),
         **AUTH_ERRORS,
     }
     reconciled = {
-        "200": _json(_ref("UserOutcome"), "Reconciled"),
-        "202": _json({"type": "object"}, "Queued; not finished in time"),
+        "200": _linked(
+            _json(_ref("UserOutcome"), "Reconciled"),
+            GetUser=("getUser", USER_OF_PATH),
+            GetRun=("getRun", {"run_id": "$response.body#/run_id"}),
+        ),
+        "202": _linked(
+            _json({"type": "object"}, "Queued; not finished in time"),
+            GetUser=("getUser", USER_OF_PATH),
+        ),
         "404": _error("Unknown user"),
+        "503": _error("The source lacks a column the runs need (named)"),
         **AUTH_ERRORS,
     }
     body = {"required": False, "content": {JSON: {"schema": _ref("SyncRequest")}}}
@@ -90,11 +115,15 @@ def _sync_paths() -> dict[str, Any]:
                 "Start a full or incremental run on the leader; returns at once",
                 started,
                 requestBody=body,
+                operationId="postSync",
             )
         },
         "/sync/users/{key}": {
             "post": _operation(
-                "Reconcile one user now and return its outcome", reconciled, parameters=[KEY]
+                "Reconcile one user now and return its outcome",
+                reconciled,
+                parameters=[KEY],
+                operationId="postSyncUser",
             )
         },
     }
@@ -117,7 +146,13 @@ def _record_paths() -> dict[str, Any]:
         "description": "`runs`, newest first, and `held_deletions`: every deletion held now,"
         " whichever run held it (released together by a run with allow_deletes)",
     }
-    runs = {"200": _json(listed, "Runs"), "400": _error("Bad limit"), **AUTH_ERRORS}
+    runs = {
+        "200": _linked(
+            _json(listed, "Runs"), GetNewest=("getRun", {"run_id": "$response.body#/runs/0/id"})
+        ),
+        "400": _error("Bad limit"),
+        **AUTH_ERRORS,
+    }
     run = {
         "200": _json(_ref("RunDetail"), "The run"),
         "400": _error("The run id is not a whole number"),
@@ -125,15 +160,28 @@ def _record_paths() -> dict[str, Any]:
         **AUTH_ERRORS,
     }
     user = {
-        "200": _json(_ref("UserDetail"), "The user"),
+        "200": _linked(
+            _json(_ref("UserDetail"), "The user"), SyncUser=("postSyncUser", USER_OF_PATH)
+        ),
+        "503": _error("The source lacks a column the runs need (named)"),
         "404": _error("Unknown user"),
         **AUTH_ERRORS,
     }
     return {
-        "/runs": {"get": _operation("Recent runs, newest first", runs, parameters=[limit])},
-        "/runs/{run_id}": {"get": _operation("One run with its errors", run, parameters=[run_id])},
+        "/runs": {
+            "get": _operation(
+                "Recent runs, newest first", runs, parameters=[limit], operationId="getRuns"
+            )
+        },
+        "/runs/{run_id}": {
+            "get": _operation(
+                "One run with its errors", run, parameters=[run_id], operationId="getRun"
+            )
+        },
         "/users/{key}": {
-            "get": _operation("A user's sync state and last error", user, parameters=[KEY])
+            "get": _operation(
+                "A user's sync state and last error", user, parameters=[KEY], operationId="getUser"
+            )
         },
     }
 
@@ -146,7 +194,10 @@ def _event_paths() -> dict[str, Any]:
         ]
     }
     responses = {
-        "202": _json(_ref("EventsAccepted"), "Queued"),
+        "202": _linked(
+            _json(_ref("EventsAccepted"), "Queued"),
+            SyncUser=("postSyncUser", {"key": "$request.body#/id"}),
+        ),
         "400": _error("Invalid body"),
         "401": _error("No credentials"),
         "403": _error("Wrong token or signature, stale timestamp, or replay"),
@@ -158,6 +209,7 @@ def _event_paths() -> dict[str, Any]:
                 responses,
                 requestBody={"required": True, "content": {JSON: {"schema": one_or_many}}},
                 security=[{"bearer": []}, {"signature": [], "timestamp": []}],
+                operationId="postEvents",
             )
         }
     }
@@ -167,7 +219,7 @@ def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[
     return {"type": "object", "properties": properties, "required": list(required)}
 
 
-STRING, BOOL, INT = {"type": "string"}, {"type": "boolean"}, {"type": "integer"}
+STRING, INT = {"type": "string"}, {"type": "integer"}
 NULLABLE_STRING = {"type": ["string", "null"]}
 
 SCHEMAS: dict[str, Any] = {
@@ -181,16 +233,7 @@ SCHEMAS: dict[str, Any] = {
         },
         ("status", "role", "service_sid"),
     ),
-    "SyncRequest": {
-        **_object(
-            {
-                "scope": {"enum": ["full", "incremental"], "default": "full"},
-                "dry_run": BOOL,
-                "allow_deletes": BOOL,
-            }
-        ),
-        "additionalProperties": False,
-    },
+    "SyncRequest": schema(SyncBody),
     "SyncAccepted": _object(
         {"run_id": INT, "status": STRING, "scope": STRING, "href": STRING}, ("run_id",)
     ),
@@ -222,13 +265,7 @@ SCHEMAS: dict[str, Any] = {
         },
         ("user_id", "run_id", "outcome"),
     ),
-    "Event": _object(
-        {
-            "type": {"enum": ["user.created", "user.updated", "user.deleted"]},
-            "id": {"type": "string", "maxLength": 256, "pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"},
-        },
-        ("type", "id"),
-    ),
+    "Event": schema(EventBody),
     "EventsAccepted": _object({"accepted": INT, "event_ids": {"type": "array", "items": INT}}),
 }
 

@@ -50,6 +50,8 @@ async def json_body(request: web.Request) -> Any:
         return json.loads(raw)
     except ValueError as e:
         raise BadRequest(f"the body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise BadRequest("the body nests arrays or objects too deeply to read") from None
 
 
 @web.middleware

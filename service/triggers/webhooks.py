@@ -17,12 +17,11 @@ from aiohttp import web
 from service.db import events
 from service.db.events import NewEvent
 from service.triggers.auth import SIGNATURE
+from service.triggers.bodies import EventBody, parsed
 from service.triggers.keys import METRICS, SESSIONS, SETTINGS
-from service.triggers.responses import BadRequest, json_body, ok, problem, storable
+from service.triggers.responses import BadRequest, json_body, ok, problem
 
-EVENT_TYPES = frozenset({"user.created", "user.updated", "user.deleted"})
 MAX_EVENTS = 1000
-MAX_ID_LENGTH = 256
 
 
 def parse_events(body: Any) -> list[NewEvent]:
@@ -41,14 +40,8 @@ def parse_events(body: Any) -> list[NewEvent]:
 def _event(item: Any, *, where: str) -> NewEvent:
     if not isinstance(item, dict):
         raise BadRequest(f"{where} must be a JSON object")
-    kind, user_id = item.get("type"), item.get("id")
-    if not isinstance(kind, str) or kind not in EVENT_TYPES:  # a dict or list is unhashable
-        raise BadRequest(f"{where}: type must be one of {sorted(EVENT_TYPES)}")
-    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > MAX_ID_LENGTH:
-        raise BadRequest(f"{where}: id must be a non-empty string of at most {MAX_ID_LENGTH} chars")
-    if not storable(user_id):
-        raise BadRequest(f"{where}: id contains a NUL character or a lone surrogate")
-    return NewEvent(user_id=user_id, kind=kind)
+    event = parsed(EventBody, item, where=where)
+    return NewEvent(user_id=event.id, kind=event.type)
 
 
 async def post_events(request: web.Request) -> web.Response:

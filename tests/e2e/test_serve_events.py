@@ -159,9 +159,12 @@ async def test_webhook_authentication_refuses_missing_wrong_stale_and_replayed_r
 
 async def test_a_webhook_body_that_makes_no_sense_is_refused_naming_the_problem(served: Served):
     cases = [
-        ({"type": "user.exploded", "id": "1"}, "type must be one of"),
+        ({"type": "user.exploded", "id": "1"}, "the event: type: Input should be 'user.created'"),
         ([{"type": "user.created", "id": "1"}, {"type": "user.created"}], "event #1: id"),
         ([], "empty list"),
+        ({"type": "user.created", "id": " \t"}, "the event: id: must hold a non-blank character"),
+        ({"type": "user.created", "id": "a\x00"}, "and no NUL character"),
+        ({"type": "user.created", "id": 7}, "the event: id: Input should be a valid string"),
     ]
     for body, message in cases:
         async with served.http.post(served.base_url + "/events", json=body) as response:

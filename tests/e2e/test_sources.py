@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.reconcile.run import RunStatus, Scope
 from tests.e2e.conftest import execute, fetch_all, insert_users
+from tests.e2e.serving import FAST, leading, serve_app
 from tests.fixtures.emulator import account_auth
 
 
@@ -76,3 +77,53 @@ async def test_merge_mode_keeps_keys_others_set_and_removes_keys_we_stopped_mana
 
     attributes = json.loads(fast_emulator.emulator.users()[0]["attributes"])
     assert attributes == {"x": 5, "avatar": "cat.png"}
+
+
+@pytest.fixture
+async def bare_view(engine: AsyncEngine, db: Any) -> AsyncIterator[str]:
+    """A view with integer ids and no `updated_at` column: nothing the sync needs is missing."""
+    await execute(engine, "DROP SCHEMA IF EXISTS bare CASCADE")
+    await execute(engine, "CREATE SCHEMA bare")
+    await execute(engine, "CREATE TABLE bare.people (n integer PRIMARY KEY, mail text)")
+    await execute(
+        engine,
+        "CREATE VIEW bare.users_v AS SELECT n AS id, mail AS identity, mail AS friendly_name, "
+        "NULL::text AS role, '{}'::jsonb AS attributes, true AS active FROM bare.people",
+    )
+    await execute(engine, "INSERT INTO bare.people VALUES (7, 'gus@example.com')")
+    yield "bare.users_v"
+    await execute(engine, "DROP SCHEMA bare CASCADE")
+
+
+async def test_a_view_without_updated_at_syncs_and_its_users_are_shown_by_id_and_identity(
+    settings_for: Any, fast_emulator: Any, bare_view: str
+):
+    async with serve_app(settings_for(**FAST, source_table=bare_view)) as served:
+        await leading(served)
+        async with served.http.post(served.base_url + "/sync/users/7") as response:
+            assert response.status == 200, await response.text()
+            assert (await response.json())["outcome"] == "synced"
+        for key in ("7", "gus@example.com"):
+            shown = await served.get_json(f"/users/{key}")
+            assert shown["local"] == {
+                "id": "7",
+                "identity": "gus@example.com",
+                "active": True,
+                "updated_at": None,
+            }
+    assert [u["identity"] for u in fast_emulator.emulator.users()] == ["gus@example.com"]
+
+
+async def test_a_source_missing_a_needed_column_is_named_by_the_user_endpoints(
+    engine: AsyncEngine, settings_for: Any, bare_view: str
+):
+    await execute(engine, "DROP VIEW bare.users_v")
+    await execute(engine, "CREATE VIEW bare.users_v AS SELECT n AS id FROM bare.people")
+    async with serve_app(settings_for(**FAST, source_table=bare_view)) as served:
+        await leading(served)
+        for method, path in (("GET", "/users/7"), ("POST", "/sync/users/7")):
+            async with served.http.request(method, served.base_url + path) as response:
+                assert response.status == 503, (method, await response.text())
+                body = await response.json()
+            assert body["error"] == "source_unreadable"
+            assert "has no column identity" in body["message"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -18,6 +19,7 @@ from service.config import ApiFlavor
 from service.conversations import (
     AlreadyExists,
     ApiError,
+    BadRequest,
     ConnectError,
     ConnectionLost,
     ConversationsClient,
@@ -33,6 +35,7 @@ from service.conversations import (
     WriteLimiter,
 )
 from service.emulator import RunningEmulator
+from tests.fixtures.emulator import account_auth
 from tests.integration.client_factory import fast_retry, target
 
 ROLE_THAT_DOES_NOT_EXIST = "RL" + "0" * 32
@@ -255,3 +258,29 @@ def assert_no_secret(error: BaseException, credentials: tuple[str, str]) -> None
     for text in shown:
         assert credentials[1] not in text
         assert header not in text
+
+
+async def test_a_409_with_another_code_than_50201_is_a_bad_request_not_already_exists(
+    emulator: RunningEmulator, http: aiohttp.ClientSession
+) -> None:
+    emulator.emulator.inject_fault("status", status=409, count=1, operations=["create_user"])
+    t = target(emulator, http)
+    with pytest.raises(ApiError) as caught:
+        await t.client.create_user("conflicted")
+    assert type(caught.value) is BadRequest
+    assert (caught.value.status, caught.value.code) == (409, 20409)
+
+
+async def test_an_error_keeps_the_twilio_request_id_of_its_answer(
+    emulator: RunningEmulator, http: aiohttp.ClientSession
+) -> None:
+    t = target(emulator, http)
+    with pytest.raises(NotFound) as caught:
+        await t.client.fetch_user("nobody")
+    async with http.get(
+        emulator.base_url + "/v1/Users/nobody", headers=account_auth(emulator)
+    ) as response:
+        other = response.headers["Twilio-Request-Id"]
+    assert caught.value.request_id is not None
+    assert re.fullmatch(r"RQ[0-9a-f]{32}", caught.value.request_id)
+    assert caught.value.request_id != other

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from service.emulator import EmulatorConfig, RunningEmulator, running_emulator
+from tests.fixtures.emulator import account_auth
 
 USERS = "/v1/Users"
 
@@ -170,3 +171,41 @@ async def test_a_seeded_emulator_makes_the_same_sids_every_time() -> None:
             roles = [r["sid"] for r in running.emulator.roles()]
             sids.append((roles, [u["sid"] for u in running.emulator.users()]))
     assert sids[0] == sids[1]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw"),
+    [
+        ("POST", "seed", b"[" * 100_000),
+        ("PUT", "limit", b'{"per_second": 1e400}'),
+        ("POST", "faults", b'{"kind": "latency", "seconds": 1e400}'),
+        ("POST", "faults", b'{"kind": "rate_limit", "retry_after": 1e400}'),
+    ],
+)
+async def test_control_bodies_too_deep_or_infinite_are_400_and_change_nothing(
+    emulator: RunningEmulator, method: str, path: str, raw: bytes
+) -> None:
+    async with (
+        aiohttp.ClientSession(base_url=emulator.base_url) as http,
+        http.request(method, f"/__emulator/{path}", data=raw) as response,
+    ):
+        assert response.status == 400
+        assert (await response.json())["error"]
+    async with (
+        aiohttp.ClientSession(base_url=emulator.base_url) as http,
+        http.get("/v1/Users", headers=account_auth(emulator)) as listed,
+    ):
+        assert listed.status == 200  # no fault, no endless latency, the limit as it was
+    assert emulator.emulator.limiter.per_second == emulator.config.write_limit_per_second
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_the_emulator_object_refuses_non_finite_seconds_and_limits(
+    emulator: RunningEmulator, value: float
+) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        emulator.emulator.inject_fault("rate_limit", retry_after=value)
+    with pytest.raises(ValueError, match="finite"):
+        emulator.emulator.set_latency(value)
+    with pytest.raises(ValueError, match="finite"):
+        emulator.emulator.set_write_limit(value)

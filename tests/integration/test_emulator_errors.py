@@ -45,6 +45,7 @@ def assert_twilio_error(body: dict[str, Any], *, status: int, code: int) -> None
         ({"Identity": "a", "Attributes": "[1, 2]"}, 50304),
         ({"Identity": "a", "Attributes": '"a string"'}, 50304),
         ({"Identity": "a", "Attributes": json.dumps({"k": "v" * 16400})}, 50303),
+        ({"Identity": "a", "Attributes": '{"a":' * 2000 + "1" + "}" * 2000}, 50304),
         ({"Identity": "a", "RoleSid": "RL123"}, 50100),
         ({"Identity": "a", "RoleSid": "RL" + "0" * 32}, 50100),
     ],
@@ -158,6 +159,55 @@ async def test_invalid_webhook_header_is_400(emulator_http: aiohttp.ClientSessio
         "POST",
         USERS,
         data={"Identity": "w"},
+        headers=headers,
+        status=400,
+        code=20001,
+    )
+
+
+BAD_CONTENT_TYPES = [
+    "multipart/form-data",
+    "multipart/form-data; boundary=",
+    "application/x-www-form-urlencoded; charset=bogus",
+]
+
+
+@pytest.mark.parametrize("content_type", BAD_CONTENT_TYPES)
+@pytest.mark.parametrize("prefix", ["/v1", "/v1/Services/{sid}", "/v2/Services/{sid}"])
+@pytest.mark.parametrize("write", ["create", "update"])
+async def test_a_body_that_cannot_be_read_is_400_in_twilio_shape(
+    emulator: RunningEmulator,
+    emulator_http: aiohttp.ClientSession,
+    content_type: str,
+    prefix: str,
+    write: str,
+) -> None:
+    emulator.emulator.seed_users([{"identity": "u", "friendly_name": "U"}])
+    before = emulator.emulator.users()
+    path = prefix.format(sid=emulator.emulator.default_service_sid) + "/Users"
+    path = path if write == "create" else f"{path}/u"
+    body = await error(
+        emulator_http,
+        "POST",
+        path,
+        data=b"Identity=new&FriendlyName=changed",
+        headers={"Content-Type": content_type},
+        status=400,
+        code=20001,
+    )
+    assert content_type in body["message"]
+    assert emulator.emulator.users() == before
+
+
+async def test_a_configuration_body_that_cannot_be_read_is_400(
+    emulator_http: aiohttp.ClientSession,
+) -> None:
+    headers = {"Content-Type": "multipart/form-data"}
+    await error(
+        emulator_http,
+        "POST",
+        "/v1/Configuration",
+        data=b"x",
         headers=headers,
         status=400,
         code=20001,

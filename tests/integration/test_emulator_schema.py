@@ -178,6 +178,24 @@ async def test_role_responses_match_the_spec(
     validate(role, spec=spec, path=f"{path}/{{Sid}}", method="get", status=status)
     assert set(role) == fields_of(spec, schema)
 
+    chat = spec == CHAT
+    form = {
+        "FriendlyName": "custom",
+        "Type": "channel" if chat else "conversation",
+        "Permission": "sendMessage",
+    }
+    status, created = await exchange(emulator_http, "POST", roles, data=form)
+    validate(created, spec=spec, path=path, method="post", status=status)
+    assert set(created) == fields_of(spec, schema)
+    instance = f"{roles}/{created['sid']}"
+    permissions = [("Permission", "sendMessage"), ("Permission", "sendMediaMessage")]
+    status, updated = await exchange(emulator_http, "POST", instance, data=permissions)
+    validate(updated, spec=spec, path=f"{path}/{{Sid}}", method="post", status=status)
+    assert updated["permissions"] == ["sendMessage", "sendMediaMessage"]
+    status, body = await exchange(emulator_http, "DELETE", instance)
+    assert (status, body) == (204, None)
+    assert "204" in _spec(spec)["paths"][f"{path}/{{Sid}}"]["delete"]["responses"]
+
 
 async def test_configuration_responses_match_the_spec(
     emulator: RunningEmulator, emulator_http: aiohttp.ClientSession

@@ -194,3 +194,93 @@ async def test_the_official_library_reads_attributes_text_unchanged(
             return [created.attributes, fetched.attributes, *listed]
 
     assert await asyncio.to_thread(scenario) == [text] * 4
+
+
+def roles_of(client: Client, kind: str, service_sid: str) -> Any:
+    if kind == "conversations-default":
+        return client.conversations.v1.roles
+    if kind == "conversations-service":
+        return client.conversations.v1.services(service_sid).roles
+    return client.chat.v2.services(service_sid).roles
+
+
+ROLE_NAMES = {  # (service-level type, a permission, another) in each API's own words
+    "conversations-default": ("service", "createConversation", "joinConversation"),
+    "conversations-service": ("service", "createConversation", "joinConversation"),
+    "chat-v2": ("deployment", "createChannel", "joinChannel"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ROLE_NAMES))
+async def test_the_official_library_creates_updates_and_deletes_custom_roles(
+    emulator: RunningEmulator, kind: str
+) -> None:
+    service_sid = emulator.config.default_service_sid
+    role_type, first, second = ROLE_NAMES[kind]
+
+    def scenario() -> dict[str, Any]:
+        with twilio_client(emulator) as client:
+            roles = roles_of(client, kind, service_sid)
+            created = roles.create(friendly_name="ops", type=role_type, permission=[first])
+            user = users_of(client, kind, service_sid).create(identity="o", role_sid=created.sid)
+            updated = roles(created.sid).update(permission=[first, second])
+            fetched = roles(created.sid).fetch()
+            listed = [role.friendly_name for role in roles.list()]
+            deleted = roles(created.sid).delete()
+            gone = rest_error(lambda: roles(created.sid).fetch())
+            return {
+                "created": created,
+                "user": user,
+                "updated": updated,
+                "fetched": fetched,
+                "listed": listed,
+                "deleted": deleted,
+                "gone": gone,
+                "after": [role.friendly_name for role in roles.list()],
+            }
+
+    seen = await asyncio.to_thread(scenario)
+
+    created = seen["created"]
+    assert created.sid.startswith("RL")
+    assert (created.friendly_name, created.type, created.permissions) == ("ops", role_type, [first])
+    assert seen["user"].role_sid == created.sid
+    assert seen["updated"].permissions == seen["fetched"].permissions == [first, second]
+    assert "ops" in seen["listed"]
+    assert seen["deleted"] is True
+    assert (seen["gone"].status, seen["gone"].code) == (404, 20404)
+    assert "ops" not in seen["after"]
+    stats = emulator.emulator.stats
+    assert (stats["create_role"], stats["update_role"], stats["delete_role"]) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("kind", sorted(ROLE_NAMES))
+async def test_the_official_library_gets_twilio_errors_for_bad_roles(
+    emulator: RunningEmulator, kind: str
+) -> None:
+    service_sid = emulator.config.default_service_sid
+    role_type, first, _ = ROLE_NAMES[kind]
+    default_role = emulator.emulator.service().default_role_sid
+
+    def scenario() -> list[TwilioRestException]:
+        with twilio_client(emulator) as client:
+            roles = roles_of(client, kind, service_sid)
+            return [
+                rest_error(
+                    lambda: roles.create(friendly_name="x", type="nope", permission=[first])
+                ),
+                rest_error(lambda: roles.create(friendly_name="x", type=role_type, permission=[])),
+                rest_error(
+                    lambda: roles.create(friendly_name="x", type=role_type, permission=["fly"])
+                ),
+                rest_error(
+                    lambda: roles.create(friendly_name="", type=role_type, permission=[first])
+                ),
+                rest_error(lambda: roles(default_role).delete()),
+                rest_error(lambda: roles("RL" + "0" * 32).update(permission=[first])),
+            ]
+
+    *bad, missing = await asyncio.to_thread(scenario)
+    assert [(e.status, e.code) for e in bad] == [(400, 20001)] * 5
+    assert (missing.status, missing.code) == (404, 20404)
+    assert len(emulator.emulator.roles()) == 4

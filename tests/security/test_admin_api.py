@@ -35,20 +35,37 @@ async def post_signed(served: Served, body: bytes, stamp: str, signature: str) -
         return r.status
 
 
+ODD_STAMPS = {"superscript timestamp": "²", "401 digits": "9" * 401, "5000 digits": "1" * 5000}
+
+
 @pytest.mark.parametrize(
     "tamper",
-    ["changed body", "wrong secret", "old timestamp", "future timestamp", "no timestamp"],
+    [
+        *("changed body", "wrong secret", "old timestamp", "future timestamp", "no timestamp"),
+        *sorted(ODD_STAMPS),
+    ],
 )
 async def test_a_signed_webhook_is_refused_when(served: Served, engine: AsyncEngine, tamper: str):
     now = int(time.time())
     stamp = str(now - 3600 if tamper == "old timestamp" else now)
     stamp = str(now + 3600) if tamper == "future timestamp" else stamp
+    stamp = ODD_STAMPS.get(tamper, stamp)
     secret = "another-secret-0123456789" if tamper == "wrong secret" else WEBHOOK_SECRET
     signature = sign(secret, timestamp=stamp, body=BODY)
     body = BODY.replace(b"x1", b"x2") if tamper == "changed body" else BODY
     stamp = "" if tamper == "no timestamp" else stamp
 
     assert await post_signed(served, body, stamp, signature) in (401, 403)
+    assert await fetch_all(engine, "SELECT id FROM user_event") == []
+
+
+@pytest.mark.parametrize("path", ["/events", "/sync"])
+async def test_a_deeply_nested_body_is_a_bad_request(
+    served: Served, engine: AsyncEngine, path: str
+):
+    async with served.http.post(served.base_url + path, data=b"[" * 100_000) as response:
+        assert response.status == 400
+        assert "too deeply" in (await response.json())["message"]
     assert await fetch_all(engine, "SELECT id FROM user_event") == []
 
 

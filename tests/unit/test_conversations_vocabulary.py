@@ -26,6 +26,9 @@ def twilio_body(status: int, code: int, message: str = "m") -> str:
     [
         (404, 20404, errors.NotFound),
         (409, 50201, errors.AlreadyExists),
+        (409, 20409, errors.BadRequest),
+        (409, 20001, errors.BadRequest),
+        (400, 50201, errors.BadRequest),
         (400, 50304, errors.InvalidAttributes),
         (400, 50303, errors.InvalidAttributes),
         (400, 50100, errors.RoleNotFound),
@@ -79,7 +82,16 @@ def test_transport_errors_are_transient_and_ambiguous_once_sent() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    ["<html><body>Bad gateway</body></html>", "", "[1, 2]", "null", '{"message": 7}'],
+    [
+        "<html><body>Bad gateway</body></html>",
+        "",
+        "[1, 2]",
+        "null",
+        '{"message": 7}',
+        "[" * 100_000,
+        '{"code": "\u00b2", "message": "odd"}',
+        '{"code": "' + "9" * 5000 + '", "message": "long"}',
+    ],
 )
 def test_reads_any_error_body_without_failing(body: str) -> None:
     error = errors.error_from_response(502, body)

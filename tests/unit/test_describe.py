@@ -14,6 +14,7 @@ from service.domain.plan import (
     UpdateUser,
     describe,
 )
+from service.domain.roles import RoleDirectory
 from service.domain.users import UserId
 from tests.unit.factories import ADMIN, CURRENT, OLD, USER
 
@@ -71,6 +72,25 @@ U1 = UserId("u1")
 )  # fmt: skip
 def test_each_action_reads_as_one_line(action: Action, line: str) -> None:
     assert describe(action) == line
+
+
+def test_role_sids_the_service_listed_are_shown_with_their_names() -> None:
+    roles = RoleDirectory([USER, ADMIN])
+    update = UpdateUser(
+        user_id=U1,
+        sid=CURRENT,
+        identity="alice",
+        changes=(FieldChange("role_sid", USER.sid, ADMIN.sid),),
+    )
+    create = CreateUser(
+        user_id=U1, identity="bob", friendly_name=None, attributes_json="{}", role_sid=ADMIN.sid
+    )
+
+    assert describe(update, roles) == (
+        f"update alice (user u1) {CURRENT}: role_sid {USER.sid} ({USER.friendly_name})"
+        f" → {ADMIN.sid} ({ADMIN.friendly_name})"
+    )
+    assert describe(create, roles).endswith(f"role_sid {ADMIN.sid} ({ADMIN.friendly_name})")
 
 
 def test_describe_elides_long_values() -> None:
