@@ -95,5 +95,5 @@ async def test_the_db_fixture_ends_a_session_an_earlier_test_left_holding_a_lock
         await end_sessions_left_holding_locks(engine, grace=0.2)
 
         assert not await held(engine, key)
-        with pytest.raises(Exception):  # noqa: PT011 - the driver words it as it finds it
+        with pytest.raises(Exception):  # the driver words it as it finds it
             await lingering.execute(text("SELECT 1"))
