@@ -108,7 +108,7 @@ async def failing_users(
             next_attempt_at=r.next_attempt_at,
             request_id=request_id,
         )
-        for r, request_id in rows.tuples()
+        for r, request_id in rows
     ]
 
 
