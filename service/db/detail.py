@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import events
 from service.db.models import SyncError, SyncRun, SyncStateRow
+from service.db.source import quoted
 from service.db.status import RunSummary, summarise_run
 
 ERRORS_SHOWN = 1000
@@ -104,15 +105,10 @@ async def run_detail(session: AsyncSession, run_id: int) -> RunDetail | None:
     )
 
 
-def _quoted(source_table: str) -> str:
-    """Settings validated the name; quote each part so it is taken literally."""
-    return ".".join(f'"{part}"' for part in source_table.split("."))
-
-
 async def _local(session: AsyncSession, key: str, *, source_table: str) -> LocalView | None:
     query = (
         "SELECT id, identity, active, updated_at FROM "  # noqa: S608 - validated identifier
-        f"{_quoted(source_table)} WHERE id = :key OR identity = :key "
+        f"{quoted(source_table)} WHERE id = :key OR identity = :key "
         "ORDER BY id = :key DESC LIMIT 1"
     )
     row = (await session.execute(text(query), {"key": key})).mappings().first()

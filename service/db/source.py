@@ -16,6 +16,7 @@ never passes for a synced row, and the user is looked at again as soon as the re
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -73,9 +74,15 @@ class Source:
         return f"l.id = ANY(ARRAY(SELECT {_AS_ID[self.id_kind].format(p=parameter)}))"
 
 
+_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
 def quoted(name: str) -> str:
-    """Settings validated the name; quote each part so a view name is taken literally."""
-    return ".".join(f'"{part}"' for part in name.split("."))
+    """The relation an unquoted `name` means to Postgres (settings validated its shape), quoted
+    so it is taken literally: each part folded to lower case as Postgres folds unquoted names,
+    ASCII letters only (in a UTF-8 database other letters are kept as they are), so
+    `IDP.USERS_V` is `"idp"."users_v"`."""
+    return ".".join(f'"{part.translate(_FOLD)}"' for part in name.split("."))
 
 
 _COLUMNS = text(

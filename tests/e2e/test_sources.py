@@ -76,3 +76,14 @@ async def test_merge_mode_keeps_keys_others_set_and_removes_keys_we_stopped_mana
 
     attributes = json.loads(fast_emulator.emulator.users()[0]["attributes"])
     assert attributes == {"x": 5, "avatar": "cat.png"}
+
+
+async def test_a_view_named_in_capitals_is_the_view_postgres_finds_for_that_unquoted_name(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any, idp_view: str
+):
+    await execute(engine, "INSERT INTO idp.people VALUES ('p1', 'ann@x', 'Ann', '{}', true)")
+
+    run = await sync(Scope.FULL, source_table=idp_view.upper())
+
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert [u["identity"] for u in fast_emulator.emulator.users()] == ["ann@x"]
