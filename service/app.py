@@ -40,12 +40,14 @@ from service.conversations.client import ConversationsClient
 from service.conversations.errors import ConversationsError
 from service.conversations.ratelimit import WriteLimiter
 from service.conversations.stats import Observer
-from service.db import locks, migrate
+from service.db import connectivity, locks, migrate
 from service.db.engine import create_engine, create_sessionmaker
 from service.domain.backoff import next_attempt_delay
 from service.domain.policy import AttributesMode, DeleteMode, Policy
 from service.metrics import Metrics
+from service.reconcile import failure
 from service.reconcile.outcome import RetryPolicy
+from service.reconcile.run import RunReport
 from service.reconcile.runner import Runner, RunnerConfig
 from service.triggers import auth, health, http, keys, openapi, responses, webhooks
 from service.triggers.duties import Duties
@@ -115,8 +117,12 @@ def runner_config(settings: Settings, *, service_sid: str) -> RunnerConfig:
 
 @asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings.require_database_url(), pool_size=settings.max_in_flight)
+    """The engine, once one connection was made: `DatabaseUnavailable` (naming the URL and
+    the cause) when none can be."""
+    url = settings.require_database_url()
+    engine = create_engine(url, pool_size=settings.max_in_flight)
     try:
+        await connectivity.check(engine, url)
         yield engine
     finally:
         await engine.dispose()
@@ -141,11 +147,16 @@ class Connections:
             observer=self.observer,
         )
 
-    def runtime(self, service_sid: str) -> Runtime:
-        """The client and runner of the Service `service_sid`, addressed by its sid."""
+    def runtime(
+        self, service_sid: str, *, on_close: Callable[[RunReport], None] | None = None
+    ) -> Runtime:
+        """The client and runner of the Service `service_sid`, addressed by its sid;
+        `on_close` sees every run's report as it is recorded (the served app's metrics)."""
         client = self.client(service_sid)
         config = runner_config(self.settings, service_sid=service_sid)
-        runner = Runner(engine=self.engine, client=client, config=config, clock=utc_now)
+        runner = Runner(
+            engine=self.engine, client=client, config=config, clock=utc_now, on_close=on_close
+        )
         return Runtime(self.settings, self.engine, client, runner, service_sid)
 
 
@@ -169,7 +180,8 @@ async def resolve_service_sid(connected: Connections) -> str:
     try:
         sid = await connected.client(None).fetch_default_service_sid()
     except ConversationsError as e:
-        raise ServiceUnresolved(f"{UNRESOLVED}: {e}") from e
+        cause = failure.explain(e, api_url=connected.settings.base_url)
+        raise ServiceUnresolved(f"{UNRESOLVED}: {cause}") from e
     if sid is None:
         raise ServiceUnresolved(f"{UNRESOLVED}: the account names none; set USERSYNC_SERVICE_SID")
     return sid
@@ -252,7 +264,8 @@ async def _replica(
 ) -> None:
     """Learn the Service, then compete for its leader lock until stopped."""
     settings, metrics = application[keys.SETTINGS], application[keys.METRICS]
-    wired = application[CONNECTIONS].runtime(await _resolve_patiently(application))
+    sid = await _resolve_patiently(application)
+    wired = application[CONNECTIONS].runtime(sid, on_close=metrics.observe_run)
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     def duties() -> Duties:

@@ -20,10 +20,11 @@ from rich.console import Console
 from service import app, report
 from service.config import ConfigError, Settings, load_settings
 from service.db import migrate
+from service.db.connectivity import DatabaseUnavailable
 from service.db.status import as_json, status_report
 from service.logs import configure_logging
 from service.reconcile.progress import RunProgress
-from service.reconcile.run import RunInProgress, RunReport, RunRequest, Scope
+from service.reconcile.run import RunFailed, RunInProgress, RunReport, RunRequest, Scope
 from service.shutdown import Shutdown
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
@@ -75,12 +76,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from service import demo  # noqa: PLC0415 - the demo pulls in the emulator
 
         return demo.run(settings, users=args.users, keep=args.keep)
+    return _run_command(args, settings)
+
+
+def _run_command(args: argparse.Namespace, settings: Settings) -> int:
+    """The command under its `Shutdown`; a cause outside the service (a setting, the database)
+    ends it in one line on stderr, never a traceback."""
     shutdown = _shutdown(args, settings)
     try:
         return asyncio.run(shutdown.run(_dispatch(args, settings, shutdown)))
     except ConfigError as e:
         print(f"user-sync: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except DatabaseUnavailable as e:
+        print(f"user-sync: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
@@ -123,20 +133,32 @@ def _request(args: argparse.Namespace) -> RunRequest:
 
 
 async def _sync(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the run's report whatever became of it (a failed run's names its cause); a run
+    that could not start says why in one line (with `--json`, as JSON on stdout too)."""
     settings.credentials()  # fail early, naming the settings, before touching anything
     try:
         outcome = await _reconcile(args, settings)
+    except RunFailed as e:  # recorded and logged by the runner: its report says why
+        outcome = e.report
     except app.ServiceUnresolved as e:  # nothing ran: no lock taken, no run recorded
-        print(f"user-sync: {e}", file=sys.stderr)
-        return EXIT_FAILED
+        return _not_run(e, code=EXIT_FAILED, as_json_output=args.json)
     except RunInProgress as e:
-        print(f"user-sync: {e}", file=sys.stderr)
-        return EXIT_BUSY
+        return _not_run(e, code=EXIT_BUSY, as_json_output=args.json)
+    except DatabaseUnavailable as e:
+        return _not_run(e, code=EXIT_FAILED, as_json_output=args.json)
     if args.json:
         print(json.dumps(report.run_json(outcome), indent=2))
     else:
         report.print_run(outcome)
     return EXIT_OK if report.succeeded(outcome) else EXIT_FAILED
+
+
+def _not_run(error: Exception, *, code: int, as_json_output: bool) -> int:
+    """No run was recorded: one line on stderr and, for `--json`, the same on stdout."""
+    print(f"user-sync: {error}", file=sys.stderr)
+    if as_json_output:
+        print(json.dumps({"run_id": None, "status": "not_started", "error": str(error)}))
+    return code
 
 
 async def _reconcile(args: argparse.Namespace, settings: Settings) -> RunReport:

@@ -20,6 +20,7 @@ import string
 from dataclasses import dataclass
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 ROW_FINGERPRINT = (
@@ -37,6 +38,9 @@ _WANTED: dict[str, tuple[frozenset[str], str]] = {
     "updated_at": (frozenset({"timestamptz", "timestamp"}), "timestamptz (or timestamp)"),
 }
 """Per column, the Postgres type categories (or type names) accepted, and how to say so."""
+
+
+INSUFFICIENT_PRIVILEGE = "42501"
 
 
 class SourceError(Exception):
@@ -103,11 +107,37 @@ async def inspect(connection: AsyncConnection, name: str) -> Source:
         )
     }
     if not found:
-        raise SourceError(f"the source table or view {name} does not exist (or has no columns)")
+        raise SourceError(
+            f"the source table or view {name} does not exist (or has no columns): check "
+            "USERSYNC_SOURCE_TABLE (and the schema, if the name has none: the search_path)"
+        )
     problems = [p for p in (_problem(name, c, found.get(c)) for c in _WANTED) if p]
     if problems:
         raise SourceError("; ".join(problems))
-    return Source(name=name, id_kind=_id_kind(found["id"]))
+    checked = Source(name=name, id_kind=_id_kind(found["id"]))
+    await _readable(connection, checked)
+    return checked
+
+
+async def _readable(connection: AsyncConnection, checked: Source) -> None:
+    """Read no row, but with every privilege a run needs checked (they are checked before a
+    single row is read, so a missing grant shows now, not after the remote listing)."""
+    columns = ", ".join(_WANTED)
+    probe = text(f"SELECT {columns} FROM {checked.relation} LIMIT 0")
+    try:
+        async with connection.begin_nested():
+            await connection.execute(probe)
+    except DBAPIError as e:
+        if getattr(e.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+            raise
+        raise SourceError(
+            f"the source {checked.name} cannot be read ({_first_line(e.orig)}): grant SELECT "
+            "on it (and on what it reads, for a view) to the service's database user"
+        ) from None
+
+
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _id_kind(found: tuple[str, str, str]) -> str:

@@ -32,13 +32,21 @@ from service.domain.plan import DeleteUser, describe, plan_case
 from service.domain.policy import Policy
 from service.domain.users import RemoteUser, UserId
 from service.domain.waits import cycle_breakers
+from service.reconcile import failure
 from service.reconcile.batch import lease_for, sort_batch
 from service.reconcile.executor import Executor, case_of
 from service.reconcile.outcome import Outcome, Result, RetryPolicy
 from service.reconcile.pool import ApplyPool, deferred
 from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.recorder import Recorder
-from service.reconcile.run import RunInProgress, RunReport, RunRequest, RunStatus, Scope
+from service.reconcile.run import (
+    RunFailed,
+    RunInProgress,
+    RunReport,
+    RunRequest,
+    RunStatus,
+    Scope,
+)
 from service.reconcile.sides import Sides
 from service.reconcile.verdict import Deleting, decide, not_deleted, orphan_deletions
 
@@ -90,7 +98,9 @@ class Runner:
         client: ConversationsClient,
         config: RunnerConfig,
         clock: Callable[[], datetime],
+        on_close: Callable[[RunReport], None] | None = None,
     ) -> None:
+        """`on_close` sees each run's report once it is closed, whatever its status."""
         self._engine = engine
         self._sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
             engine, expire_on_commit=False
@@ -101,7 +111,9 @@ class Runner:
         self._sides = Sides(
             client, sessions=self._sessions, clock=clock, service_key=config.service_key
         )
-        self._recorder = Recorder(self._sessions, retry=config.retry, clock=clock)
+        self._recorder = Recorder(
+            self._sessions, retry=config.retry, clock=clock, on_close=on_close
+        )
 
     async def run(
         self,
@@ -139,18 +151,20 @@ class Runner:
             run_id=report.run_id, trigger=request.trigger, scope=request.scope.value
         )
         calls_before = self._client.stats.total
+        bug: Exception | None = None
         try:
             await self._reconcile(connection, report)
         except asyncio.CancelledError as e:
             report.status, report.error = RunStatus.ABORTED, _why_cancelled(e)
             raise
         except Exception as e:
-            report.status, report.error = RunStatus.FAILED, _describe(e)
-            log.exception("run failed")
-            raise
+            report.status = RunStatus.FAILED
+            report.error = failure.explain(e, api_url=self._client.base_url)
+            bug = None if failure.expected(e) else e
+            raise RunFailed(report) from e
         finally:
             report.api_calls = self._client.stats.total - calls_before
-            await asyncio.shield(self._close(report))
+            await asyncio.shield(self._recorder.close_run(report, bug=bug))
             structlog.contextvars.unbind_contextvars("run_id", "trigger", "scope")
         return report
 
@@ -162,9 +176,6 @@ class Runner:
         )
         await locks.hold_alive(connection, run_id)
         return run_id
-
-    async def _close(self, report: RunReport) -> None:
-        await self._recorder.close_run(report)
 
     async def _reconcile(self, connection: AsyncConnection, report: RunReport) -> None:
         checked = await source.inspect(connection, self._config.source_table)
@@ -344,12 +355,6 @@ class Runner:
             await pool.close()
         await self._recorder.outcomes(outcomes, report, dry_run=False)
         await not_deleted(self._sessions, outcomes, verdict.logged, run_id=report.run_id)
-
-
-def _describe(error: Exception) -> str:
-    if isinstance(error, source.SourceError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
 
 
 def _why_cancelled(cancel: asyncio.CancelledError) -> str:
