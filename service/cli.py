@@ -21,6 +21,7 @@ from service import app, report
 from service.config import ConfigError, Settings, load_settings
 from service.db import migrate
 from service.db.connectivity import DatabaseUnavailable
+from service.db.embedded import EmbeddedPostgresMissing, EmbeddedPostgresUnavailable
 from service.db.status import as_json, status_report
 from service.logs import configure_logging
 from service.reconcile.progress import RunProgress
@@ -73,10 +74,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     configure_logging(settings)
     if args.command == "demo":
-        from service import demo  # noqa: PLC0415 - the demo pulls in the emulator
-
-        return demo.run(settings, users=args.users, keep=args.keep)
+        return _demo(args, settings)
     return _run_command(args, settings)
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from service import demo  # noqa: PLC0415 - the demo pulls in the emulator
+
+    try:
+        return demo.run(settings, users=args.users, keep=args.keep)
+    except EmbeddedPostgresMissing as e:
+        print(f"user-sync: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (DatabaseUnavailable, EmbeddedPostgresUnavailable) as e:
+        print(f"user-sync: {e}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _run_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,95 @@
+"""A database that cannot be used at the start of any command is one line, never a traceback.
+
+Wrong host or port, TLS refused, a password refused, a database that does not exist: `sync`,
+`migrate`, `status` and `serve` each print `user-sync: cannot connect to the database at <URL,
+password hidden>: <cause>; check USERSYNC_DATABASE_URL` and exit 1. `user-sync demo` with no
+database URL and no embedded Postgres installed says what to install or set, and exits 2.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.libpq.url import with_database
+from tests.e2e.test_cli import cli_env, run_cli
+from tests.e2e.test_database_url_cli import url_env
+from tests.e2e.test_demo import demo_env
+from tests.fixtures.tls_postgres import PASSWORD, TlsServer
+from tests.integration.test_client_errors import closed_port
+
+COMMANDS = ("sync", "migrate", "status", "serve")
+SECRET = "hidden-pw-0123"
+SERVE = {"USERSYNC_API_TOKEN": "an-admin-token-0123456789", "USERSYNC_HTTP_PORT": "0"}
+
+
+def only_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if not line.startswith("{")]  # JSON log lines
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("cause", ["closed port", "no such database", "TLS refused"])
+async def test_a_database_that_cannot_be_used_at_start_is_one_line_naming_the_url(
+    database_url: str, fast_emulator: Any, command: str, cause: str
+):
+    port = closed_port()
+    url = {
+        "closed port": f"postgresql://postgres:{SECRET}@127.0.0.1:{port}/x",
+        "no such database": with_database(database_url, "usersync_no_such_database"),
+        "TLS refused": database_url + "?sslmode=require",  # the local server has no TLS
+    }[cause]
+    env = cli_env(url, fast_emulator, **SERVE)
+
+    code, out, err = await run_cli(command, env=env, wait=30)
+
+    assert code == 1
+    line = only_line(err)
+    expected = {
+        "closed port": f"postgresql://postgres:***@127.0.0.1:{port}/x: connection refused",
+        "no such database": 'database "usersync_no_such_database" does not exist',
+        "TLS refused": "rejected SSL upgrade",
+    }[cause]
+    assert line.startswith("user-sync: cannot connect to the database at ")
+    assert expected in line
+    assert line.endswith("; check USERSYNC_DATABASE_URL")
+    assert SECRET not in out + err
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+async def test_a_password_refused_is_one_line_without_the_password(
+    tls_server: TlsServer, command: str
+):
+    url = tls_server.password_url("sslmode=require").replace("%2B1", "%2B2")  # one char off
+    env = url_env(url) | SERVE | {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32}
+    env |= {"TWILIO_AUTH_TOKEN": "an-auth-token", "USERSYNC_API_BASE_URL": "http://127.0.0.1:1"}
+
+    code, out, err = await run_cli(command, env=env, wait=30)
+
+    assert code == 1
+    line = only_line(err)
+    assert line.startswith("user-sync: cannot connect to the database at postgresql://")
+    assert "password authentication failed" in line
+    assert ":***@127.0.0.1:" in line
+    assert PASSWORD[:5] not in out + err
+    assert "Traceback" not in out + err
+
+
+async def test_the_demo_without_a_database_or_the_embedded_extra_says_what_to_do(tmp_path: Path):
+    (tmp_path / "pgserver.py").write_text('raise ImportError("pgserver is not installed")\n')
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    env = demo_env(PYTHONPATH=path)
+
+    code, out, err = await run_cli("demo", env=env, wait=60)
+
+    assert code == 2
+    assert out == ""
+    assert err == (
+        "user-sync: no database URL is set and the embedded Postgres is not installed: "
+        "pip install 'conversations-user-sync[embedded]' or set USERSYNC_DATABASE_URL\n"
+    )
