@@ -70,6 +70,10 @@ class ServiceUnresolved(Exception):
     """The Service to serve could not be learnt: nothing may run or lead without it."""
 
 
+class CannotListen(Exception):
+    """`serve` cannot take its address (`USERSYNC_HTTP_HOST` / `USERSYNC_HTTP_PORT`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Runtime:
     settings: Settings
@@ -328,7 +332,13 @@ async def serve(settings: Settings, *, until: Callable[[], Awaitable[object]]) -
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:  # a host that does not resolve or is not ours, a port in use
+            raise CannotListen(
+                f"cannot listen on {settings.http_host}:{settings.http_port} "
+                f"({e.strerror or e}): check USERSYNC_HTTP_HOST and USERSYNC_HTTP_PORT"
+            ) from e
         host, port = runner.addresses[0][:2]
         log.info("serving", host=host, port=port)
         await until()

@@ -100,7 +100,7 @@ def _run_command(args: argparse.Namespace, settings: Settings) -> int:
     except ConfigError as e:
         print(f"user-sync: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except DatabaseUnavailable as e:
+    except (DatabaseUnavailable, app.CannotListen) as e:
         print(f"user-sync: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

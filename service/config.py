@@ -68,6 +68,11 @@ _SID = r"{prefix}[0-9a-fA-F]{{32}}"
 _SID_PREFIXES = {"account_sid": "AC", "api_key": "SK", "service_sid": "IS"}
 _HEADER = re.compile(r"[A-Za-z0-9-]{1,64}")
 MIN_SECRET_LENGTH = 16
+_CREDENTIAL = re.compile(r"[!-~]+")
+"""Printable ASCII, no space: what an auth token or API secret can be."""
+_SECRET_TEXT = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff]+")
+"""Any text a header can carry and UTF-8 can encode (not the bytes that are no text: an
+environment value that is not UTF-8 arrives as surrogates), without control characters."""
 DAY = 86_400
 _LETTER = "A-Za-z_\u0080-\ud7ff\ue000-\U0010ffff"
 """What Postgres' scanner takes for a letter in an unquoted name: ASCII letters, `_` and any
@@ -247,6 +252,24 @@ class Settings(BaseSettings):
     def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
             raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+        text = value.get_secret_value() if value is not None else ""
+        if value is not None and (not _SECRET_TEXT.fullmatch(text) or text != text.strip()):
+            raise ValueError(
+                "must be printable text with no control characters and no space at either end "
+                "(the value is not shown)"
+            )
+        return value
+
+    @field_validator("auth_token", "api_secret")
+    @classmethod
+    def _credential_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        """Twilio's tokens and secrets are letters and digits: a space, a newline (a file's
+        last line, an export with quotes) or a byte that is no text would be refused by the
+        API at the first call, or break the request before it is sent."""
+        if value is not None and not _CREDENTIAL.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "must be printable ASCII without spaces or line breaks (the value is not shown)"
+            )
         return value
 
     @field_validator("webhook_signature_header", "webhook_timestamp_header")

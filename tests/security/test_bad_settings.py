@@ -35,9 +35,11 @@ VALIDATED_STRINGS = {
     "log_level": "LOUD",
     "database_url": "postgresql://u:pw@db/x?sslmod=require",
     "api_base_url": "conversations.twilio.com",
+    "auth_token": "an auth token",
+    "api_secret": "a secret",
 }
 UNCONSTRAINED = {
-    "auth_token", "api_secret", "http_host",
+    "http_host",
 }  # fmt: skip
 NEARLY_RIGHT = [
     ("source_table", "internal_users\n"),
@@ -56,6 +58,11 @@ NEARLY_RIGHT = [
     ("api_base_url", "http://127.0.0.1:4010\n"),
     ("api_base_url", "http://127.0.0.1:99999"),
     ("api_base_url", "ftp://127.0.0.1"),
+    ("auth_token", "emulator-auth-token-0123456789abcdef\n"),
+    ("auth_token", "\udcff" * 32),  # an environment value that is not UTF-8
+    ("api_token", "a-long-enough-admin-token "),
+    ("api_token", "a-long-enough-admin-token\udcff"),
+    ("webhook_secret", "a-long-enough-webhook\x00secret"),
 ]
 """Values one character or one field away from a valid one, each of which passed start-up and
 then broke every run (or, for the cron, meant every 15 seconds)."""

@@ -1,9 +1,12 @@
-"""A database that cannot be used at the start of any command is one line, never a traceback.
+"""What stops a command at start is one line, never a traceback.
 
+A database that cannot be used:
 Wrong host or port, TLS refused, a password refused, a database that does not exist: `sync`,
 `migrate`, `status` and `serve` each print `user-sync: cannot connect to the database at <URL,
 password hidden>: <cause>; check USERSYNC_DATABASE_URL` and exit 1. `user-sync demo` with no
 database URL and no embedded Postgres installed says what to install or set, and exits 2.
+`serve` on an address it cannot take (a host that does not resolve, a port in use) says so,
+naming the settings, and exits 1.
 """
 
 from __future__ import annotations
@@ -93,3 +96,20 @@ async def test_the_demo_without_a_database_or_the_embedded_extra_says_what_to_do
         "user-sync: no database URL is set and the embedded Postgres is not installed: "
         "pip install 'conversations-user-sync[embedded]' or set USERSYNC_DATABASE_URL\n"
     )
+
+
+@pytest.mark.parametrize("cause", ["host", "port in use"])
+async def test_serve_on_an_address_it_cannot_take_says_so_in_one_line(
+    database_url: str, fast_emulator: Any, cause: str
+):
+    host, port = ("no-such-host.invalid", "0") if cause == "host" else ("127.0.0.1", "5432")
+    env = cli_env(database_url, fast_emulator, **SERVE)
+    env |= {"USERSYNC_HTTP_HOST": host, "USERSYNC_HTTP_PORT": port}
+
+    code, out, err = await run_cli("serve", env=env, wait=30)
+
+    assert code == 1
+    line = only_line(err)
+    assert line.startswith(f"user-sync: cannot listen on {host}:{port} (")
+    assert line.endswith("): check USERSYNC_HTTP_HOST and USERSYNC_HTTP_PORT")
+    assert "Traceback" not in out + err
