@@ -23,6 +23,7 @@ from service.db import migrate
 from service.db.connectivity import DatabaseUnavailable
 from service.db.embedded import EmbeddedPostgresMissing, EmbeddedPostgresUnavailable
 from service.db.status import as_json, status_report
+from service.libpq.url import shown
 from service.logs import configure_logging
 from service.reconcile.progress import RunProgress
 from service.reconcile.run import RunFailed, RunInProgress, RunReport, RunRequest, Scope
@@ -100,7 +101,7 @@ def _run_command(args: argparse.Namespace, settings: Settings) -> int:
     except ConfigError as e:
         print(f"user-sync: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (DatabaseUnavailable, app.CannotListen) as e:
+    except (DatabaseUnavailable, migrate.SchemaNotCurrent, app.CannotListen) as e:
         print(f"user-sync: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -156,7 +157,7 @@ async def _sync(args: argparse.Namespace, settings: Settings) -> int:
         return _not_run(e, code=EXIT_FAILED, as_json_output=args.json)
     except RunInProgress as e:
         return _not_run(e, code=EXIT_BUSY, as_json_output=args.json)
-    except DatabaseUnavailable as e:
+    except (DatabaseUnavailable, migrate.SchemaNotCurrent) as e:
         return _not_run(e, code=EXIT_FAILED, as_json_output=args.json)
     if args.json:
         print(json.dumps(report.run_json(outcome), indent=2))
@@ -176,6 +177,7 @@ def _not_run(error: Exception, *, code: int, as_json_output: bool) -> int:
 async def _reconcile(args: argparse.Namespace, settings: Settings) -> RunReport:
     bar = Console(stderr=True)
     async with app.runtime(settings) as runtime:
+        await migrate.require_head(runtime.engine, where=_where(settings))
         if bar.is_terminal and not args.json:
             progress = RunProgress()
             run = runtime.runner.run(_request(args), progress=progress)
@@ -185,9 +187,14 @@ async def _reconcile(args: argparse.Namespace, settings: Settings) -> RunReport:
 
 async def _status(settings: Settings, *, as_json_output: bool) -> int:
     async with app.database(settings) as engine, app.sessions(engine)() as session:
+        await migrate.require_head(engine, where=_where(settings))
         summary = await status_report(session)
     if as_json_output:
         print(json.dumps(as_json(summary), indent=2))
     else:
         report.print_status(summary)
     return EXIT_OK
+
+
+def _where(settings: Settings) -> str:
+    return shown(settings.require_database_url())

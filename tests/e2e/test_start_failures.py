@@ -5,18 +5,24 @@ Wrong host or port, TLS refused, a password refused, a database that does not ex
 `migrate`, `status` and `serve` each print `user-sync: cannot connect to the database at <URL,
 password hidden>: <cause>; check USERSYNC_DATABASE_URL` and exit 1. `user-sync demo` with no
 database URL and no embedded Postgres installed says what to install or set, and exits 2.
+A database the migrations never ran in: `sync` and `status` say to run `user-sync migrate`.
 `serve` on an address it cannot take (a host that does not resolve, a port in use) says so,
 naming the settings, and exits 1.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from service.db import migrate
+from service.db.engine import connect
 from service.libpq.url import with_database
 from tests.e2e.test_cli import cli_env, run_cli
 from tests.e2e.test_database_url_cli import url_env
@@ -113,3 +119,34 @@ async def test_serve_on_an_address_it_cannot_take_says_so_in_one_line(
     assert line.startswith(f"user-sync: cannot listen on {host}:{port} (")
     assert line.endswith("): check USERSYNC_HTTP_HOST and USERSYNC_HTTP_PORT")
     assert "Traceback" not in out + err
+
+
+@pytest.fixture
+async def empty_database(postgres_server: str) -> AsyncIterator[str]:
+    """A database the migrations never ran in."""
+    name = f"usersync_empty_{secrets.token_hex(3)}"
+    admin = await connect(postgres_server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield with_database(postgres_server, name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.mark.parametrize("command", [("sync",), ("sync", "--json"), ("status",)])
+async def test_a_database_not_migrated_says_to_run_migrate(
+    empty_database: str, fast_emulator: Any, command: tuple[str, ...]
+):
+    code, out, err = await run_cli(*command, env=cli_env(empty_database, fast_emulator))
+
+    assert code == 1
+    message = (
+        f"the database at {empty_database} has no schema of this service; this version needs "
+        f"revision {migrate.head_revision()}: run `user-sync migrate` first"
+    )
+    assert only_line(err) == f"user-sync: {message}"
+    if "--json" in command:
+        assert json.loads(out) == {"run_id": None, "status": "not_started", "error": message}
+    else:
+        assert out == ""
