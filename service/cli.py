@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     scope = sync.add_mutually_exclusive_group()
     scope.add_argument("--full", action="store_true", help="list every remote user (default)")
     scope.add_argument("--incremental", action="store_true", help="only changed users")
-    scope.add_argument("--user", action="append", metavar="ID_OR_IDENTITY", help="one user")
+    scope.add_argument(
+        "--user", action="append", type=_user_key, metavar="ID_OR_IDENTITY", help="one user"
+    )
     sync.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     sync.add_argument("--allow-deletes", action="store_true", help="release held deletions")
     sync.add_argument("--json", action="store_true", help="machine-readable report")
@@ -51,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="recent runs, failing users, freshness")
     status.add_argument("--json", action="store_true", help="machine-readable report")
     demo = commands.add_parser("demo", help="the whole job end to end on an embedded Postgres")
-    demo.add_argument("--users", type=int, default=2000, help="how many users to seed")
+    demo.add_argument("--users", type=_demo_users, default=2000, help="how many users to seed")
     demo.add_argument("--keep", action="store_true", help="leave database and emulator running")
     commands.add_parser(
         "emulator",
@@ -59,6 +61,33 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     return parser
+
+
+MAX_USER_KEY = 1024
+"""Characters of a `--user` value: ids and identities are shorter (Twilio's are at most 256)."""
+MAX_DEMO_USERS = 1_000_000
+
+
+def _user_key(value: str) -> str:
+    """A user's id or identity as given on the command line: text Postgres can compare (an
+    argument that is not UTF-8 arrives with surrogates, which no driver can send)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("must be text in UTF-8") from None
+    if not value or len(value) > MAX_USER_KEY:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_USER_KEY} characters")
+    return value
+
+
+def _demo_users(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {value!r}") from None
+    if not 1 <= count <= MAX_DEMO_USERS:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_DEMO_USERS:,}")
+    return count
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -128,11 +128,16 @@ async def _readable(connection: AsyncConnection, checked: Source) -> None:
         async with connection.begin_nested():
             await connection.execute(probe)
     except DBAPIError as e:
-        if getattr(e.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+        state = getattr(e.orig, "sqlstate", None)
+        if state is None:  # no answer from the server (the connection broke): not the source
             raise
+        grant = (
+            ": grant SELECT on it (and on what it reads, for a view) to the service's database user"
+            if state == INSUFFICIENT_PRIVILEGE
+            else ": check USERSYNC_SOURCE_TABLE names a table or a view"
+        )
         raise SourceError(
-            f"the source {checked.name} cannot be read ({_first_line(e.orig)}): grant SELECT "
-            "on it (and on what it reads, for a view) to the service's database user"
+            f"the source {checked.name} cannot be read ({_first_line(e.orig)}){grant}"
         ) from None
 
 

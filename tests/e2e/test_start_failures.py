@@ -150,3 +150,21 @@ async def test_a_database_not_migrated_says_to_run_migrate(
         assert json.loads(out) == {"run_id": None, "status": "not_started", "error": message}
     else:
         assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("sync", "--user", "\udcff"), "argument --user: must be text in UTF-8"),  # not UTF-8
+        (("sync", "--user", ""), "argument --user: must be 1 to 1024 characters"),
+        (("demo", "--users", "0"), "argument --users: must be from 1 to 1,000,000"),
+    ],
+)
+async def test_an_argument_that_cannot_work_is_a_usage_error(
+    database_url: str, fast_emulator: Any, args: tuple[str, ...], says: str
+):
+    code, out, err = await run_cli(*args, env=cli_env(database_url, fast_emulator))
+
+    assert code == 2
+    assert err.splitlines()[-1].endswith(f"error: {says}")
+    assert "Traceback" not in out + err
