@@ -15,11 +15,13 @@ import json
 import sys
 from collections.abc import Sequence
 
+import structlog
 from rich.console import Console
+from sqlalchemy.exc import DBAPIError
 
 from service import app, report
 from service.config import ConfigError, Settings, load_settings
-from service.db import migrate
+from service.db import connectivity, migrate
 from service.db.connectivity import DatabaseUnavailable
 from service.db.embedded import EmbeddedPostgresMissing, EmbeddedPostgresUnavailable
 from service.db.status import as_json, status_report
@@ -30,6 +32,8 @@ from service.reconcile.run import RunFailed, RunInProgress, RunReport, RunReques
 from service.shutdown import Shutdown
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
+
+log = structlog.get_logger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,6 +139,27 @@ def _run_command(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # the last resort: one line here, the traceback in the log
+        return _unexpected(args.command, e)
+
+
+def _unexpected(command: str, error: Exception) -> int:
+    """What no other handler knew: the database going away mid-command, or a bug (whose
+    traceback goes on the log line `command failed`, never to the operator's terminal)."""
+    if connectivity.is_connection_error(error):
+        print(f"user-sync: the database failed: {connectivity.describe(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    log.error("command failed", command=command, exc_info=error)
+    what = (  # the server's words, not the statement and its values
+        f"the database refused a statement: {connectivity.describe(error)}"
+        if isinstance(error, DBAPIError)
+        else f"{type(error).__name__}: {error}"
+    )
+    print(
+        f"user-sync: {command} failed: {what} (the log line 'command failed' has the details)",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
 
 
 def _shutdown(args: argparse.Namespace, settings: Settings) -> Shutdown:

@@ -168,3 +168,30 @@ async def test_an_argument_that_cannot_work_is_a_usage_error(
     assert code == 2
     assert err.splitlines()[-1].endswith(f"error: {says}")
     assert "Traceback" not in out + err
+
+
+async def test_a_statement_the_database_refuses_is_one_line_with_the_servers_words(
+    empty_database: str, fast_emulator: Any
+):
+    env = cli_env(empty_database, fast_emulator)
+    assert (await run_cli("migrate", env=env))[0] == 0
+    admin = await connect(empty_database)
+    try:
+        await admin.execute("ALTER TABLE sync_state DROP COLUMN attempts")  # a tampered schema
+    finally:
+        await admin.close()
+
+    code, out, err = await run_cli("status", env=env)
+
+    assert (code, out) == (1, "")
+    assert only_line(err) == (
+        "user-sync: status failed: the database refused a statement: column sync_state.attempts"
+        " does not exist (the log line 'command failed' has the details)"
+    )
+    [logged] = [e for e in map(json.loads, _log_lines(err)) if e["event"] == "command failed"]
+    assert logged["level"] == "error"
+    assert "Traceback" in logged["exception"]  # for whoever debugs it, in the log only
+
+
+def _log_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("{")]
