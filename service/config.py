@@ -28,7 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from service.libpq.tls import ssl_argument
 from service.libpq.url import parse_database_url
@@ -380,3 +380,15 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**kwargs)
     except ValidationError as e:
         raise ConfigError(describe_validation_error(e)) from None
+    except UnicodeDecodeError as e:  # only the .env file is decoded outside a source's catch
+        raise ConfigError(f"the .env file is not UTF-8 text (byte {e.start + 1})") from None
+    except SettingsError as e:  # a secrets file that cannot be read as text
+        raise ConfigError(_unreadable_source(e, secrets_dir)) from None
+
+
+def _unreadable_source(error: SettingsError, secrets_dir: str) -> str:
+    found = re.search(r'field "(\w+)"', str(error))
+    name = _env_name(found.group(1)) if found else "a setting"
+    cause = error.__cause__
+    why = f": {type(cause).__name__}" if cause is not None else ""
+    return f"{name}: its file in the secrets directory {secrets_dir} cannot be read as text{why}"

@@ -182,3 +182,20 @@ def _variables(cell: str) -> list[str]:
     for found in re.findall(r"`([A-Z_]+)`", cell):
         names.append(names[-1].rsplit("_", 1)[0] + found if found.startswith("_") else found)
     return names
+
+
+def test_a_dot_env_file_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path):
+    (tmp_path / ".env").write_bytes(b"USERSYNC_WRITE_RATE=\xff\n")
+    with pytest.raises(ConfigError, match=r"^the \.env file is not UTF-8 text \(byte 21\)$"):
+        load_settings()
+
+
+def test_a_secrets_file_that_is_not_text_is_refused_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "TWILIO_AUTH_TOKEN").write_bytes(b"\xff\xfe")
+    monkeypatch.setenv("USERSYNC_SECRETS_DIR", str(secrets))
+    with pytest.raises(ConfigError, match="^TWILIO_AUTH_TOKEN: its file in the secrets directory"):
+        load_settings()
