@@ -197,5 +197,5 @@ def test_a_secrets_file_that_is_not_text_is_refused_naming_the_variable(
     secrets.mkdir()
     (secrets / "TWILIO_AUTH_TOKEN").write_bytes(b"\xff\xfe")
     monkeypatch.setenv("USERSYNC_SECRETS_DIR", str(secrets))
-    with pytest.raises(ConfigError, match="^TWILIO_AUTH_TOKEN: its file in the secrets directory"):
+    with pytest.raises(ConfigError, match=r"^TWILIO_AUTH_TOKEN: its file in the secrets directory"):
         load_settings()
