@@ -323,6 +323,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "USERSYNC_INCREMENTAL_INTERVAL must not be longer than USERSYNC_FULL_SYNC_INTERVAL"
             )
+        if self.webhook_signature_header.lower() == self.webhook_timestamp_header.lower():
+            raise ValueError(
+                "USERSYNC_WEBHOOK_SIGNATURE_HEADER and USERSYNC_WEBHOOK_TIMESTAMP_HEADER must "
+                "name two different headers"
+            )
         if (self.api_key is None) != (self.api_secret is None):
             raise ValueError("TWILIO_API_KEY and TWILIO_API_SECRET must be set together")
         return self

@@ -63,6 +63,7 @@ NEARLY_RIGHT = [
     ("api_token", "a-long-enough-admin-token "),
     ("api_token", "a-long-enough-admin-token\udcff"),
     ("webhook_secret", "a-long-enough-webhook\x00secret"),
+    ("webhook_timestamp_header", "x-usersync-signature"),  # the other header, so none verifies
 ]
 """Values one character or one field away from a valid one, each of which passed start-up and
 then broke every run (or, for the cron, meant every 15 seconds)."""
