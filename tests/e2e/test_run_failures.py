@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.app import service_key
+from service.db import locks
 from service.libpq.url import parse_database_url
 from tests.e2e.conftest import execute, fetch_all, insert_users
 from tests.e2e.test_cli import cli_env, run_cli
@@ -138,3 +140,19 @@ async def test_a_failed_run_prints_its_report_for_people_with_the_run_id(
     for words in CAUSES[cause]:
         assert words in error_line
     assert "Traceback" not in out + err
+
+
+async def test_a_run_another_holds_the_lock_of_is_reported_as_json_too(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
+):
+    sid = fast_emulator.config.default_service_sid
+    env = cli_env(database_url, fast_emulator, USERSYNC_SERVICE_SID=sid)
+    async with locks.holding(engine, locks.lock_key("run", service_key(sid))):
+        code, out, err = await run_cli("sync", "--json", env=env)
+
+    assert code == 3
+    error = f"a reconcile of {service_key(sid)} is already running"
+    assert json.loads(out) == {"run_id": None, "status": "not_started", "error": error}
+    assert [line for line in err.splitlines() if not line.startswith("{")] == [
+        f"user-sync: {error}"
+    ]
