@@ -17,7 +17,6 @@ from collections.abc import Sequence
 
 import structlog
 from rich.console import Console
-from sqlalchemy.exc import DBAPIError
 
 from service import app, report
 from service.config import ConfigError, Settings, load_settings
@@ -120,9 +119,11 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     except EmbeddedPostgresMissing as e:
         print(f"user-sync: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (DatabaseUnavailable, EmbeddedPostgresUnavailable) as e:
+    except (DatabaseUnavailable, EmbeddedPostgresUnavailable, RunFailed) as e:
         print(f"user-sync: {e}", file=sys.stderr)
         return EXIT_FAILED
+    except Exception as e:  # the last resort: one line here, the traceback in the log
+        return _unexpected("demo", e)
 
 
 def _run_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -144,19 +145,20 @@ def _run_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _unexpected(command: str, error: Exception) -> int:
-    """What no other handler knew: the database going away mid-command, or a bug (whose
-    traceback goes on the log line `command failed`, never to the operator's terminal)."""
+    """What no other handler knew: the database going away or refusing a statement midway (its
+    words, never the statement and its values), or a bug, whose traceback goes on the log line
+    `command failed` only."""
     if connectivity.is_connection_error(error):
         print(f"user-sync: the database failed: {connectivity.describe(error)}", file=sys.stderr)
         return EXIT_FAILED
+    if connectivity.is_refusal(error):
+        what = f"the database refused a statement: {connectivity.describe(error)}"
+        print(f"user-sync: {command} failed: {what}", file=sys.stderr)
+        return EXIT_FAILED
     log.error("command failed", command=command, exc_info=error)
-    what = (  # the server's words, not the statement and its values
-        f"the database refused a statement: {connectivity.describe(error)}"
-        if isinstance(error, DBAPIError)
-        else f"{type(error).__name__}: {error}"
-    )
     print(
-        f"user-sync: {command} failed: {what} (the log line 'command failed' has the details)",
+        f"user-sync: {command} failed: {type(error).__name__}: {error} (a bug of user-sync: "
+        "the log line 'command failed' has the traceback)",
         file=sys.stderr,
     )
     return EXIT_FAILED

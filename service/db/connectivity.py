@@ -54,6 +54,11 @@ def is_connection_error(error: BaseException) -> bool:
     return isinstance(cause(error), CONNECTION_ERRORS) or isinstance(error, CONNECTION_ERRORS)
 
 
+def is_refusal(error: BaseException) -> bool:
+    """The server answered a statement with an error (a grant missing, a schema changed)."""
+    return isinstance(error, DBAPIError) or isinstance(cause(error), asyncpg.PostgresError)
+
+
 def describe(error: BaseException) -> str:
     """The cause in a few words, as the server or the network said it."""
     found = cause(error)
