@@ -1,13 +1,16 @@
-# syntax=docker/dockerfile:1
-#
 # conversations-user-sync: `user-sync serve` by default; `migrate`, `sync`, `status` and
 # `emulator` with the same image.
 #
-# The install steps are the ones .ci/run runs on every CI run (there may be no Docker engine where
-# CI runs, so CI proves them instead of a `docker build`):
-#   pip install --require-hashes -r <lock file>   every dependency pinned and hash-checked
-#   pip install --no-deps <the project>            the project itself, nothing re-resolved
+# The install steps are the ones .ci/run runs on every CI run:
+#   pip install --require-hashes -r <lock file> -r requirements-build.lock
+#                              every dependency and the build backend pinned and hash-checked
+#   pip install --no-deps --no-build-isolation <the project>
+#                              the project itself, nothing re-resolved, built by that backend
 # CI installs requirements-dev.lock, a superset pinning the same versions as requirements.lock.
+# The runtime venv keeps neither pip nor setuptools: what it ships is what the audit checks.
+# CI also builds this file as it is with buildah and runs the image with podman, with no Docker
+# engine and no registry (.ci/image_check.py). No `# syntax=` line: BuildKit would fetch a
+# frontend image from a registry for it, and nothing here needs a newer frontend.
 #
 #   docker build -t conversations-user-sync:dev .
 #   docker run --rm -p 8080:8080 --env-file .env conversations-user-sync:dev
@@ -19,12 +22,13 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 # Dependencies first, in their own layer: it is rebuilt only when the lock file changes.
-COPY requirements.lock ./
-RUN pip install --no-cache-dir --require-hashes -r requirements.lock
+COPY requirements.lock requirements-build.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock -r requirements-build.lock
 
 COPY pyproject.toml README.md ./
 COPY service ./service
-RUN pip install --no-cache-dir --no-deps .
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && pip uninstall --yes setuptools pip
 
 
 FROM python:3.11-slim-bookworm
@@ -50,11 +54,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 COPY --from=builder /opt/venv /opt/venv
 
-# `user-sync migrate` (and /readyz) find alembic.ini and migrations/ in the working directory.
-WORKDIR /app
-COPY alembic.ini ./
-COPY migrations ./migrations
-
+# The migrations are in the package (service/migrations): `user-sync migrate` and /readyz need
+# no file beside it, from any working directory.
+WORKDIR /
 USER 10001:10001
 EXPOSE 8080
 

@@ -40,7 +40,7 @@ from service.conversations.client import ConversationsClient
 from service.conversations.errors import ConversationsError
 from service.conversations.ratelimit import WriteLimiter
 from service.conversations.stats import Observer
-from service.db import connectivity, locks, migrate
+from service.db import affinity, connectivity, locks, migrate
 from service.db.engine import create_engine, create_sessionmaker
 from service.domain.backoff import next_attempt_delay
 from service.domain.policy import AttributesMode, DeleteMode, Policy
@@ -61,6 +61,9 @@ CLOSE_SECONDS = 5.0
 """On SIGTERM, how long closing the connections may take once runs have stopped."""
 RESOLVE_BACKOFF_MAX = 30.0
 """Longest wait, in seconds, between a serving replica's attempts to learn its Service."""
+LOCK_POOL_SIZE = 2
+"""Lock connections at once with their own URL: a bulk run and a run of named users (each
+kind holds its lock), plus as many again on overflow."""
 UNRESOLVED = "cannot resolve the account's default Conversation Service (GET /v1/Configuration)"
 
 log = structlog.get_logger(__name__)
@@ -132,12 +135,39 @@ async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
+@asynccontextmanager
+async def lock_database(settings: Settings, engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """Where runs take their lock connections: `USERSYNC_LEADER_DATABASE_URL`'s own engine
+    (session advisory locks must not go through a transaction pooler), else `engine`."""
+    if settings.leader_database_url is None:
+        yield engine
+        return
+    url = settings.require_session_database_url()
+    lock_engine = create_engine(url, pool_size=LOCK_POOL_SIZE, application_name="user-sync-locks")
+    try:
+        await connectivity.check(lock_engine, url)
+        yield lock_engine
+    finally:
+        await lock_engine.dispose()
+
+
+async def refuse_pooled_sessions(settings: Settings) -> None:
+    """ConfigError, in one line, when the session URL does not keep a session (`db.affinity`):
+    a run's locks would stay behind on a pooled backend and exclude nothing."""
+    url = settings.require_session_database_url()
+    problem = await affinity.url_problem(url, application_name="user-sync")
+    if problem is not None:
+        raise ConfigError(f"refusing to run: {affinity.refusal(problem)}")
+
+
 @dataclass(frozen=True, slots=True)
 class Connections:
-    """What exists before the Service is known: the engine, the one ClientSession, the limiter."""
+    """What exists before the Service is known: the engines (the pool, and the one of lock
+    connections, often the same), the one ClientSession, the limiter."""
 
     settings: Settings
     engine: AsyncEngine
+    lock_engine: AsyncEngine
     session: aiohttp.ClientSession
     limiter: WriteLimiter
     observer: Observer | None
@@ -159,7 +189,12 @@ class Connections:
         client = self.client(service_sid)
         config = runner_config(self.settings, service_sid=service_sid)
         runner = Runner(
-            engine=self.engine, client=client, config=config, clock=utc_now, on_close=on_close
+            engine=self.engine,
+            lock_engine=self.lock_engine,
+            client=client,
+            config=config,
+            clock=utc_now,
+            on_close=on_close,
         )
         return Runtime(self.settings, self.engine, client, runner, service_sid)
 
@@ -170,8 +205,12 @@ async def connections(
 ) -> AsyncIterator[Connections]:
     """`limiter` and `observer` let the served app pace by priority and count every call."""
     limiter = limiter or WriteLimiter(settings.write_rate, max_in_flight=settings.max_in_flight)
-    async with database(settings) as engine, aiohttp.ClientSession() as session:
-        yield Connections(settings, engine, session, limiter, observer)
+    async with (
+        database(settings) as engine,
+        lock_database(settings, engine) as lock_engine,
+        aiohttp.ClientSession() as session,
+    ):
+        yield Connections(settings, engine, lock_engine, session, limiter, observer)
 
 
 async def resolve_service_sid(connected: Connections) -> str:
@@ -195,7 +234,9 @@ async def resolve_service_sid(connected: Connections) -> str:
 async def runtime(
     settings: Settings, *, limiter: WriteLimiter | None = None, observer: Observer | None = None
 ) -> AsyncIterator[Runtime]:
-    """Everything a run needs, for the Service resolved once, here, before anything runs."""
+    """Everything a run needs, for the Service resolved once, here, before anything runs (and
+    only once the session URL has proven it keeps sessions)."""
+    await refuse_pooled_sessions(settings)
     async with connections(settings, limiter=limiter, observer=observer) as connected:
         yield connected.runtime(await resolve_service_sid(connected))
 
@@ -250,7 +291,7 @@ async def _leadership_context(
 ) -> AsyncIterator[None]:
     settings = application[keys.SETTINGS]
     leadership = Leadership(
-        database_url=settings.require_database_url(),
+        database_url=settings.require_session_database_url(),
         metrics=application[keys.METRICS],
         retry_interval=settings.leader_retry_interval,
         check_interval=settings.leader_check_interval,

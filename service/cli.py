@@ -245,9 +245,11 @@ async def _status(settings: Settings, *, as_json_output: bool) -> int:
     async with app.database(settings) as engine, app.sessions(engine)() as session:
         await migrate.require_head(engine, where=_where(settings))
         summary = await status_report(session)
+    api = report.api_target(settings)
     if as_json_output:
-        print(json.dumps(as_json(summary), indent=2))
+        print(json.dumps({"api": api, **as_json(summary)}, indent=2))
     else:
+        report.print_api(api)
         report.print_status(summary)
     return EXIT_OK
 

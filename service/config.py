@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from service.libpq.tls import ssl_argument
 from service.libpq.url import parse_database_url
+from service.regions import ApiHost, api_host, check_edge, check_region
 
 TWILIO_WRITE_LIMIT_PER_SECOND = 30
 """Twilio's documented limit: user create, update and delete share 30 actions/s per Service."""
@@ -82,10 +83,8 @@ _IDENTIFIER = re.compile(f"{_NAME_PART}(?:\\.{_NAME_PART})?")
 MAX_NAME_BYTES = 63
 """Postgres' NAMEDATALEN - 1: a longer name part would be cut short without an error."""
 CRON_FIELDS = 5
-DEFAULT_BASE_URLS = {
-    ApiFlavor.CONVERSATIONS_V1: "https://conversations.twilio.com",
-    ApiFlavor.CHAT_V2: "https://chat.twilio.com",
-}
+API_PRODUCTS = {ApiFlavor.CONVERSATIONS_V1: "conversations", ApiFlavor.CHAT_V2: "chat"}
+"""The first label of each flavour's Twilio host (`conversations.dublin.ie1.twilio.com`)."""
 
 
 def _alias(*names: str) -> AliasChoices:
@@ -107,6 +106,9 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(
         default=None, validation_alias=_alias("USERSYNC_DATABASE_URL", "DATABASE_URL")
     )
+    leader_database_url: SecretStr | None = None
+    """Where the session-scoped advisory locks and LISTEN go (the leader's session and each
+    run's lock connection): direct to Postgres when the main URL goes through a pooler."""
     source_table: str = "internal_users"
     """Table or view (optionally schema-qualified) read as the source of truth."""
 
@@ -125,7 +127,12 @@ class Settings(BaseSettings):
     )
     service_sid: str | None = None
     api: ApiFlavor = ApiFlavor.CONVERSATIONS_V1
+    region: str | None = Field(
+        default=None, validation_alias=_alias("USERSYNC_REGION", "TWILIO_REGION")
+    )
+    edge: str | None = Field(default=None, validation_alias=_alias("USERSYNC_EDGE", "TWILIO_EDGE"))
     api_base_url: str | None = None
+    """Wins over `region` and `edge` (the emulator, a proxy)."""
     webhook_enabled: bool = False
     """Value of `X-Twilio-Webhook-Enabled` on our writes; false so they do not echo back."""
     request_timeout: float = Field(default=10.0, ge=0.1, le=300)
@@ -198,7 +205,17 @@ class Settings(BaseSettings):
             raise ValueError(f"must be {prefix} followed by 32 hex digits")
         return value
 
-    @field_validator("database_url")
+    @field_validator("region")
+    @classmethod
+    def _region_known(cls, value: str | None) -> str | None:
+        return None if value is None else check_region(value)
+
+    @field_validator("edge")
+    @classmethod
+    def _edge_known(cls, value: str | None) -> str | None:
+        return None if value is None else check_edge(value)
+
+    @field_validator("database_url", "leader_database_url")
     @classmethod
     def _database_url_usable(cls, value: SecretStr | None) -> SecretStr | None:
         """Every parameter known and sensible, the TLS files readable (DatabaseUrlError is a
@@ -334,8 +351,13 @@ class Settings(BaseSettings):
 
     # --- derived ----------------------------------------------------------------------
     @property
+    def api_host(self) -> ApiHost:
+        """Twilio's host for the flavour, region and edge (whether or not the base URL wins)."""
+        return api_host(API_PRODUCTS[self.api], region=self.region, edge=self.edge)
+
+    @property
     def base_url(self) -> str:
-        return (self.api_base_url or DEFAULT_BASE_URLS[self.api]).rstrip("/")
+        return (self.api_base_url or f"https://{self.api_host.host}").rstrip("/")
 
     def credentials(self) -> tuple[str, str]:
         """(username, password) for HTTP Basic: the API key pair when set, else the account."""
@@ -352,6 +374,12 @@ class Settings(BaseSettings):
         if self.database_url is None:
             raise ConfigError("USERSYNC_DATABASE_URL (or DATABASE_URL) is required")
         return self.database_url.get_secret_value()
+
+    def require_session_database_url(self) -> str:
+        """Where session advisory locks and LISTEN go: the leader URL, else the main one."""
+        if self.leader_database_url is not None:
+            return self.leader_database_url.get_secret_value()
+        return self.require_database_url()
 
 
 def _env_name(field: str) -> str:

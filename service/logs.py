@@ -48,12 +48,13 @@ class SecretScrubber:
 def secret_values(settings: Settings) -> list[str]:
     fields = (settings.auth_token, settings.api_secret, settings.api_token, settings.webhook_secret)
     values = [f.get_secret_value() for f in fields if f is not None]
-    if settings.database_url is not None:
-        from service.libpq.url import parse_database_url  # noqa: PLC0415 - keep logs light to import
+    for url in (settings.database_url, settings.leader_database_url):
+        if url is not None:
+            from service.libpq.url import parse_database_url  # noqa: PLC0415 - keep logs light
 
-        password = parse_database_url(settings.database_url.get_secret_value()).url.password
-        if password:
-            values.append(str(password))
+            password = parse_database_url(url.get_secret_value()).url.password
+            if password:
+                values.append(str(password))
     return values
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.progress import (
@@ -18,6 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from service.config import Settings
 from service.db.status import StatusReport
 from service.reconcile.outcome import Result
 from service.reconcile.progress import Phase, RunProgress
@@ -53,6 +55,7 @@ def run_json(run: RunReport) -> dict[str, Any]:
         "counts": {r.value: run.counts.get(r, 0) for r in SUMMARY_ORDER},
         "api_calls": run.api_calls,
         "plan": run.planned,
+        "would_write": run.would_write,
         "failures": [
             {
                 "user": user,
@@ -108,6 +111,11 @@ def print_run(run: RunReport, console: Console | None = None) -> None:
     out = console or Console()
     if run.request.dry_run:
         out.print(f"[bold]Plan[/bold] (dry run, nothing written): {len(run.planned)} action(s)")
+        out.print(
+            f"{run.would_write} user(s) would be created or updated "
+            "(Twilio bills each as an active user this month)",
+            highlight=False,
+        )
         for line in run.planned:
             out.print(f"  {line}", markup=False, highlight=False)
     table = Table(title=f"Run {run.run_id}: {run.request.scope.value}, {run.status.value}")
@@ -133,6 +141,28 @@ def print_run(run: RunReport, console: Console | None = None) -> None:
         out.print(f"{len(run.deferred)} user(s) left to another run that holds or changed them")
     if run.error:
         out.print(f"[red]run error[/red]: {run.error}", highlight=False)
+
+
+def api_target(settings: Settings) -> dict[str, Any]:
+    """Where the client goes: the region and edge, the host, and whether
+    `USERSYNC_API_BASE_URL` overrides the host they name."""
+    target = settings.api_host
+    return {
+        "region": target.region,
+        "edge": target.edge,
+        "host": urlsplit(settings.base_url).netloc,
+        "base_url": settings.base_url,
+        "base_url_overridden": settings.api_base_url is not None,
+    }
+
+
+def print_api(api: dict[str, Any], console: Console | None = None) -> None:
+    out = console or Console()
+    edge = api["edge"] or "none (Twilio's default host)"
+    line = f"API: region {api['region']}, edge {edge}, host {api['host']}"
+    if api["base_url_overridden"]:
+        line += " (USERSYNC_API_BASE_URL overrides the region's host)"
+    out.print(line, highlight=False, soft_wrap=True)
 
 
 def print_status(status: StatusReport, console: Console | None = None) -> None:

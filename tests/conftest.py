@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.tls_postgres",
     "tests.fixtures.emulator",
+    "tests.fixtures.pgbouncer",
 ]

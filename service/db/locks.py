@@ -40,7 +40,11 @@ async def unlock(connection: AsyncConnection, key: str) -> None:
 
 @asynccontextmanager
 async def holding(engine: AsyncEngine, key: str) -> AsyncIterator[AsyncConnection]:
-    """A connection holding the lock for the duration; raises LockHeld if it is taken."""
+    """A connection holding the lock for the duration; raises LockHeld if it is taken.
+
+    The connection is the holder's alone (a run takes its alive lock on it too); it goes back to
+    the pool holding no advisory lock at all, or not at all: session locks survive a rollback,
+    and a pooled session keeps them for as long as the engine lives."""
     async with engine.connect() as connection:
         if not await try_lock(connection, key):
             raise LockHeld(key)
@@ -48,9 +52,19 @@ async def holding(engine: AsyncEngine, key: str) -> AsyncIterator[AsyncConnectio
         try:
             yield connection
         finally:
-            await connection.rollback()
-            await unlock(connection, key)
-            await connection.commit()
+            await _let_go(connection)
+
+
+async def _let_go(connection: AsyncConnection) -> None:
+    """Release every advisory lock of the session; if that fails or is cancelled, end the
+    session instead (Postgres then releases them), so that none rides back into the pool."""
+    try:
+        await connection.rollback()
+        await connection.execute(text("SELECT pg_advisory_unlock_all()"))
+        await connection.commit()
+    except BaseException:
+        await connection.invalidate()
+        raise
 
 
 def alive_key(run_id: int) -> str:

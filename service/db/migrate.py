@@ -7,7 +7,6 @@ Alembic's commands are synchronous; we hand them a connection from our async eng
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -16,14 +15,18 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+SCRIPT_LOCATION = "service:migrations"
+"""The migrations are package data (`service/migrations`), so an installed wheel carries them and
+`user-sync migrate` works from any working directory; `alembic` run by hand from the repository
+root reads the same location from alembic.ini."""
+
 
 def alembic_config() -> Config:
-    """alembic.ini from the working directory if present, else the one beside the package."""
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        ini = root / "alembic.ini"
-        if ini.is_file() and (root / "migrations" / "env.py").is_file():
-            return Config(str(ini))
-    raise FileNotFoundError("alembic.ini and migrations/ not found (run from the project root)")
+    """The alembic configuration, built in code: no alembic.ini is needed at run time."""
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.set_main_option("path_separator", "os")
+    return config
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:

@@ -41,6 +41,13 @@ class SortedBatch:
     deletions: list[tuple[Gathered, tuple[Action, ...]]] = field(default_factory=list)
     planned: list[str] = field(default_factory=list)
     """A dry run's lines, in user order."""
+    would_write: int = 0
+    """A dry run's users that would be created or updated."""
+
+
+def writes_user(actions: Sequence[Action]) -> bool:
+    """Whether these actions edit a user record (a create or an update: what Twilio bills)."""
+    return any(isinstance(a, CreateUser | UpdateUser) for a in actions)
 
 
 def sort_batch(planned: Sequence[tuple[Gathered, CasePlan]], *, dry_run: bool) -> SortedBatch:
@@ -60,6 +67,7 @@ def sort_batch(planned: Sequence[tuple[Gathered, CasePlan]], *, dry_run: bool) -
 def _act(out: SortedBatch, g: Gathered, actions: tuple[Action, ...], *, dry_run: bool) -> None:
     if dry_run:
         out.planned += [describe(a) for a in actions]
+        out.would_write += writes_user(actions)
         out.ready.append(Outcome(gathered=g, result=Result.PLANNED))
     else:
         out.work.append(Work(g, actions, lease_for(g, actions)))

@@ -58,6 +58,8 @@ class RunReport:
     counts: Counter[str] = field(default_factory=Counter)
     api_calls: int = 0
     planned: list[str] = field(default_factory=list)
+    would_write: int = 0
+    """A dry run: the users it would create or update (Twilio bills each as active this month)."""
     failures: list[tuple[str, Failure]] = field(default_factory=list)
     held: list[DeleteUser] = field(default_factory=list)
     held_reason: str | None = None

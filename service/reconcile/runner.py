@@ -33,7 +33,7 @@ from service.domain.policy import Policy
 from service.domain.users import RemoteUser, UserId
 from service.domain.waits import cycle_breakers
 from service.reconcile import failure
-from service.reconcile.batch import lease_for, sort_batch
+from service.reconcile.batch import lease_for, sort_batch, writes_user
 from service.reconcile.executor import Executor, case_of
 from service.reconcile.outcome import Outcome, Result, RetryPolicy
 from service.reconcile.pool import ApplyPool, deferred
@@ -98,10 +98,15 @@ class Runner:
         client: ConversationsClient,
         config: RunnerConfig,
         clock: Callable[[], datetime],
+        lock_engine: AsyncEngine | None = None,
         on_close: Callable[[RunReport], None] | None = None,
     ) -> None:
-        """`on_close` sees each run's report once it is closed, whatever its status."""
+        """`lock_engine` gives each run its lock connection (session advisory locks, the temp
+        table of remote users), when it must not be the pooled `engine` (a transaction pooler
+        in front of the main URL); unset, `engine` does both. `on_close` sees each run's
+        report once it is closed, whatever its status."""
         self._engine = engine
+        self._lock_engine = lock_engine or engine
         self._sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
             engine, expire_on_commit=False
         )
@@ -126,7 +131,7 @@ class Runner:
         `progress`, if given, is kept up to date as the run goes."""
         key = locks.lock_key(_lock_kind(request.scope), self._config.service_key)
         try:
-            async with locks.holding(self._engine, key) as connection:
+            async with locks.holding(self._lock_engine, key) as connection:
                 report = RunReport(run_id=await self._open(connection, request), request=request)
                 if progress is not None:
                     report.progress = progress
@@ -281,6 +286,7 @@ class Runner:
             )
         out = sort_batch(planned, dry_run=dry_run)
         report.planned += out.planned
+        report.would_write += out.would_write
         direct = await self._leased(run, out.direct)
         report.progress.done += len(out.ready) + len(direct)
         await pool.submit(out.work)
@@ -344,6 +350,7 @@ class Runner:
             report.progress.phase = Phase.DELETING
         if report.request.dry_run:
             report.planned += [describe(a) for w in work for a in w.actions]
+            report.would_write += sum(writes_user(w.actions) for w in work)
             report.counts[Result.PLANNED] += len(work)
             report.progress.done += len(work)
             return

@@ -3,10 +3,11 @@
 `/healthz` says the process serves (liveness: restart it if this fails). `/readyz` says it can do
 its job: the database answers and is migrated to the revision this code expects, and the replica
 knows which Service it serves (`service_sid`; until it has resolved the account's default it
-says why not, and cannot lead); its body also names the replica's role, leader or standby (both
-are ready: standbys serve the API and accept events). `/metrics` reads the database's vitals
-just before rendering, so every replica reports queue depth, user states and freshness; if the
-database is down the last values stay.
+says why not, and cannot lead), and its leader session is not refused (`leader_problem`: the
+session URL goes through a pooler that does not keep sessions, so it may never lead); its body
+also names the replica's role, leader or standby (both are ready: standbys serve the API and
+accept events). `/metrics` reads the database's vitals just before rendering, so every replica
+reports queue depth, user states and freshness; if the database is down the last values stay.
 """
 
 from __future__ import annotations
@@ -33,13 +34,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
-    body: dict[str, object] = {
-        "role": request.app[LEADERSHIP].role.value,
-        "service_sid": service.sid,
-    }
+    service, leadership = request.app[SERVICE], request.app[LEADERSHIP]
+    body: dict[str, object] = {"role": leadership.role.value, "service_sid": service.sid}
     if service.sid is None:
         body["service_problem"] = service.problem or "resolving the Service"
+    if leadership.problem is not None:
+        body["leader_problem"] = leadership.problem
     try:
         async with asyncio.timeout(DATABASE_CHECK_SECONDS):
             async with request.app[ENGINE].connect() as connection:
@@ -48,7 +48,7 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as e:  # any failure to reach the database means not ready
         return ok({"status": "not_ready", "database": type(e).__name__, **body}, status=503)
     head = request.app[HEAD_REVISION]
-    ready = current == head and service.sid is not None
+    ready = current == head and service.sid is not None and leadership.problem is None
     body |= {
         "status": "ready" if ready else "not_ready",
         "database": "ok",

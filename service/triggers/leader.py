@@ -12,6 +12,13 @@ takes over within one retry interval of Postgres noticing. The leader pings its 
 is gone, then reconnects with jittered backoff. LISTEN shares the leader's session on purpose:
 events matter only to the leader, and losing one means losing the other, so there is one thing
 to watch and one recovery path.
+
+Before competing, each new session proves that it stays one Postgres session (`db.affinity`):
+behind a pooler in transaction mode the lock and the LISTEN would silently stay on a backend
+other clients use. A replica whose session fails the proof refuses to lead, says why in one
+log line (naming `USERSYNC_LEADER_DATABASE_URL`) and in `/readyz`, and tries again every
+`REFUSED_RETRY` seconds or so (a pooler taken out of the path is noticed; a new URL needs a
+restart, like any setting).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from enum import StrEnum
 
 import structlog
 
-from service.db import channel
+from service.db import affinity, channel
 from service.metrics import Metrics
 from service.triggers.duties import Duties
 
@@ -31,6 +38,8 @@ log = structlog.get_logger(__name__)
 
 CONNECT_TIMEOUT = 5.0
 BACKOFF_BASE, BACKOFF_MAX = 0.2, 5.0
+REFUSED_RETRY = 30.0
+"""Seconds (at most; jittered down to half) before a refused session is tried again."""
 
 
 class Role(StrEnum):
@@ -58,6 +67,8 @@ class Leadership:
         self._work: asyncio.Task[None] | None = None
         self._stopping = False
         self._failures = 0
+        self.problem: str | None = None
+        """Why this replica refuses to lead (its session does not stay one session), if so."""
 
     async def run(self, *, key: str, duties: Callable[[], Duties]) -> None:
         """Stand by, lead, step down, again, until `stop()`; never raises for a lost database.
@@ -83,7 +94,7 @@ class Leadership:
             finally:
                 channel.drop(connection)
             if problem is not None and not self._stopping:
-                await self._back_off(problem)
+                await (self._refused() if problem is self.problem else self._back_off(problem))
 
     def stop_intake(self) -> None:
         """Stop taking work: no new term, no new runs or claims; runs in flight go on."""
@@ -100,7 +111,14 @@ class Leadership:
     async def _term(
         self, connection: channel.Connection, *, key: str, duties: Callable[[], Duties]
     ) -> str | None:
-        """Wait for the lock, then lead; returns why the term ended badly, if it did."""
+        """Prove the session, wait for the lock, then lead; returns why the term ended badly
+        (`self.problem` itself when the session failed the proof), if it did."""
+        refused = await affinity.session_problem(
+            connection, url=self._url, application_name=self._application_name
+        )
+        self.problem = None if refused is None else affinity.refusal(refused)
+        if self.problem is not None:
+            return self.problem
         while not await self._try_lock(connection, key):
             if self._stopping:
                 return None
@@ -159,6 +177,11 @@ class Leadership:
         if role is Role.LEADER:
             self._failures = 0
         log.info("leader" if role is Role.LEADER else "standby", role=role.value, key=key)
+
+    async def _refused(self) -> None:
+        delay = random.uniform(REFUSED_RETRY / 2, REFUSED_RETRY)
+        log.error(f"refusing to lead: {self.problem}", retry_in=round(delay, 2))
+        await asyncio.sleep(delay)
 
     async def _back_off(self, problem: str) -> None:
         self._failures += 1

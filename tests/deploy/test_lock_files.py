@@ -1,4 +1,4 @@
-"""requirements.lock and requirements-dev.lock agree with pyproject.toml and with each other.
+"""The lock files agree with pyproject.toml and with each other.
 
 These checks are offline. The complete check, a fresh resolution compared pin by pin, needs the
 package index and runs in CI: `.ci/lock --check`.
@@ -20,7 +20,9 @@ from tests.deploy.files import REPO
 
 RUNTIME_LOCK = REPO / "requirements.lock"
 DEV_LOCK = REPO / "requirements-dev.lock"
-PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+BUILD_LOCK = REPO / "requirements-build.lock"
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+PROJECT = PYPROJECT["project"]
 TARGET = {**default_environment(), "python_version": "3.11", "python_full_version": "3.11.7"}
 """What the locks are for: Python 3.11 (the image and CI), on Linux."""
 
@@ -102,7 +104,15 @@ def test_the_runtime_lock_holds_no_development_tool() -> None:
         assert tool not in runtime
 
 
-@pytest.mark.parametrize("lock", [RUNTIME_LOCK, DEV_LOCK], ids=lambda lock: lock.name)
+def test_the_build_backend_is_pinned_exactly_and_locked_with_its_hashes() -> None:
+    requires = [Requirement(text) for text in PYPROJECT["build-system"]["requires"]]
+    assert requires, "pyproject.toml names no build backend"
+    assert all(str(next(iter(r.specifier)).operator) == "==" for r in requires), requires
+    locked = applicable(BUILD_LOCK.read_text(encoding="utf-8"))
+    assert locked == {canonicalize_name(r.name): next(iter(r.specifier)).version for r in requires}
+
+
+@pytest.mark.parametrize("lock", [RUNTIME_LOCK, DEV_LOCK, BUILD_LOCK], ids=lambda lock: lock.name)
 def test_every_pin_is_exact_and_hashed(lock: Path) -> None:
     for pin in pins(lock.read_text(encoding="utf-8")):
         assert str(next(iter(pin.requirement.specifier)).operator) == "=="

@@ -1,0 +1,146 @@
+"""Behind a transaction pooler session locks and LISTEN silently stop working: `serve` refuses
+to lead through one, saying why, and leads through `USERSYNC_LEADER_DATABASE_URL` direct to
+Postgres; `sync` refuses to run with its locks there (a real PgBouncer in transaction mode)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.emulator.config import DEFAULT_SERVICE_SID
+from tests.e2e.conftest import fetch_all
+from tests.e2e.serving import TOKEN, ServeProcess, eventually
+from tests.e2e.test_cli import cli_env, run_cli
+from tests.fixtures.pgbouncer import Bouncer
+
+Start = Callable[..., Awaitable[ServeProcess]]
+LEADER_KEY = f"user-sync:leader:{DEFAULT_SERVICE_SID[:2]}{DEFAULT_SERVICE_SID[2:].lower()}"
+LEADER_SESSIONS = """SELECT a.application_name FROM pg_locks k JOIN pg_stat_activity a USING (pid)
+    WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 1
+      AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND ((k.classid::bigint << 32) | k.objid::bigint) = hashtextextended(:key, 0)"""
+
+
+@pytest.fixture
+async def start(db: Any, database_url: str, fast_emulator: Any) -> AsyncIterator[Start]:
+    started: list[ServeProcess] = []
+
+    async def launch(**overrides: Any) -> ServeProcess:
+        process = await ServeProcess.start(
+            {
+                "database_url": database_url,
+                "TWILIO_ACCOUNT_SID": fast_emulator.config.account_sid,
+                "TWILIO_AUTH_TOKEN": fast_emulator.config.auth_token,
+                "api_base_url": fast_emulator.base_url,
+                "api_token": TOKEN,
+                "schedule_enabled": False,
+                "leader_retry_interval": 0.2,
+                **overrides,
+            }
+        )
+        started.append(process)
+        return process
+
+    yield launch
+    for process in started:
+        await process.stop()
+
+
+async def readiness(server: ServeProcess) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.get(server.base_url + "/readyz") as response:
+        return response.status, await response.json()
+
+
+def refusal(server: ServeProcess) -> str | None:
+    return next(
+        (
+            e
+            for line in server.lines
+            if (e := str(line.get("event"))).startswith("refusing to lead")
+        ),
+        None,
+    )
+
+
+async def test_serve_refuses_to_lead_through_a_transaction_pooler_and_says_why(
+    start: Start, engine: AsyncEngine, database_url: str, pgbouncer: Bouncer
+):
+    server = await start(leader_database_url=pgbouncer.url(database_url))
+
+    async def refused() -> str | None:
+        return refusal(server)
+
+    line = await eventually(refused, within=15.0)
+    status, body = await readiness(server)
+
+    assert "USERSYNC_LEADER_DATABASE_URL" in line
+    assert "direct connection to Postgres" in line
+    assert status == 503
+    assert body["role"] == "standby"
+    assert "USERSYNC_LEADER_DATABASE_URL" in body["leader_problem"]
+    assert not server.logged("leader")
+    assert await fetch_all(engine, LEADER_SESSIONS, key=LEADER_KEY) == []
+
+
+async def test_serve_leads_through_the_leader_url_straight_to_postgres(
+    start: Start, engine: AsyncEngine, database_url: str
+):
+    server = await start(leader_database_url=f"{database_url}?application_name=leader-direct")
+
+    async def is_leader() -> bool:
+        return (await readiness(server))[1].get("role") == "leader"
+
+    await eventually(is_leader, within=15.0)
+    status, body = await readiness(server)
+
+    assert status == 200
+    assert "leader_problem" not in body
+    assert refusal(server) is None
+    assert await fetch_all(engine, LEADER_SESSIONS, key=LEADER_KEY) == [
+        {"application_name": "leader-direct"}
+    ]
+
+
+async def test_sync_refuses_to_run_with_its_locks_behind_a_pooler(
+    db: Any, database_url: str, fast_emulator: Any, pgbouncer: Bouncer
+):
+    env = cli_env(
+        database_url, fast_emulator, USERSYNC_LEADER_DATABASE_URL=pgbouncer.url(database_url)
+    )
+
+    code, out, err = await run_cli("sync", env=env)
+
+    assert code == 2
+    assert out == ""
+    assert err.startswith("user-sync: refusing to run: a session lock did not stay")
+    assert "USERSYNC_LEADER_DATABASE_URL" in err
+    assert len(err.strip().splitlines()) == 1
+    assert set(fast_emulator.emulator.stats.values()) == {0}  # not even the Service resolved
+
+
+RUN_LOCK_SESSIONS = """SELECT DISTINCT a.application_name FROM pg_locks k
+    JOIN pg_stat_activity a USING (pid)
+    WHERE k.locktype = 'advisory' AND k.granted AND a.datname = current_database()"""
+
+
+async def test_a_run_takes_its_session_locks_on_the_leader_url(
+    engine: AsyncEngine, sync: Any, database_url: str, fast_emulator: Any
+):
+    fast_emulator.emulator.set_latency(1.0, operations={"list_users"})
+    run = asyncio.create_task(
+        sync(leader_database_url=f"{database_url}?application_name=locks-direct")
+    )
+
+    async def locks_held() -> list[dict[str, Any]]:
+        return await fetch_all(engine, RUN_LOCK_SESSIONS)
+
+    holders = await eventually(locks_held, within=10.0)
+    report = await run
+
+    assert holders == [{"application_name": "locks-direct"}]  # the run lock and its alive lock
+    assert report.status.value == "succeeded"
