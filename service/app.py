@@ -64,6 +64,7 @@ RESOLVE_BACKOFF_MAX = 30.0
 LOCK_POOL_SIZE = 2
 """Lock connections at once with their own URL: a bulk run and a run of named users (each
 kind holds its lock), plus as many again on overflow."""
+LEADER_URL = "USERSYNC_LEADER_DATABASE_URL"
 UNRESOLVED = "cannot resolve the account's default Conversation Service (GET /v1/Configuration)"
 
 log = structlog.get_logger(__name__)
@@ -145,7 +146,7 @@ async def lock_database(settings: Settings, engine: AsyncEngine) -> AsyncIterato
     url = settings.require_session_database_url()
     lock_engine = create_engine(url, pool_size=LOCK_POOL_SIZE, application_name="user-sync-locks")
     try:
-        await connectivity.check(lock_engine, url)
+        await connectivity.check(lock_engine, url, setting=LEADER_URL)
         yield lock_engine
     finally:
         await lock_engine.dispose()
@@ -155,7 +156,11 @@ async def refuse_pooled_sessions(settings: Settings) -> None:
     """ConfigError, in one line, when the session URL does not keep a session (`db.affinity`):
     a run's locks would stay behind on a pooled backend and exclude nothing."""
     url = settings.require_session_database_url()
-    problem = await affinity.url_problem(url, application_name="user-sync")
+    try:
+        problem = await affinity.url_problem(url, application_name="user-sync")
+    except connectivity.CONNECTION_ERRORS as e:
+        setting = LEADER_URL if settings.leader_database_url else "USERSYNC_DATABASE_URL"
+        raise connectivity.unavailable(url, e, setting=setting) from e
     if problem is not None:
         raise ConfigError(f"refusing to run: {affinity.refusal(problem)}")
 

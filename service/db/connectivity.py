@@ -74,17 +74,18 @@ def describe(error: BaseException) -> str:
     return text if text else type(found).__name__
 
 
-def unavailable(url: str, error: BaseException) -> DatabaseUnavailable:
+def unavailable(
+    url: str, error: BaseException, *, setting: str = "USERSYNC_DATABASE_URL"
+) -> DatabaseUnavailable:
     return DatabaseUnavailable(
-        f"cannot connect to the database at {shown(url)}: {describe(error)}; "
-        "check USERSYNC_DATABASE_URL"
+        f"cannot connect to the database at {shown(url)}: {describe(error)}; check {setting}"
     )
 
 
-async def check(engine: AsyncEngine, url: str) -> None:
+async def check(engine: AsyncEngine, url: str, *, setting: str = "USERSYNC_DATABASE_URL") -> None:
     """Open one connection now, so a command fails at once, saying why, if it cannot."""
     try:
         async with engine.connect():
             pass
     except _CONNECTING as e:
-        raise unavailable(url, e) from e
+        raise unavailable(url, e, setting=setting) from e

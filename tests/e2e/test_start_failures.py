@@ -212,3 +212,22 @@ async def test_the_demo_on_a_server_that_refuses_it_a_database_says_so_in_one_li
         "permission denied to create database"
     )
     assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("command", ["sync", "serve"])
+async def test_a_session_url_that_cannot_be_used_names_its_own_setting(
+    database_url: str, fast_emulator: Any, command: str
+):
+    port = closed_port()
+    leader = f"postgresql://postgres:{SECRET}@127.0.0.1:{port}/x"
+    env = cli_env(database_url, fast_emulator, USERSYNC_LEADER_DATABASE_URL=leader, **SERVE)
+
+    code, out, err = await run_cli(command, env=env, wait=30)
+
+    assert code == 1
+    assert only_line(err) == (
+        f"user-sync: cannot connect to the database at postgresql://postgres:***@127.0.0.1:{port}"
+        "/x: connection refused (is Postgres running on that host and port?); "
+        "check USERSYNC_LEADER_DATABASE_URL"
+    )
+    assert SECRET not in out + err
