@@ -40,12 +40,14 @@ from service.conversations.client import ConversationsClient
 from service.conversations.errors import ConversationsError
 from service.conversations.ratelimit import WriteLimiter
 from service.conversations.stats import Observer
-from service.db import affinity, locks, migrate
+from service.db import affinity, connectivity, locks, migrate
 from service.db.engine import create_engine, create_sessionmaker
 from service.domain.backoff import next_attempt_delay
 from service.domain.policy import AttributesMode, DeleteMode, Policy
 from service.metrics import Metrics
+from service.reconcile import failure
 from service.reconcile.outcome import RetryPolicy
+from service.reconcile.run import RunReport
 from service.reconcile.runner import Runner, RunnerConfig
 from service.triggers import auth, health, http, keys, openapi, responses, webhooks
 from service.triggers.duties import Duties
@@ -62,6 +64,7 @@ RESOLVE_BACKOFF_MAX = 30.0
 LOCK_POOL_SIZE = 2
 """Lock connections at once with their own URL: a bulk run and a run of named users (each
 kind holds its lock), plus as many again on overflow."""
+LEADER_URL = "USERSYNC_LEADER_DATABASE_URL"
 UNRESOLVED = "cannot resolve the account's default Conversation Service (GET /v1/Configuration)"
 
 log = structlog.get_logger(__name__)
@@ -69,6 +72,10 @@ log = structlog.get_logger(__name__)
 
 class ServiceUnresolved(Exception):
     """The Service to serve could not be learnt: nothing may run or lead without it."""
+
+
+class CannotListen(Exception):
+    """`serve` cannot take its address (`USERSYNC_HTTP_HOST` / `USERSYNC_HTTP_PORT`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +125,12 @@ def runner_config(settings: Settings, *, service_sid: str) -> RunnerConfig:
 
 @asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings.require_database_url(), pool_size=settings.max_in_flight)
+    """The engine, once one connection was made: `DatabaseUnavailable` (naming the URL and
+    the cause) when none can be."""
+    url = settings.require_database_url()
+    engine = create_engine(url, pool_size=settings.max_in_flight)
     try:
+        await connectivity.check(engine, url)
         yield engine
     finally:
         await engine.dispose()
@@ -132,12 +143,10 @@ async def lock_database(settings: Settings, engine: AsyncEngine) -> AsyncIterato
     if settings.leader_database_url is None:
         yield engine
         return
-    lock_engine = create_engine(
-        settings.require_session_database_url(),
-        pool_size=LOCK_POOL_SIZE,
-        application_name="user-sync-locks",
-    )
+    url = settings.require_session_database_url()
+    lock_engine = create_engine(url, pool_size=LOCK_POOL_SIZE, application_name="user-sync-locks")
     try:
+        await connectivity.check(lock_engine, url, setting=LEADER_URL)
         yield lock_engine
     finally:
         await lock_engine.dispose()
@@ -147,7 +156,11 @@ async def refuse_pooled_sessions(settings: Settings) -> None:
     """ConfigError, in one line, when the session URL does not keep a session (`db.affinity`):
     a run's locks would stay behind on a pooled backend and exclude nothing."""
     url = settings.require_session_database_url()
-    problem = await affinity.url_problem(url, application_name="user-sync")
+    try:
+        problem = await affinity.url_problem(url, application_name="user-sync")
+    except connectivity.CONNECTION_ERRORS as e:
+        setting = LEADER_URL if settings.leader_database_url else "USERSYNC_DATABASE_URL"
+        raise connectivity.unavailable(url, e, setting=setting) from e
     if problem is not None:
         raise ConfigError(f"refusing to run: {affinity.refusal(problem)}")
 
@@ -173,8 +186,11 @@ class Connections:
             observer=self.observer,
         )
 
-    def runtime(self, service_sid: str) -> Runtime:
-        """The client and runner of the Service `service_sid`, addressed by its sid."""
+    def runtime(
+        self, service_sid: str, *, on_close: Callable[[RunReport], None] | None = None
+    ) -> Runtime:
+        """The client and runner of the Service `service_sid`, addressed by its sid;
+        `on_close` sees every run's report as it is recorded (the served app's metrics)."""
         client = self.client(service_sid)
         config = runner_config(self.settings, service_sid=service_sid)
         runner = Runner(
@@ -183,6 +199,7 @@ class Connections:
             client=client,
             config=config,
             clock=utc_now,
+            on_close=on_close,
         )
         return Runtime(self.settings, self.engine, client, runner, service_sid)
 
@@ -211,7 +228,8 @@ async def resolve_service_sid(connected: Connections) -> str:
     try:
         sid = await connected.client(None).fetch_default_service_sid()
     except ConversationsError as e:
-        raise ServiceUnresolved(f"{UNRESOLVED}: {e}") from e
+        cause = failure.explain(e, api_url=connected.settings.base_url)
+        raise ServiceUnresolved(f"{UNRESOLVED}: {cause}") from e
     if sid is None:
         raise ServiceUnresolved(f"{UNRESOLVED}: the account names none; set USERSYNC_SERVICE_SID")
     return sid
@@ -296,7 +314,8 @@ async def _replica(
 ) -> None:
     """Learn the Service, then compete for its leader lock until stopped."""
     settings, metrics = application[keys.SETTINGS], application[keys.METRICS]
-    wired = application[CONNECTIONS].runtime(await _resolve_patiently(application))
+    sid = await _resolve_patiently(application)
+    wired = application[CONNECTIONS].runtime(sid, on_close=metrics.observe_run)
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     def duties() -> Duties:
@@ -359,7 +378,13 @@ async def serve(settings: Settings, *, until: Callable[[], Awaitable[object]]) -
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:  # a host that does not resolve or is not ours, a port in use
+            raise CannotListen(
+                f"cannot listen on {settings.http_host}:{settings.http_port} "
+                f"({e.strerror or e}): check USERSYNC_HTTP_HOST and USERSYNC_HTTP_PORT"
+            ) from e
         host, port = runner.addresses[0][:2]
         log.info("serving", host=host, port=port)
         await until()

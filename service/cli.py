@@ -15,18 +15,24 @@ import json
 import sys
 from collections.abc import Sequence
 
+import structlog
 from rich.console import Console
 
 from service import app, report
 from service.config import ConfigError, Settings, load_settings
-from service.db import migrate
+from service.db import connectivity, migrate
+from service.db.connectivity import DatabaseUnavailable
+from service.db.embedded import EmbeddedPostgresMissing, EmbeddedPostgresUnavailable
 from service.db.status import as_json, status_report
+from service.libpq.url import shown
 from service.logs import configure_logging
 from service.reconcile.progress import RunProgress
-from service.reconcile.run import RunInProgress, RunReport, RunRequest, Scope
+from service.reconcile.run import RunFailed, RunInProgress, RunReport, RunRequest, Scope
 from service.shutdown import Shutdown
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
+
+log = structlog.get_logger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     scope = sync.add_mutually_exclusive_group()
     scope.add_argument("--full", action="store_true", help="list every remote user (default)")
     scope.add_argument("--incremental", action="store_true", help="only changed users")
-    scope.add_argument("--user", action="append", metavar="ID_OR_IDENTITY", help="one user")
+    scope.add_argument(
+        "--user", action="append", type=_user_key, metavar="ID_OR_IDENTITY", help="one user"
+    )
     sync.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     sync.add_argument("--allow-deletes", action="store_true", help="release held deletions")
     sync.add_argument("--json", action="store_true", help="machine-readable report")
@@ -48,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="recent runs, failing users, freshness")
     status.add_argument("--json", action="store_true", help="machine-readable report")
     demo = commands.add_parser("demo", help="the whole job end to end on an embedded Postgres")
-    demo.add_argument("--users", type=int, default=2000, help="how many users to seed")
+    demo.add_argument("--users", type=_demo_users, default=2000, help="how many users to seed")
     demo.add_argument("--keep", action="store_true", help="leave database and emulator running")
     commands.add_parser(
         "emulator",
@@ -56,6 +64,33 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     return parser
+
+
+MAX_USER_KEY = 1024
+"""Characters of a `--user` value: ids and identities are shorter (Twilio's are at most 256)."""
+MAX_DEMO_USERS = 1_000_000
+
+
+def _user_key(value: str) -> str:
+    """A user's id or identity as given on the command line: text Postgres can compare (an
+    argument that is not UTF-8 arrives with surrogates, which no driver can send)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("must be text in UTF-8") from None
+    if not value or len(value) > MAX_USER_KEY:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_USER_KEY} characters")
+    return value
+
+
+def _demo_users(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {value!r}") from None
+    if not 1 <= count <= MAX_DEMO_USERS:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_DEMO_USERS:,}")
+    return count
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,17 +107,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     configure_logging(settings)
     if args.command == "demo":
-        from service import demo  # noqa: PLC0415 - the demo pulls in the emulator
+        return _demo(args, settings)
+    return _run_command(args, settings)
 
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from service import demo  # noqa: PLC0415 - the demo pulls in the emulator
+
+    try:
         return demo.run(settings, users=args.users, keep=args.keep)
+    except EmbeddedPostgresMissing as e:
+        print(f"user-sync: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (DatabaseUnavailable, EmbeddedPostgresUnavailable, RunFailed) as e:
+        print(f"user-sync: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as e:  # the last resort: one line here, the traceback in the log
+        return _unexpected("demo", e)
+
+
+def _run_command(args: argparse.Namespace, settings: Settings) -> int:
+    """The command under its `Shutdown`; a cause outside the service (a setting, the database)
+    ends it in one line on stderr, never a traceback."""
     shutdown = _shutdown(args, settings)
     try:
         return asyncio.run(shutdown.run(_dispatch(args, settings, shutdown)))
     except ConfigError as e:
         print(f"user-sync: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except (DatabaseUnavailable, migrate.SchemaNotCurrent, app.CannotListen) as e:
+        print(f"user-sync: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # the last resort: one line here, the traceback in the log
+        return _unexpected(args.command, e)
+
+
+def _unexpected(command: str, error: Exception) -> int:
+    """What no other handler knew: the database going away or refusing a statement midway (its
+    words, never the statement and its values), or a bug, whose traceback goes on the log line
+    `command failed` only."""
+    if connectivity.is_connection_error(error):
+        print(f"user-sync: the database failed: {connectivity.describe(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    if connectivity.is_refusal(error):
+        what = f"the database refused a statement: {connectivity.describe(error)}"
+        print(f"user-sync: {command} failed: {what}", file=sys.stderr)
+        return EXIT_FAILED
+    log.error("command failed", command=command, exc_info=error)
+    print(
+        f"user-sync: {command} failed: {type(error).__name__}: {error} (a bug of user-sync: "
+        "the log line 'command failed' has the traceback)",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
 
 
 def _shutdown(args: argparse.Namespace, settings: Settings) -> Shutdown:
@@ -123,15 +202,19 @@ def _request(args: argparse.Namespace) -> RunRequest:
 
 
 async def _sync(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the run's report whatever became of it (a failed run's names its cause); a run
+    that could not start says why in one line (with `--json`, as JSON on stdout too)."""
     settings.credentials()  # fail early, naming the settings, before touching anything
     try:
         outcome = await _reconcile(args, settings)
+    except RunFailed as e:  # recorded and logged by the runner: its report says why
+        outcome = e.report
     except app.ServiceUnresolved as e:  # nothing ran: no lock taken, no run recorded
-        print(f"user-sync: {e}", file=sys.stderr)
-        return EXIT_FAILED
+        return _not_run(e, code=EXIT_FAILED, as_json_output=args.json)
     except RunInProgress as e:
-        print(f"user-sync: {e}", file=sys.stderr)
-        return EXIT_BUSY
+        return _not_run(e, code=EXIT_BUSY, as_json_output=args.json)
+    except (DatabaseUnavailable, migrate.SchemaNotCurrent) as e:
+        return _not_run(e, code=EXIT_FAILED, as_json_output=args.json)
     if args.json:
         print(json.dumps(report.run_json(outcome), indent=2))
     else:
@@ -139,9 +222,18 @@ async def _sync(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if report.succeeded(outcome) else EXIT_FAILED
 
 
+def _not_run(error: Exception, *, code: int, as_json_output: bool) -> int:
+    """No run was recorded: one line on stderr and, for `--json`, the same on stdout."""
+    print(f"user-sync: {error}", file=sys.stderr)
+    if as_json_output:
+        print(json.dumps({"run_id": None, "status": "not_started", "error": str(error)}))
+    return code
+
+
 async def _reconcile(args: argparse.Namespace, settings: Settings) -> RunReport:
     bar = Console(stderr=True)
     async with app.runtime(settings) as runtime:
+        await migrate.require_head(runtime.engine, where=_where(settings))
         if bar.is_terminal and not args.json:
             progress = RunProgress()
             run = runtime.runner.run(_request(args), progress=progress)
@@ -151,6 +243,7 @@ async def _reconcile(args: argparse.Namespace, settings: Settings) -> RunReport:
 
 async def _status(settings: Settings, *, as_json_output: bool) -> int:
     async with app.database(settings) as engine, app.sessions(engine)() as session:
+        await migrate.require_head(engine, where=_where(settings))
         summary = await status_report(session)
     api = report.api_target(settings)
     if as_json_output:
@@ -159,3 +252,7 @@ async def _status(settings: Settings, *, as_json_output: bool) -> int:
         report.print_api(api)
         report.print_status(summary)
     return EXIT_OK
+
+
+def _where(settings: Settings) -> str:
+    return shown(settings.require_database_url())

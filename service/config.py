@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import (
     AliasChoices,
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from service.libpq.tls import ssl_argument
 from service.libpq.url import parse_database_url
@@ -61,10 +64,25 @@ class ConfigError(Exception):
     """A setting is missing or makes no sense; the message names the environment variable."""
 
 
-_SID = r"^{prefix}[0-9a-fA-F]{{32}}$"
-_HEADER = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_SID = r"{prefix}[0-9a-fA-F]{{32}}"
+"""Matched whole (`re.fullmatch`): `$` would let a trailing newline through."""
+_SID_PREFIXES = {"account_sid": "AC", "api_key": "SK", "service_sid": "IS"}
+_HEADER = re.compile(r"[A-Za-z0-9-]{1,64}")
 MIN_SECRET_LENGTH = 16
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_CREDENTIAL = re.compile(r"[!-~]+")
+"""Printable ASCII, no space: what an auth token or API secret can be."""
+_SECRET_TEXT = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff]+")
+"""Any text a header can carry and UTF-8 can encode (not the bytes that are no text: an
+environment value that is not UTF-8 arrives as surrogates), without control characters."""
+DAY = 86_400
+_LETTER = "A-Za-z_\u0080-\ud7ff\ue000-\U0010ffff"
+"""What Postgres' scanner takes for a letter in an unquoted name: ASCII letters, `_` and any
+non-ASCII character (every byte with the high bit set; surrogates are no characters)."""
+_NAME_PART = f"[{_LETTER}][{_LETTER}0-9$]*"
+_IDENTIFIER = re.compile(f"{_NAME_PART}(?:\\.{_NAME_PART})?")
+MAX_NAME_BYTES = 63
+"""Postgres' NAMEDATALEN - 1: a longer name part would be cut short without an error."""
+CRON_FIELDS = 5
 API_PRODUCTS = {ApiFlavor.CONVERSATIONS_V1: "conversations", ApiFlavor.CHAT_V2: "chat"}
 """The first label of each flavour's Twilio host (`conversations.dublin.ie1.twilio.com`)."""
 
@@ -81,6 +99,7 @@ class Settings(BaseSettings):
         extra="ignore",
         frozen=True,
         populate_by_name=True,
+        allow_inf_nan=False,
     )
 
     # --- where things are -------------------------------------------------------------
@@ -106,7 +125,7 @@ class Settings(BaseSettings):
     api_secret: SecretStr | None = Field(
         default=None, validation_alias=_alias("TWILIO_API_SECRET", "USERSYNC_API_SECRET")
     )
-    service_sid: str | None = Field(default=None, pattern=_SID.format(prefix="IS"))
+    service_sid: str | None = None
     api: ApiFlavor = ApiFlavor.CONVERSATIONS_V1
     region: str | None = Field(
         default=None, validation_alias=_alias("USERSYNC_REGION", "TWILIO_REGION")
@@ -116,13 +135,13 @@ class Settings(BaseSettings):
     """Wins over `region` and `edge` (the emulator, a proxy)."""
     webhook_enabled: bool = False
     """Value of `X-Twilio-Webhook-Enabled` on our writes; false so they do not echo back."""
-    request_timeout: float = Field(default=10.0, gt=0, le=300)
+    request_timeout: float = Field(default=10.0, ge=0.1, le=300)
     max_retries: int = Field(default=5, ge=0, le=20)
-    retry_backoff_base: float = Field(default=0.25, gt=0, le=60)
-    retry_backoff_max: float = Field(default=20.0, gt=0, le=600)
+    retry_backoff_base: float = Field(default=0.25, ge=0.001, le=60)
+    retry_backoff_max: float = Field(default=20.0, ge=0.001, le=600)
 
     # --- pace -------------------------------------------------------------------------
-    write_rate: float = Field(default=25.0, gt=0)
+    write_rate: float = Field(default=25.0, ge=0.01, le=1_000_000)
     """Writes per second per Service; over 30 requires `write_rate_limit_raised`."""
     write_rate_limit_raised: bool = False
     max_in_flight: int = Field(default=16, ge=1, le=256)
@@ -130,16 +149,16 @@ class Settings(BaseSettings):
     # --- policy -----------------------------------------------------------------------
     delete_mode: DeleteMode = DeleteMode.MANAGED
     protected_identity_pattern: str | None = None
-    max_deletes_per_run: int = Field(default=100, ge=0)
+    max_deletes_per_run: int = Field(default=100, ge=0, le=10_000_000)
     max_deletes_percent: float = Field(default=10.0, ge=0, le=100)
-    deletion_window: float = Field(default=3600.0, ge=0, le=30 * 86_400)
+    deletion_window: float = Field(default=3600.0, ge=0, le=30 * DAY)
     """Seconds of the rolling window the two deletion limits count over, across runs (0: each
     run on its own)."""
     attributes_mode: AttributesMode = AttributesMode.REPLACE
-    failure_backoff_base: float = Field(default=60.0, gt=0)
-    failure_backoff_max: float = Field(default=86_400.0, gt=0)
-    quarantine_after: int = Field(default=8, ge=1)
-    error_retention_days: int = Field(default=30, ge=1)
+    failure_backoff_base: float = Field(default=60.0, ge=0.001, le=DAY)
+    failure_backoff_max: float = Field(default=86_400.0, ge=0.001, le=30 * DAY)
+    quarantine_after: int = Field(default=8, ge=1, le=100)
+    error_retention_days: int = Field(default=30, ge=1, le=3650)
 
     # --- serve ------------------------------------------------------------------------
     http_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
@@ -150,26 +169,26 @@ class Settings(BaseSettings):
     """HMAC-SHA256 key of signed webhooks on `POST /events` (unset: bearer token only)."""
     webhook_signature_header: str = "X-UserSync-Signature"
     webhook_timestamp_header: str = "X-UserSync-Timestamp"
-    webhook_tolerance: float = Field(default=300.0, gt=0, le=3600)
+    webhook_tolerance: float = Field(default=300.0, ge=1, le=3600)
     """Seconds a signed webhook's timestamp may be away from now; older ones are refused."""
     schedule_enabled: bool = True
     """False: no scheduled runs (events and on-demand runs still work)."""
-    full_sync_interval: float = Field(default=3600.0, gt=0)
+    full_sync_interval: float = Field(default=3600.0, ge=0.1, le=30 * DAY)
     full_sync_cron: str | None = None
     """A 5-field cron expression (UTC); when set it replaces `full_sync_interval`."""
-    incremental_interval: float = Field(default=60.0, gt=0)
-    leader_retry_interval: float = Field(default=2.0, gt=0, le=60)
+    incremental_interval: float = Field(default=60.0, ge=0.1, le=DAY)
+    leader_retry_interval: float = Field(default=2.0, ge=0.1, le=60)
     """Seconds between a standby's attempts to take the leader lock."""
-    leader_check_interval: float = Field(default=1.0, gt=0, le=30)
+    leader_check_interval: float = Field(default=1.0, ge=0.1, le=30)
     """Seconds between checks that the leader's own database session is alive."""
-    event_poll_interval: float = Field(default=5.0, gt=0, le=300)
+    event_poll_interval: float = Field(default=5.0, ge=0.1, le=300)
     """Fallback poll of the event queue, in case a NOTIFY was missed."""
     event_batch_size: int = Field(default=500, ge=1, le=10_000)
-    event_lease: float = Field(default=60.0, gt=0, le=3600)
+    event_lease: float = Field(default=60.0, ge=1, le=3600)
     """Seconds before events claimed by a consumer that failed are claimed again."""
     event_max_attempts: int = Field(default=5, ge=1, le=100)
-    event_retention_hours: float = Field(default=24.0, gt=0)
-    sync_user_timeout: float = Field(default=10.0, gt=0, le=120)
+    event_retention_hours: float = Field(default=24.0, ge=0.1, le=8760)
+    sync_user_timeout: float = Field(default=10.0, ge=0.1, le=120)
     """How long `POST /sync/users/{id}` waits for the outcome before answering 202."""
     shutdown_grace: float = Field(default=10.0, ge=0, le=20)
     """On SIGTERM, seconds runs in flight get to finish before they are aborted."""
@@ -178,18 +197,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.AUTO
 
-    @field_validator("account_sid")
+    @field_validator("account_sid", "api_key", "service_sid")
     @classmethod
-    def _account_sid_shape(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(_SID.format(prefix="AC"), value):
-            raise ValueError("must be AC followed by 32 hex digits")
-        return value
-
-    @field_validator("api_key")
-    @classmethod
-    def _api_key_shape(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(_SID.format(prefix="SK"), value):
-            raise ValueError("must be SK followed by 32 hex digits")
+    def _sid_shape(cls, value: str | None, info: ValidationInfo) -> str | None:
+        prefix = _SID_PREFIXES[str(info.field_name)]
+        if value is not None and not re.fullmatch(_SID.format(prefix=prefix), value):
+            raise ValueError(f"must be {prefix} followed by 32 hex digits")
         return value
 
     @field_validator("region")
@@ -214,8 +227,31 @@ class Settings(BaseSettings):
     @field_validator("source_table")
     @classmethod
     def _source_table_shape(cls, value: str) -> str:
-        if not _IDENTIFIER.match(value):
-            raise ValueError("must be a table or view name like internal_users or idp.users_v")
+        """Postgres' rules for an unquoted name (`db.source.quoted` folds it to lower case)."""
+        if not _IDENTIFIER.fullmatch(value):
+            raise ValueError(
+                "must be a table or view name as written unquoted in SQL, optionally with its "
+                "schema, like internal_users or idp.users_v (letters, digits, _ and $, not "
+                "starting with a digit or $)"
+            )
+        if any(len(part.encode()) > MAX_NAME_BYTES for part in value.split(".")):
+            raise ValueError(f"each part of the name must be at most {MAX_NAME_BYTES} bytes")
+        return value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _base_url_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or value != value.strip():
+            raise ValueError(
+                "must be an absolute http(s) URL like https://conversations.twilio.com"
+            )
+        try:
+            parts.port  # noqa: B018 - raises for a port that is not a number in range
+        except ValueError:
+            raise ValueError("has a port that is not a number from 0 to 65535") from None
         return value
 
     @field_validator("protected_identity_pattern")
@@ -233,20 +269,47 @@ class Settings(BaseSettings):
     def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
             raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+        text = value.get_secret_value() if value is not None else ""
+        if value is not None and (not _SECRET_TEXT.fullmatch(text) or text != text.strip()):
+            raise ValueError(
+                "must be printable text with no control characters and no space at either end "
+                "(the value is not shown)"
+            )
+        return value
+
+    @field_validator("auth_token", "api_secret")
+    @classmethod
+    def _credential_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        """Twilio's tokens and secrets are letters and digits: a space, a newline (a file's
+        last line, an export with quotes) or a byte that is no text would be refused by the
+        API at the first call, or break the request before it is sent."""
+        if value is not None and not _CREDENTIAL.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "must be printable ASCII without spaces or line breaks (the value is not shown)"
+            )
         return value
 
     @field_validator("webhook_signature_header", "webhook_timestamp_header")
     @classmethod
     def _header_name(cls, value: str) -> str:
-        if not _HEADER.match(value):
+        if not _HEADER.fullmatch(value):
             raise ValueError("must be an HTTP header name like X-UserSync-Signature")
         return value
 
     @field_validator("full_sync_cron")
     @classmethod
     def _cron_parses(cls, value: str | None) -> str | None:
-        if value is not None and not croniter.is_valid(value):
-            raise ValueError("is not a valid cron expression (5 fields, e.g. '0 3 * * *')")
+        """Exactly five fields (croniter also takes a sixth, seconds, and a seventh, years),
+        and a time it fires at: `0 0 30 2 *` parses but never comes."""
+        if value is None:
+            return value
+        wanted = "a cron expression of 5 fields (minute hour day month weekday), e.g. '0 3 * * *'"
+        if len(value.split()) != CRON_FIELDS or not croniter.is_valid(value):
+            raise ValueError(f"must be {wanted}")
+        try:
+            croniter(value, datetime.now(UTC)).get_next(datetime)
+        except CroniterBadDateError:
+            raise ValueError("never fires (no such date within years), e.g. '0 0 30 2 *'") from None
         return value
 
     @field_validator("log_level")
@@ -269,9 +332,18 @@ class Settings(BaseSettings):
             raise ValueError("USERSYNC_API=chat-v2 needs USERSYNC_SERVICE_SID (v2 has no default)")
         if self.retry_backoff_max < self.retry_backoff_base:
             raise ValueError("USERSYNC_RETRY_BACKOFF_MAX must be >= USERSYNC_RETRY_BACKOFF_BASE")
+        if self.failure_backoff_max < self.failure_backoff_base:
+            raise ValueError(
+                "USERSYNC_FAILURE_BACKOFF_MAX must be >= USERSYNC_FAILURE_BACKOFF_BASE"
+            )
         if self.full_sync_cron is None and self.incremental_interval > self.full_sync_interval:
             raise ValueError(
                 "USERSYNC_INCREMENTAL_INTERVAL must not be longer than USERSYNC_FULL_SYNC_INTERVAL"
+            )
+        if self.webhook_signature_header.lower() == self.webhook_timestamp_header.lower():
+            raise ValueError(
+                "USERSYNC_WEBHOOK_SIGNATURE_HEADER and USERSYNC_WEBHOOK_TIMESTAMP_HEADER must "
+                "name two different headers"
             )
         if (self.api_key is None) != (self.api_secret is None):
             raise ValueError("TWILIO_API_KEY and TWILIO_API_SECRET must be set together")
@@ -341,3 +413,15 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**kwargs)
     except ValidationError as e:
         raise ConfigError(describe_validation_error(e)) from None
+    except UnicodeDecodeError as e:  # only the .env file is decoded outside a source's catch
+        raise ConfigError(f"the .env file is not UTF-8 text (byte {e.start + 1})") from None
+    except SettingsError as e:  # a secrets file that cannot be read as text
+        raise ConfigError(_unreadable_source(e, secrets_dir)) from None
+
+
+def _unreadable_source(error: SettingsError, secrets_dir: str) -> str:
+    found = re.search(r'field "(\w+)"', str(error))
+    name = _env_name(found.group(1)) if found else "a setting"
+    cause = error.__cause__
+    why = f": {type(cause).__name__}" if cause is not None else ""
+    return f"{name}: its file in the secrets directory {secrets_dir} cannot be read as text{why}"

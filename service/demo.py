@@ -21,7 +21,7 @@ from rich.panel import Panel
 
 from service import app, demo_data, report
 from service.config import Settings
-from service.db import migrate
+from service.db import connectivity, migrate
 from service.db.embedded import embedded_postgres
 from service.db.engine import connect
 from service.db.status import status_report
@@ -76,7 +76,10 @@ async def _demo(server: str, *, users: int, keep: bool, out: Console) -> int:
 @asynccontextmanager
 async def _database(server: str, *, keep: bool) -> AsyncIterator[str]:
     """A fresh database of our own on the server, dropped at the end unless kept."""
-    admin = await connect(server)
+    try:
+        admin = await connect(server)
+    except connectivity.CONNECTION_ERRORS as e:
+        raise connectivity.unavailable(server, e) from e
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')

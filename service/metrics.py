@@ -153,8 +153,9 @@ class Metrics:
         for _, failure in report.failures:
             self.actions.labels(failure.action, "failed").inc()
 
-    def observe_crashed_run(self, *, trigger: str, scope: str) -> None:
-        """A run that raised (recorded as failed or aborted by the runner itself)."""
+    def observe_unrecorded_run(self, *, trigger: str, scope: str) -> None:
+        """A run that raised before it was recorded, or while it was (a run that failed or
+        was aborted once recorded is observed from its report, with the status recorded)."""
         self.runs.labels(trigger, scope, "failed").inc()
 
     def observe_events(self, latencies: list[float]) -> None:

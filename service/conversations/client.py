@@ -137,6 +137,11 @@ class ConversationsClient:
         return self._endpoints.api
 
     @property
+    def base_url(self) -> str:
+        """Where the API is (the emulator's address in tests), for messages about reaching it."""
+        return self._endpoints.base_url
+
+    @property
     def service_sid(self) -> str | None:
         return self._endpoints.service_sid
 

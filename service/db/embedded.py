@@ -18,6 +18,10 @@ class EmbeddedPostgresUnavailable(RuntimeError):
     """The `embedded` extra is not installed or the server did not start."""
 
 
+class EmbeddedPostgresMissing(EmbeddedPostgresUnavailable):
+    """The `embedded` extra is not installed (a matter of settings: install it, or set a URL)."""
+
+
 @contextmanager
 def embedded_postgres(data_dir: Path | None = None, *, keep: bool = False) -> Iterator[str]:
     """Start a private server; yield a `postgresql://` URL to its `postgres` database."""
@@ -26,7 +30,7 @@ def embedded_postgres(data_dir: Path | None = None, *, keep: bool = False) -> It
             warnings.simplefilter("ignore")
             import pgserver  # noqa: PLC0415 - optional dependency, imported only when used
     except ImportError as e:
-        raise EmbeddedPostgresUnavailable(
+        raise EmbeddedPostgresMissing(
             "no database URL is set and the embedded Postgres is not installed: "
             "pip install 'conversations-user-sync[embedded]' or set USERSYNC_DATABASE_URL"
         ) from e

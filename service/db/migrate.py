@@ -58,3 +58,20 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
     async with engine.connect() as connection:
         return await connection.run_sync(read)
+
+
+class SchemaNotCurrent(Exception):
+    """The database's schema is not the one this code needs; the message says to migrate."""
+
+
+async def require_head(engine: AsyncEngine, *, where: str) -> None:
+    """SchemaNotCurrent unless the schema is at this code's head revision (`where` names the
+    database in the message, password hidden)."""
+    current, head = await current_revision(engine), head_revision()
+    if current == head:
+        return
+    found = f"is at revision {current}" if current else "has no schema of this service"
+    raise SchemaNotCurrent(
+        f"the database at {where} {found}; this version needs revision {head}: "
+        "run `user-sync migrate` first"
+    )

@@ -16,9 +16,11 @@ never passes for a synced row, and the user is looked at again as soon as the re
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 ROW_FINGERPRINT = (
@@ -38,6 +40,9 @@ _WANTED: dict[str, tuple[frozenset[str], str]] = {
 """Per column, the Postgres type categories (or type names) accepted, and how to say so."""
 OPTIONAL = frozenset({"updated_at"})
 """Columns a source may lack: `updated_at` is only shown (`GET /users/{key}`), never synced."""
+
+
+INSUFFICIENT_PRIVILEGE = "42501"
 
 
 class SourceError(Exception):
@@ -76,9 +81,15 @@ class Source:
         return f"l.id = ANY(ARRAY(SELECT {_AS_ID[self.id_kind].format(p=parameter)}))"
 
 
+_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
 def quoted(name: str) -> str:
-    """Settings validated the name; quote each part so a view name is taken literally."""
-    return ".".join(f'"{part}"' for part in name.split("."))
+    """The relation an unquoted `name` means to Postgres (settings validated its shape), quoted
+    so it is taken literally: each part folded to lower case as Postgres folds unquoted names,
+    ASCII letters only (in a UTF-8 database other letters are kept as they are), so
+    `IDP.USERS_V` is `"idp"."users_v"`."""
+    return ".".join(f'"{part.translate(_FOLD)}"' for part in name.split("."))
 
 
 _COLUMNS = text(
@@ -99,11 +110,42 @@ async def inspect(connection: AsyncConnection, name: str) -> Source:
         )
     }
     if not found:
-        raise SourceError(f"the source table or view {name} does not exist (or has no columns)")
+        raise SourceError(
+            f"the source table or view {name} does not exist (or has no columns): check "
+            "USERSYNC_SOURCE_TABLE (and the schema, if the name has none: the search_path)"
+        )
     problems = [p for p in (_problem(name, c, found.get(c)) for c in _WANTED) if p]
     if problems:
         raise SourceError("; ".join(problems))
-    return Source(name=name, id_kind=_id_kind(found["id"]), has_updated_at="updated_at" in found)
+    checked = Source(name=name, id_kind=_id_kind(found["id"]), has_updated_at="updated_at" in found)
+    await _readable(connection, checked)
+    return checked
+
+
+async def _readable(connection: AsyncConnection, checked: Source) -> None:
+    """Read no row, but with every privilege a run needs checked (they are checked before a
+    single row is read, so a missing grant shows now, not after the remote listing)."""
+    columns = ", ".join(c for c in _WANTED if c not in OPTIONAL or checked.has_updated_at)
+    probe = text(f"SELECT {columns} FROM {checked.relation} LIMIT 0")
+    try:
+        async with connection.begin_nested():
+            await connection.execute(probe)
+    except DBAPIError as e:
+        state = getattr(e.orig, "sqlstate", None)
+        if state is None:  # no answer from the server (the connection broke): not the source
+            raise
+        grant = (
+            ": grant SELECT on it (and on what it reads, for a view) to the service's database user"
+            if state == INSUFFICIENT_PRIVILEGE
+            else ": check USERSYNC_SOURCE_TABLE names a table or a view"
+        )
+        raise SourceError(
+            f"the source {checked.name} cannot be read ({_first_line(e.orig)}){grant}"
+        ) from None
+
+
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _id_kind(found: tuple[str, str, str]) -> str:

@@ -102,6 +102,18 @@ def parse_database_url(url: str) -> DatabaseUrl:
     )
 
 
+def shown(url: str) -> str:
+    """The URL to show an operator: as written, but with the password (in the authority or as a
+    `password` parameter) replaced by `***`; a URL that cannot be read shows as its scheme."""
+    base, question, query = url.partition("?")
+    try:
+        rendered = make_url(base).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return f"{base.partition('://')[0]}://…"
+    pairs = [p for p in query.split("&") if unquote(p.partition("=")[0]) != "password"]
+    return rendered + (question + "&".join(pairs) if pairs else "")
+
+
 def async_url(url: str) -> URL:
     """The URL SQLAlchemy's asyncpg dialect takes (libpq parameters removed)."""
     return parse_database_url(url).url

@@ -43,10 +43,12 @@ class Recorder:
         *,
         retry: RetryPolicy,
         clock: Callable[[], datetime],
+        on_close: Callable[[RunReport], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._retry = retry
         self._clock = clock
+        self._on_close = on_close
 
     async def open_run(self, request: RunRequest, *, service_key: str, retention: timedelta) -> int:
         """Record the run `running`; close first the Service's runs whose process is gone, and
@@ -68,8 +70,10 @@ class Recorder:
             await deletions.prune(session, before=before)
             return await records.open_run(session, opening)
 
-    async def close_run(self, report: RunReport) -> None:
-        """Record how the run ended (partial when users failed) and log its summary line."""
+    async def close_run(self, report: RunReport, *, bug: Exception | None = None) -> None:
+        """Record how the run ended (partial when users failed) and log its summary line, the
+        run's one line about it: with its error when it failed or was aborted, and with the
+        traceback of `bug`, the exception that failed it, if that was no known cause."""
         if (
             report.status is RunStatus.SUCCEEDED
             and report.counts[Result.FAILED] + report.counts[Result.INVALID]
@@ -84,14 +88,22 @@ class Recorder:
             held_deletions=tuple(_held_row(d) for d in report.held[:1000]),
             error=report.error,
         )
-        async with self._sessions.begin() as session:
-            await records.close_run(session, report.run_id, closing)
-        log.info(
+        try:
+            async with self._sessions.begin() as session:
+                await records.close_run(session, report.run_id, closing)
+        finally:
+            if self._on_close is not None:
+                self._on_close(report)
+        ended = log.error if report.status is RunStatus.FAILED else log.info
+        if report.status is RunStatus.ABORTED:
+            ended = log.warning
+        ended(
             "run finished",
             status=report.status.value,
             api_calls=report.api_calls,
             deletions_held=len(report.held),
             error=report.error,
+            exc_info=bug or False,
             **{k: v for k, v in report.counts.items()},
         )
 

@@ -32,6 +32,15 @@ class RunInProgress(Exception):
     """Another reconcile of this Service holds the run lock."""
 
 
+class RunFailed(Exception):
+    """A run that failed as a whole; it is recorded and logged already (`report.error` says
+    why, naming what to check), so whoever catches this reports it and logs nothing more."""
+
+    def __init__(self, report: RunReport) -> None:
+        super().__init__(report.error)
+        self.report = report
+
+
 @dataclass(frozen=True, slots=True)
 class RunRequest:
     trigger: str

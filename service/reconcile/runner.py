@@ -32,13 +32,21 @@ from service.domain.plan import DeleteUser, describe, plan_case
 from service.domain.policy import Policy
 from service.domain.users import RemoteUser, UserId
 from service.domain.waits import cycle_breakers
+from service.reconcile import failure
 from service.reconcile.batch import lease_for, sort_batch, writes_user
 from service.reconcile.executor import Executor, case_of
 from service.reconcile.outcome import Outcome, Result, RetryPolicy
 from service.reconcile.pool import ApplyPool, deferred
 from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.recorder import Recorder
-from service.reconcile.run import RunInProgress, RunReport, RunRequest, RunStatus, Scope
+from service.reconcile.run import (
+    RunFailed,
+    RunInProgress,
+    RunReport,
+    RunRequest,
+    RunStatus,
+    Scope,
+)
 from service.reconcile.sides import Sides
 from service.reconcile.verdict import Deleting, decide, not_deleted, orphan_deletions
 
@@ -91,10 +99,12 @@ class Runner:
         config: RunnerConfig,
         clock: Callable[[], datetime],
         lock_engine: AsyncEngine | None = None,
+        on_close: Callable[[RunReport], None] | None = None,
     ) -> None:
         """`lock_engine` gives each run its lock connection (session advisory locks, the temp
         table of remote users), when it must not be the pooled `engine` (a transaction pooler
-        in front of the main URL); unset, `engine` does both."""
+        in front of the main URL); unset, `engine` does both. `on_close` sees each run's
+        report once it is closed, whatever its status."""
         self._engine = engine
         self._lock_engine = lock_engine or engine
         self._sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
@@ -106,7 +116,9 @@ class Runner:
         self._sides = Sides(
             client, sessions=self._sessions, clock=clock, service_key=config.service_key
         )
-        self._recorder = Recorder(self._sessions, retry=config.retry, clock=clock)
+        self._recorder = Recorder(
+            self._sessions, retry=config.retry, clock=clock, on_close=on_close
+        )
 
     async def run(
         self,
@@ -144,18 +156,20 @@ class Runner:
             run_id=report.run_id, trigger=request.trigger, scope=request.scope.value
         )
         calls_before = self._client.stats.total
+        bug: Exception | None = None
         try:
             await self._reconcile(connection, report)
         except asyncio.CancelledError as e:
             report.status, report.error = RunStatus.ABORTED, _why_cancelled(e)
             raise
         except Exception as e:
-            report.status, report.error = RunStatus.FAILED, _describe(e)
-            log.exception("run failed")
-            raise
+            report.status = RunStatus.FAILED
+            report.error = failure.explain(e, api_url=self._client.base_url)
+            bug = None if failure.expected(e) else e
+            raise RunFailed(report) from e
         finally:
             report.api_calls = self._client.stats.total - calls_before
-            await asyncio.shield(self._close(report))
+            await asyncio.shield(self._recorder.close_run(report, bug=bug))
             structlog.contextvars.unbind_contextvars("run_id", "trigger", "scope")
         return report
 
@@ -167,9 +181,6 @@ class Runner:
         )
         await locks.hold_alive(connection, run_id)
         return run_id
-
-    async def _close(self, report: RunReport) -> None:
-        await self._recorder.close_run(report)
 
     async def _reconcile(self, connection: AsyncConnection, report: RunReport) -> None:
         checked = await source.inspect(connection, self._config.source_table)
@@ -351,12 +362,6 @@ class Runner:
             await pool.close()
         await self._recorder.outcomes(outcomes, report, dry_run=False)
         await not_deleted(self._sessions, outcomes, verdict.logged, run_id=report.run_id)
-
-
-def _describe(error: Exception) -> str:
-    if isinstance(error, source.SourceError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
 
 
 def _why_cancelled(cancel: asyncio.CancelledError) -> str:

@@ -11,9 +11,10 @@ go ahead of bulk work in the write limiter.
 If the run could not start (another process holds the lock) the events are released untried,
 and so are the events of users the run left to another run (`RunReport.deferred`: another run
 was applying them, or changed them after this one planned), so they are looked at again;
-if it crashed, the attempt counts and the events are tried again when their lease expires,
-until `event_max_attempts`, after which they are closed with the error (scheduled runs still
-cover those users). A database failure ends the consumer with the exception: the leader steps
+if it failed (the runner recorded and logged why, and the metrics count it) or crashed, the
+attempt counts and the events are tried again when their lease expires, until
+`event_max_attempts`, after which they are closed with the error (scheduled runs still cover
+those users). A database failure ends the consumer with the exception: the leader steps
 down and starts again from a fresh session.
 """
 
@@ -30,7 +31,7 @@ from service.config import Settings
 from service.db import events
 from service.db.events import ClaimedEvent
 from service.metrics import Metrics
-from service.reconcile.run import RunInProgress, RunReport, RunRequest, Scope
+from service.reconcile.run import RunFailed, RunInProgress, RunReport, RunRequest, Scope
 from service.reconcile.runner import Runner
 from service.triggers.priority import urgent
 
@@ -105,15 +106,19 @@ class EventConsumer:
         ids = [e.id for e in batch]
         targets = tuple(dict.fromkeys(e.user_id for e in batch))
         request = RunRequest(trigger="event", scope=Scope.USERS, targets=targets)
+        recorded: list[int] = []
         try:
             with urgent():
-                report = await self._runner.run(request)
+                report = await self._runner.run(request, on_open=recorded.append)
         except RunInProgress:
             await self._release(ids)
             return
-        except Exception as e:
+        except RunFailed as e:  # recorded (counted by status) and logged: its line says why
+            await self._failed(ids, str(e))
+        except Exception as e:  # not a run's failure: recording it (or its lock) failed
             log.exception("event run crashed", events=len(ids), users=len(targets))
-            self._metrics.observe_crashed_run(trigger="event", scope=Scope.USERS.value)
+            if not recorded:
+                self._metrics.observe_unrecorded_run(trigger="event", scope=Scope.USERS.value)
             await self._failed(ids, f"{type(e).__name__}: {e}")
         else:
             retry = [ev.id for ev in batch if ev.user_id in report.deferred_keys]
@@ -125,7 +130,6 @@ class EventConsumer:
     async def _completed(self, ids: list[int], report: RunReport) -> None:
         async with self._sessions.begin() as session:
             latencies = await events.complete(session, ids, run_id=report.run_id)
-        self._metrics.observe_run(report)
         self._metrics.observe_events(latencies)
         log.info(
             "events applied",

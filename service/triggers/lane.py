@@ -15,7 +15,7 @@ import asyncio
 import structlog
 
 from service.metrics import Metrics
-from service.reconcile.run import RunInProgress, RunRequest, Scope
+from service.reconcile.run import RunFailed, RunInProgress, RunRequest, Scope
 from service.reconcile.runner import Runner
 
 log = structlog.get_logger(__name__)
@@ -96,21 +96,29 @@ class BulkLane:
         return None
 
     async def _execute(self, request: RunRequest, opened: asyncio.Future[int] | None) -> None:
+        """Run `request`; a run once recorded is counted by the runner (`on_close`, with the
+        status recorded), so only a run that never was is counted here."""
+        recorded: list[int] = []
+
         def tell(run_id: int) -> None:
+            recorded.append(run_id)
             if opened is not None and not opened.done():
                 opened.set_result(run_id)
 
         self._running = request
         try:
-            report = await self._runner.run(request, on_open=tell)
+            await self._runner.run(request, on_open=tell)
         except RunInProgress as e:
             self._refused(request, opened, e)
-        except Exception as e:
-            log.exception("run crashed", trigger=request.trigger, scope=request.scope.value)
-            self._metrics.observe_crashed_run(trigger=request.trigger, scope=request.scope.value)
+        except RunFailed as e:  # recorded (counted by status) and logged: its line says why
             _fail(opened, e)
-        else:
-            self._metrics.observe_run(report)
+        except Exception as e:  # not a run's failure: recording it (or its lock) failed
+            log.exception("run crashed", trigger=request.trigger, scope=request.scope.value)
+            if not recorded:
+                self._metrics.observe_unrecorded_run(
+                    trigger=request.trigger, scope=request.scope.value
+                )
+            _fail(opened, e)
         finally:
             self._running = None
             _fail(opened, LaneClosed("the run stopped before it was recorded"))

@@ -127,3 +127,14 @@ async def test_a_source_missing_a_needed_column_is_named_by_the_user_endpoints(
                 body = await response.json()
             assert body["error"] == "source_unreadable"
             assert "has no column identity" in body["message"]
+
+
+async def test_a_view_named_in_capitals_is_the_view_postgres_finds_for_that_unquoted_name(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any, idp_view: str
+):
+    await execute(engine, "INSERT INTO idp.people VALUES ('p1', 'ann@x', 'Ann', '{}', true)")
+
+    run = await sync(Scope.FULL, source_table=idp_view.upper())
+
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert [u["identity"] for u in fast_emulator.emulator.users()] == ["ann@x"]
