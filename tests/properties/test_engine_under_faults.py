@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.app import ServiceUnresolved
-from service.conversations.errors import ConversationsError
-from service.reconcile.run import RunStatus, Scope
+from service.reconcile.run import RunFailed, RunStatus, Scope
 from tests.e2e.conftest import execute, fetch_all, insert_users
 from tests.properties.conftest import Reset
 from tests.properties.world import (
@@ -81,7 +80,7 @@ async def converge(sync: Any, emulator: Any, chosen: list[dict[str, Any]], **pol
     for _ in range(RUNS_WITH_FAULTS):
         try:
             run = await sync(Scope.FULL, **FAST_FAILURES, **policy)
-        except ConversationsError:  # a read failed past its retries: the run is recorded failed
+        except RunFailed:  # a read failed past its retries: the run is recorded failed
             continue
         except ServiceUnresolved:  # so did the one read at start (GET /v1/Configuration)
             continue
@@ -197,11 +196,11 @@ async def test_a_listing_that_fails_past_its_retries_deletes_nothing(
 
     try:
         run = await sync(Scope.FULL, **policy)
-    except ConversationsError:
-        run = None
+    except RunFailed as failed:  # the listing failed past its retries: recorded failed
+        run = failed.report
 
-    if run is None or run.status is not RunStatus.SUCCEEDED:
+    if run.status is not RunStatus.SUCCEEDED:
         assert control.stats.get("delete_user", 0) == 0
         assert set(sids_by_identity(control).values()) >= before
     runs = await fetch_all(engine, "SELECT status FROM sync_run ORDER BY id DESC LIMIT 1")
-    assert runs[0]["status"] == ("failed" if run is None else run.status.value)
+    assert runs[0]["status"] == run.status.value

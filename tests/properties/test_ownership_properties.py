@@ -33,8 +33,7 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.app import ServiceUnresolved
-from service.conversations.errors import ConversationsError
-from service.reconcile.run import Scope
+from service.reconcile.run import RunFailed, Scope
 from tests.e2e.conftest import execute, fetch_all
 from tests.properties.conftest import Reset
 
@@ -245,7 +244,7 @@ async def run_step(sync: Any, kind: str, touched: set[str], **policy: Any) -> li
         runs.append(sync(Scope.USERS, targets=sorted(touched) or ["u1"], **policy))
     done = []
     for result in await asyncio.gather(*runs, return_exceptions=True):
-        if isinstance(result, ConversationsError | ServiceUnresolved):
+        if isinstance(result, RunFailed | ServiceUnresolved):
             done.append(f"failed: {result!r}")
         elif isinstance(result, BaseException):
             raise result
