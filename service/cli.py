@@ -10,29 +10,8 @@ under one, `serve` drains and exits 0).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import sys
 from collections.abc import Sequence
-
-import structlog
-from rich.console import Console
-
-from service import app, report
-from service.config import ConfigError, Settings, load_settings
-from service.db import connectivity, migrate
-from service.db.connectivity import DatabaseUnavailable
-from service.db.embedded import EmbeddedPostgresMissing, EmbeddedPostgresUnavailable
-from service.db.status import as_json, status_report
-from service.libpq.url import shown
-from service.logs import configure_logging
-from service.reconcile.progress import RunProgress
-from service.reconcile.run import RunFailed, RunInProgress, RunReport, RunRequest, Scope
-from service.shutdown import Shutdown
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
-
-log = structlog.get_logger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,165 +73,14 @@ def _demo_users(value: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, then import and run the command: `--help`, `COMMAND --help` and bad usage answer
+    with only argparse loaded (bench/startup.py measures it)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["emulator"]:
         from service.emulator.cli import main as emulator_main  # noqa: PLC0415
 
         return emulator_main(args_list[1:])
     args = _parser().parse_args(args_list)
-    try:
-        settings = load_settings()
-    except ConfigError as e:
-        print(f"user-sync: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    configure_logging(settings)
-    if args.command == "demo":
-        return _demo(args, settings)
-    return _run_command(args, settings)
+    from service import commands  # noqa: PLC0415 - loaded once the command is known
 
-
-def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from service import demo  # noqa: PLC0415 - the demo pulls in the emulator
-
-    try:
-        return demo.run(settings, users=args.users, keep=args.keep)
-    except EmbeddedPostgresMissing as e:
-        print(f"user-sync: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except (DatabaseUnavailable, EmbeddedPostgresUnavailable, RunFailed) as e:
-        print(f"user-sync: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    except Exception as e:  # the last resort: one line here, the traceback in the log
-        return _unexpected("demo", e)
-
-
-def _run_command(args: argparse.Namespace, settings: Settings) -> int:
-    """The command under its `Shutdown`; a cause outside the service (a setting, the database)
-    ends it in one line on stderr, never a traceback."""
-    shutdown = _shutdown(args, settings)
-    try:
-        return asyncio.run(shutdown.run(_dispatch(args, settings, shutdown)))
-    except ConfigError as e:
-        print(f"user-sync: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except (DatabaseUnavailable, migrate.SchemaNotCurrent, app.CannotListen) as e:
-        print(f"user-sync: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:  # the last resort: one line here, the traceback in the log
-        return _unexpected(args.command, e)
-
-
-def _unexpected(command: str, error: Exception) -> int:
-    """What no other handler knew: the database going away or refusing a statement midway (its
-    words, never the statement and its values), or a bug, whose traceback goes on the log line
-    `command failed` only."""
-    if connectivity.is_connection_error(error):
-        print(f"user-sync: the database failed: {connectivity.describe(error)}", file=sys.stderr)
-        return EXIT_FAILED
-    if connectivity.is_refusal(error):
-        what = f"the database refused a statement: {connectivity.describe(error)}"
-        print(f"user-sync: {command} failed: {what}", file=sys.stderr)
-        return EXIT_FAILED
-    log.error("command failed", command=command, exc_info=error)
-    print(
-        f"user-sync: {command} failed: {type(error).__name__}: {error} (a bug of user-sync: "
-        "the log line 'command failed' has the traceback)",
-        file=sys.stderr,
-    )
-    return EXIT_FAILED
-
-
-def _shutdown(args: argparse.Namespace, settings: Settings) -> Shutdown:
-    """`serve` drains its runs itself and may take longer; any other command is cancelled and
-    must be gone within the grace."""
-    if args.command == "serve":
-        return Shutdown(deadline=app.serve_deadline(settings), drains=True)
-    return Shutdown(deadline=settings.shutdown_grace)
-
-
-async def _dispatch(args: argparse.Namespace, settings: Settings, shutdown: Shutdown) -> int:
-    if args.command == "migrate":
-        return await _migrate(settings)
-    if args.command == "status":
-        return await _status(settings, as_json_output=args.json)
-    if args.command == "serve":
-        await app.serve(settings, until=shutdown.requested.wait)
-        return EXIT_OK
-    return await _sync(args, settings)
-
-
-async def _migrate(settings: Settings) -> int:
-    async with app.database(settings) as engine:
-        await migrate.upgrade(engine)
-        print(f"database at revision {await migrate.current_revision(engine)}")
-    return EXIT_OK
-
-
-def _request(args: argparse.Namespace) -> RunRequest:
-    scope = Scope.USERS if args.user else Scope.INCREMENTAL if args.incremental else Scope.FULL
-    return RunRequest(
-        trigger="cli",
-        scope=scope,
-        targets=tuple(args.user or ()),
-        dry_run=args.dry_run,
-        allow_deletes=args.allow_deletes,
-    )
-
-
-async def _sync(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the run's report whatever became of it (a failed run's names its cause); a run
-    that could not start says why in one line (with `--json`, as JSON on stdout too)."""
-    settings.credentials()  # fail early, naming the settings, before touching anything
-    try:
-        outcome = await _reconcile(args, settings)
-    except RunFailed as e:  # recorded and logged by the runner: its report says why
-        outcome = e.report
-    except app.ServiceUnresolved as e:  # nothing ran: no lock taken, no run recorded
-        return _not_run(e, code=EXIT_FAILED, as_json_output=args.json)
-    except RunInProgress as e:
-        return _not_run(e, code=EXIT_BUSY, as_json_output=args.json)
-    except (DatabaseUnavailable, migrate.SchemaNotCurrent) as e:
-        return _not_run(e, code=EXIT_FAILED, as_json_output=args.json)
-    if args.json:
-        print(json.dumps(report.run_json(outcome), indent=2))
-    else:
-        report.print_run(outcome)
-    return EXIT_OK if report.succeeded(outcome) else EXIT_FAILED
-
-
-def _not_run(error: Exception, *, code: int, as_json_output: bool) -> int:
-    """No run was recorded: one line on stderr and, for `--json`, the same on stdout."""
-    print(f"user-sync: {error}", file=sys.stderr)
-    if as_json_output:
-        print(json.dumps({"run_id": None, "status": "not_started", "error": str(error)}))
-    return code
-
-
-async def _reconcile(args: argparse.Namespace, settings: Settings) -> RunReport:
-    bar = Console(stderr=True)
-    async with app.runtime(settings) as runtime:
-        await migrate.require_head(runtime.engine, where=_where(settings))
-        if bar.is_terminal and not args.json:
-            progress = RunProgress()
-            run = runtime.runner.run(_request(args), progress=progress)
-            return await report.with_progress(run, progress, bar)
-        return await runtime.runner.run(_request(args))
-
-
-async def _status(settings: Settings, *, as_json_output: bool) -> int:
-    async with app.database(settings) as engine, app.sessions(engine)() as session:
-        await migrate.require_head(engine, where=_where(settings))
-        summary = await status_report(session)
-    api = report.api_target(settings)
-    if as_json_output:
-        print(json.dumps({"api": api, **as_json(summary)}, indent=2))
-    else:
-        report.print_api(api)
-        report.print_status(summary)
-    return EXIT_OK
-
-
-def _where(settings: Settings) -> str:
-    return shown(settings.require_database_url())
+    return commands.run(args)

@@ -1,0 +1,51 @@
+"""`user-sync --help` answers with only argparse loaded: the application (the database driver,
+the HTTP client, the engine, pydantic) is imported once a command is known. How long it takes
+is measured in bench/startup.py, never here; here: what it loads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("aiohttp", "sqlalchemy", "asyncpg", "alembic", "pydantic", "rich", "structlog")
+
+PROBE = """
+import json, sys
+from service.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+tops = {name.split(".")[0] for name in sys.modules}
+loaded = sorted(tops | {name for name in sys.modules if name.startswith("service.")})
+print(json.dumps({"code": code, "loaded": loaded}))
+"""
+
+
+def loaded_by(*args: str) -> tuple[object, list[str]]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["code"], result["loaded"]
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["sync", "--help"], ["status", "--help"], ["no-such-command"]]
+)
+def test_help_and_bad_usage_load_nothing_of_the_application(args: list[str]) -> None:
+    code, loaded = loaded_by(*args)
+
+    assert code in (0, 2)
+    assert [name for name in HEAVY if name in loaded] == []
+    assert [name for name in loaded if name.startswith("service.")] == ["service.cli"]
+
+
+def test_a_command_loads_the_application_once_it_is_known() -> None:
+    code, loaded = loaded_by("status", "--json")  # no database configured: exit 2 at settings
+
+    assert code == 2
+    assert "service.commands" in loaded and "pydantic" in loaded
