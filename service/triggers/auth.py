@@ -52,7 +52,9 @@ def check_bearer(header: str | None, *, token: str | None) -> None:
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise Denied(401, "the Authorization header must be 'Bearer <token>'")
-    if token is None or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+    # aiohttp hands bytes that are not UTF-8 over as surrogates: compared as the bytes they were
+    offered = presented.strip().encode("utf-8", "surrogateescape")
+    if token is None or not hmac.compare_digest(offered, token.encode()):
         raise Denied(403, "the bearer token is not valid")
 
 
