@@ -78,3 +78,35 @@ async def test_internal_users_refuses_attributes_that_are_not_an_object(engine: 
                     "VALUES ('u1', 'alice', '[1, 2]'::jsonb)"
                 )
             )
+
+
+@pytest.fixture
+async def schema_database(postgres_server: str) -> AsyncIterator[str]:
+    """A database whose service tables live in schema `hr` (the README's `options` example)."""
+    admin = await connect(postgres_server)
+    await admin.execute('DROP DATABASE IF EXISTS "usersync_schema_test" WITH (FORCE)')
+    await admin.execute('CREATE DATABASE "usersync_schema_test"')
+    url = with_database(postgres_server, "usersync_schema_test")
+    setup = await connect(url)
+    await setup.execute("CREATE SCHEMA hr")
+    await setup.close()
+    yield url
+    await admin.execute('DROP DATABASE "usersync_schema_test" WITH (FORCE)')
+    await admin.close()
+
+
+async def test_the_event_trigger_works_for_writers_with_another_search_path(schema_database: str):
+    engine = create_engine(f"{schema_database}?options=-c%20search_path%3Dhr", pool_size=1)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+    writer = await connect(schema_database)  # the identity system: the default search_path
+    try:
+        await writer.execute("INSERT INTO hr.internal_users (id, identity) VALUES ('1', 'ann')")
+        await writer.execute("UPDATE hr.internal_users SET friendly_name = 'Ann' WHERE id = '1'")
+        kinds = await writer.fetch("SELECT kind FROM hr.user_event ORDER BY id")
+    finally:
+        await writer.close()
+
+    assert [row["kind"] for row in kinds] == ["insert", "update"]
