@@ -163,6 +163,10 @@ async def refuse_pooled_sessions(settings: Settings) -> None:
         raise connectivity.unavailable(url, e, setting=setting) from e
     if problem is not None:
         raise ConfigError(f"refusing to run: {affinity.refusal(problem)}")
+    if settings.leader_database_url is not None:
+        mismatch = await affinity.url_mismatch(url, main_url=settings.require_database_url())
+        if mismatch is not None:
+            raise ConfigError(f"refusing to run: {mismatch}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +301,7 @@ async def _leadership_context(
     settings = application[keys.SETTINGS]
     leadership = Leadership(
         database_url=settings.require_session_database_url(),
+        main_url=settings.require_database_url() if settings.leader_database_url else None,
         metrics=application[keys.METRICS],
         retry_interval=settings.leader_retry_interval,
         check_interval=settings.leader_check_interval,

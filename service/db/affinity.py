@@ -107,6 +107,41 @@ async def url_problem(url: str, *, application_name: str) -> str | None:
         connection.terminate()
 
 
+_WHICH = """SELECT current_database() AS name, pg_postmaster_start_time() AS started,
+    (SELECT oid FROM pg_database WHERE datname = current_database()) AS oid"""
+"""Which database of which server a connection reached (the server's start time tells two
+servers apart, behind a pooler too; the port does not)."""
+
+
+async def other_database(connection: asyncpg.Connection, *, main_url: str) -> str | None:
+    """None when `connection` (the session URL's) reached the database `main_url` names; else
+    what each reached. A session URL to another database would take its locks and LISTEN there:
+    runs would exclude nobody and see no event, while the pool works in the main database."""
+    session = await connection.fetchrow(_WHICH)
+    main = await engine.connect(main_url, application_name="user-sync-check")
+    try:
+        expected = await main.fetchrow(_WHICH)
+    finally:
+        main.terminate()
+    if session is None or expected is None or tuple(session) == tuple(expected):
+        return None
+    where = "" if session["started"] == expected["started"] else " on another server"
+    return (
+        f"USERSYNC_LEADER_DATABASE_URL reaches database {session['name']}{where}, "
+        f"USERSYNC_DATABASE_URL reaches {expected['name']}: both must reach the same database "
+        "(the leader URL directly, the main URL directly or through the pooler)"
+    )
+
+
+async def url_mismatch(url: str, *, main_url: str) -> str | None:
+    """`other_database` on a connection of its own (what a `sync` checks before it runs)."""
+    connection = await engine.connect(url, application_name="user-sync-check")
+    try:
+        return await other_database(connection, main_url=main_url)
+    finally:
+        connection.terminate()
+
+
 def refusal(problem: str) -> str:
     """The one line an operator reads."""
     return f"a session lock did not stay with its database session ({problem}); {ADVICE}"

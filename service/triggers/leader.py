@@ -52,12 +52,15 @@ class Leadership:
         self,
         *,
         database_url: str,
+        main_url: str | None = None,
         metrics: Metrics,
         retry_interval: float,
         check_interval: float,
         application_name: str = "user-sync-leader",
     ) -> None:
         self._url = database_url
+        self._main_url = main_url
+        """The main URL when the session URL is another one: both must reach one database."""
         self._metrics = metrics
         self._retry = retry_interval
         self._check = check_interval
@@ -113,10 +116,7 @@ class Leadership:
     ) -> str | None:
         """Prove the session, wait for the lock, then lead; returns why the term ended badly
         (`self.problem` itself when the session failed the proof), if it did."""
-        refused = await affinity.session_problem(
-            connection, url=self._url, application_name=self._application_name
-        )
-        self.problem = None if refused is None else affinity.refusal(refused)
+        self.problem = await self._session_refused(connection)
         if self.problem is not None:
             return self.problem
         while not await self._try_lock(connection, key):
@@ -124,6 +124,18 @@ class Leadership:
                 return None
             await asyncio.sleep(self._retry)
         return None if self._stopping else await self._lead(connection, key=key, duties=duties())
+
+    async def _session_refused(self, connection: channel.Connection) -> str | None:
+        """Why this session must not lead: it does not stay one session, or it reached another
+        database than the main URL's."""
+        refused = await affinity.session_problem(
+            connection, url=self._url, application_name=self._application_name
+        )
+        if refused is not None:
+            return affinity.refusal(refused)
+        if self._main_url is None:
+            return None
+        return await affinity.other_database(connection, main_url=self._main_url)
 
     async def _try_lock(self, connection: channel.Connection, key: str) -> bool:
         async with asyncio.timeout(CONNECT_TIMEOUT):
