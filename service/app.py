@@ -51,7 +51,7 @@ from service.reconcile.run import RunReport
 from service.reconcile.runner import Runner, RunnerConfig
 from service.triggers import auth, health, http, keys, openapi, responses, webhooks
 from service.triggers.duties import Duties
-from service.triggers.leader import Leadership
+from service.triggers.leader import LEADER_URL, Leadership
 from service.triggers.priority import PriorityLimiter
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -64,7 +64,6 @@ RESOLVE_BACKOFF_MAX = 30.0
 LOCK_POOL_SIZE = 2
 """Lock connections at once with their own URL: a bulk run and a run of named users (each
 kind holds its lock), plus as many again on overflow."""
-LEADER_URL = "USERSYNC_LEADER_DATABASE_URL"
 UNRESOLVED = "cannot resolve the account's default Conversation Service (GET /v1/Configuration)"
 
 log = structlog.get_logger(__name__)

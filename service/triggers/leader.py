@@ -47,6 +47,9 @@ class Role(StrEnum):
     STANDBY = "standby"
 
 
+LEADER_URL = "USERSYNC_LEADER_DATABASE_URL"
+
+
 class Leadership:
     def __init__(
         self,
@@ -71,7 +74,8 @@ class Leadership:
         self._stopping = False
         self._failures = 0
         self.problem: str | None = None
-        """Why this replica refuses to lead (its session does not stay one session), if so."""
+        """Why this replica cannot lead, if so: its session cannot connect, does not stay one
+        session, or reaches another database than the main URL."""
 
     async def run(self, *, key: str, duties: Callable[[], Duties]) -> None:
         """Stand by, lead, step down, again, until `stop()`; never raises for a lost database.
@@ -85,7 +89,8 @@ class Leadership:
                     connect_timeout=CONNECT_TIMEOUT,
                 )
             except channel.CONNECTION_ERRORS as e:
-                await self._back_off(f"database unreachable: {_describe(e)}")
+                self.problem = self._unreachable(e)
+                await self._back_off(self.problem)
                 continue
             try:
                 problem = await self._term(connection, key=key, duties=duties)
@@ -124,6 +129,12 @@ class Leadership:
                 return None
             await asyncio.sleep(self._retry)
         return None if self._stopping else await self._lead(connection, key=key, duties=duties())
+
+    def _unreachable(self, error: BaseException) -> str:
+        """Why this replica cannot lead now: its session cannot connect (shown by `/readyz`
+        until a session connects and passes its checks)."""
+        setting = "USERSYNC_DATABASE_URL" if self._main_url is None else LEADER_URL
+        return f"the leader's database session cannot connect ({_describe(error)}): check {setting}"
 
     async def _session_refused(self, connection: channel.Connection) -> str | None:
         """Why this session must not lead: it does not stay one session, or it reached another

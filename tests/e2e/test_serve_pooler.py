@@ -193,3 +193,42 @@ async def test_serve_refuses_to_lead_with_a_leader_url_to_another_database(
     assert status == 503
     assert "USERSYNC_LEADER_DATABASE_URL reaches database" in body["leader_problem"]
     assert await fetch_all(engine, LEADER_SESSIONS, key=LEADER_KEY) == []
+
+
+async def test_serve_is_not_ready_while_its_leader_session_cannot_connect(
+    start: Start, database_url: str, postgres_server: str
+):
+    """The symptom: `database unreachable` logged for ever, `/readyz` 200 `ready`. (A leader
+    URL that cannot connect at all stops `serve` at start; this is one lost later.)"""
+    name = database_url.rsplit("/", 1)[1].split("?", maxsplit=1)[0]
+    server = await start(
+        leader_database_url=f"{database_url}?application_name=leader-lost",
+        leader_check_interval=0.5,
+    )
+
+    async def is_leader() -> bool:
+        return (await readiness(server))[1].get("role") == "leader"
+
+    await eventually(is_leader, within=15.0)
+    admin = await connect(postgres_server)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND application_name = 'leader-lost'",
+            name,
+        )
+
+        async def not_ready() -> tuple[int, dict[str, Any]] | None:
+            answer = await readiness(server)
+            return answer if "leader_problem" in answer[1] else None
+
+        status, body = await eventually(not_ready, within=15.0)
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        await admin.close()
+
+    assert status == 503
+    assert body["role"] == "standby"
+    assert body["leader_problem"].startswith("the leader's database session cannot connect")
+    assert body["leader_problem"].endswith("check USERSYNC_LEADER_DATABASE_URL")
