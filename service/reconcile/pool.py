@@ -12,7 +12,8 @@ is made from is checked against the database a moment before the call. A user re
 finishes at once as `deferred`.
 
 An exception from the executor is a bug: the pool stops taking users and raises it at the next
-`submit`, `finished` or `drain`; `close` cancels whatever is still running.
+`submit`, `finished` or `drain`; `close` cancels whatever is still running and hands over what
+had finished.
 """
 
 from __future__ import annotations
@@ -110,12 +111,16 @@ class ApplyPool:
             await asyncio.wait(set(self._running))
         return self.finished()
 
-    async def close(self) -> None:
-        """Cancel what is still in progress (the run is over: failed or cancelled)."""
+    async def close(self) -> list[Outcome]:
+        """Cancel what is still in progress (the run is over: failed or cancelled); the
+        outcomes that finished and were not taken yet, which must be recorded all the same
+        (their calls were made), whatever error the run ended with."""
         for task in self._running:
             task.cancel()
         if self._running:
             await asyncio.wait(set(self._running))
+        outcomes, self._finished = self._finished, []
+        return outcomes
 
     def _done(self, task: asyncio.Task[Outcome], *, leased: bool) -> None:
         self._running.discard(task)

@@ -233,8 +233,14 @@ class Runner:
                 pending += await self._process(run, batch, pool, held=held)
             await self._recorder.outcomes(await pool.drain(), run.report, dry_run=request.dry_run)
         finally:
-            await pool.close()
+            await self._close_pool(pool, run.report, dry_run=request.dry_run)
         return pending
+
+    async def _close_pool(self, pool: ApplyPool, report: RunReport, *, dry_run: bool) -> None:
+        """Whatever ends the run (a SIGTERM, a failure), what was applied is recorded."""
+        unrecorded = await pool.close()
+        if unrecorded:
+            await asyncio.shield(self._recorder.outcomes(unrecorded, report, dry_run=dry_run))
 
     def _pool(self, run: _Pass) -> ApplyPool:
         """Users in progress: enough that every in-flight slot has a request waiting for it."""
@@ -359,7 +365,7 @@ class Runner:
             await pool.submit(work)
             outcomes = await pool.drain()
         finally:
-            await pool.close()
+            await self._close_pool(pool, report, dry_run=False)
         await self._recorder.outcomes(outcomes, report, dry_run=False)
         await not_deleted(self._sessions, outcomes, verdict.logged, run_id=report.run_id)
 

@@ -269,3 +269,36 @@ async def test_sync_piped_prints_no_progress_bar(
     assert code == 0
     assert "created" in out
     assert "reconciling" not in out + err
+
+
+async def test_a_sync_stopped_by_sigterm_records_every_user_it_had_created(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
+):
+    """The symptom: exit 143 and `aborted`, but counts {} and every state `pending` while the
+    emulator held 36 users the run had created (outcomes waited for their batch's end)."""
+    await generate_users(engine, 50)
+    fast_emulator.emulator.set_latency(0.5, operations={"create_user"})
+    env = cli_env(database_url, fast_emulator, USERSYNC_MAX_IN_FLIGHT="4")
+    process = await asyncio.create_subprocess_exec(
+        *USER_SYNC, "sync", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+
+    async def some_created() -> bool:
+        while len(fast_emulator.emulator.users()) < 8:
+            await asyncio.sleep(0.05)
+        return True
+
+    await asyncio.wait_for(some_created(), 30)
+    await asyncio.sleep(0.2)  # the answers of those creates are back at the client
+    created_before = len(fast_emulator.emulator.users())
+    process.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+
+    assert process.returncode == 143, err.decode()
+    linked = await fetch_all(
+        engine, "SELECT count(*) AS n FROM sync_state WHERE remote_sid IS NOT NULL"
+    )
+    runs = await fetch_all(engine, "SELECT status, counts FROM sync_run ORDER BY id DESC LIMIT 1")
+    assert runs[0]["status"] == "aborted"
+    assert linked[0]["n"] >= created_before
+    assert runs[0]["counts"].get("created", 0) >= created_before
