@@ -188,8 +188,7 @@ def print_status(
     out.print(f"last successful incremental run: {when(status.last_incremental_success, now)}")
     out.print(_counts(status))
     runs = Table(title="Recent runs")
-    for column in ("id", "trigger", "scope", "status", "started", "api calls", "counts"):
-        runs.add_column(column)
+    _add_columns(runs, ("id", "trigger", "scope", "status", "started", "api calls", "counts"))
     for r in status.runs:
         counts = ", ".join(f"{k}={v}" for k, v in sorted(r.counts.items()))
         scope = f"{r.scope} (dry run)" if r.dry_run else r.scope
@@ -205,6 +204,13 @@ def print_status(
     out.print(runs)
     _print_failing(status, out, now)
     _print_held(status, out, now)
+
+
+def _add_columns(table: Table, names: tuple[str, ...]) -> None:
+    """Columns whose values are never cut: a word wider than its column (a request id, a sid,
+    a user id) folds onto the next line instead of ending in `…`, however narrow the output."""
+    for name in names:
+        table.add_column(name, overflow="fold")
 
 
 def _counts(status: StatusReport) -> Table | str:
@@ -232,8 +238,7 @@ def _print_failing(status: StatusReport, out: Console, now: datetime) -> None:
         "request",
         "next try",
     )
-    for column in columns:
-        failing.add_column(column)
+    _add_columns(failing, columns)
     for u in status.failing:
         failing.add_row(
             cell(u.user_id),
@@ -251,15 +256,13 @@ def _print_failing(status: StatusReport, out: Console, now: datetime) -> None:
 def _print_held(status: StatusReport, out: Console, now: datetime) -> None:
     if status.waiting:
         waiting = Table(title="Users waiting for their identity")
-        for column in ("user", "why"):
-            waiting.add_column(column)
+        _add_columns(waiting, ("user", "why"))
         for u in status.waiting:
             waiting.add_row(cell(u.user_id), cell(u.last_error_message))
         out.print(waiting)
     if status.held:
         held = Table(title="Deletions held (release with: user-sync sync --allow-deletes)")
-        for column in ("user", "identity", "sid", "reason", "run", "held since"):
-            held.add_column(column)
+        _add_columns(held, ("user", "identity", "sid", "reason", "run", "held since"))
         for d in status.held:
             held.add_row(
                 cell(d.user_id),

@@ -10,9 +10,9 @@ does nothing, and the runtime kills it after its grace period. So every command 
   (`serve` drains its runs) is told through `requested` instead;
 - the process exits 128 + the signal's number (143 for SIGTERM, 130 for SIGINT) after one line
   on stderr, or with a draining command's own code when it stopped in order;
-- a second signal, or the command still going `deadline` seconds after the first, ends the
-  process at once with the same code (`os._exit`); a run it had open stays `running` until the
-  next run of its Service closes it `aborted`.
+- a second signal (either one), or the command still going `deadline` seconds after the
+  first, ends the process at once with the first signal's code (`os._exit`); a run it had
+  open stays `running` until the next run of its Service closes it `aborted`.
 
 The deadline is kept by a thread, so it holds even when the event loop is stuck.
 """
@@ -108,7 +108,9 @@ class Shutdown:
 
     def _signalled(self, number: signal.Signals) -> None:
         if self.received is not None:
-            _exit_now(number, f"{number.name} again: stopping at once")
+            first = self.received
+            again = "again" if number == first else f"after {first.name}"
+            _exit_now(first, f"{number.name} {again}: stopping at once")
         self.received = number
         too_late = f"not stopped within {self.deadline:g} s of {number.name}: stopping at once"
         self._deadline = threading.Timer(self.deadline, _exit_now, args=(number, too_late))

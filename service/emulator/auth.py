@@ -7,7 +7,6 @@ Decoded with the standard library: aiohttp's `BasicAuth` is deprecated from 3.14
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 
 from service.emulator.config import EmulatorConfig
@@ -29,7 +28,7 @@ def _credentials(authorization: str) -> tuple[str, str]:
         raise unauthenticated()
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, or non-ASCII header text
         raise unauthenticated() from None
     username, separator, password = decoded.partition(":")
     if not separator:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from service.emulator.config import (
 from service.emulator.server import RunningEmulator, running_emulator
 
 DEFAULT_PORT = 4010
+MAX_PORT = 65535
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,7 +46,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="A local emulator of the Twilio Conversations/Chat Users API.",
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"0 to {MAX_PORT}; 0: any free port"
+    )
     parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
     parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
     parser.add_argument("--service-sid", default=DEFAULT_SERVICE_SID)
@@ -57,13 +61,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--write-limit",
-        type=float,
+        type=_write_limit,
         default=30.0,
         metavar="N",
         help="user writes per second per Service before 429 (0: off; default 30)",
     )
     parser.add_argument("--seed", type=int, default=None, help="make generated sids repeatable")
     return parser.parse_args(argv)
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {value!r}") from None
+    if not 0 <= port <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_PORT}, not {port}")
+    return port
+
+
+def _write_limit(value: str) -> float:
+    try:
+        limit = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {value!r}") from None
+    if not math.isfinite(limit) or limit < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, not {value!r}")
+    return limit
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
@@ -73,8 +97,6 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         if not separator or not sid or not secret:
             raise ValueError(f"--api-key wants SID:SECRET, got {pair!r}")
         api_keys[sid] = secret
-    if args.write_limit < 0:
-        raise ValueError("--write-limit must not be negative")
     return EmulatorConfig(
         host=args.host,
         port=args.port,

@@ -1,7 +1,8 @@
 """Database URLs as operators write them for psql, read into what the asyncpg driver takes.
 
-libpq's URI form (`postgresql://` or `postgres://`, percent-encoded user and password, a Unix
-socket directory as `host=` in the query) carries connection parameters in the query string.
+libpq's URI form (`postgresql://` or `postgres://`, percent-encoded user and password, one or
+several `host:port` in the authority, a Unix socket directory as a percent-encoded host or as
+`host=` in the query) carries connection parameters in the query string.
 The driver knows none of them by those names, so they are taken out of the URL here and
 turned into typed values; `service.db.engine` hands them to asyncpg as connect arguments.
 Parameters this module does not know are refused, naming the parameter: a typo in `sslmode`
@@ -11,23 +12,32 @@ Pure: no files are read here (the TLS files named by the URL are read by `servic
 Messages name parameters, never the password; `DatabaseUrl`'s repr hides it too.
 
 Limits: one value per parameter; query values are percent-decoded as libpq does (`+` stays a
-plus sign); `sslcert`/`sslkey` need a mode that always encrypts (`require` or stricter), since
-the driver's fallback modes (`allow`, `prefer`) take no client certificate.
+plus sign) and, as libpq, a `%` not followed by two hex digits (or `%00`) is refused; ports are
+1 to 65535 as libpq checks them, but here at parse time; several hosts, or a socket directory, in
+the authority are handed to the driver as the query form `host=a,b&port=1,2` (a host of several
+without a port gets 5432, since the driver needs every port); `sslcert`/`sslkey` need a mode
+that always encrypts (`require` or stricter), since the driver's fallback modes (`allow`,
+`prefer`) take no client certificate.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 ASYNC_DRIVER = "postgresql+asyncpg"
-SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
+SCHEMES = ("postgresql", "postgres")
+"""What psql takes; SQLAlchemy's `postgresql+asyncpg` is refused (the driver is not the
+operator's choice)."""
+DEFAULT_PORT = 5432
+MAX_PORT = 65535
 DRIVER_PARAMETERS = frozenset({"host", "port"})
 """Left in the URL: SQLAlchemy's asyncpg dialect reads them (sockets, multiple hosts)."""
 URL_PARTS = frozenset({"user", "password", "dbname"})
@@ -39,6 +49,7 @@ SUPPORTED = (
 )
 MIN_CONNECT_TIMEOUT = 2
 """libpq's floor: a `connect_timeout` of 1 waits 2 seconds."""
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})|%00")
 
 
 class DatabaseUrlError(ValueError):
@@ -106,10 +117,12 @@ def shown(url: str) -> str:
     """The URL to show an operator: as written, but with the password (in the authority or as a
     `password` parameter) replaced by `***`; a URL that cannot be read shows as its scheme."""
     base, question, query = url.partition("?")
-    try:
-        rendered = make_url(base).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return f"{base.partition('://')[0]}://…"
+    scheme, separator, rest = base.partition("://")
+    if not separator:
+        return f"{scheme}://…"
+    userinfo, at, hosts_and_path = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    rendered = f"{scheme}://{user}{':***' if colon else ''}{at}{hosts_and_path}"
     pairs = [p for p in query.split("&") if unquote(p.partition("=")[0]) != "password"]
     return rendered + (question + "&".join(pairs) if pairs else "")
 
@@ -120,10 +133,11 @@ def async_url(url: str) -> URL:
 
 
 def with_database(url: str, database: str) -> str:
-    """The same URL naming another database; the query string is kept exactly as written."""
+    """The same URL naming another database; everything else is kept exactly as written."""
     base, question, query = url.partition("?")
-    renamed = make_url(base).set(database=database).render_as_string(hide_password=False)
-    return f"{renamed}{question}{query}"
+    scheme, _, rest = base.partition("://")
+    authority = rest.partition("/")[0]
+    return f"{scheme}://{authority}/{quote(database, safe='')}{question}{query}"
 
 
 def _query(query: str) -> dict[str, str]:
@@ -131,29 +145,92 @@ def _query(query: str) -> dict[str, str]:
     parameters: dict[str, str] = {}
     for pair in filter(None, query.split("&")):
         name, equals, value = pair.partition("=")
-        name = unquote(name)
+        name = _decoded(name, "a parameter name")
         if not equals:
             raise DatabaseUrlError(f"parameter {name!r} in the URL has no value")
         if name in parameters:
             raise DatabaseUrlError(f"parameter {name!r} is given more than once in the URL")
-        parameters[name] = unquote(value)
+        parameters[name] = _decoded(value, f"the value of parameter {name!r}")
     return parameters
 
 
+def _decoded(text: str, where: str) -> str:
+    """libpq's percent-decoding, which refuses what it cannot decode (never shows `text`)."""
+    if _BAD_PERCENT.search(text):
+        raise DatabaseUrlError(f"invalid percent-encoded token in {where} in the URL")
+    return unquote(text)
+
+
 def _driver_url(base: str, parameters: Mapping[str, str]) -> URL:
-    scheme = base.partition("://")[0]
-    if scheme not in SCHEMES:
+    scheme, separator, rest = base.partition("://")
+    if not separator or scheme not in SCHEMES:
         raise DatabaseUrlError("the URL must start with postgresql:// or postgres://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, hostspec = authority.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    _decoded(user, "the user")
+    _decoded(password, "the password")
+    _decoded(path, "the database name")
+    query = {k: v for k, v in parameters.items() if k in DRIVER_PARAMETERS}
+    if "," in hostspec or "%" in hostspec:  # several hosts or a socket: the query form
+        hosts, ports = _endpoints(hostspec)
+        query = {"host": hosts, "port": ports} | query
+        hostspec = ""
+    query = _checked_hosts(query)
     try:
-        parsed = make_url(f"{ASYNC_DRIVER}://{base.partition('://')[2]}")
+        parsed = make_url(f"{ASYNC_DRIVER}://{userinfo}{at}{hostspec}{slash}{path}")
     except (ArgumentError, ValueError):
         raise DatabaseUrlError("the URL cannot be parsed (check its host and port)") from None
+    if parsed.port is not None:
+        _port(str(parsed.port))
     return parsed.set(
         username=parameters.get("user", parsed.username),
         password=parameters.get("password", parsed.password),
         database=parameters.get("dbname", parsed.database),
-        query={k: v for k, v in parameters.items() if k in DRIVER_PARAMETERS},
+        query=query,
     )
+
+
+def _endpoints(hostspec: str) -> tuple[str, str]:
+    """`h1:p1,[::1]:p2,%2Fdir` as the query form's `host` and `port` values, decoded."""
+    hosts: list[str] = []
+    ports: list[str] = []
+    for endpoint in hostspec.split(","):
+        if endpoint.startswith("["):
+            host, _, after = endpoint[1:].partition("]")
+            port = after.removeprefix(":")
+        else:
+            host, _, port = endpoint.partition(":")
+        hosts.append(_decoded(host, "a host"))
+        ports.append(port)
+    return ",".join(hosts), ",".join(ports) if any(ports) else ""
+
+
+def _checked_hosts(query: Mapping[str, str]) -> dict[str, str]:
+    """Ports as libpq checks them; with several hosts every one gets a port (the driver's
+    need: a missing one is 5432). Refuses a count of ports libpq could not match to hosts."""
+    hosts = query["host"].split(",") if "host" in query else [""]
+    ports = [_port(p) if p else "" for p in query.get("port", "").split(",")]
+    checked = {k: v for k, v in query.items() if v}
+    if len(ports) not in {1, len(hosts)}:
+        raise DatabaseUrlError(
+            f"{len(ports)} ports given for {len(hosts)} hosts (give one port, or one per host)"
+        )
+    if len(hosts) > 1:
+        ports = [p or str(DEFAULT_PORT) for p in ports * (len(hosts) // len(ports))]
+        checked["port"] = ",".join(ports)
+    return checked
+
+
+def _port(value: str) -> str:
+    """libpq's check of a port: a whole number from 1 to 65535."""
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise DatabaseUrlError(f"invalid port number {value!r} in the URL") from None
+    if not 1 <= number <= MAX_PORT:
+        raise DatabaseUrlError(f"invalid port number {value!r} in the URL (1 to {MAX_PORT})")
+    return str(number)
 
 
 def _tls(parameters: Mapping[str, str]) -> Tls:

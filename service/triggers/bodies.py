@@ -2,17 +2,21 @@
 the schemas `/openapi.json` publishes, so the two cannot drift apart.
 
 Strict: `"true"` is not a boolean and `1` is not an id. A refusal names the field and says
-why, in pydantic's words (`dry_run: Input should be a valid boolean`).
+why, in pydantic's words (`dry_run: Input should be a valid boolean`). A body sent as another
+media type than JSON (`text/plain`, a form, multipart) is refused 415 before it is read; a
+request without a `Content-Type` is read as JSON.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
+from aiohttp import hdrs, web
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from service.triggers.responses import BadRequest, storable
+from service.triggers.responses import BadRequest, problem, storable
 
+JSON = "application/json"
 EventType = Literal["user.created", "user.updated", "user.deleted"]
 MAX_ID_LENGTH = 256
 
@@ -68,3 +72,17 @@ def parsed(model: type[Body], body: Any, *, where: str) -> Body:
 def schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON Schema (draft 2020-12, as OpenAPI 3.1 takes it)."""
     return model.model_json_schema()
+
+
+def unsupported_media(request: web.Request) -> web.Response | None:
+    """415 in the API's error shape when a body comes as anything but `application/json`
+    (parameters such as `charset` are fine); None when the body may be read as JSON."""
+    if hdrs.CONTENT_TYPE not in request.headers or not request.body_exists:
+        return None
+    if request.content_type == JSON:
+        return None
+    return problem(
+        415,
+        "unsupported_media_type",
+        f"the body must be sent as {JSON}, not {request.content_type or 'an empty type'}",
+    )

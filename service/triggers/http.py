@@ -20,7 +20,7 @@ from service.db import deletions, detail, events, status
 from service.db.events import EventStatus, NewEvent
 from service.db.source import SourceError
 from service.reconcile.run import RunInProgress, RunRequest, Scope
-from service.triggers.bodies import SyncBody, parsed
+from service.triggers.bodies import SyncBody, parsed, unsupported_media
 from service.triggers.keys import LEADERSHIP, METRICS, SESSIONS, SETTINGS
 from service.triggers.lane import LaneClosed
 from service.triggers.responses import BadRequest, json_body, ok, problem, storable
@@ -44,6 +44,8 @@ def sync_request(body: Any) -> RunRequest:
 
 
 async def post_sync(request: web.Request) -> web.Response:
+    if (refused := unsupported_media(request)) is not None:
+        return refused
     run = sync_request(await json_body(request))
     duties = request.app[LEADERSHIP].duties
     if duties is None:

@@ -43,8 +43,16 @@ KEY = {
 }
 
 
+BAD_KEY = {"400": _error("The key holds a NUL character or a lone surrogate")}
+BODY_ERRORS = {
+    "413": _error("The body is larger than 4 MiB"),
+    "415": _error("The body is not sent as application/json"),
+}
+WRONG_METHOD = {"405": _error("Another method than the route's (the Allow header names it)")}
+
+
 def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"summary": summary, "responses": responses, **extra}
+    return {"summary": summary, "responses": {**responses, **WRONG_METHOD}, **extra}
 
 
 def _linked(response: dict[str, Any], **links: tuple[str, dict[str, str]]) -> dict[str, Any]:
@@ -92,6 +100,7 @@ def _sync_paths() -> dict[str, Any]:
         "400": _error("Invalid body"),
         "409": _error("A run is in progress"),
         "503": _error("This replica is a standby, or stopping"),
+        **BODY_ERRORS,
         **AUTH_ERRORS,
     }
     reconciled = {
@@ -106,6 +115,7 @@ def _sync_paths() -> dict[str, Any]:
         ),
         "404": _error("Unknown user"),
         "503": _error("The source lacks a column the runs need (named)"),
+        **BAD_KEY,
         **AUTH_ERRORS,
     }
     body = {"required": False, "content": {JSON: {"schema": _ref("SyncRequest")}}}
@@ -165,6 +175,7 @@ def _record_paths() -> dict[str, Any]:
         ),
         "503": _error("The source lacks a column the runs need (named)"),
         "404": _error("Unknown user"),
+        **BAD_KEY,
         **AUTH_ERRORS,
     }
     return {
@@ -201,6 +212,7 @@ def _event_paths() -> dict[str, Any]:
         "400": _error("Invalid body"),
         "401": _error("No credentials"),
         "403": _error("Wrong token or signature, stale timestamp, or replay"),
+        **BODY_ERRORS,
     }
     return {
         "/events": {

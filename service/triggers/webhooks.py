@@ -17,7 +17,7 @@ from aiohttp import web
 from service.db import events
 from service.db.events import NewEvent
 from service.triggers.auth import SIGNATURE
-from service.triggers.bodies import EventBody, parsed
+from service.triggers.bodies import EventBody, parsed, unsupported_media
 from service.triggers.keys import METRICS, SESSIONS, SETTINGS
 from service.triggers.responses import BadRequest, json_body, ok, problem
 
@@ -45,6 +45,8 @@ def _event(item: Any, *, where: str) -> NewEvent:
 
 
 async def post_events(request: web.Request) -> web.Response:
+    if (refused := unsupported_media(request)) is not None:
+        return refused
     new = parse_events(await json_body(request))
     signature = request.get(SIGNATURE)
     keep_for = timedelta(seconds=2 * request.app[SETTINGS].webhook_tolerance)

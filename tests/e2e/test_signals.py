@@ -307,18 +307,28 @@ async def test_a_command_still_going_at_the_deadline_is_ended_at_once(as_pid1: b
     assert messages(err) == ["user-sync: not stopped within 1 s of SIGTERM: stopping at once"]
 
 
-async def test_a_second_signal_ends_the_command_at_once(as_pid1: bool):
+@pytest.mark.parametrize(
+    ("first", "second", "code", "line"),
+    [
+        (signal.SIGTERM, signal.SIGINT, 143, "user-sync: SIGINT after SIGTERM: stopping at once"),
+        (signal.SIGINT, signal.SIGTERM, 130, "user-sync: SIGTERM after SIGINT: stopping at once"),
+        (signal.SIGTERM, signal.SIGTERM, 143, "user-sync: SIGTERM again: stopping at once"),
+    ],
+)
+async def test_a_second_signal_ends_the_command_at_once_with_the_first_signals_code(
+    as_pid1: bool, first: signal.Signals, second: signal.Signals, code: int, line: str
+):
     command = await start(stubborn(60.0), env=BARE, as_pid1=as_pid1)
     assert command.process.stdout is not None
     await _logged(command.process.stdout, "started")
 
-    command.signal(signal.SIGTERM)
+    command.signal(first)
     await _logged(command.process.stdout, "cancel ignored")
-    command.signal(signal.SIGINT)
-    code, _, err = await command.finish(within=GRACE)
+    command.signal(second)
+    exited, _, err = await command.finish(within=GRACE)
 
-    assert code == 130
-    assert messages(err) == ["user-sync: SIGINT again: stopping at once"]
+    assert exited == code
+    assert messages(err) == [line]
 
 
 async def test_serve_stops_on_sigterm_after_the_reader_of_its_logs_went_away(

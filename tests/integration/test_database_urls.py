@@ -26,6 +26,7 @@ from tests.fixtures.tls_postgres import (
     TlsServer,
     make_certificates,
 )
+from tests.integration.test_client_errors import closed_port
 
 SESSION = (
     "SELECT ssl, current_user, inet_server_addr() IS NULL AS over_socket"
@@ -88,6 +89,31 @@ async def test_libpqs_default_prefer_uses_the_tls_the_server_offers(tls_server: 
 async def test_a_socket_directory_as_host_parameter_connects(tls_server: TlsServer):
     url = f"postgresql://postgres@/usersync_tls?host={tls_server.socket_dir}&port={tls_server.port}"
     assert (await session_of(url))["over_socket"] is True
+
+
+async def over_socket_both_ways(url: str) -> tuple[bool, bool]:
+    """Whether the pool's session and a raw asyncpg session (the leader's) used a socket."""
+    connection = await connect(url)
+    try:
+        raw = bool(await connection.fetchval("SELECT inet_server_addr() IS NULL"))
+    finally:
+        await connection.close()
+    return bool((await session_of(url))["over_socket"]), raw
+
+
+async def test_a_percent_encoded_socket_directory_as_the_authoritys_host_connects(
+    tls_server: TlsServer,
+):
+    host = quote(str(tls_server.socket_dir), safe="")
+    url = f"postgresql://postgres@{host}:{tls_server.port}/usersync_tls"
+    assert await over_socket_both_ways(url) == (True, True)
+
+
+async def test_several_hosts_in_the_authority_are_tried_in_turn(tls_server: TlsServer):
+    url = (
+        f"postgresql://postgres@127.0.0.1:{closed_port()},127.0.0.1:{tls_server.port}/usersync_tls"
+    )
+    assert await over_socket_both_ways(url) == (False, False)
 
 
 async def test_a_percent_encoded_password_logs_in_and_a_wrong_one_is_not_echoed(

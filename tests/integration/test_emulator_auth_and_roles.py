@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import aiohttp
 import pytest
 
@@ -123,3 +126,20 @@ async def test_each_service_has_its_own_roles(
     assert not mine & theirs
     async with emulator_http.get(f"/v1/Services/{other}/Roles/{min(mine)}") as response:
         assert response.status == 404
+
+
+async def test_non_ascii_basic_credentials_are_the_json_401(emulator: RunningEmulator) -> None:
+    """Bytes no ASCII base64 can hold, sent raw (aiohttp's client would refuse to send them)."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", int(emulator.base_url.rsplit(":", 1)[1])
+    )
+    writer.write(
+        b"GET /v1/Users HTTP/1.1\r\nHost: emulator\r\nAuthorization: Basic \xff\xfe\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    await writer.drain()
+    head, _, body = (await reader.read()).partition(b"\r\n\r\n")
+    writer.close()
+    await writer.wait_closed()
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 401 Unauthorized"
+    assert json.loads(body)["code"] == 20003

@@ -20,6 +20,7 @@ from service.libpq.url import (
     SslMode,
     Tls,
     parse_database_url,
+    shown,
     with_database,
 )
 
@@ -32,7 +33,6 @@ ENCODED = "p%C3%A4%40ss%3Aw%2Frd%25%2B1"
     [
         "postgresql://u@db:6543/app",
         "postgres://u@db:6543/app",
-        "postgresql+asyncpg://u@db:6543/app",
     ],
 )
 def test_every_scheme_psql_takes_names_the_asyncpg_dialect(url: str):
@@ -149,6 +149,15 @@ def test_require_without_a_root_certificate_encrypts_without_checking(
         ("postgresql://db/app?sslmode", "'sslmode' in the URL has no value"),
         ("postgresql://db/app?sslcert=/x.crt", "sslcert and sslkey need sslmode=require"),
         ("mysql://db/app", "must start with postgresql:// or postgres://"),
+        ("postgresql+asyncpg://db/app", "must start with postgresql:// or postgres://"),
+        ("postgresql://db:99999/app", "invalid port number '99999'"),
+        ("postgresql://db:0/app", "invalid port number '0'"),
+        ("postgresql://db:1,db:70000/app", "invalid port number '70000'"),
+        ("postgresql://db/app?port=abc", "invalid port number 'abc'"),
+        ("postgresql://db/app?host=a,b&port=1,99999", "invalid port number '99999'"),
+        ("postgresql://db/app?host=a,b&port=1,2,3", "3 ports given for 2 hosts"),
+        ("postgresql://db/ap%ZZp", "invalid percent-encoded token in the database name"),
+        ("postgresql://db/app?options=%2", "invalid percent-encoded token in the value of"),
         ("postgresql://db:port/app", "cannot be parsed"),
         ("postgresql://db/app?sslmode=verify-full&sslrootcert=/no/ca.pem", "sslrootcert: file"),
         (
@@ -173,6 +182,51 @@ def test_a_bad_url_fails_at_start_naming_the_parameter_and_never_the_password(
     assert ENCODED not in message
 
 
+@pytest.mark.parametrize("variable", ["USERSYNC_DATABASE_URL", "USERSYNC_LEADER_DATABASE_URL"])
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://u:p%ZZss@db/app", "invalid percent-encoded token in the password"),
+        ("postgresql://u:p%00ss@db/app", "invalid percent-encoded token in the password"),
+        ("postgresql://u%G1:pw@db/app", "invalid percent-encoded token in the user"),
+        ("postgresql://u@db:99999/app", "invalid port number '99999'"),
+        ("postgresql://u@db/app?port=abc", "invalid port number 'abc'"),
+    ],
+)
+def test_both_urls_refuse_what_psql_refuses_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, url: str, problem: str
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("USERSYNC_SECRETS_DIR", str(tmp_path / "no-secrets"))
+    monkeypatch.setenv("USERSYNC_DATABASE_URL", "postgresql://u@db/app")
+    monkeypatch.setenv(variable, url)
+    with pytest.raises(ConfigError) as failure:
+        load_settings()
+    message = str(failure.value)
+    assert f"{variable}: {problem}" in message
+    assert "p%ZZss" not in message
+    assert "p%00ss" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "hosts", "ports"),
+    [
+        ("postgresql://u:pw@127.0.0.1:1,127.0.0.1:5432/db", "127.0.0.1,127.0.0.1", "1,5432"),
+        ("postgresql://u@a,b:5433/db", "a,b", "5432,5433"),
+        ("postgresql://u@[::1]:6000,[::2]/db", "::1,::2", "6000,5432"),
+        ("postgresql://u@%2Fvar%2Frun%2Fpostgresql:5433/db", "/var/run/postgresql", "5433"),
+        ("postgresql://u@%2Fvar%2Frun%2Fpostgresql/db", "/var/run/postgresql", None),
+        ("postgresql://u@/db?host=a,b&port=1", "a,b", "1,1"),
+    ],
+)
+def test_several_hosts_or_a_socket_in_the_authority_become_the_query_form(
+    url: str, hosts: str, ports: str | None
+):
+    parsed = parse_database_url(url).url
+    assert (parsed.host, parsed.port, parsed.database) == (None, None, "db")
+    assert (parsed.query.get("host"), parsed.query.get("port")) == (hosts, ports)
+
+
 def test_verify_modes_need_a_root_certificate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(DatabaseUrlError, match="sslmode=verify-ca needs sslrootcert"):
@@ -190,4 +244,25 @@ def test_with_database_keeps_the_query_as_written():
     url = "postgresql://u@db/postgres?sslmode=require&options=-c%20a%3Db"
     assert with_database(url, "other") == (
         "postgresql://u@db/other?sslmode=require&options=-c%20a%3Db"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            f"postgresql://u:{ENCODED}@a:1,b:2/db?password=x&sslmode=require",
+            "postgresql://u:***@a:1,b:2/db?sslmode=require",
+        ),
+        ("postgresql://u@%2Ftmp:5432/db", "postgresql://u@%2Ftmp:5432/db"),
+        ("postgres://db", "postgres://db"),
+    ],
+)
+def test_shown_hides_the_password_of_every_form(url: str, expected: str):
+    assert shown(url) == expected
+
+
+def test_with_database_keeps_several_hosts():
+    assert with_database("postgresql://u@a:1,b:2/postgres?sslmode=require", "x y") == (
+        "postgresql://u@a:1,b:2/x%20y?sslmode=require"
     )
