@@ -39,6 +39,7 @@ from service.config import ConfigError, Settings
 from service.conversations.client import ConversationsClient
 from service.conversations.errors import ConversationsError
 from service.conversations.ratelimit import WriteLimiter
+from service.conversations.retry import RetryPolicy as CallRetry
 from service.conversations.stats import Observer
 from service.db import affinity, connectivity, locks, migrate
 from service.db.engine import create_engine, create_sessionmaker
@@ -105,6 +106,41 @@ def policy(settings: Settings) -> Policy:
         protected_identity=re.compile(pattern) if pattern else None,
         max_deletes_per_run=settings.max_deletes_per_run,
         max_deletes_percent=settings.max_deletes_percent,
+    )
+
+
+def call_retry(settings: Settings) -> CallRetry:
+    """How the client retries a failed call: `USERSYNC_MAX_RETRIES`, `USERSYNC_RETRY_BACKOFF_*`."""
+    return CallRetry(
+        max_retries=settings.max_retries,
+        backoff_base=settings.retry_backoff_base,
+        backoff_max=settings.retry_backoff_max,
+    )
+
+
+def conversations_client(
+    session: aiohttp.ClientSession,
+    settings: Settings,
+    *,
+    service_sid: str | None = None,
+    limiter: WriteLimiter | None = None,
+    observer: Observer | None = None,
+) -> ConversationsClient:
+    """A client as configured; pass `limiter` to share one with other clients of the Service.
+
+    `service_sid` is the Service to address, `settings.service_sid` when not given (the
+    composition root passes the account's default once it has resolved it)."""
+    return ConversationsClient(
+        session,
+        base_url=settings.base_url,
+        api=settings.api,
+        service_sid=service_sid or settings.service_sid,
+        credentials=settings.credentials(),
+        limiter=limiter or WriteLimiter(settings.write_rate, max_in_flight=settings.max_in_flight),
+        webhook_enabled=settings.webhook_enabled,
+        timeout=settings.request_timeout,
+        retry=call_retry(settings),
+        observer=observer,
     )
 
 
@@ -178,7 +214,7 @@ class Connections:
     observer: Observer | None
 
     def client(self, service_sid: str | None) -> ConversationsClient:
-        return ConversationsClient.from_settings(
+        return conversations_client(
             self.session,
             self.settings,
             service_sid=service_sid,
