@@ -44,7 +44,7 @@ from service.conversations.stats import Observer
 from service.db import affinity, connectivity, locks, migrate
 from service.db.engine import create_engine, create_sessionmaker
 from service.domain.backoff import next_attempt_delay
-from service.domain.policy import AttributesMode, DeleteMode, Policy
+from service.domain.policy import Policy
 from service.metrics import Metrics
 from service.reconcile import failure
 from service.reconcile.outcome import RetryPolicy
@@ -101,8 +101,8 @@ def service_key(service_sid: str) -> str:
 def policy(settings: Settings) -> Policy:
     pattern = settings.protected_identity_pattern
     return Policy(
-        delete_mode=DeleteMode(settings.delete_mode.value),
-        attributes_mode=AttributesMode(settings.attributes_mode.value),
+        delete_mode=settings.delete_mode,
+        attributes_mode=settings.attributes_mode,
         protected_identity=re.compile(pattern) if pattern else None,
         max_deletes_per_run=settings.max_deletes_per_run,
         max_deletes_percent=settings.max_deletes_percent,

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from service.triggers.responses import BadRequest, storable
+from service.triggers.responses import InvalidRequest, storable
 
 EventType = Literal["user.created", "user.updated", "user.deleted"]
 MAX_ID_LENGTH = 256
@@ -53,14 +53,14 @@ PLAINER = {"string_pattern_mismatch": "must hold a non-blank character and no NU
 
 
 def parsed(model: type[Body], body: Any, *, where: str) -> Body:
-    """The body as `model`, or BadRequest naming where, the field and the problem."""
+    """The body as `model`, or InvalidRequest naming where, the field and the problem."""
     try:
         return model.model_validate(body)
     except ValidationError as e:
         first = e.errors(include_url=False)[0]
         field = ".".join(str(part) for part in first["loc"])
         first["msg"] = PLAINER.get(first["type"], first["msg"])
-        raise BadRequest(
+        raise InvalidRequest(
             f"{where}: {field}: {first['msg']}" if field else f"{where}: {first['msg']}"
         ) from None
 

@@ -87,7 +87,7 @@ class Duties:
 
     async def _last_success(self, scope: Scope) -> datetime | None:
         async with self._sessions() as session:
-            return await status.last_success(session, scope=scope.value)
+            return await status.last_success(session, scope=scope)
 
     async def _housekeeping(self) -> None:
         retention = timedelta(hours=self._settings.event_retention_hours)

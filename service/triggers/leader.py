@@ -42,7 +42,9 @@ REFUSED_RETRY = 30.0
 """Seconds (at most; jittered down to half) before a refused session is tried again."""
 
 
-class Role(StrEnum):
+class Standing(StrEnum):
+    """A replica's part in leader election (`Leadership.role`); not a Twilio Role."""
+
     LEADER = "leader"
     STANDBY = "standby"
 
@@ -62,7 +64,7 @@ class Leadership:
         self._retry = retry_interval
         self._check = check_interval
         self._application_name = application_name
-        self.role = Role.STANDBY
+        self.role = Standing.STANDBY
         self.duties: Duties | None = None
         self._work: asyncio.Task[None] | None = None
         self._stopping = False
@@ -137,12 +139,12 @@ class Leadership:
         await channel.listen(connection, duties.wake)
         work = asyncio.create_task(duties.run(), name="duties")
         watch = asyncio.create_task(self._watch(connection, lost), name="leader-watch")
-        self._become(Role.LEADER, duties, work, key=key)
+        self._become(Standing.LEADER, duties, work, key=key)
         try:
             done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
             return self._why_ended(work, done)
         finally:
-            self._become(Role.STANDBY, None, None, key=key)
+            self._become(Standing.STANDBY, None, None, key=key)
             work.cancel()
             watch.cancel()
             await asyncio.wait({work, watch})
@@ -170,13 +172,13 @@ class Leadership:
         return None if self._stopping else "stepped down: duties ended unexpectedly"
 
     def _become(
-        self, role: Role, duties: Duties | None, work: asyncio.Task[None] | None, *, key: str
+        self, role: Standing, duties: Duties | None, work: asyncio.Task[None] | None, *, key: str
     ) -> None:
         self.role, self.duties, self._work = role, duties, work
-        self._metrics.is_leader.set(1 if role is Role.LEADER else 0)
-        if role is Role.LEADER:
+        self._metrics.is_leader.set(1 if role is Standing.LEADER else 0)
+        if role is Standing.LEADER:
             self._failures = 0
-        log.info("leader" if role is Role.LEADER else "standby", role=role.value, key=key)
+        log.info("leader" if role is Standing.LEADER else "standby", role=role.value, key=key)
 
     async def _refused(self) -> None:
         delay = random.uniform(REFUSED_RETRY / 2, REFUSED_RETRY)

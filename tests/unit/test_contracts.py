@@ -8,12 +8,15 @@ the clock is no import (`datetime` is the domain's vocabulary), so that is check
 from __future__ import annotations
 
 import ast
+import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from service.domain.runs import RunStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = ROOT / "service" / "domain"
@@ -121,3 +124,14 @@ def test_a_lower_layer_reaching_up_is_refused(
     assert result.returncode != 0
     assert "BROKEN" in result.stdout
     assert edge in result.stdout
+
+
+def test_the_database_holds_exactly_the_run_statuses() -> None:
+    """`sync_run.status`'s CHECK (migration 0001) allows exactly `RunStatus`, `running` too."""
+    path = ROOT / "service" / "migrations" / "versions" / "0001_initial_schema.py"
+    spec = importlib.util.spec_from_file_location("initial_schema", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    allowed = {word.strip(" '") for word in migration.RUN_STATUSES.split(",")}
+    assert allowed == {status.value for status in RunStatus}
