@@ -1,6 +1,8 @@
-"""Read-side queries for operators: recent runs, failing users, freshness.
+"""Read-side queries for operators: recent runs, failing users, users by status, freshness.
 
-Used by `user-sync status` and (later) the HTTP API; plain values out, never ORM rows.
+Used by `user-sync status` (and the demo), the HTTP API (`GET /runs`, the vitals behind
+`/metrics`), the schedule (its last successes) and `db.detail`'s views of one run; plain
+values out, never ORM rows. `as_json` turns any of them into JSON for the CLI and the API.
 """
 
 from __future__ import annotations
