@@ -86,6 +86,8 @@ class Runtime:
     client: ConversationsClient
     runner: Runner
     service_sid: str
+    sessions: async_sessionmaker[AsyncSession]
+    """The connections' one sessionmaker, for what reads beside the runs (the demo's status)."""
 
 
 def utc_now() -> datetime:
@@ -204,7 +206,7 @@ async def refuse_pooled_sessions(settings: Settings) -> None:
 @dataclass(frozen=True, slots=True)
 class Connections:
     """What exists before the Service is known: the engines (the pool, and the one of lock
-    connections, often the same), the one ClientSession, the limiter."""
+    connections, often the same), the pool's sessionmaker, the one ClientSession, the limiter."""
 
     settings: Settings
     engine: AsyncEngine
@@ -212,6 +214,7 @@ class Connections:
     session: aiohttp.ClientSession
     limiter: WriteLimiter
     observer: Observer | None
+    sessions: async_sessionmaker[AsyncSession]
 
     def client(self, service_sid: str | None) -> ConversationsClient:
         return conversations_client(
@@ -237,7 +240,7 @@ class Connections:
             clock=utc_now,
             on_close=on_close,
         )
-        return Runtime(self.settings, self.engine, client, runner, service_sid)
+        return Runtime(self.settings, self.engine, client, runner, service_sid, self.sessions)
 
 
 @asynccontextmanager
@@ -251,7 +254,9 @@ async def connections(
         lock_database(settings, engine) as lock_engine,
         aiohttp.ClientSession() as session,
     ):
-        yield Connections(settings, engine, lock_engine, session, limiter, observer)
+        yield Connections(
+            settings, engine, lock_engine, session, limiter, observer, sessions(engine)
+        )
 
 
 async def resolve_service_sid(connected: Connections) -> str:
@@ -283,6 +288,7 @@ async def runtime(
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """The sessionmaker of `engine`, made here once per engine (`Connections`, `status`)."""
     return create_sessionmaker(engine)
 
 
@@ -305,30 +311,30 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     application[keys.METRICS] = Metrics()
     application[keys.HEAD_REVISION] = migrate.head_revision()
     application[keys.SERVICE] = keys.ServiceState()
-    application.cleanup_ctx.append(_connections_context)
-    application.cleanup_ctx.append(partial(_leadership_context, clock=clock))
+    application.cleanup_ctx.append(partial(_serving_context, clock=clock))
     application.on_shutdown.append(_stop_intake)
     for add_routes in (health.add_routes, http.add_routes, webhooks.add_routes, openapi.add_routes):
         add_routes(application)
     return application
 
 
-CONNECTIONS = web.AppKey("connections", Connections)
-
-
-async def _connections_context(application: web.Application) -> AsyncIterator[None]:
+async def _serving_context(
+    application: web.Application, *, clock: Callable[[], datetime]
+) -> AsyncIterator[None]:
+    """The connections, then, on top of them, the replica; left in reverse."""
     settings, metrics = application[keys.SETTINGS], application[keys.METRICS]
     limiter = PriorityLimiter(settings.write_rate, max_in_flight=settings.max_in_flight)
     metrics.watch_limiter(limiter)
     async with connections(settings, limiter=limiter, observer=metrics.observe_call) as connected:
         application[keys.ENGINE] = connected.engine
-        application[keys.SESSIONS] = sessions(connected.engine)
-        application[CONNECTIONS] = connected
-        yield
+        application[keys.SESSIONS] = connected.sessions
+        async with _leadership(application, connected, clock=clock):
+            yield
 
 
-async def _leadership_context(
-    application: web.Application, *, clock: Callable[[], datetime]
+@asynccontextmanager
+async def _leadership(
+    application: web.Application, connected: Connections, *, clock: Callable[[], datetime]
 ) -> AsyncIterator[None]:
     settings = application[keys.SETTINGS]
     leadership = Leadership(
@@ -338,7 +344,9 @@ async def _leadership_context(
         check_interval=settings.leader_check_interval,
     )
     application[keys.LEADERSHIP] = leadership
-    task = asyncio.create_task(_replica(application, leadership, clock=clock), name="leadership")
+    task = asyncio.create_task(
+        _replica(application, connected, leadership, clock=clock), name="leadership"
+    )
     yield
     await leadership.stop(grace=settings.shutdown_grace)
     task.cancel()
@@ -346,18 +354,22 @@ async def _leadership_context(
 
 
 async def _replica(
-    application: web.Application, leadership: Leadership, *, clock: Callable[[], datetime]
+    application: web.Application,
+    connected: Connections,
+    leadership: Leadership,
+    *,
+    clock: Callable[[], datetime],
 ) -> None:
     """Learn the Service, then compete for its leader lock until stopped."""
     settings, metrics = application[keys.SETTINGS], application[keys.METRICS]
-    sid = await _resolve_patiently(application)
-    wired = application[CONNECTIONS].runtime(sid, on_close=metrics.observe_run)
+    sid = await _resolve_patiently(connected, application[keys.SERVICE])
+    wired = connected.runtime(sid, on_close=metrics.observe_run)
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     def duties() -> Duties:
         return Duties(
             wired.runner,
-            sessions=application[keys.SESSIONS],
+            sessions=connected.sessions,
             settings=settings,
             metrics=metrics,
             clock=clock,
@@ -368,11 +380,10 @@ async def _replica(
     await leadership.run(key=key, duties=duties)
 
 
-async def _resolve_patiently(application: web.Application) -> str:
+async def _resolve_patiently(connected: Connections, state: keys.ServiceState) -> str:
     """The Service's sid, however long it takes: a replica that does not know it never leads
     (and is not ready), and never stands in another key for it. Waits grow from
     `leader_retry_interval` to `RESOLVE_BACKOFF_MAX`, jittered, between failed attempts."""
-    connected, state = application[CONNECTIONS], application[keys.SERVICE]
     failures = 0
     while True:
         try:

@@ -23,6 +23,7 @@ from service.reconcile.run import RunInProgress, RunRequest, RunStatus, Scope
 from service.triggers.bodies import SyncBody, parsed
 from service.triggers.keys import LEADERSHIP, METRICS, SESSIONS, SETTINGS
 from service.triggers.lane import LaneClosed
+from service.triggers.leader import Standby
 from service.triggers.responses import InvalidRequest, json_body, ok, problem, storable
 
 OUTCOME_POLL_SECONDS = 0.05
@@ -45,11 +46,10 @@ def sync_request(body: Any) -> RunRequest:
 
 async def post_sync(request: web.Request) -> web.Response:
     run = sync_request(await json_body(request))
-    duties = request.app[LEADERSHIP].duties
-    if duties is None:
-        return problem(503, "standby", "this replica is a standby; the leader starts runs")
     try:
-        run_id = await duties.lane.start(run)
+        run_id = await request.app[LEADERSHIP].start_run(run)
+    except Standby as e:
+        return problem(503, "standby", str(e))
     except RunInProgress as e:
         return problem(409, "run_in_progress", str(e))
     except LaneClosed as e:

@@ -32,6 +32,7 @@ import structlog
 
 from service.db import affinity, channel
 from service.metrics import Metrics
+from service.reconcile.run import RunRequest
 from service.triggers.duties import Duties
 
 log = structlog.get_logger(__name__)
@@ -47,6 +48,10 @@ class Standing(StrEnum):
 
     LEADER = "leader"
     STANDBY = "standby"
+
+
+class Standby(Exception):
+    """This replica does not lead now: only the leader starts runs."""
 
 
 class Leadership:
@@ -97,6 +102,13 @@ class Leadership:
                 channel.drop(connection)
             if problem is not None and not self._stopping:
                 await (self._refused() if problem is self.problem else self._back_off(problem))
+
+    async def start_run(self, request: RunRequest) -> int:
+        """Start an on-demand run on this leader's lane: its id once recorded; `Standby` when
+        this replica does not lead (and what the lane raises: RunInProgress, LaneClosed)."""
+        if self.duties is None:
+            raise Standby("this replica is a standby; the leader starts runs")
+        return await self.duties.start_run(request)
 
     def stop_intake(self) -> None:
         """Stop taking work: no new term, no new runs or claims; runs in flight go on."""
