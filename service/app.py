@@ -239,6 +239,7 @@ class Connections:
             config=config,
             clock=utc_now,
             on_close=on_close,
+            sessions=self.sessions,
         )
         return Runtime(self.settings, self.engine, client, runner, service_sid, self.sessions)
 
