@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from service.config import ApiFlavor
 from service.conversations import ConversationsClient, RetryPolicy, WriteLimiter
+from service.conversations.endpoints import ApiFlavor
 from service.emulator import EmulatorConfig, RunningEmulator, running_emulator
 
 TWILIO_LIMIT = 30.0

@@ -51,7 +51,6 @@ from sqlalchemy.engine import make_url
 
 from service import app
 from service.config import Settings
-from service.conversations import ConversationsClient
 from service.db import migrate
 from service.db.engine import connect, create_engine
 from service.emulator import (
@@ -317,7 +316,7 @@ async def ceiling(args: argparse.Namespace) -> list[str]:
 async def paging_floor(settings: Settings) -> tuple[int, float]:
     """Pages and seconds for the client alone to page through every user (best of two)."""
     async with aiohttp.ClientSession() as session:
-        client = ConversationsClient.from_settings(session, settings)
+        client = app.conversations_client(session, settings)
         best = math.inf
         pages = 0
         for _ in range(2):

@@ -39,11 +39,12 @@ from service.config import ConfigError, Settings
 from service.conversations.client import ConversationsClient
 from service.conversations.errors import ConversationsError
 from service.conversations.ratelimit import WriteLimiter
+from service.conversations.retry import RetryPolicy as CallRetry
 from service.conversations.stats import Observer
 from service.db import affinity, connectivity, locks, migrate
 from service.db.engine import create_engine, create_sessionmaker
 from service.domain.backoff import next_attempt_delay
-from service.domain.policy import AttributesMode, DeleteMode, Policy
+from service.domain.policy import Policy
 from service.metrics import Metrics
 from service.reconcile import failure
 from service.reconcile.outcome import RetryPolicy
@@ -84,6 +85,8 @@ class Runtime:
     client: ConversationsClient
     runner: Runner
     service_sid: str
+    sessions: async_sessionmaker[AsyncSession]
+    """The connections' one sessionmaker, for what reads beside the runs (the demo's status)."""
 
 
 def utc_now() -> datetime:
@@ -99,11 +102,46 @@ def service_key(service_sid: str) -> str:
 def policy(settings: Settings) -> Policy:
     pattern = settings.protected_identity_pattern
     return Policy(
-        delete_mode=DeleteMode(settings.delete_mode.value),
-        attributes_mode=AttributesMode(settings.attributes_mode.value),
+        delete_mode=settings.delete_mode,
+        attributes_mode=settings.attributes_mode,
         protected_identity=re.compile(pattern) if pattern else None,
         max_deletes_per_run=settings.max_deletes_per_run,
         max_deletes_percent=settings.max_deletes_percent,
+    )
+
+
+def call_retry(settings: Settings) -> CallRetry:
+    """How the client retries a failed call: `USERSYNC_MAX_RETRIES`, `USERSYNC_RETRY_BACKOFF_*`."""
+    return CallRetry(
+        max_retries=settings.max_retries,
+        backoff_base=settings.retry_backoff_base,
+        backoff_max=settings.retry_backoff_max,
+    )
+
+
+def conversations_client(
+    session: aiohttp.ClientSession,
+    settings: Settings,
+    *,
+    service_sid: str | None = None,
+    limiter: WriteLimiter | None = None,
+    observer: Observer | None = None,
+) -> ConversationsClient:
+    """A client as configured; pass `limiter` to share one with other clients of the Service.
+
+    `service_sid` is the Service to address, `settings.service_sid` when not given (the
+    composition root passes the account's default once it has resolved it)."""
+    return ConversationsClient(
+        session,
+        base_url=settings.base_url,
+        api=settings.api,
+        service_sid=service_sid or settings.service_sid,
+        credentials=settings.credentials(),
+        limiter=limiter or WriteLimiter(settings.write_rate, max_in_flight=settings.max_in_flight),
+        webhook_enabled=settings.webhook_enabled,
+        timeout=settings.request_timeout,
+        retry=call_retry(settings),
+        observer=observer,
     )
 
 
@@ -171,7 +209,7 @@ async def refuse_pooled_sessions(settings: Settings) -> None:
 @dataclass(frozen=True, slots=True)
 class Connections:
     """What exists before the Service is known: the engines (the pool, and the one of lock
-    connections, often the same), the one ClientSession, the limiter."""
+    connections, often the same), the pool's sessionmaker, the one ClientSession, the limiter."""
 
     settings: Settings
     engine: AsyncEngine
@@ -179,9 +217,10 @@ class Connections:
     session: aiohttp.ClientSession
     limiter: WriteLimiter
     observer: Observer | None
+    sessions: async_sessionmaker[AsyncSession]
 
     def client(self, service_sid: str | None) -> ConversationsClient:
-        return ConversationsClient.from_settings(
+        return conversations_client(
             self.session,
             self.settings,
             service_sid=service_sid,
@@ -203,8 +242,9 @@ class Connections:
             config=config,
             clock=utc_now,
             on_close=on_close,
+            sessions=self.sessions,
         )
-        return Runtime(self.settings, self.engine, client, runner, service_sid)
+        return Runtime(self.settings, self.engine, client, runner, service_sid, self.sessions)
 
 
 @asynccontextmanager
@@ -218,7 +258,9 @@ async def connections(
         lock_database(settings, engine) as lock_engine,
         aiohttp.ClientSession() as session,
     ):
-        yield Connections(settings, engine, lock_engine, session, limiter, observer)
+        yield Connections(
+            settings, engine, lock_engine, session, limiter, observer, sessions(engine)
+        )
 
 
 async def resolve_service_sid(connected: Connections) -> str:
@@ -250,6 +292,7 @@ async def runtime(
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """The sessionmaker of `engine`, made here once per engine (`Connections`, `status`)."""
     return create_sessionmaker(engine)
 
 
@@ -272,30 +315,30 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     application[keys.METRICS] = Metrics()
     application[keys.HEAD_REVISION] = migrate.head_revision()
     application[keys.SERVICE] = keys.ServiceState()
-    application.cleanup_ctx.append(_connections_context)
-    application.cleanup_ctx.append(partial(_leadership_context, clock=clock))
+    application.cleanup_ctx.append(partial(_serving_context, clock=clock))
     application.on_shutdown.append(_stop_intake)
     for add_routes in (health.add_routes, http.add_routes, webhooks.add_routes, openapi.add_routes):
         add_routes(application)
     return application
 
 
-CONNECTIONS = web.AppKey("connections", Connections)
-
-
-async def _connections_context(application: web.Application) -> AsyncIterator[None]:
+async def _serving_context(
+    application: web.Application, *, clock: Callable[[], datetime]
+) -> AsyncIterator[None]:
+    """The connections, then, on top of them, the replica; left in reverse."""
     settings, metrics = application[keys.SETTINGS], application[keys.METRICS]
     limiter = PriorityLimiter(settings.write_rate, max_in_flight=settings.max_in_flight)
     metrics.watch_limiter(limiter)
     async with connections(settings, limiter=limiter, observer=metrics.observe_call) as connected:
         application[keys.ENGINE] = connected.engine
-        application[keys.SESSIONS] = sessions(connected.engine)
-        application[CONNECTIONS] = connected
-        yield
+        application[keys.SESSIONS] = connected.sessions
+        async with _leadership(application, connected, clock=clock):
+            yield
 
 
-async def _leadership_context(
-    application: web.Application, *, clock: Callable[[], datetime]
+@asynccontextmanager
+async def _leadership(
+    application: web.Application, connected: Connections, *, clock: Callable[[], datetime]
 ) -> AsyncIterator[None]:
     settings = application[keys.SETTINGS]
     leadership = Leadership(
@@ -306,7 +349,9 @@ async def _leadership_context(
         check_interval=settings.leader_check_interval,
     )
     application[keys.LEADERSHIP] = leadership
-    task = asyncio.create_task(_replica(application, leadership, clock=clock), name="leadership")
+    task = asyncio.create_task(
+        _replica(application, connected, leadership, clock=clock), name="leadership"
+    )
     yield
     await leadership.stop(grace=settings.shutdown_grace)
     task.cancel()
@@ -314,18 +359,22 @@ async def _leadership_context(
 
 
 async def _replica(
-    application: web.Application, leadership: Leadership, *, clock: Callable[[], datetime]
+    application: web.Application,
+    connected: Connections,
+    leadership: Leadership,
+    *,
+    clock: Callable[[], datetime],
 ) -> None:
     """Learn the Service, then compete for its leader lock until stopped."""
     settings, metrics = application[keys.SETTINGS], application[keys.METRICS]
-    sid = await _resolve_patiently(application)
-    wired = application[CONNECTIONS].runtime(sid, on_close=metrics.observe_run)
+    sid = await _resolve_patiently(connected, application[keys.SERVICE])
+    wired = connected.runtime(sid, on_close=metrics.observe_run)
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     def duties() -> Duties:
         return Duties(
             wired.runner,
-            sessions=application[keys.SESSIONS],
+            sessions=connected.sessions,
             settings=settings,
             metrics=metrics,
             clock=clock,
@@ -336,11 +385,10 @@ async def _replica(
     await leadership.run(key=key, duties=duties)
 
 
-async def _resolve_patiently(application: web.Application) -> str:
+async def _resolve_patiently(connected: Connections, state: keys.ServiceState) -> str:
     """The Service's sid, however long it takes: a replica that does not know it never leads
     (and is not ready), and never stands in another key for it. Waits grow from
     `leader_retry_interval` to `RESOLVE_BACKOFF_MAX`, jittered, between failed attempts."""
-    connected, state = application[CONNECTIONS], application[keys.SERVICE]
     failures = 0
     while True:
         try:

@@ -30,28 +30,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from service.conversations.endpoints import ApiFlavor
+from service.domain.policy import AttributesMode, DeleteMode
 from service.libpq.tls import ssl_argument
 from service.libpq.url import parse_database_url
 from service.regions import ApiHost, api_host, check_edge, check_region
 
 TWILIO_WRITE_LIMIT_PER_SECOND = 30
 """Twilio's documented limit: user create, update and delete share 30 actions/s per Service."""
-
-
-class ApiFlavor(StrEnum):
-    CONVERSATIONS_V1 = "conversations-v1"
-    CHAT_V2 = "chat-v2"
-
-
-class DeleteMode(StrEnum):
-    MANAGED = "managed"
-    MIRROR = "mirror"
-    NEVER = "never"
-
-
-class AttributesMode(StrEnum):
-    REPLACE = "replace"
-    MERGE = "merge"
 
 
 class LogFormat(StrEnum):
@@ -100,12 +86,14 @@ class Settings(BaseSettings):
         frozen=True,
         populate_by_name=True,
         allow_inf_nan=False,
+        use_attribute_docstrings=True,  # each field's docstring is its description
     )
 
     # --- where things are -------------------------------------------------------------
     database_url: SecretStr | None = Field(
         default=None, validation_alias=_alias("USERSYNC_DATABASE_URL", "DATABASE_URL")
     )
+    """Postgres URL as psql takes it (`postgresql://user:pw@host:5432/db?sslmode=require`)."""
     leader_database_url: SecretStr | None = None
     """Where the session-scoped advisory locks and LISTEN go (the leader's session and each
     run's lock connection): direct to Postgres when the main URL goes through a pooler."""
@@ -116,67 +104,98 @@ class Settings(BaseSettings):
     account_sid: str | None = Field(
         default=None, validation_alias=_alias("TWILIO_ACCOUNT_SID", "USERSYNC_ACCOUNT_SID")
     )
+    """The Twilio account, `AC` and 32 hex digits (`TWILIO_ACCOUNT_SID`)."""
     auth_token: SecretStr | None = Field(
         default=None, validation_alias=_alias("TWILIO_AUTH_TOKEN", "USERSYNC_AUTH_TOKEN")
     )
+    """The account's auth token; the API key pair wins over it when both of that are set."""
     api_key: str | None = Field(
         default=None, validation_alias=_alias("TWILIO_API_KEY", "USERSYNC_API_KEY")
     )
+    """An API key sid, `SK` and 32 hex digits, used with `api_secret` instead of the auth token."""
     api_secret: SecretStr | None = Field(
         default=None, validation_alias=_alias("TWILIO_API_SECRET", "USERSYNC_API_SECRET")
     )
+    """The API key's secret."""
     service_sid: str | None = None
+    """The Conversation Service, `IS` and 32 hex digits; unset: the account's default Service,
+    learnt once at start (`GET /v1/Configuration`)."""
     api: ApiFlavor = ApiFlavor.CONVERSATIONS_V1
+    """The dialect of the Users API; Chat v2 needs `service_sid`."""
     region: str | None = Field(
         default=None, validation_alias=_alias("USERSYNC_REGION", "TWILIO_REGION")
     )
+    """Twilio Region of the Service and the credentials (`us1`, `ie1`, `au1`, `jp1`)."""
     edge: str | None = Field(default=None, validation_alias=_alias("USERSYNC_EDGE", "TWILIO_EDGE"))
+    """Twilio Edge Location in the API host; unset: the region's own."""
     api_base_url: str | None = None
     """Wins over `region` and `edge` (the emulator, a proxy)."""
     webhook_enabled: bool = False
     """Value of `X-Twilio-Webhook-Enabled` on our writes; false so they do not echo back."""
     request_timeout: float = Field(default=10.0, ge=0.1, le=300)
+    """Seconds one HTTP request to the Users API may take."""
     max_retries: int = Field(default=5, ge=0, le=20)
+    """Further attempts of a call after a transient failure (connection, timeout, 5xx, 429)."""
     retry_backoff_base: float = Field(default=0.25, ge=0.001, le=60)
+    """Seconds: the first retry's jittered wait cap, doubling with each attempt."""
     retry_backoff_max: float = Field(default=20.0, ge=0.001, le=600)
+    """Seconds: the most a retry's jittered wait may be (a 429's Retry-After may ask more)."""
 
     # --- pace -------------------------------------------------------------------------
     write_rate: float = Field(default=25.0, ge=0.01, le=1_000_000)
     """Writes per second per Service; over 30 requires `write_rate_limit_raised`."""
     write_rate_limit_raised: bool = False
+    """Twilio raised the account's write limit: allows a `write_rate` over 30 per second."""
     max_in_flight: int = Field(default=16, ge=1, le=256)
+    """Requests to the Users API in flight at once, reads and writes (also the pool size)."""
 
     # --- policy -----------------------------------------------------------------------
     delete_mode: DeleteMode = DeleteMode.MANAGED
+    """Which remote users a run may delete (`domain.policy.DeleteMode`)."""
     protected_identity_pattern: str | None = None
+    """A regular expression (`re.search`) of identities never deleted, in any delete mode."""
     max_deletes_per_run: int = Field(default=100, ge=0, le=10_000_000)
+    """Deletion guard: deletions within `deletion_window`, across runs; more are held."""
     max_deletes_percent: float = Field(default=10.0, ge=0, le=100)
+    """Deletion guard: percent of the remote users in reach deleted within `deletion_window`."""
     deletion_window: float = Field(default=3600.0, ge=0, le=30 * DAY)
     """Seconds of the rolling window the two deletion limits count over, across runs (0: each
     run on its own)."""
     attributes_mode: AttributesMode = AttributesMode.REPLACE
+    """Who owns a remote user's attributes (`domain.policy.AttributesMode`)."""
     failure_backoff_base: float = Field(default=60.0, ge=0.001, le=DAY)
+    """Seconds before a failed user is retried after its first failure, doubling each time."""
     failure_backoff_max: float = Field(default=86_400.0, ge=0.001, le=30 * DAY)
+    """Seconds: the longest a failed user waits for its next attempt."""
     quarantine_after: int = Field(default=8, ge=1, le=100)
+    """Failed attempts of one user before it is quarantined (still retried, at the capped
+    interval, and listed by `status`)."""
     error_retention_days: int = Field(default=30, ge=1, le=3650)
+    """Days `sync_error` rows and the deletion log are kept before they are pruned."""
 
     # --- serve ------------------------------------------------------------------------
     http_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    """The address `serve` listens on."""
     http_port: int = Field(default=8080, ge=0, le=65535)
+    """The TCP port `serve` listens on (0: any free port)."""
     api_token: SecretStr | None = None
     """Bearer token of the admin HTTP API; `serve` refuses to start without one."""
     webhook_secret: SecretStr | None = None
     """HMAC-SHA256 key of signed webhooks on `POST /events` (unset: bearer token only)."""
     webhook_signature_header: str = "X-UserSync-Signature"
+    """The header holding a signed webhook's `sha256=<hex>` HMAC-SHA256 signature."""
     webhook_timestamp_header: str = "X-UserSync-Timestamp"
+    """The header holding a signed webhook's timestamp (Unix time, whole seconds)."""
     webhook_tolerance: float = Field(default=300.0, ge=1, le=3600)
     """Seconds a signed webhook's timestamp may be away from now; older ones are refused."""
     schedule_enabled: bool = True
     """False: no scheduled runs (events and on-demand runs still work)."""
     full_sync_interval: float = Field(default=3600.0, ge=0.1, le=30 * DAY)
+    """Seconds between scheduled full runs (unless `full_sync_cron` is set)."""
     full_sync_cron: str | None = None
     """A 5-field cron expression (UTC); when set it replaces `full_sync_interval`."""
     incremental_interval: float = Field(default=60.0, ge=0.1, le=DAY)
+    """Seconds between scheduled incremental runs."""
     leader_retry_interval: float = Field(default=2.0, ge=0.1, le=60)
     """Seconds between a standby's attempts to take the leader lock."""
     leader_check_interval: float = Field(default=1.0, ge=0.1, le=30)
@@ -184,10 +203,13 @@ class Settings(BaseSettings):
     event_poll_interval: float = Field(default=5.0, ge=0.1, le=300)
     """Fallback poll of the event queue, in case a NOTIFY was missed."""
     event_batch_size: int = Field(default=500, ge=1, le=10_000)
+    """Events a consumer claims at once (coalesced per user)."""
     event_lease: float = Field(default=60.0, ge=1, le=3600)
     """Seconds before events claimed by a consumer that failed are claimed again."""
     event_max_attempts: int = Field(default=5, ge=1, le=100)
+    """Attempts of one event before it is given up."""
     event_retention_hours: float = Field(default=24.0, ge=0.1, le=8760)
+    """Hours done events are kept in the queue before they are pruned."""
     sync_user_timeout: float = Field(default=10.0, ge=0.1, le=120)
     """How long `POST /sync/users/{id}` waits for the outcome before answering 202."""
     shutdown_grace: float = Field(default=10.0, ge=0, le=20)
@@ -195,7 +217,9 @@ class Settings(BaseSettings):
 
     # --- logs -------------------------------------------------------------------------
     log_level: str = "INFO"
+    """The least severe level logged, `DEBUG` to `CRITICAL`."""
     log_format: LogFormat = LogFormat.AUTO
+    """`json`, `console`, or `auto` (console on a TTY, JSON otherwise)."""
 
     @field_validator("account_sid", "api_key", "service_sid")
     @classmethod

@@ -127,7 +127,7 @@ async def _changes(runtime: app.Runtime, *, out: Console) -> None:
 
 async def _show_status(runtime: app.Runtime, *, out: Console) -> None:
     out.print("\n[bold]user-sync status[/bold]")
-    async with app.sessions(runtime.engine)() as session:
+    async with runtime.sessions() as session:
         report.print_status(await status_report(session), out)
 
 

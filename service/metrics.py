@@ -19,11 +19,13 @@ from prometheus_client.registry import Collector
 
 from service.conversations.ratelimit import WriteLimiter
 from service.conversations.stats import CallEvent
+from service.domain.runs import Scope
+from service.domain.users import SyncStatus
 from service.reconcile.run import RunReport
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
-SYNC_STATUSES = ("synced", "pending", "failed", "quarantined", "deleted", "waiting")
+SYNC_STATUSES = tuple(status.value for status in SyncStatus)
 
 RESULT_ACTIONS: Mapping[str, tuple[str, str]] = {
     "created": ("create", "ok"),
@@ -170,10 +172,10 @@ class Metrics:
         for status in {*SYNC_STATUSES, *vitals.users_by_status}:
             self.users.labels(status).set(vitals.users_by_status.get(status, 0))
         for scope, when in (
-            ("full", vitals.last_full_success),
-            ("incremental", vitals.last_incremental_success),
+            (Scope.FULL, vitals.last_full_success),
+            (Scope.INCREMENTAL, vitals.last_incremental_success),
         ):
-            self.last_success.labels(scope).set(when.timestamp() if when else 0)
+            self.last_success.labels(scope.value).set(when.timestamp() if when else 0)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -30,8 +30,7 @@ import aiohttp
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
-from service.config import ApiFlavor, Settings
-from service.conversations.endpoints import Endpoints, next_page
+from service.conversations.endpoints import ApiFlavor, Endpoints, next_page
 from service.conversations.errors import (
     ApiError,
     ConversationsError,
@@ -98,35 +97,6 @@ class ConversationsClient:
         self._observer = observer
         self.limiter = limiter
         self.stats = CallStats()
-
-    @classmethod
-    def from_settings(
-        cls,
-        session: aiohttp.ClientSession,
-        settings: Settings,
-        *,
-        service_sid: str | None = None,
-        limiter: WriteLimiter | None = None,
-        retry: RetryPolicy | None = None,
-        observer: Observer | None = None,
-    ) -> ConversationsClient:
-        """A client as configured; pass `limiter` to share one with other clients of the Service.
-
-        `service_sid` is the Service to address, `settings.service_sid` when not given (the
-        composition root passes the account's default once it has resolved it)."""
-        return cls(
-            session,
-            base_url=settings.base_url,
-            api=settings.api,
-            service_sid=service_sid or settings.service_sid,
-            credentials=settings.credentials(),
-            limiter=limiter
-            or WriteLimiter(settings.write_rate, max_in_flight=settings.max_in_flight),
-            webhook_enabled=settings.webhook_enabled,
-            timeout=settings.request_timeout,
-            retry=retry or RetryPolicy.from_settings(settings),
-            observer=observer,
-        )
 
     def __repr__(self) -> str:
         e = self._endpoints

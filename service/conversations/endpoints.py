@@ -16,11 +16,18 @@ is handed to aiohttp as already encoded, so nothing re-encodes or decodes it on 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from urllib.parse import quote
 
 from yarl import URL
 
-from service.config import ApiFlavor
+
+class ApiFlavor(StrEnum):
+    """Which dialect of the Users API to speak (`USERSYNC_API`)."""
+
+    CONVERSATIONS_V1 = "conversations-v1"
+    CHAT_V2 = "chat-v2"
+
 
 PAGE_SIZE_MAX = {ApiFlavor.CONVERSATIONS_V1: 50, ApiFlavor.CHAT_V2: 100}
 """The spec's PageSize maximum per dialect: the fewest round trips for a full listing."""

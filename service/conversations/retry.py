@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from service.config import Settings
-
 Sleep = Callable[[float], Awaitable[None]]
 
 RETRY_AFTER_CEILING = 300.0
@@ -40,15 +38,6 @@ class RetryPolicy:
             raise ValueError(f"max_retries must not be negative, not {self.max_retries}")
         if not 0 < self.backoff_base <= self.backoff_max:
             raise ValueError("need 0 < backoff_base <= backoff_max")
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, sleep: Sleep = asyncio.sleep) -> RetryPolicy:
-        return cls(
-            max_retries=settings.max_retries,
-            backoff_base=settings.retry_backoff_base,
-            backoff_max=settings.retry_backoff_max,
-            sleep=sleep,
-        )
 
     def delay(self, attempt: int, *, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (0 is the first attempt)."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import events, source
@@ -177,10 +177,3 @@ async def user_detail(session: AsyncSession, key: str, *, source_table: str) -> 
         last_error=await last_error(session, user_id),
         pending_events=await events.pending_for(session, [user_id, key]),
     )
-
-
-async def users_by_status(session: AsyncSession) -> dict[str, int]:
-    rows = await session.execute(
-        select(SyncStateRow.status, func.count()).group_by(SyncStateRow.status)
-    )
-    return {state: int(count) for state, count in rows.all()}

@@ -29,7 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import locks
 from service.db.gather import claims_identity
+from service.db.models import sql
 from service.db.source import Source, fingerprints
+from service.domain.users import SyncStatus
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +76,9 @@ class OrphanCheck:
 Lease = LeaseRequest | OrphanCheck
 
 
+PENDING, SYNCED = sql(SyncStatus.PENDING), sql(SyncStatus.SYNCED)
+
+
 def _lease_sql(source: Source) -> str:
     return f"""
     WITH u AS (
@@ -102,7 +107,7 @@ def _lease_sql(source: Source) -> str:
     )
     INSERT INTO sync_state AS s
         (user_id, identity, remote_sid, retired_sid, status, lease_run, version, updated_at)
-    SELECT user_id, identity, sid, retired, 'pending', :run, 1, clock_timestamp() FROM ok
+    SELECT user_id, identity, sid, retired, {PENDING}, :run, 1, clock_timestamp() FROM ok
     ON CONFLICT (user_id) DO UPDATE SET
         lease_run = :run, version = s.version + 1, updated_at = clock_timestamp(),
         identity = COALESCE(EXCLUDED.identity, s.identity),
@@ -111,8 +116,8 @@ def _lease_sql(source: Source) -> str:
         retired_sid = COALESCE(EXCLUDED.retired_sid, s.retired_sid),
         status = CASE WHEN EXCLUDED.identity IS NULL THEN s.status
                       WHEN EXCLUDED.remote_sid IS NOT DISTINCT FROM s.remote_sid
-                           AND s.status = 'synced' THEN 'synced'
-                      ELSE 'pending' END
+                           AND s.status = {SYNCED} THEN {SYNCED}
+                      ELSE {PENDING} END
     RETURNING s.user_id
     """
 

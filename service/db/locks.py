@@ -1,5 +1,7 @@
-"""Postgres advisory locks: one run at a time per Service and kind, each run's liveness, and
-the leader.
+"""Postgres advisory locks of runs: one run at a time per Service and kind (`holding`), and
+each run's liveness (`hold_alive`, `run_is_live`). The leader's lock is named here too
+(`lock_key("leader", …)`) but taken on the leader's own asyncpg session (`db.channel`), with the
+same hash.
 
 A session-level advisory lock lives exactly as long as the connection that took it, so a
 process killed with SIGKILL releases it when Postgres notices the connection is gone. Each run

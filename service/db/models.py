@@ -10,6 +10,7 @@ the remote user. `sync_run` and `sync_error` are the record of what happened.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -28,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from service.domain.users import SyncStatus
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -45,6 +48,20 @@ def _now() -> Any:
     return func.now()
 
 
+def sql(value: StrEnum) -> str:
+    """An enum's value as an SQL literal (`'synced'`): the words are ours, nothing to escape."""
+    return f"'{value.value}'"
+
+
+def sql_list(*values: StrEnum) -> str:
+    """Enum values as an SQL list, in the order given: `('failed', 'quarantined')`."""
+    return "(" + ", ".join(sql(value) for value in values) + ")"
+
+
+UNCONFIRMED_SQL = sql_list(SyncStatus.PENDING, SyncStatus.FAILED, SyncStatus.QUARANTINED)
+"""`domain.users.UNCONFIRMED`, as SQL."""
+
+
 class InternalUser(Base):
     __tablename__ = "internal_users"
 
@@ -58,8 +75,8 @@ class InternalUser(Base):
 
 
 CLAIMS_IDENTITY = (
-    "status <> 'deleted'"
-    " AND (remote_sid IS NOT NULL OR status IN ('pending', 'failed', 'quarantined'))"
+    f"status <> {sql(SyncStatus.DELETED)}"
+    f" AND (remote_sid IS NOT NULL OR status IN {UNCONFIRMED_SQL})"
 )
 """States that claim their `identity`: linked to a remote user, or a create that may have
 happened unrecorded. At most one state claims an identity (`uq_sync_state_claimed_identity`)."""
@@ -78,7 +95,10 @@ class SyncStateRow(Base):
         Index(
             "ix_sync_state_due",
             "next_attempt_at",
-            postgresql_where=text("status IN ('failed', 'quarantined', 'pending')"),
+            postgresql_where=text(
+                "status IN "
+                + sql_list(SyncStatus.FAILED, SyncStatus.QUARANTINED, SyncStatus.PENDING)
+            ),
         ),
         Index(
             "uq_sync_state_remote_sid",

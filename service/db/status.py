@@ -1,6 +1,8 @@
-"""Read-side queries for operators: recent runs, failing users, freshness.
+"""Read-side queries for operators: recent runs, failing users, users by status, freshness.
 
-Used by `user-sync status` and (later) the HTTP API; plain values out, never ORM rows.
+Used by `user-sync status` (and the demo), the HTTP API (`GET /runs`, the vitals behind
+`/metrics`), the schedule (its last successes) and `db.detail`'s views of one run; plain
+values out, never ORM rows. `as_json` turns any of them into JSON for the CLI and the API.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.db import deletions
 from service.db.deletions import HeldDeletion
 from service.db.models import SyncError, SyncRun, SyncStateRow
+from service.domain.runs import RunStatus, Scope
+from service.domain.users import SyncStatus
+
+FAILING = (SyncStatus.FAILED, SyncStatus.QUARANTINED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +88,7 @@ async def recent_runs(session: AsyncSession, *, limit: int = 10) -> list[RunSumm
 
 
 async def failing_users(
-    session: AsyncSession, *, limit: int = 50, statuses: tuple[str, ...] = ("failed", "quarantined")
+    session: AsyncSession, *, limit: int = 50, statuses: tuple[SyncStatus, ...] = FAILING
 ) -> list[FailingUser]:
     latest_request = (
         select(SyncError.request_id)
@@ -112,28 +118,33 @@ async def failing_users(
     ]
 
 
-async def last_success(session: AsyncSession, *, scope: str) -> datetime | None:
+async def last_success(session: AsyncSession, *, scope: Scope) -> datetime | None:
     return await session.scalar(
         select(func.max(SyncRun.finished_at)).where(
             SyncRun.scope == scope,
-            SyncRun.status == "succeeded",
+            SyncRun.status == RunStatus.SUCCEEDED,
             SyncRun.dry_run.is_(False),
         )
     )
 
 
-async def status_report(session: AsyncSession) -> StatusReport:
-    counts = await session.execute(
+async def users_by_status(session: AsyncSession) -> dict[str, int]:
+    """How many users' states stand in each status (statuses nobody is in are absent)."""
+    rows = await session.execute(
         select(SyncStateRow.status, func.count()).group_by(SyncStateRow.status)
     )
+    return {state: int(count) for state, count in rows.all()}
+
+
+async def status_report(session: AsyncSession) -> StatusReport:
     return StatusReport(
         runs=await recent_runs(session),
         failing=await failing_users(session),
-        counts_by_status={status: int(n) for status, n in counts.all()},
-        last_full_success=await last_success(session, scope="full"),
-        last_incremental_success=await last_success(session, scope="incremental"),
+        counts_by_status=await users_by_status(session),
+        last_full_success=await last_success(session, scope=Scope.FULL),
+        last_incremental_success=await last_success(session, scope=Scope.INCREMENTAL),
         held=await deletions.held(session),
-        waiting=await failing_users(session, statuses=("waiting",)),
+        waiting=await failing_users(session, statuses=(SyncStatus.WAITING,)),
     )
 
 

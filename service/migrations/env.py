@@ -1,9 +1,10 @@
 """Alembic environment, after alembic's async template.
 
-The URL is taken from `config.attributes["database_url"]` when the service runs migrations
-itself (`user-sync migrate`, the demo, tests), else from the settings in the environment. Either
-way it goes through `service.db.engine`, so every URL form and parameter the service takes works
-with `alembic` run by hand too.
+When the service runs migrations itself (`user-sync migrate`, the demo, tests), `db.migrate`
+hands over a connection of its own engine in `config.attributes["connection"]`, and that is
+used. Otherwise (`alembic` run by hand) the URL is `config.attributes["database_url"]` when a
+caller set one, else `USERSYNC_DATABASE_URL` from the settings in the environment; it goes
+through `service.db.engine`, so every URL form and parameter the service takes works here too.
 """
 
 from __future__ import annotations

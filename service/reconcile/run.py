@@ -1,4 +1,4 @@
-"""A run's vocabulary: what is asked (`RunRequest`, `Scope`) and what came of it (`RunReport`).
+"""A run's vocabulary: what is asked (`RunRequest`) and what came of it (`RunReport`).
 
 Triggers (the CLI, the schedule, events, the HTTP API) build requests; reports go back to them
 and to the renderers (tables, JSON, metrics). Nothing here does I/O.
@@ -8,24 +8,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from service.domain.plan import DeleteUser
+from service.domain.runs import RunStatus, Scope
 from service.reconcile.outcome import Failure
 from service.reconcile.progress import RunProgress
 
-
-class Scope(StrEnum):
-    FULL = "full"
-    INCREMENTAL = "incremental"
-    USERS = "users"
-
-
-class RunStatus(StrEnum):
-    SUCCEEDED = "succeeded"
-    PARTIAL = "partial"
-    FAILED = "failed"
-    ABORTED = "aborted"
+__all__ = ["RunFailed", "RunInProgress", "RunReport", "RunRequest", "RunStatus", "Scope"]
+"""`Scope` and `RunStatus` live in `service.domain.runs` (the database spells them too)."""
 
 
 class RunInProgress(Exception):

@@ -100,16 +100,16 @@ class Runner:
         clock: Callable[[], datetime],
         lock_engine: AsyncEngine | None = None,
         on_close: Callable[[RunReport], None] | None = None,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         """`lock_engine` gives each run its lock connection (session advisory locks, the temp
         table of remote users), when it must not be the pooled `engine` (a transaction pooler
         in front of the main URL); unset, `engine` does both. `on_close` sees each run's
-        report once it is closed, whatever its status."""
+        report once it is closed, whatever its status. `sessions` is the composition root's
+        sessionmaker of `engine`; unset, the runner makes one."""
         self._engine = engine
         self._lock_engine = lock_engine or engine
-        self._sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            engine, expire_on_commit=False
-        )
+        self._sessions = sessions or async_sessionmaker(engine, expire_on_commit=False)
         self._client = client
         self._config = config
         self._clock = clock

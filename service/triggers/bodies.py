@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from aiohttp import hdrs, web
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from service.triggers.responses import BadRequest, problem, storable
+from service.triggers.responses import InvalidRequest, problem, storable
 
 JSON = "application/json"
 EventType = Literal["user.created", "user.updated", "user.deleted"]
@@ -57,14 +57,14 @@ PLAINER = {"string_pattern_mismatch": "must hold a non-blank character and no NU
 
 
 def parsed(model: type[Body], body: Any, *, where: str) -> Body:
-    """The body as `model`, or BadRequest naming where, the field and the problem."""
+    """The body as `model`, or InvalidRequest naming where, the field and the problem."""
     try:
         return model.model_validate(body)
     except ValidationError as e:
         first = e.errors(include_url=False)[0]
         field = ".".join(str(part) for part in first["loc"])
         first["msg"] = PLAINER.get(first["type"], first["msg"])
-        raise BadRequest(
+        raise InvalidRequest(
             f"{where}: {field}: {first['msg']}" if field else f"{where}: {first['msg']}"
         ) from None
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.config import Settings
 from service.db import events, status
 from service.metrics import Metrics
-from service.reconcile.run import Scope
+from service.reconcile.run import RunRequest, Scope
 from service.reconcile.runner import Runner
 from service.triggers.events import EventConsumer
 from service.triggers.lane import BulkLane
@@ -58,6 +58,10 @@ class Duties:
     def wake(self) -> None:
         self.consumer.wake()
 
+    async def start_run(self, request: RunRequest) -> int:
+        """Start an on-demand run on the bulk lane; its id once recorded (`BulkLane.start`)."""
+        return await self.lane.start(request)
+
     def stop_intake(self) -> None:
         """Start nothing new; runs in progress go on until done (or cancelled)."""
         self.lane.stop_intake()
@@ -87,7 +91,7 @@ class Duties:
 
     async def _last_success(self, scope: Scope) -> datetime | None:
         async with self._sessions() as session:
-            return await status.last_success(session, scope=scope.value)
+            return await status.last_success(session, scope=scope)
 
     async def _housekeeping(self) -> None:
         retention = timedelta(hours=self._settings.event_retention_hours)

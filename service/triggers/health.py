@@ -19,7 +19,8 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.db import deletions, detail, events, migrate, status
+from service.db import deletions, events, migrate, status
+from service.domain.runs import Scope
 from service.metrics import CONTENT_TYPE, Vitals
 from service.triggers.keys import ENGINE, HEAD_REVISION, LEADERSHIP, METRICS, SERVICE, SESSIONS
 from service.triggers.responses import ok
@@ -63,9 +64,9 @@ async def read_vitals(sessions: async_sessionmaker[AsyncSession]) -> Vitals:
         return Vitals(
             queue_depth=backlog.depth,
             oldest_event_age_seconds=backlog.oldest_age_seconds,
-            users_by_status=await detail.users_by_status(session),
-            last_full_success=await status.last_success(session, scope="full"),
-            last_incremental_success=await status.last_success(session, scope="incremental"),
+            users_by_status=await status.users_by_status(session),
+            last_full_success=await status.last_success(session, scope=Scope.FULL),
+            last_incremental_success=await status.last_success(session, scope=Scope.INCREMENTAL),
             deletions_held=await deletions.count_held(session),
         )
 

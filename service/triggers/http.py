@@ -19,11 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.db import deletions, detail, events, status
 from service.db.events import EventStatus, NewEvent
 from service.db.source import SourceError
-from service.reconcile.run import RunInProgress, RunRequest, Scope
+from service.reconcile.run import RunInProgress, RunRequest, RunStatus, Scope
 from service.triggers.bodies import SyncBody, parsed, unsupported_media
 from service.triggers.keys import LEADERSHIP, METRICS, SESSIONS, SETTINGS
 from service.triggers.lane import LaneClosed
-from service.triggers.responses import BadRequest, json_body, ok, problem, storable
+from service.triggers.leader import Standby
+from service.triggers.responses import InvalidRequest, json_body, ok, problem, storable
 
 OUTCOME_POLL_SECONDS = 0.05
 MAX_RUNS_LISTED = 100
@@ -33,7 +34,7 @@ MAX_RUN_ID = 2**63 - 1
 def sync_request(body: Any) -> RunRequest:
     """`{"scope": "full"|"incremental", "dry_run": bool, "allow_deletes": bool}`, all optional."""
     if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
+        raise InvalidRequest("the body must be a JSON object")
     asked = parsed(SyncBody, body, where="the body")
     return RunRequest(
         trigger="http",
@@ -47,18 +48,17 @@ async def post_sync(request: web.Request) -> web.Response:
     if (refused := unsupported_media(request)) is not None:
         return refused
     run = sync_request(await json_body(request))
-    duties = request.app[LEADERSHIP].duties
-    if duties is None:
-        return problem(503, "standby", "this replica is a standby; the leader starts runs")
     try:
-        run_id = await duties.lane.start(run)
+        run_id = await request.app[LEADERSHIP].start_run(run)
+    except Standby as e:
+        return problem(503, "standby", str(e))
     except RunInProgress as e:
         return problem(409, "run_in_progress", str(e))
     except LaneClosed as e:
         return problem(503, "stopping", str(e))
     body = {
         "run_id": run_id,
-        "status": "running",
+        "status": RunStatus.RUNNING.value,
         "scope": run.scope.value,
         "href": f"/runs/{run_id}",
     }
@@ -126,7 +126,7 @@ async def _user_outcome(
 def user_key(request: web.Request) -> str:
     key = request.match_info["key"]
     if not storable(key):
-        raise BadRequest("the user key contains a NUL character or a lone surrogate")
+        raise InvalidRequest("the user key contains a NUL character or a lone surrogate")
     return key
 
 
@@ -134,9 +134,9 @@ async def get_runs(request: web.Request) -> web.Response:
     try:
         limit = int(request.query.get("limit", "20"))
     except ValueError:
-        raise BadRequest("limit must be a whole number") from None
+        raise InvalidRequest("limit must be a whole number") from None
     if not 1 <= limit <= MAX_RUNS_LISTED:
-        raise BadRequest(f"limit must be between 1 and {MAX_RUNS_LISTED}")
+        raise InvalidRequest(f"limit must be between 1 and {MAX_RUNS_LISTED}")
     async with request.app[SESSIONS]() as session:
         runs = await status.recent_runs(session, limit=limit)
         held = await deletions.held(session)
@@ -146,7 +146,7 @@ async def get_runs(request: web.Request) -> web.Response:
 async def get_run(request: web.Request) -> web.Response:
     raw = request.match_info["run_id"]
     if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() holds, but int() refuses it
-        raise BadRequest("the run id must be a whole number")
+        raise InvalidRequest("the run id must be a whole number")
     if int(raw) > MAX_RUN_ID:  # past bigint: no such run, and Postgres would refuse the query
         return problem(404, "not_found", f"no run {raw}")
     async with request.app[SESSIONS]() as session:

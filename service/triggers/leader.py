@@ -32,6 +32,7 @@ import structlog
 
 from service.db import affinity, channel
 from service.metrics import Metrics
+from service.reconcile.run import RunRequest
 from service.triggers.duties import Duties
 
 log = structlog.get_logger(__name__)
@@ -42,12 +43,18 @@ REFUSED_RETRY = 30.0
 """Seconds (at most; jittered down to half) before a refused session is tried again."""
 
 
-class Role(StrEnum):
+class Standing(StrEnum):
+    """A replica's part in leader election (`Leadership.role`); not a Twilio Role."""
+
     LEADER = "leader"
     STANDBY = "standby"
 
 
 LEADER_URL = "USERSYNC_LEADER_DATABASE_URL"
+
+
+class Standby(Exception):
+    """This replica does not lead now: only the leader starts runs."""
 
 
 class Leadership:
@@ -68,7 +75,7 @@ class Leadership:
         self._retry = retry_interval
         self._check = check_interval
         self._application_name = application_name
-        self.role = Role.STANDBY
+        self.role = Standing.STANDBY
         self.duties: Duties | None = None
         self._work: asyncio.Task[None] | None = None
         self._stopping = False
@@ -103,6 +110,13 @@ class Leadership:
                 channel.drop(connection)
             if problem is not None and not self._stopping:
                 await (self._refused() if problem is self.problem else self._back_off(problem))
+
+    async def start_run(self, request: RunRequest) -> int:
+        """Start an on-demand run on this leader's lane: its id once recorded; `Standby` when
+        this replica does not lead (and what the lane raises: RunInProgress, LaneClosed)."""
+        if self.duties is None:
+            raise Standby("this replica is a standby; the leader starts runs")
+        return await self.duties.start_run(request)
 
     def stop_intake(self) -> None:
         """Stop taking work: no new term, no new runs or claims; runs in flight go on."""
@@ -160,12 +174,12 @@ class Leadership:
         await channel.listen(connection, duties.wake)
         work = asyncio.create_task(duties.run(), name="duties")
         watch = asyncio.create_task(self._watch(connection, lost), name="leader-watch")
-        self._become(Role.LEADER, duties, work, key=key)
+        self._become(Standing.LEADER, duties, work, key=key)
         try:
             done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
             return self._why_ended(work, done)
         finally:
-            self._become(Role.STANDBY, None, None, key=key)
+            self._become(Standing.STANDBY, None, None, key=key)
             work.cancel()
             watch.cancel()
             await asyncio.wait({work, watch})
@@ -193,13 +207,13 @@ class Leadership:
         return None if self._stopping else "stepped down: duties ended unexpectedly"
 
     def _become(
-        self, role: Role, duties: Duties | None, work: asyncio.Task[None] | None, *, key: str
+        self, role: Standing, duties: Duties | None, work: asyncio.Task[None] | None, *, key: str
     ) -> None:
         self.role, self.duties, self._work = role, duties, work
-        self._metrics.is_leader.set(1 if role is Role.LEADER else 0)
-        if role is Role.LEADER:
+        self._metrics.is_leader.set(1 if role is Standing.LEADER else 0)
+        if role is Standing.LEADER:
             self._failures = 0
-        log.info("leader" if role is Role.LEADER else "standby", role=role.value, key=key)
+        log.info("leader" if role is Standing.LEADER else "standby", role=role.value, key=key)
 
     async def _refused(self) -> None:
         delay = random.uniform(REFUSED_RETRY / 2, REFUSED_RETRY)

@@ -29,8 +29,9 @@ UNREACHABLE_CLASSES = frozenset({"08", "28", "3D", "53", "57"})
 authorization, no such database, too many connections, shutting down or starting up."""
 
 
-class BadRequest(Exception):
-    """The request body or a parameter makes no sense; the message says which and why."""
+class InvalidRequest(Exception):
+    """The request body or a parameter makes no sense; the message says which and why (our 400;
+    not `conversations.BadRequest`, which is Twilio's answer to one of our calls)."""
 
 
 def storable(value: str) -> bool:
@@ -49,23 +50,23 @@ def problem(
 
 
 async def json_body(request: web.Request) -> Any:
-    """The parsed body; an empty body is `{}`. Raises BadRequest on anything but JSON."""
+    """The parsed body; an empty body is `{}`. Raises InvalidRequest on anything but JSON."""
     raw = await request.read()
     if not raw.strip():
         return {}
     try:
         return json.loads(raw)
     except ValueError as e:
-        raise BadRequest(f"the body is not valid JSON: {e}") from None
+        raise InvalidRequest(f"the body is not valid JSON: {e}") from None
     except RecursionError:
-        raise BadRequest("the body nests arrays or objects too deeply to read") from None
+        raise InvalidRequest("the body nests arrays or objects too deeply to read") from None
 
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except BadRequest as e:
+    except InvalidRequest as e:
         return problem(400, "bad_request", str(e))
     except web.HTTPException as e:
         if e.status < 400:

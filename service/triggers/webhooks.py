@@ -19,18 +19,18 @@ from service.db.events import NewEvent
 from service.triggers.auth import SIGNATURE
 from service.triggers.bodies import EventBody, parsed, unsupported_media
 from service.triggers.keys import METRICS, SESSIONS, SETTINGS
-from service.triggers.responses import BadRequest, json_body, ok, problem
+from service.triggers.responses import InvalidRequest, json_body, ok, problem
 
 MAX_EVENTS = 1000
 
 
 def parse_events(body: Any) -> list[NewEvent]:
-    """The events of a webhook body, or BadRequest naming the item and the field."""
+    """The events of a webhook body, or InvalidRequest naming the item and the field."""
     items = body if isinstance(body, list) else [body]
     if not items:
-        raise BadRequest("the body is an empty list")
+        raise InvalidRequest("the body is an empty list")
     if len(items) > MAX_EVENTS:
-        raise BadRequest(f"at most {MAX_EVENTS} events per request, not {len(items)}")
+        raise InvalidRequest(f"at most {MAX_EVENTS} events per request, not {len(items)}")
     return [
         _event(item, where=f"event #{n}" if isinstance(body, list) else "the event")
         for n, item in enumerate(items)
@@ -39,7 +39,7 @@ def parse_events(body: Any) -> list[NewEvent]:
 
 def _event(item: Any, *, where: str) -> NewEvent:
     if not isinstance(item, dict):
-        raise BadRequest(f"{where} must be a JSON object")
+        raise InvalidRequest(f"{where} must be a JSON object")
     event = parsed(EventBody, item, where=where)
     return NewEvent(user_id=event.id, kind=event.type)
 

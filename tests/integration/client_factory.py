@@ -12,8 +12,8 @@ from enum import Enum
 
 import aiohttp
 
-from service.config import ApiFlavor
 from service.conversations import ConversationsClient, Observer, RetryPolicy, WriteLimiter
+from service.conversations.endpoints import ApiFlavor
 from service.emulator import RunningEmulator
 
 

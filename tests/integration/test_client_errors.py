@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import pytest
 
-from service.config import ApiFlavor
 from service.conversations import (
     AlreadyExists,
     ApiError,
@@ -34,6 +33,7 @@ from service.conversations import (
     Unauthorized,
     WriteLimiter,
 )
+from service.conversations.endpoints import ApiFlavor
 from service.emulator import RunningEmulator
 from tests.fixtures.emulator import account_auth
 from tests.integration.client_factory import fast_retry, target

@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from service.config import ApiFlavor, Settings
-from service.conversations import ConversationsClient, NotFound
+from service.app import conversations_client
+from service.config import Settings
+from service.conversations import NotFound
+from service.conversations.endpoints import ApiFlavor
 from service.emulator import RunningEmulator
 from tests.fixtures.emulator import TEST_API_KEY_SECRET, TEST_API_KEY_SID
 from tests.integration.client_factory import ALL_FORMS, Form, target
@@ -195,7 +197,7 @@ async def test_is_built_from_settings(
         api_base_url=emulator.base_url + "/",
         webhook_enabled=True,
     )
-    client = ConversationsClient.from_settings(http, settings)
+    client = conversations_client(http, settings)
     assert (client.api, client.service_sid) == (ApiFlavor.CHAT_V2, service_sid)
     await client.create_user("frank")
     assert remote_identities(emulator, service_sid) == ["frank"]

@@ -6,7 +6,9 @@ NaN); each enum gets a value outside it, each validated string gets nonsense (an
 form with a trailing newline), each boolean gets a non-boolean. A field with a constraint the
 generator cannot see fails `test_every_constrained_field_has_a_bad_value`, so new fields cannot
 slip through; a number without both bounds fails `test_every_number_is_bounded_both_ways`, and
-each bound itself must load.
+each bound itself must load. The README's settings table is `Settings` as written: one row per
+variable (no more, no fewer), each with the field's default and range, and every field says what
+it means in its docstring.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import annotated_types
 import pytest
+from pydantic import AliasChoices
 
 from service.config import ConfigError, Settings, _env_name, load_settings
 
@@ -181,11 +184,76 @@ def test_the_readme_gives_each_number_its_range(field: str):
 
 
 def _variables(cell: str) -> list[str]:
-    """`USERSYNC_A` / `_B` names USERSYNC_A and USERSYNC_B."""
+    """`USERSYNC_A` / `_B` names USERSYNC_A and USERSYNC_B; a suffix of two words replaces
+    two (`USERSYNC_X_A` / `_Y_B` names USERSYNC_Y_B)."""
     names: list[str] = []
     for found in re.findall(r"`([A-Z_]+)`", cell):
-        names.append(names[-1].rsplit("_", 1)[0] + found if found.startswith("_") else found)
+        short = found.startswith("_")
+        names.append(names[-1].rsplit("_", found.count("_"))[0] + found if short else found)
     return names
+
+
+ALSO = re.compile(r" \(or `([A-Z_]+)`\)")
+"""`USERSYNC_X` (or `X`): another name the same setting is read from."""
+
+
+def _configuration_rows() -> list[list[str]]:
+    """The cells of each row of the README's settings table."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return [row.strip("| ").split(" | ") for row in rows]
+
+
+def _readme_defaults() -> dict[str, str]:
+    """Each variable the table names, with the default it gives (one for all, or one each)."""
+    defaults = {}
+    for variable, default, *_ in _configuration_rows():
+        names = _variables(ALSO.sub("", variable))
+        shown = default.split(" / ")
+        shown = shown * len(names) if len(shown) == 1 else shown
+        for name, value in zip(names, shown, strict=True):
+            assert name not in defaults, f"{name} has two rows"
+            defaults[name] = value
+    return defaults
+
+
+def _default_shown(field: str) -> str | None:
+    """The field's default as the table writes it; None when it has none (any words do)."""
+    value = Settings.model_fields[field].default
+    if value is None:
+        return None
+    if isinstance(value, Enum):
+        return f"`{value.value}`"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    return f"`{_shown(value)}`" if isinstance(value, int | float) else f"`{value}`"
+
+
+def test_every_setting_says_what_it_means():
+    """Each field's docstring (its description) gives its meaning, and its unit if it has one."""
+    assert [name for name, info in Settings.model_fields.items() if not info.description] == []
+
+
+def test_the_readme_table_names_exactly_the_settings():
+    assert sorted(_readme_defaults()) == sorted(_env_name(name) for name in Settings.model_fields)
+
+
+def test_the_readme_table_gives_each_setting_its_default():
+    shown = _readme_defaults()
+    for name in Settings.model_fields:
+        expected, cell = _default_shown(name), shown[_env_name(name)]
+        assert cell == expected if expected else not cell.startswith("`"), (name, cell)
+
+
+def test_each_other_name_in_the_readme_table_is_read():
+    """`USERSYNC_REGION` (or `TWILIO_REGION`): both names set the same field."""
+    for variable, *_ in _configuration_rows():
+        for also in ALSO.findall(variable):
+            [name] = _variables(ALSO.sub("", variable))
+            field = next(f for f in Settings.model_fields if _env_name(f) == name)
+            alias = Settings.model_fields[field].validation_alias
+            assert isinstance(alias, AliasChoices) and also in alias.choices, (name, also)
 
 
 def test_a_dot_env_file_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path):

@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.config import ApiFlavor
 from service.conversations import errors
-from service.conversations.endpoints import Endpoints
+from service.conversations.endpoints import ApiFlavor, Endpoints
 from service.conversations.retry import RETRY_AFTER_CEILING, RetryPolicy, parse_retry_after
 from service.conversations.schemas import UserPage, UserWire
 from service.domain.users import RemoteUser
