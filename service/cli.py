@@ -73,14 +73,22 @@ def _demo_users(value: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, then import and run the command: `--help`, `COMMAND --help` and bad usage answer
-    with only argparse loaded (bench/startup.py measures it)."""
+    """Parse, read the settings, then import and run the command: `--help`, `COMMAND --help`
+    and bad usage answer with only argparse loaded, a bad setting with only the settings
+    (bench/startup.py measures both)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["emulator"]:
         from service.emulator.cli import main as emulator_main  # noqa: PLC0415
 
         return emulator_main(args_list[1:])
     args = _parser().parse_args(args_list)
+    from service.config import ConfigError, load_settings  # noqa: PLC0415 - the settings next
+
+    try:
+        settings = load_settings()
+    except ConfigError as e:  # refused before the application is loaded at all
+        print(f"user-sync: {e}", file=sys.stderr)
+        return 2
     from service import commands  # noqa: PLC0415 - loaded once the command is known
 
-    return commands.run(args)
+    return commands.run(args, settings)

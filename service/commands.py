@@ -16,7 +16,7 @@ import structlog
 from rich.console import Console
 
 from service import app, report
-from service.config import ConfigError, Settings, load_settings
+from service.config import ConfigError, Settings
 from service.db import connectivity, migrate
 from service.db.connectivity import DatabaseUnavailable
 from service.db.embedded import EmbeddedPostgresMissing, EmbeddedPostgresUnavailable
@@ -32,13 +32,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 log = structlog.get_logger(__name__)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the parsed command: its settings first (a bad one ends it in one line, exit 2)."""
-    try:
-        settings = load_settings()
-    except ConfigError as e:
-        print(f"user-sync: {e}", file=sys.stderr)
-        return EXIT_USAGE
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the parsed command with its settings (read and checked by `service.cli`)."""
     configure_logging(settings)
     if args.command == "demo":
         return _demo(args, settings)

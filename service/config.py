@@ -30,11 +30,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from service.conversations.endpoints import ApiFlavor
 from service.domain.policy import AttributesMode, DeleteMode
 from service.libpq.tls import ssl_argument
 from service.libpq.url import parse_database_url
-from service.regions import ApiHost, api_host, check_edge, check_region
+from service.regions import ApiFlavor, ApiHost, api_host, check_edge, check_region
 
 TWILIO_WRITE_LIMIT_PER_SECOND = 30
 """Twilio's documented limit: user create, update and delete share 30 actions/s per Service."""

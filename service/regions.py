@@ -15,6 +15,15 @@ Pure: no I/O, no settings; `service.config` validates with it and derives the ba
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ApiFlavor(StrEnum):
+    """Which dialect of the Users API to speak (`USERSYNC_API`); its product names the host."""
+
+    CONVERSATIONS_V1 = "conversations-v1"
+    CHAT_V2 = "chat-v2"
+
 
 DEFAULT_REGION = "us1"
 REGION_EDGES = {"us1": "ashburn", "ie1": "dublin", "au1": "sydney", "jp1": "tokyo"}

@@ -16,17 +16,13 @@ is handed to aiohttp as already encoded, so nothing re-encodes or decodes it on 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from urllib.parse import quote
 
 from yarl import URL
 
+from service.regions import ApiFlavor
 
-class ApiFlavor(StrEnum):
-    """Which dialect of the Users API to speak (`USERSYNC_API`)."""
-
-    CONVERSATIONS_V1 = "conversations-v1"
-    CHAT_V2 = "chat-v2"
+__all__ = ["PAGE_SIZE_MAX", "ApiFlavor", "Endpoints", "next_page"]
 
 
 PAGE_SIZE_MAX = {ApiFlavor.CONVERSATIONS_V1: 50, ApiFlavor.CHAT_V2: 100}

@@ -5,6 +5,7 @@ is measured in bench/startup.py, never here; here: what it loads."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -25,9 +26,11 @@ print(json.dumps({"code": code, "loaded": loaded}))
 """
 
 
-def loaded_by(*args: str) -> tuple[object, list[str]]:
+def loaded_by(*args: str, **settings: str) -> tuple[object, list[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("USERSYNC_", "TWILIO_"))}
+    env |= {"USERSYNC_SECRETS_DIR": "/nonexistent", **settings}
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True, env=env
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     return result["code"], result["loaded"]
@@ -44,8 +47,17 @@ def test_help_and_bad_usage_load_nothing_of_the_application(args: list[str]) -> 
     assert [name for name in loaded if name.startswith("service.")] == ["service.cli"]
 
 
-def test_a_command_loads_the_application_once_it_is_known() -> None:
-    code, loaded = loaded_by("status", "--json")  # no database configured: exit 2 at settings
+def test_a_bad_setting_is_refused_before_the_application_loads() -> None:
+    code, loaded = loaded_by("status", USERSYNC_WRITE_RATE="-1")
 
     assert code == 2
-    assert "service.commands" in loaded and "pydantic" in loaded
+    assert [name for name in ("aiohttp", "asyncpg", "alembic", "rich") if name in loaded] == []
+    assert "service.commands" not in loaded  # (sqlalchemy is loaded: its URL parser reads URLs)
+
+
+def test_a_command_loads_the_application_once_its_settings_are_read() -> None:
+    closed = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2"
+    code, loaded = loaded_by("status", "--json", USERSYNC_DATABASE_URL=closed)
+
+    assert code == 1  # the database cannot be reached: one line, exit 1
+    assert "service.commands" in loaded and "sqlalchemy" in loaded
