@@ -62,24 +62,42 @@ async def test_a_database_gone_away_is_503_naming_the_cause(
     refused (no such database), as when the server is down or refuses the login."""
     name = database_url.rsplit("/", 1)[1].split("?", maxsplit=1)[0]
     admin = await connect(postgres_server)
-    async with serve_app(settings_for(**FAST)) as served:
+    try:
+        async with serve_app(settings_for(**FAST)) as served:
+            await rename(admin, name, f"{name}_away")
+            try:
+                for method, path in READS:
+                    status, answer = await answers(served, method, path)
+                    assert status == 503, (path, answer)
+                    assert answer["error"] == "database_unavailable"
+                    assert answer["message"].startswith("the database cannot be reached")
+            finally:
+                await rename(admin, f"{name}_away", name)
+    finally:
+        await admin.close()
+
+
+async def rename(admin: Any, old: str, new: str) -> None:
+    """Rename a database in use: no new session may start while its sessions are ended."""
+    await admin.execute(f'ALTER DATABASE "{old}" WITH ALLOW_CONNECTIONS false')
+    try:
         await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", old
         )
-        await admin.execute(f'ALTER DATABASE "{name}" RENAME TO "{name}_away"')
-        try:
-            for method, path in READS:
-                status, answer = await answers(served, method, path)
-                assert status == 503, (path, answer)
-                assert answer["error"] == "database_unavailable"
-                assert answer["message"].startswith("the database cannot be reached")
-        finally:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                f"{name}_away",
-            )
-            await admin.execute(f'ALTER DATABASE "{name}_away" RENAME TO "{name}"')
-            await admin.close()
+        for _ in range(50):  # ended sessions leave pg_stat_activity a moment later
+            if not await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", old
+            ):
+                break
+            await asyncio.sleep(0.05)
+        await admin.execute(f'ALTER DATABASE "{old}" RENAME TO "{new}"')
+    finally:
+        renamed = (
+            new
+            if await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", new)
+            else old
+        )
+        await admin.execute(f'ALTER DATABASE "{renamed}" WITH ALLOW_CONNECTIONS true')
 
 
 async def test_a_bearer_token_that_is_not_utf8_is_refused_not_a_server_error(
