@@ -13,8 +13,9 @@ quarantined, no sid yet). Claims are exclusive (unique indexes on `sync_state`),
 has at most one owner. For a local user, `holder` is another user owning the remote user with
 its identity, or claiming that identity: the user must wait, never adopt.
 
-A full run's snapshot is as old as its listing: a user whose state was written after the listing
-began (another run applied it meanwhile) is marked `stale`, and its remote side is fetched again.
+Each user comes back as a `domain.cases.Case`. A full run's snapshot is as old as its listing:
+a user whose state was written after the listing began (another run applied it meanwhile) is
+marked `stale`, and its remote side is fetched again.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db import rows
 from service.db.source import Source, per_id
-from service.domain.users import LocalUser, RemoteUser, SyncState, UserId
+from service.domain.cases import Case
+from service.domain.users import RemoteUser, UserId
 
 BATCH = 1000
 REMOTE_TABLE = "remote_users_snapshot"
@@ -40,38 +42,6 @@ CLAIMS_IDENTITY = "{o}.status <> 'deleted' AND ({o}.remote_sid IS NOT NULL OR {o
 
 def claims_identity(alias: str) -> str:
     return CLAIMS_IDENTITY.format(o=alias, u=UNCONFIRMED)
-
-
-@dataclass(frozen=True, slots=True)
-class Gathered:
-    """One internal user as both sides and our state see it (remote sides may be unread).
-
-    `copies`: source rows with this id (1 unless the source repeats it); `holders`: active
-    source rows with its identity; `holder`: another user whose state owns the remote user with
-    this identity or claims it; `version`: the state's write count when read (None: no state);
-    `stale`: a full run's snapshot may predate this user's state, read its remote side again.
-    `confirm`: see the field.
-    """
-
-    local: LocalUser | None
-    state: SyncState | None
-    remote: RemoteUser | None
-    previous: RemoteUser | None
-    fingerprint: str | None
-    version: int | None = None
-    copies: int = 1
-    holders: int = 1
-    holder: UserId | None = None
-    stale: bool = False
-    confirm: bool = False
-    """Read a remote user from a full run's snapshot before linking it without a call: another
-    run of the Service overlapped this one since its listing began."""
-
-    @property
-    def user_id(self) -> UserId | None:
-        if self.local is not None:
-            return self.local.id
-        return self.state.user_id if self.state is not None else None
 
 
 async def database_now(connection: AsyncConnection) -> datetime:
@@ -226,15 +196,13 @@ def named(*, source: Source, ids: Sequence[str]) -> Selection:
     return Selection(query, {"ids": list(ids)})
 
 
-async def stream(
-    connection: AsyncConnection, selection: Selection
-) -> AsyncIterator[list[Gathered]]:
+async def stream(connection: AsyncConnection, selection: Selection) -> AsyncIterator[list[Case]]:
     """The selected users in batches of `BATCH`, in user id order."""
     ordered = f"{selection.query} ORDER BY COALESCE(l.id, s.user_id)"
     result = await connection.stream(text(ordered), selection.params)
     layout = _Layout.of(list(result.keys()))
     async for partition in result.partitions(BATCH):
-        yield [layout.gathered(row) for row in partition]
+        yield [layout.case(row) for row in partition]
 
 
 async def count(connection: AsyncConnection, selection: Selection) -> int:
@@ -326,10 +294,10 @@ class _Layout:
             holder=at.get("holder"),
         )
 
-    def gathered(self, row: rows.Values) -> Gathered:
+    def case(self, row: rows.Values) -> Case:
         remote, previous, holder = self.remote, self.previous, self.holder
         version, fingerprint, copies, holders = row[self.tail : self.tail + 4]
-        return Gathered(
+        return Case(
             local=rows.local_user(row, self.local),
             state=rows.sync_state(row, self.state),
             remote=None if remote is None else rows.remote_user(row, remote),

@@ -15,6 +15,10 @@ row, `remote` is the user the state owns. Orphans are remote users nobody names 
 `copies` counts source rows with the user's id and `holders` active source rows with its
 identity: a source that repeats either makes those users bad input.
 
+A run reads its cases from Postgres (`db.gather`), which also says what the lease of the user
+checks (`fingerprint` of the source row, `version` of the state) and how fresh a full run's
+snapshot is for it (`stale`, `confirm`); `match_cases` leaves those at their defaults.
+
 Limit: identities swapped between two users in one run wait on each other (each holds what the
 other wants); see `plan.py` for how a swap is resolved.
 """
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from service.domain.users import (
     LocalUser,
@@ -47,6 +51,15 @@ class Case:
     holder: UserId | None = None
     copies: int = 1
     holders: int = 1
+    fingerprint: str | None = None
+    """The source row's fingerprint as read (None: no source row, or not read)."""
+    version: int | None = None
+    """The state's write count when read (None: no state)."""
+    stale: bool = False
+    """A full run's snapshot may predate this user's state: read its remote side again."""
+    confirm: bool = False
+    """Read a remote user from a full run's snapshot before linking it without a call: another
+    run of the Service overlapped this one since its listing began."""
 
     @property
     def user_id(self) -> UserId | None:
@@ -125,15 +138,7 @@ def match_cases(
 
 
 def _counted(case: Case, *, copies: int, holders: int) -> Case:
-    return Case(
-        local=case.local,
-        state=case.state,
-        remote=case.remote,
-        previous=case.previous,
-        holder=case.holder,
-        copies=copies,
-        holders=holders,
-    )
+    return replace(case, copies=copies, holders=holders)
 
 
 @dataclass(frozen=True, slots=True)

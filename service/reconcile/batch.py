@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from service.db.gather import Gathered
 from service.db.leases import Claim, Lease, LeaseRequest, OrphanCheck
+from service.domain.cases import Case
 from service.domain.plan import (
     Action,
     CasePlan,
@@ -39,7 +39,7 @@ class SortedBatch:
     ready: list[Outcome] = field(default_factory=list)
     direct: list[Outcome] = field(default_factory=list)
     work: list[Work] = field(default_factory=list)
-    deletions: list[tuple[Gathered, tuple[Action, ...]]] = field(default_factory=list)
+    deletions: list[tuple[Case, tuple[Action, ...]]] = field(default_factory=list)
     planned: list[str] = field(default_factory=list)
     """A dry run's lines, in user order."""
     would_write: int = 0
@@ -52,7 +52,7 @@ def writes_user(actions: Sequence[Action]) -> bool:
 
 
 def sort_batch(
-    planned: Sequence[tuple[Gathered, CasePlan]],
+    planned: Sequence[tuple[Case, CasePlan]],
     *,
     dry_run: bool,
     roles: RoleDirectory | None = None,
@@ -73,7 +73,7 @@ def sort_batch(
 
 def _act(
     out: SortedBatch,
-    g: Gathered,
+    g: Case,
     actions: tuple[Action, ...],
     *,
     dry_run: bool,
@@ -82,12 +82,12 @@ def _act(
     if dry_run:
         out.planned += [describe(a, roles) for a in actions]
         out.would_write += writes_user(actions)
-        out.ready.append(Outcome(gathered=g, result=Result.PLANNED))
+        out.ready.append(Outcome(case=g, result=Result.PLANNED))
     else:
         out.work.append(Work(g, actions, lease_for(g, actions)))
 
 
-def _without_actions(g: Gathered, plan: CasePlan) -> Outcome:
+def _without_actions(g: Case, plan: CasePlan) -> Outcome:
     if plan.problem is not None:
         return invalid(g, plan.problem)
     if plan.waits_for is not None:
@@ -95,12 +95,12 @@ def _without_actions(g: Gathered, plan: CasePlan) -> Outcome:
     return unchanged(g)
 
 
-def invalid(g: Gathered, problem: InvalidUser) -> Outcome:
+def invalid(g: Case, problem: InvalidUser) -> Outcome:
     failure = Failure(message=problem.message, action="validate", field=problem.field)
     return replace(unchanged(g), result=Result.INVALID, failures=(failure,))
 
 
-def lease_for(g: Gathered, actions: Sequence[Action]) -> Lease | None:
+def lease_for(g: Case, actions: Sequence[Action]) -> Lease | None:
     """The lease to take before applying `actions` (for a remote user nobody here knows, the
     check that nobody knows it yet)."""
     user_id = g.user_id
@@ -115,7 +115,7 @@ def lease_for(g: Gathered, actions: Sequence[Action]) -> Lease | None:
     )
 
 
-def _claim(g: Gathered, action: Action) -> Claim | None:
+def _claim(g: Case, action: Action) -> Claim | None:
     """What the user's state must hold before the first call: a create's identity (with the
     renamed user's old sid to retire), or a remote user it adopts."""
     if isinstance(action, CreateUser):

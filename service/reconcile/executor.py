@@ -16,10 +16,9 @@ from dataclasses import replace
 
 from service.conversations import errors as api
 from service.conversations.client import ConversationsClient
-from service.db.gather import Gathered
+from service.domain.cases import Case
 from service.domain.plan import (
     Action,
-    Case,
     CreateUser,
     DeleteReason,
     DeleteUser,
@@ -35,18 +34,6 @@ from service.reconcile.outcome import Failure, Outcome, Result
 HolderOf = Callable[[UserId, RemoteUser], Awaitable[UserId | None]]
 """Which other user owns this remote user (or claims its identity), if any: asked before
 adopting a user a 409 revealed."""
-
-
-def case_of(gathered: Gathered) -> Case:
-    return Case(
-        local=gathered.local,
-        state=gathered.state,
-        remote=gathered.remote,
-        previous=gathered.previous,
-        holder=gathered.holder,
-        copies=gathered.copies,
-        holders=gathered.holders,
-    )
 
 
 def failure(action: str, error: api.ConversationsError) -> Failure:
@@ -70,7 +57,7 @@ class Executor:
         self._holder_of = holder_of
         self.roles = RoleDirectory.unread()
 
-    async def roles_for(self, batch: Sequence[Gathered]) -> RoleDirectory:
+    async def roles_for(self, batch: Sequence[Case]) -> RoleDirectory:
         """The Service's roles, read the first time a user of the run names one: a run whose
         users all take the default role makes no Roles call (a no-change run only lists)."""
         if not self.roles.read and any(
@@ -79,8 +66,8 @@ class Executor:
             self.roles = RoleDirectory(await self._client.list_roles())
         return self.roles
 
-    async def apply(self, gathered: Gathered, actions: tuple[Action, ...]) -> Outcome:
-        outcome = unchanged(gathered)
+    async def apply(self, case: Case, actions: tuple[Action, ...]) -> Outcome:
+        outcome = unchanged(case)
         for action in actions:
             outcome = await self._apply_one(outcome, action, replanned=False)
             if outcome.failures:
@@ -100,8 +87,8 @@ class Executor:
         """Record a remote user as ours. One the state did not link yet, seen only in a full
         run's listing while other runs overlapped, is read first: another run may have deleted
         it since, and linking a dead sid (then retiring the old one) would leave neither."""
-        state = outcome.gathered.state
-        if outcome.gathered.confirm and action.sid != (state.remote_sid if state else None):
+        state = outcome.case.state
+        if outcome.case.confirm and action.sid != (state.remote_sid if state else None):
             try:
                 await self._client.fetch_user(action.sid)
             except api.NotFound:
@@ -197,16 +184,16 @@ class Executor:
             except api.ConversationsError as e:
                 return replace(outcome, failures=(failure("fetch", e),))
         holder = None
-        user_id = outcome.gathered.user_id
+        user_id = outcome.case.user_id
         if remote is not None and user_id is not None:
             holder = await self._holder_of(user_id, remote)
-        gathered = replace(outcome.gathered, remote=remote, holder=holder)
-        plan = plan_case(case_of(gathered), policy=self._policy, roles=self.roles)
+        case = replace(outcome.case, remote=remote, holder=holder)
+        plan = plan_case(case, policy=self._policy, roles=self.roles)
         if plan.waits_for is not None:
             return replace(
                 outcome, remote_sid=None, result=Result.WAITING, waits_for=plan.waits_for
             )
-        current = replace(outcome, gathered=gathered, result=result)
+        current = replace(outcome, case=case, result=result)
         if remote is not None:
             current = replace(current, remote_sid=remote.sid, identity=remote.identity)
         for action in plan.actions:
@@ -216,27 +203,27 @@ class Executor:
         return replace(current, result=result) if not current.failures else current
 
 
-def unchanged(gathered: Gathered) -> Outcome:
+def unchanged(case: Case) -> Outcome:
     """The starting point: the user as gathered, before any action, holding what its state
     holds and was seen to exist (never another user's remote user). A linked user that was
     looked for and not found is gone, and so is the user a create may have made unrecorded:
     the state lets go of it, and of the identity it held."""
-    state = gathered.state
-    own = _own(gathered)  # every run reads the sides it plans from: unread means not there
+    state = case.state
+    own = _own(case)  # every run reads the sides it plans from: unread means not there
     return Outcome(
-        gathered=gathered,
+        case=case,
         result=Result.UNCHANGED,
         remote_sid=own.sid if own else None,
         identity=own.identity if own else None,
-        retired_sid=_still_retiring(gathered),
+        retired_sid=_still_retiring(case),
         managed_keys=state.managed_keys if state else frozenset(),
     )
 
 
-def _own(gathered: Gathered) -> RemoteUser | None:
+def _own(case: Case) -> RemoteUser | None:
     """The remote user the state links (or claims) among those read: `remote`, or for a
     renamed user `previous`."""
-    remote, previous, state = gathered.remote, gathered.previous, gathered.state
+    remote, previous, state = case.remote, case.previous, case.state
     if remote is not None and claims(state, remote):
         return remote
     if previous is not None and state is not None and previous.sid == state.remote_sid:
@@ -244,9 +231,9 @@ def _own(gathered: Gathered) -> RemoteUser | None:
     return None
 
 
-def _still_retiring(gathered: Gathered) -> UserSid | None:
+def _still_retiring(case: Case) -> UserSid | None:
     """The state's retired sid, if that user still exists (else there is nothing left of it)."""
-    state, previous = gathered.state, gathered.previous
+    state, previous = case.state, case.previous
     if state is None or state.retired_sid is None or previous is None:
         return None
     return state.retired_sid if previous.sid == state.retired_sid else None

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from service.db.gather import Gathered
 from service.db.records import ErrorRecord, StateRecord
 from service.domain.backoff import is_quarantined, next_attempt_delay
+from service.domain.cases import Case
 from service.domain.users import UNCONFIRMED, SyncStatus, UserId, UserSid
 
 
@@ -53,7 +53,7 @@ class Failure:
 class Outcome:
     """The end state of one user after this run."""
 
-    gathered: Gathered
+    case: Case
     result: Result
     remote_sid: UserSid | None = None
     identity: str | None = None
@@ -66,7 +66,7 @@ class Outcome:
 
     @property
     def user_id(self) -> str | None:
-        return self.gathered.user_id
+        return self.case.user_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,7 @@ def already_recorded(outcome: Outcome) -> bool:
 
 
 def _already_recorded(outcome: Outcome) -> bool:
-    state, g = outcome.gathered.state, outcome.gathered
+    state, g = outcome.case.state, outcome.case
     return (
         state is not None
         and state.status is SyncStatus.SYNCED
@@ -111,18 +111,18 @@ def _already_recorded(outcome: Outcome) -> bool:
 
 def _succeeded(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
     gone = outcome.result is Result.DELETED or outcome.remote_sid is None
-    local = outcome.gathered.local
+    local = outcome.case.local
     if gone and local is not None and local.active:  # let go first (a swap): not done yet
         return _let_go(outcome, user_id, now=now)
     midway = not gone and _midway(outcome)
-    state = outcome.gathered.state
+    state = outcome.case.state
     status = SyncStatus.PENDING if midway else SyncStatus.SYNCED
     return StateRecord(
         user_id=user_id,
         remote_sid=None if gone else outcome.remote_sid,
         identity=outcome.identity,
-        fingerprint=state.fingerprint if midway and state else outcome.gathered.fingerprint,
-        attempted_fingerprint=outcome.gathered.fingerprint,
+        fingerprint=state.fingerprint if midway and state else outcome.case.fingerprint,
+        attempted_fingerprint=outcome.case.fingerprint,
         status=SyncStatus.DELETED if gone else status,
         attempts=0,
         last_error_code=None,
@@ -137,13 +137,13 @@ def _succeeded(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
 def _let_go(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
     """An active user left without a remote user (it let go of its old identity for others):
     pending, due at once, with no claim, so the next pass or run creates its identity."""
-    state = outcome.gathered.state
+    state = outcome.case.state
     return StateRecord(
         user_id=user_id,
         remote_sid=None,
         identity=None,
         fingerprint=state.fingerprint if state else None,
-        attempted_fingerprint=outcome.gathered.fingerprint,
+        attempted_fingerprint=outcome.case.fingerprint,
         status=SyncStatus.PENDING,
         attempts=0,
         last_error_code=None,
@@ -158,7 +158,7 @@ def _let_go(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
 def _midway(outcome: Outcome) -> bool:
     """Still linked to the remote user under the identity the source row has left (the first
     step of a second rename): not synced, and due at once, so the next run goes on."""
-    local, state = outcome.gathered.local, outcome.gathered.state
+    local, state = outcome.case.local, outcome.case.state
     return (
         local is not None
         and state is not None
@@ -169,7 +169,7 @@ def _midway(outcome: Outcome) -> bool:
 
 
 def _failed(outcome: Outcome, user_id: str, *, now: datetime, retry: RetryPolicy) -> StateRecord:
-    state = outcome.gathered.state
+    state = outcome.case.state
     attempts = (state.attempts if state else 0) + 1
     delay = next_attempt_delay(attempts, base=retry.base_seconds, cap=retry.cap_seconds)
     quarantined = is_quarantined(attempts, quarantine_after=retry.quarantine_after)
@@ -179,7 +179,7 @@ def _failed(outcome: Outcome, user_id: str, *, now: datetime, retry: RetryPolicy
         remote_sid=outcome.remote_sid,
         identity=outcome.identity,
         fingerprint=state.fingerprint if state else None,
-        attempted_fingerprint=outcome.gathered.fingerprint,
+        attempted_fingerprint=outcome.case.fingerprint,
         status=SyncStatus.QUARANTINED if quarantined else SyncStatus.FAILED,
         attempts=attempts,
         last_error_code=last.twilio_code,
@@ -194,20 +194,20 @@ def _failed(outcome: Outcome, user_id: str, *, now: datetime, retry: RetryPolicy
 def _waiting(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
     """Keep every claim; say whom the user waits for. A state that may have created a user
     unrecorded keeps its status, so that claim is not dropped."""
-    state = outcome.gathered.state
+    state = outcome.case.state
     unconfirmed = (  # a create of its own may still stand behind the claim it keeps
         state is not None
         and outcome.remote_sid is None
         and outcome.identity is not None
         and state.status in UNCONFIRMED
     )
-    identity = outcome.gathered.local.identity if outcome.gathered.local else outcome.identity
+    identity = outcome.case.local.identity if outcome.case.local else outcome.identity
     return StateRecord(
         user_id=user_id,
         remote_sid=outcome.remote_sid,
         identity=outcome.identity,
         fingerprint=state.fingerprint if state else None,
-        attempted_fingerprint=outcome.gathered.fingerprint,
+        attempted_fingerprint=outcome.case.fingerprint,
         status=state.status if state and unconfirmed else SyncStatus.WAITING,
         attempts=state.attempts if state else 0,
         last_error_code=None,
@@ -223,7 +223,7 @@ def _waiting(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
 
 
 def error_records(outcome: Outcome) -> list[ErrorRecord]:
-    g = outcome.gathered
+    g = outcome.case
     identity = g.local.identity if g.local else (g.state.identity if g.state else outcome.identity)
     return [
         ErrorRecord(

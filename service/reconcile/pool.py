@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
-from service.db.gather import Gathered
 from service.db.leases import Lease as LeaseKind
 from service.db.leases import LeaseRequest
+from service.domain.cases import Case
 from service.domain.plan import Action
 from service.reconcile.executor import Executor, unchanged
 from service.reconcile.outcome import Outcome, Result
@@ -40,7 +40,7 @@ class Work:
     """One user's actions, and the lease to take before applying them (for a remote user
     nobody here knows: the check that it is still so)."""
 
-    gathered: Gathered
+    case: Case
     actions: tuple[Action, ...]
     lease: LeaseKind | None
 
@@ -83,7 +83,7 @@ class ApplyPool:
             if item.lease is None or item.lease.key in leased:
                 ready.append(item)
             else:
-                self._finish(deferred(item.gathered))
+                self._finish(deferred(item.case))
 
     async def _take_slot(self) -> None:
         await self._slots.acquire()
@@ -92,7 +92,7 @@ class ApplyPool:
             raise self._error
 
     def _start(self, work: Work) -> None:
-        task = asyncio.create_task(self.executor.apply(work.gathered, work.actions))
+        task = asyncio.create_task(self.executor.apply(work.case, work.actions))
         self._running.add(task)
         leased = isinstance(work.lease, LeaseRequest)
         task.add_done_callback(partial(self._done, leased=leased))
@@ -133,6 +133,6 @@ class ApplyPool:
         self._progress.done += 1
 
 
-def deferred(gathered: Gathered) -> Outcome:
+def deferred(case: Case) -> Outcome:
     """A user this run leaves alone: another run holds it, or it changed since planned."""
-    return replace(unchanged(gathered), result=Result.DEFERRED)
+    return replace(unchanged(case), result=Result.DEFERRED)

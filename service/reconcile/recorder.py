@@ -189,7 +189,7 @@ def _count(outcome: Outcome, report: RunReport) -> None:
     user_id = outcome.user_id
     if outcome.result is Result.DEFERRED and user_id is not None:
         report.deferred.append(user_id)
-        local = outcome.gathered.local
+        local = outcome.case.local
         report.deferred_keys |= {user_id, local.identity} if local else {user_id}
     if outcome.result is Result.WAITING and user_id is not None and outcome.waits_for:
         report.waiting[user_id] = outcome.waits_for

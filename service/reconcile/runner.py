@@ -26,15 +26,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from service.conversations.client import ConversationsClient
 from service.db import deletions, gather, leases, locks, source
-from service.db.gather import Gathered, Probe
+from service.db.gather import Probe
 from service.db.leases import Lease
+from service.domain.cases import Case
 from service.domain.plan import DeleteUser, describe, plan_case
 from service.domain.policy import Policy
 from service.domain.users import RemoteUser, UserId
 from service.domain.waits import cycle_breakers
 from service.reconcile import failure
 from service.reconcile.batch import lease_for, sort_batch, writes_user
-from service.reconcile.executor import Executor, case_of
+from service.reconcile.executor import Executor
 from service.reconcile.outcome import Outcome, Result, RetryPolicy
 from service.reconcile.pool import ApplyPool, deferred
 from service.reconcile.progress import Phase, RunProgress
@@ -269,7 +270,7 @@ class Runner:
             return await deletions.any_held(session, service_key=self._config.service_key)
 
     async def _process(
-        self, run: _Pass, batch: Sequence[Gathered], pool: ApplyPool, *, held: bool
+        self, run: _Pass, batch: Sequence[Case], pool: ApplyPool, *, held: bool
     ) -> list[Deleting]:
         """Plan a batch and start applying it; record what is known by now: users with
         nothing to do, and users of earlier batches the pool has finished."""
@@ -280,9 +281,8 @@ class Runner:
             if n and n % PLAN_SLICE == 0:
                 await asyncio.sleep(0)
             let_go = g.user_id in run.let_go
-            case = case_of(g)
             planned.append(
-                (g, plan_case(case, policy=self._config.policy, roles=roles, let_go=let_go))
+                (g, plan_case(g, policy=self._config.policy, roles=roles, let_go=let_go))
             )
         out = sort_batch(planned, dry_run=dry_run, roles=roles)
         report.planned += out.planned
@@ -297,14 +297,13 @@ class Runner:
 
     async def _leased(self, run: _Pass, outcomes: list[Outcome]) -> list[Outcome]:
         """Outcomes without actions that must be written: leased first (else deferred)."""
-        requests = [lease_for(o.gathered, ()) for o in outcomes]
+        requests = [lease_for(o.case, ()) for o in outcomes]
         leased = await self._lease(run, [r for r in requests if r is not None])
         return [
-            replace(o, leased=True) if o.user_id in leased else deferred(o.gathered)
-            for o in outcomes
+            replace(o, leased=True) if o.user_id in leased else deferred(o.case) for o in outcomes
         ]
 
-    async def _forget_held(self, batch: Sequence[Gathered], *, keep: list[Gathered]) -> None:
+    async def _forget_held(self, batch: Sequence[Case], *, keep: list[Case]) -> None:
         kept = {g.user_id for g in keep}
         users = [g.user_id for g in batch if g.user_id is not None and g.user_id not in kept]
         async with self._sessions.begin() as session:
@@ -312,7 +311,7 @@ class Runner:
                 session, service_key=self._config.service_key, user_ids=users
             )
 
-    async def _orphans(self, run: _Pass) -> list[tuple[Gathered, DeleteUser]]:
+    async def _orphans(self, run: _Pass) -> list[tuple[Case, DeleteUser]]:
         found = await orphan_deletions(
             run.connection, source=run.source, policy=self._config.policy
         )
@@ -324,7 +323,7 @@ class Runner:
         self,
         run: _Pass,
         pending: list[Deleting],
-        orphans: list[tuple[Gathered, DeleteUser]],
+        orphans: list[tuple[Case, DeleteUser]],
         *,
         full: bool,
     ) -> None:

@@ -16,8 +16,8 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from service.db import deletions, gather, records
-from service.db.gather import Gathered
 from service.db.source import Source
+from service.domain.cases import Case
 from service.domain.plan import (
     Action,
     DeleteUser,
@@ -36,7 +36,7 @@ from service.reconcile.run import RunReport
 class Deleting:
     """A user with a guarded deletion, and all of its planned actions."""
 
-    gathered: Gathered
+    case: Case
     actions: tuple[Action, ...]
 
 
@@ -84,14 +84,14 @@ async def decide(
 
 async def orphan_deletions(
     connection: AsyncConnection, *, source: Source, policy: Policy
-) -> list[tuple[Gathered, DeleteUser]]:
+) -> list[tuple[Case, DeleteUser]]:
     """A full run's deletions of remote users nobody here names or owns (mirror mode)."""
     found = []
     async for page in gather.stream_orphans(connection, source=source):
         for remote in page:
             action = plan_orphan(remote, policy=policy)
             if action is not None:
-                found.append((Gathered(None, None, remote, None, None), action))
+                found.append((Case(local=None, state=None, remote=remote), action))
     return found
 
 
@@ -108,7 +108,7 @@ async def not_deleted(
     missed = [
         r.sid
         for o in outcomes
-        for r in (o.gathered.remote, o.gathered.previous)
+        for r in (o.case.remote, o.case.previous)
         if r is not None and r.sid in logged and _surely_not_deleted(o)
     ]
     if missed:
@@ -167,7 +167,7 @@ def _work(pending: list[Deleting], allowed: set[DeleteUser]) -> list[Work]:
             if not (isinstance(a, DeleteUser) and a.guarded and a not in allowed)
         )
         if kept:
-            work.append(Work(d.gathered, kept, lease_for(d.gathered, kept)))
+            work.append(Work(d.case, kept, lease_for(d.case, kept)))
     return work
 
 
