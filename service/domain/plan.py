@@ -60,10 +60,10 @@ from service.domain.users import (
     LocalUser,
     RemoteUser,
     SyncState,
-    SyncStatus,
     UserId,
     UserSid,
     claims,
+    recorded_as,
 )
 from service.domain.validation import (
     DesiredUser,
@@ -336,7 +336,9 @@ def _update_or_link(
             retires=retires,
             managed_keys=keys,
         )
-    if retires is None and _recorded(state, remote=remote, managed_keys=keys):
+    if retires is None and recorded_as(
+        state, sid=remote.sid, identity=remote.identity, managed_keys=keys
+    ):
         return None
     return LinkUser(
         user_id=desired.user_id,
@@ -344,18 +346,6 @@ def _update_or_link(
         identity=remote.identity,
         retires=retires,
         managed_keys=keys,
-    )
-
-
-def _recorded(state: SyncState | None, *, remote: RemoteUser, managed_keys: frozenset[str]) -> bool:
-    """Does the stored state already say exactly this? If not, a link records it."""
-    return (
-        state is not None
-        and state.status is SyncStatus.SYNCED
-        and state.remote_sid == remote.sid
-        and state.identity == remote.identity
-        and state.retired_sid is None
-        and state.managed_keys == managed_keys
     )
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from service.db.leases import Claim, Lease, LeaseRequest, OrphanCheck
 from service.domain.cases import Case
+from service.domain.outcome import Failure, Outcome, Result, already_recorded, unchanged
 from service.domain.plan import (
     Action,
     CasePlan,
@@ -29,8 +30,6 @@ from service.domain.plan import (
     describe,
 )
 from service.domain.roles import RoleDirectory
-from service.reconcile.executor import unchanged
-from service.reconcile.outcome import Failure, Outcome, Result, already_recorded
 from service.reconcile.pool import Work
 
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 from service.conversations import errors as api
 from service.conversations.client import ConversationsClient
 from service.domain.cases import Case
+from service.domain.outcome import Failure, Outcome, Result, unchanged
 from service.domain.plan import (
     Action,
     CreateUser,
@@ -28,8 +29,7 @@ from service.domain.plan import (
 )
 from service.domain.policy import Policy
 from service.domain.roles import RoleDirectory, names_a_role
-from service.domain.users import RemoteUser, UserId, UserSid, claims
-from service.reconcile.outcome import Failure, Outcome, Result
+from service.domain.users import RemoteUser, UserId, UserSid
 
 HolderOf = Callable[[UserId, RemoteUser], Awaitable[UserId | None]]
 """Which other user owns this remote user (or claims its identity), if any: asked before
@@ -201,42 +201,6 @@ class Executor:
             if current.failures:
                 break
         return replace(current, result=result) if not current.failures else current
-
-
-def unchanged(case: Case) -> Outcome:
-    """The starting point: the user as gathered, before any action, holding what its state
-    holds and was seen to exist (never another user's remote user). A linked user that was
-    looked for and not found is gone, and so is the user a create may have made unrecorded:
-    the state lets go of it, and of the identity it held."""
-    state = case.state
-    own = _own(case)  # every run reads the sides it plans from: unread means not there
-    return Outcome(
-        case=case,
-        result=Result.UNCHANGED,
-        remote_sid=own.sid if own else None,
-        identity=own.identity if own else None,
-        retired_sid=_still_retiring(case),
-        managed_keys=state.managed_keys if state else frozenset(),
-    )
-
-
-def _own(case: Case) -> RemoteUser | None:
-    """The remote user the state links (or claims) among those read: `remote`, or for a
-    renamed user `previous`."""
-    remote, previous, state = case.remote, case.previous, case.state
-    if remote is not None and claims(state, remote):
-        return remote
-    if previous is not None and state is not None and previous.sid == state.remote_sid:
-        return previous
-    return None
-
-
-def _still_retiring(case: Case) -> UserSid | None:
-    """The state's retired sid, if that user still exists (else there is nothing left of it)."""
-    state, previous = case.state, case.previous
-    if state is None or state.retired_sid is None or previous is None:
-        return None
-    return state.retired_sid if previous.sid == state.retired_sid else None
 
 
 def _creating(outcome: Outcome, action: CreateUser) -> Outcome:

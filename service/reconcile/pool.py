@@ -26,9 +26,9 @@ from functools import partial
 from service.db.leases import Lease as LeaseKind
 from service.db.leases import LeaseRequest
 from service.domain.cases import Case
+from service.domain.outcome import Outcome, deferred
 from service.domain.plan import Action
-from service.reconcile.executor import Executor, unchanged
-from service.reconcile.outcome import Outcome, Result
+from service.reconcile.executor import Executor
 from service.reconcile.progress import RunProgress
 
 Lease = Callable[[Sequence[LeaseKind]], Awaitable[set[str]]]
@@ -131,8 +131,3 @@ class ApplyPool:
     def _finish(self, outcome: Outcome) -> None:
         self._finished.append(outcome)
         self._progress.done += 1
-
-
-def deferred(case: Case) -> Outcome:
-    """A user this run leaves alone: another run holds it, or it changed since planned."""
-    return replace(unchanged(case), result=Result.DEFERRED)

@@ -20,15 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db import deletions, leases, records
-from service.db.records import ErrorRecord, StateRecord
+from service.db.records import ErrorRecord
+from service.domain.outcome import Outcome, Result, RetryPolicy, state_record
 from service.domain.plan import DeleteUser
-from service.reconcile.outcome import (
-    Outcome,
-    Result,
-    RetryPolicy,
-    error_records,
-    state_record,
-)
+from service.domain.users import SyncState
 from service.reconcile.run import RunReport, RunRequest, RunStatus
 
 log = structlog.get_logger(__name__)
@@ -111,12 +106,12 @@ class Recorder:
         self, outcomes: Sequence[Outcome], report: RunReport, *, dry_run: bool
     ) -> None:
         now = self._clock()
-        states: list[StateRecord] = []
+        states: list[SyncState] = []
         released: list[str] = []
         errors: list[ErrorRecord] = []
         for outcome in outcomes:
             _count(outcome, report)
-            errors += error_records(outcome)
+            errors += _error_records(outcome)
             if dry_run or not outcome.leased or outcome.user_id is None:
                 continue
             record = state_record(outcome, now=now, retry=self._retry)
@@ -129,7 +124,7 @@ class Recorder:
 
     async def _save(
         self,
-        states: list[StateRecord],
+        states: list[SyncState],
         errors: list[ErrorRecord],
         released: list[str],
         *,
@@ -150,7 +145,7 @@ class Recorder:
         if lost:
             log.warning("outcomes not written: the run no longer held these users", users=len(lost))
 
-    async def _save_each(self, states: list[StateRecord], *, run_id: int) -> set[str]:
+    async def _save_each(self, states: list[SyncState], *, run_id: int) -> set[str]:
         written: set[str] = set()
         for state in states:
             try:
@@ -160,7 +155,7 @@ class Recorder:
                 await self._refused(state, run_id=run_id, error=e)
         return written
 
-    async def _refused(self, state: StateRecord, *, run_id: int, error: IntegrityError) -> None:
+    async def _refused(self, state: SyncState, *, run_id: int, error: IntegrityError) -> None:
         message = (
             f"user {state.user_id}: its outcome was not recorded, it would claim a remote user"
             f" or identity another user holds ({type(error.orig).__name__}); it is planned again"
@@ -211,3 +206,21 @@ def _held_row(action: DeleteUser) -> dict[str, str | None]:
         "identity": action.identity,
         "reason": str(action.reason),
     }
+
+
+def _error_records(outcome: Outcome) -> list[ErrorRecord]:
+    g = outcome.case
+    identity = g.local.identity if g.local else (g.state.identity if g.state else outcome.identity)
+    return [
+        ErrorRecord(
+            user_id=outcome.user_id,
+            identity=identity,
+            action=f.action,
+            message=f.message,
+            field=f.field,
+            http_status=f.http_status,
+            twilio_code=f.twilio_code,
+            request_id=f.request_id,
+        )
+        for f in outcome.failures
+    ]

@@ -10,8 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from service.domain.outcome import Failure
 from service.domain.plan import DeleteUser
-from service.reconcile.outcome import Failure
 from service.reconcile.progress import RunProgress
 
 

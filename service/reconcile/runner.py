@@ -29,6 +29,7 @@ from service.db import deletions, gather, leases, locks, source
 from service.db.gather import Probe
 from service.db.leases import Lease
 from service.domain.cases import Case
+from service.domain.outcome import Outcome, Result, RetryPolicy, deferred
 from service.domain.plan import DeleteUser, describe, plan_case
 from service.domain.policy import Policy
 from service.domain.users import RemoteUser, UserId
@@ -36,8 +37,7 @@ from service.domain.waits import cycle_breakers
 from service.reconcile import failure
 from service.reconcile.batch import lease_for, sort_batch, writes_user
 from service.reconcile.executor import Executor
-from service.reconcile.outcome import Outcome, Result, RetryPolicy
-from service.reconcile.pool import ApplyPool, deferred
+from service.reconcile.pool import ApplyPool
 from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.recorder import Recorder
 from service.reconcile.run import (

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from service.db import deletions, gather, records
 from service.db.source import Source
 from service.domain.cases import Case
+from service.domain.outcome import Outcome, Result
 from service.domain.plan import (
     Action,
     DeleteUser,
@@ -27,7 +28,6 @@ from service.domain.plan import (
 )
 from service.domain.policy import DeleteMode, Policy
 from service.reconcile.batch import lease_for
-from service.reconcile.outcome import Outcome, Result
 from service.reconcile.pool import Work
 from service.reconcile.run import RunReport
 
