@@ -23,11 +23,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
+from service.db.leases import Claim, LeaseRequest, OrphanCheck
 from service.db.leases import Lease as LeaseKind
-from service.db.leases import LeaseRequest
+from service.domain.actions import Action, CreateUser, LinkUser, UpdateUser
 from service.domain.cases import Case
 from service.domain.outcome import Outcome, deferred
-from service.domain.plan import Action
 from service.reconcile.executor import Executor
 from service.reconcile.progress import RunProgress
 
@@ -43,6 +43,10 @@ class Work:
     case: Case
     actions: tuple[Action, ...]
     lease: LeaseKind | None
+
+    @classmethod
+    def of(cls, case: Case, actions: tuple[Action, ...]) -> Work:
+        return cls(case, actions, lease_for(case, actions))
 
 
 class ApplyPool:
@@ -131,3 +135,29 @@ class ApplyPool:
     def _finish(self, outcome: Outcome) -> None:
         self._finished.append(outcome)
         self._progress.done += 1
+
+
+def lease_for(g: Case, actions: Sequence[Action]) -> LeaseKind | None:
+    """The lease to take before applying `actions` (for a remote user nobody here knows, the
+    check that nobody knows it yet)."""
+    user_id = g.user_id
+    if user_id is None:
+        remote = g.remote
+        return None if remote is None else OrphanCheck(sid=remote.sid, identity=remote.identity)
+    return LeaseRequest(
+        user_id=user_id,
+        fingerprint=g.fingerprint,
+        version=g.version,
+        claim=_claim(g, actions[0]) if actions else None,
+    )
+
+
+def _claim(g: Case, action: Action) -> Claim | None:
+    """What the user's state must hold before the first call: a create's identity (with the
+    renamed user's old sid to retire), or a remote user it adopts."""
+    if isinstance(action, CreateUser):
+        return Claim(identity=action.identity, sid=None, retired_sid=action.retires)
+    linked = g.state.remote_sid if g.state is not None else None
+    if isinstance(action, UpdateUser | LinkUser) and action.sid != linked:
+        return Claim(identity=action.identity, sid=action.sid, retired_sid=action.retires)
+    return None

@@ -28,16 +28,16 @@ from service.conversations.client import ConversationsClient
 from service.db import deletions, gather, leases, locks, source
 from service.db.gather import Probe
 from service.db.leases import Lease
+from service.domain.batch import BatchPlan, plan_batch, writes_user
 from service.domain.cases import Case
 from service.domain.outcome import Outcome, Result, RetryPolicy, deferred
-from service.domain.plan import DeleteUser, describe, plan_case
+from service.domain.plan import DeleteUser, describe
 from service.domain.policy import Policy
 from service.domain.users import RemoteUser, UserId
 from service.domain.waits import cycle_breakers
 from service.reconcile import failure
-from service.reconcile.batch import lease_for, sort_batch, writes_user
 from service.reconcile.executor import Executor
-from service.reconcile.pool import ApplyPool
+from service.reconcile.pool import ApplyPool, Work, lease_for
 from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.recorder import Recorder
 from service.reconcile.run import (
@@ -272,28 +272,40 @@ class Runner:
     async def _process(
         self, run: _Pass, batch: Sequence[Case], pool: ApplyPool, *, held: bool
     ) -> list[Deleting]:
-        """Plan a batch and start applying it; record what is known by now: users with
-        nothing to do, and users of earlier batches the pool has finished."""
+        """Plan a batch; lease and record the users whose outcome needs no call, start applying
+        the others, record the users of earlier batches the pool has finished; the users with
+        guarded deletions, for the deletion phase."""
         report, dry_run = run.report, run.report.request.dry_run
-        roles = await run.executor.roles_for(batch)
-        planned = []
-        for n, g in enumerate(batch):
-            if n and n % PLAN_SLICE == 0:
-                await asyncio.sleep(0)
-            let_go = g.user_id in run.let_go
-            planned.append(
-                (g, plan_case(g, policy=self._config.policy, roles=roles, let_go=let_go))
-            )
-        out = sort_batch(planned, dry_run=dry_run, roles=roles)
-        report.planned += out.planned
-        report.would_write += out.would_write
-        direct = await self._leased(run, out.direct)
-        report.progress.done += len(out.ready) + len(direct)
-        await pool.submit(out.work)
-        await self._recorder.outcomes(out.ready + direct + pool.finished(), report, dry_run=dry_run)
+        plan = await self._plan(run, batch)
+        report.planned += plan.planned
+        report.would_write += plan.would_write
+        direct = await self._leased(run, plan.direct)
+        report.progress.done += len(plan.ready) + len(direct)
+        await pool.submit([Work.of(case, actions) for case, actions in plan.work])
+        await self._recorder.outcomes(
+            plan.ready + direct + pool.finished(), report, dry_run=dry_run
+        )
         if held:
-            await self._forget_held(batch, keep=[g for g, _ in out.deletions])
-        return [Deleting(g, actions) for g, actions in out.deletions]
+            await self._forget_held(batch, keep=[case for case, _ in plan.deletions])
+        return [Deleting(case, actions) for case, actions in plan.deletions]
+
+    async def _plan(self, run: _Pass, batch: Sequence[Case]) -> BatchPlan:
+        """`plan_batch` a slice at a time, yielding to the event loop in between."""
+        roles = await run.executor.roles_for(batch)
+        plan = BatchPlan()
+        for start in range(0, len(batch), PLAN_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            plan.extend(
+                plan_batch(
+                    batch[start : start + PLAN_SLICE],
+                    policy=self._config.policy,
+                    roles=roles,
+                    let_go=run.let_go,
+                    dry_run=run.report.request.dry_run,
+                )
+            )
+        return plan
 
     async def _leased(self, run: _Pass, outcomes: list[Outcome]) -> list[Outcome]:
         """Outcomes without actions that must be written: leased first (else deferred)."""

@@ -27,7 +27,6 @@ from service.domain.plan import (
     plan_orphan,
 )
 from service.domain.policy import DeleteMode, Policy
-from service.reconcile.batch import lease_for
 from service.reconcile.pool import Work
 from service.reconcile.run import RunReport
 
@@ -167,7 +166,7 @@ def _work(pending: list[Deleting], allowed: set[DeleteUser]) -> list[Work]:
             if not (isinstance(a, DeleteUser) and a.guarded and a not in allowed)
         )
         if kept:
-            work.append(Work(d.case, kept, lease_for(d.case, kept)))
+            work.append(Work.of(d.case, kept))
     return work
 
 
