@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db import deletions, leases, records
 from service.db.records import ErrorRecord
-from service.domain.outcome import Outcome, Result, RetryPolicy, state_record
+from service.domain.outcome import Outcome, RetryPolicy, state_record
 from service.domain.plan import DeleteUser
 from service.domain.users import SyncState
 from service.reconcile.run import RunReport, RunRequest, RunStatus
@@ -66,14 +66,9 @@ class Recorder:
             return await records.open_run(session, opening)
 
     async def close_run(self, report: RunReport, *, bug: Exception | None = None) -> None:
-        """Record how the run ended (partial when users failed) and log its summary line, the
+        """Record how the run ended (`RunReport.close`d) and log its summary line, the
         run's one line about it: with its error when it failed or was aborted, and with the
         traceback of `bug`, the exception that failed it, if that was no known cause."""
-        if (
-            report.status is RunStatus.SUCCEEDED
-            and report.counts[Result.FAILED] + report.counts[Result.INVALID]
-        ):
-            report.status = RunStatus.PARTIAL
         closing = records.RunClosing(
             status=report.status.value,
             counts=dict(report.counts),
@@ -110,7 +105,8 @@ class Recorder:
         released: list[str] = []
         errors: list[ErrorRecord] = []
         for outcome in outcomes:
-            _count(outcome, report)
+            report.count(outcome)
+            _logged(outcome)
             errors += _error_records(outcome)
             if dry_run or not outcome.leased or outcome.user_id is None:
                 continue
@@ -178,21 +174,11 @@ class Recorder:
             await leases.release(session, [state.user_id], run_id=run_id)
 
 
-def _count(outcome: Outcome, report: RunReport) -> None:
-    failed = outcome.failures and outcome.result is not Result.INVALID
-    report.counts[Result.FAILED if failed else outcome.result] += 1
-    user_id = outcome.user_id
-    if outcome.result is Result.DEFERRED and user_id is not None:
-        report.deferred.append(user_id)
-        local = outcome.case.local
-        report.deferred_keys |= {user_id, local.identity} if local else {user_id}
-    if outcome.result is Result.WAITING and user_id is not None and outcome.waits_for:
-        report.waiting[user_id] = outcome.waits_for
+def _logged(outcome: Outcome) -> None:
     for f in outcome.failures:
-        report.failures.append((user_id or outcome.identity or "?", f))
         log.warning(
             "user failed",
-            user_id=user_id,
+            user_id=outcome.user_id,
             action=f.action,
             error=f.message,
             code=f.twilio_code,

@@ -30,7 +30,7 @@ from service.db.gather import Probe
 from service.db.leases import Lease
 from service.domain.batch import BatchPlan, plan_batch, writes_user
 from service.domain.cases import Case
-from service.domain.outcome import Outcome, Result, RetryPolicy, deferred
+from service.domain.outcome import Outcome, RetryPolicy, deferred
 from service.domain.plan import DeleteUser, describe
 from service.domain.policy import Policy
 from service.domain.users import RemoteUser, UserId
@@ -133,9 +133,9 @@ class Runner:
         key = locks.lock_key(_lock_kind(request.scope), self._config.service_key)
         try:
             async with locks.holding(self._lock_engine, key) as connection:
-                report = RunReport(run_id=await self._open(connection, request), request=request)
-                if progress is not None:
-                    report.progress = progress
+                run_id = await self._open(connection, request)
+                watching = progress or RunProgress(watched=False)
+                report = RunReport(run_id=run_id, request=request, progress=watching)
                 if on_open is not None:
                     on_open(report.run_id)
                 return await self._locked_run(connection, report)
@@ -161,15 +161,14 @@ class Runner:
         try:
             await self._reconcile(connection, report)
         except asyncio.CancelledError as e:
-            report.status, report.error = RunStatus.ABORTED, _why_cancelled(e)
+            report.end(RunStatus.ABORTED, error=_why_cancelled(e))
             raise
         except Exception as e:
-            report.status = RunStatus.FAILED
-            report.error = failure.explain(e, api_url=self._client.base_url)
+            report.end(RunStatus.FAILED, error=failure.explain(e, api_url=self._client.base_url))
             bug = None if failure.expected(e) else e
             raise RunFailed(report) from e
         finally:
-            report.api_calls = self._client.stats.total - calls_before
+            report.close(api_calls=self._client.stats.total - calls_before)
             await asyncio.shield(self._recorder.close_run(report, bug=bug))
             structlog.contextvars.unbind_contextvars("run_id", "trigger", "scope")
         return report
@@ -198,9 +197,9 @@ class Runner:
             holders, waiting = self._follow_up(report, also=run.let_go)
             if waiting is None:
                 break
-            run.let_go = cycle_breakers(report.waiting)
-            log.info("waiting users again", users=len(report.waiting), let_go=len(run.let_go))
-            report.waiting.clear()
+            waits = report.look_again()
+            run.let_go = cycle_breakers(waits)
+            log.info("waiting users again", users=len(waits), let_go=len(run.let_go))
             for follow_up in (holders, waiting):
                 if follow_up is not None:
                     await self._delete(run, await self._pass(run, follow_up), [], full=False)
@@ -214,7 +213,6 @@ class Runner:
         waiting = dict(report.waiting)
         if report.request.dry_run or not (waiting or also) or len(waiting) > FOLLOW_UP_LIMIT:
             return None, None
-        report.counts[Result.WAITING] -= len(waiting)
         holders = tuple(h for h in dict.fromkeys(waiting.values()) if h not in waiting)
         targets = tuple(waiting) + tuple(sorted(also - waiting.keys()))
         first = replace(report.request, scope=Scope.USERS, targets=holders) if holders else None
@@ -277,8 +275,7 @@ class Runner:
         guarded deletions, for the deletion phase."""
         report, dry_run = run.report, run.report.request.dry_run
         plan = await self._plan(run, batch)
-        report.planned += plan.planned
-        report.would_write += plan.would_write
+        report.dry_run(plan.planned, would_write=plan.would_write)
         direct = await self._leased(run, plan.direct)
         report.progress.done += len(plan.ready) + len(direct)
         await pool.submit([Work.of(case, actions) for case, actions in plan.work])
@@ -360,9 +357,10 @@ class Runner:
         if pending:
             report.progress.phase = Phase.DELETING
         if report.request.dry_run:
-            report.planned += [describe(a) for w in work for a in w.actions]
-            report.would_write += sum(writes_user(w.actions) for w in work)
-            report.counts[Result.PLANNED] += len(work)
+            lines = [describe(a) for w in work for a in w.actions]
+            report.dry_run(
+                lines, would_write=sum(writes_user(w.actions) for w in work), users=len(work)
+            )
             report.progress.done += len(work)
             return
         pool = self._pool(run)

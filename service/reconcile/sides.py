@@ -66,7 +66,7 @@ class Sides:
         listed_since = None
         if request.scope is Scope.FULL:
             listed_since = await gather.database_now(connection)
-            report.remote_total = await self._snapshot_remote(connection, progress)
+            report.listed(await self._snapshot_remote(connection, progress))
         selection = await self._selection(connection, request, source, listed_since)
         progress.phase = Phase.RECONCILING
         if progress.watched and progress.total is None:

@@ -146,15 +146,8 @@ async def _log(
 
 
 def _report(verdict: DeletionVerdict, report: RunReport) -> None:
-    """Count each held deletion once, however many passes of the run held it again."""
-    known = {d.sid for d in report.held}
-    new = [d for d in verdict.held if d.sid not in known]
-    if new:
-        report.held += new
-        report.counts[Result.HELD] += len(new)
-        report.progress.done += len(new)
-    if verdict.held:
-        report.held_reason = verdict.reason
+    """Each held deletion counts once, however many passes of the run held it again."""
+    report.progress.done += report.hold(verdict.held, reason=verdict.reason)
 
 
 def _work(pending: list[Deleting], allowed: set[DeleteUser]) -> list[Work]:
