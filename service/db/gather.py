@@ -20,7 +20,7 @@ marked `stale`, and its remote side is fetched again.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,18 +30,29 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service.db import rows
 from service.db.source import Source, per_id
 from service.domain.cases import Case
-from service.domain.users import RemoteUser, UserId
+from service.domain.users import UNCONFIRMED as UNCONFIRMED_STATUSES
+from service.domain.users import RemoteUser, SyncStatus, UserId
 
 BATCH = 1000
 REMOTE_TABLE = "remote_users_snapshot"
-UNCONFIRMED = "('pending', 'failed', 'quarantined')"
+
+
+def statuses(members: Iterable[SyncStatus]) -> str:
+    """A SQL list of these statuses, for `status IN ...`: `('failed', 'quarantined')`."""
+    return "(" + ", ".join(f"'{s.value}'" for s in sorted(members)) + ")"
+
+
+UNCONFIRMED = statuses(UNCONFIRMED_STATUSES)
 """States whose create may have happened unrecorded (see `domain.users.claims`)."""
-CLAIMS_IDENTITY = "{o}.status <> 'deleted' AND ({o}.remote_sid IS NOT NULL OR {o}.status IN {u})"
+DELETED = f"'{SyncStatus.DELETED.value}'"
+RETRYING = statuses({SyncStatus.FAILED, SyncStatus.QUARANTINED})
+"""States of users whose last attempt failed."""
+CLAIMS_IDENTITY = "{o}.status <> {d} AND ({o}.remote_sid IS NOT NULL OR {o}.status IN {u})"
 """A state claims its identity (as `db.models.CLAIMS_IDENTITY`), for alias `{o}`."""
 
 
 def claims_identity(alias: str) -> str:
-    return CLAIMS_IDENTITY.format(o=alias, u=UNCONFIRMED)
+    return CLAIMS_IDENTITY.format(o=alias, d=DELETED, u=UNCONFIRMED)
 
 
 async def database_now(connection: AsyncConnection) -> datetime:
@@ -148,7 +159,7 @@ def full(*, source: Source, listed_since: datetime) -> Selection:
             COALESCE(s.updated_at >= :listed_since, false) AS stale,
             {_local_and_state(per_id(source))}
         {_FULL_JOINS}
-        WHERE NOT (l.id IS NULL AND s.status = 'deleted' AND k.sid IS NULL AND r3.sid IS NULL)
+        WHERE NOT (l.id IS NULL AND s.status = {DELETED} AND k.sid IS NULL AND r3.sid IS NULL)
     """
     return Selection(query, {"listed_since": listed_since})
 
@@ -160,12 +171,12 @@ def incremental(*, source: Source, now: datetime) -> Selection:
         SELECT {_local_and_state(per_id(source))}
         WHERE (l.id IS NOT NULL AND s.user_id IS NULL)
            OR (l.id IS NOT NULL AND l.fingerprint IS DISTINCT FROM s.fingerprint
-               AND s.status NOT IN ('failed', 'quarantined'))
-           OR (l.id IS NOT NULL AND s.status IN ('failed', 'quarantined')
+               AND s.status NOT IN {RETRYING})
+           OR (l.id IS NOT NULL AND s.status IN {RETRYING}
                AND l.fingerprint IS DISTINCT FROM s.attempted_fingerprint)
-           OR (l.id IS NULL AND s.status <> 'deleted')
-           OR (s.status IN ('failed', 'quarantined', 'pending') AND s.next_attempt_at <= :now)
-           OR s.status = 'waiting'
+           OR (l.id IS NULL AND s.status <> {DELETED})
+           OR (s.status IN {UNCONFIRMED} AND s.next_attempt_at <= :now)
+           OR s.status = '{SyncStatus.WAITING.value}'
            OR s.retired_sid IS NOT NULL
     """
     return Selection(query, {"now": now})

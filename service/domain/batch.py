@@ -92,11 +92,11 @@ def _sort(
 
 
 def _without_actions(case: Case, plan: CasePlan) -> Outcome:
+    if plan.unchanged:
+        return unchanged(case)
     if plan.problem is not None:
         return _invalid(case, plan.problem)
-    if plan.waits_for is not None:
-        return replace(unchanged(case), result=Result.WAITING, waits_for=plan.waits_for)
-    return unchanged(case)
+    return replace(unchanged(case), result=Result.WAITING, waits_for=plan.waits_for)
 
 
 def _invalid(case: Case, problem: InvalidUser) -> Outcome:

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from service.domain.users import (
+    UNCONFIRMED,
     LocalUser,
     RemoteUser,
     SyncState,
@@ -171,7 +172,7 @@ class _World:
             return None
         if state.remote_sid is not None:
             return self._get(state.remote_sid)
-        if state.identity is None or state.status not in _UNCONFIRMED:
+        if state.identity is None or state.status not in UNCONFIRMED:
             return None
         claimed = self.by_identity.get(state.identity)
         if claimed is None or self.owners.sid_owned_by_other(claimed.sid, state.user_id):
@@ -180,9 +181,6 @@ class _World:
 
     def _get(self, sid: UserSid | None) -> RemoteUser | None:
         return self.by_sid.get(sid) if sid is not None else None
-
-
-_UNCONFIRMED = frozenset({SyncStatus.PENDING, SyncStatus.FAILED, SyncStatus.QUARANTINED})
 
 
 def _orphans(

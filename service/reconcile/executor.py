@@ -16,17 +16,17 @@ from dataclasses import replace
 
 from service.conversations import errors as api
 from service.conversations.client import ConversationsClient
-from service.domain.cases import Case
-from service.domain.outcome import Failure, Outcome, Result, unchanged
-from service.domain.plan import (
+from service.domain.actions import (
     Action,
     CreateUser,
     DeleteReason,
     DeleteUser,
     LinkUser,
     UpdateUser,
-    plan_case,
 )
+from service.domain.cases import Case
+from service.domain.outcome import Failure, Outcome, Result, unchanged
+from service.domain.plan import plan_case
 from service.domain.policy import Policy
 from service.domain.roles import RoleDirectory, names_a_role
 from service.domain.users import RemoteUser, UserId, UserSid

@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db import deletions, leases, records
 from service.db.records import ErrorRecord
+from service.domain.actions import DeleteUser
 from service.domain.outcome import Outcome, RetryPolicy, state_record
-from service.domain.plan import DeleteUser
 from service.domain.users import SyncState
 from service.reconcile.run import RunReport, RunRequest, RunStatus
 

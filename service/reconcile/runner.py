@@ -28,10 +28,10 @@ from service.conversations.client import ConversationsClient
 from service.db import deletions, gather, leases, locks, source
 from service.db.gather import Probe
 from service.db.leases import Lease
+from service.domain.actions import DeleteUser, describe
 from service.domain.batch import BatchPlan, plan_batch, writes_user
 from service.domain.cases import Case
 from service.domain.outcome import Outcome, RetryPolicy, deferred
-from service.domain.plan import DeleteUser, describe
 from service.domain.policy import Policy
 from service.domain.users import RemoteUser, UserId
 from service.domain.waits import cycle_breakers

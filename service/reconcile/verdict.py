@@ -17,15 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from service.db import deletions, gather, records
 from service.db.source import Source
+from service.domain.actions import Action, DeleteUser
 from service.domain.cases import Case
+from service.domain.guards import DeletionVerdict, guard_deletions
 from service.domain.outcome import Outcome, Result
-from service.domain.plan import (
-    Action,
-    DeleteUser,
-    DeletionVerdict,
-    guard_deletions,
-    plan_orphan,
-)
+from service.domain.plan import plan_orphan
 from service.domain.policy import DeleteMode, Policy
 from service.reconcile.pool import Work
 from service.reconcile.run import RunReport
