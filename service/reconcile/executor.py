@@ -11,7 +11,7 @@ never leave neither. The run holds the user's lease throughout (`db.leases`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from service.conversations import errors as api
@@ -28,7 +28,7 @@ from service.domain.cases import Case
 from service.domain.outcome import Failure, Outcome, Result, unchanged
 from service.domain.plan import plan_case
 from service.domain.policy import Policy
-from service.domain.roles import RoleDirectory, names_a_role
+from service.domain.roles import RoleDirectory
 from service.domain.users import RemoteUser, UserId, UserSid
 
 HolderOf = Callable[[UserId, RemoteUser], Awaitable[UserId | None]]
@@ -51,20 +51,20 @@ def failure(action: str, error: api.ConversationsError) -> Failure:
 class Executor:
     """Applies plans for users; stateless between users apart from its dependencies."""
 
-    def __init__(self, client: ConversationsClient, *, policy: Policy, holder_of: HolderOf) -> None:
+    def __init__(
+        self,
+        client: ConversationsClient,
+        *,
+        policy: Policy,
+        holder_of: HolderOf,
+        roles: Callable[[], RoleDirectory],
+    ) -> None:
+        """`roles`: the Service's roles as the run has read them by now, to plan again with
+        what the users were planned with."""
         self._client = client
         self._policy = policy
         self._holder_of = holder_of
-        self.roles = RoleDirectory.unread()
-
-    async def roles_for(self, batch: Sequence[Case]) -> RoleDirectory:
-        """The Service's roles, read the first time a user of the run names one: a run whose
-        users all take the default role makes no Roles call (a no-change run only lists)."""
-        if not self.roles.read and any(
-            g.local is not None and names_a_role(g.local.role) for g in batch
-        ):
-            self.roles = RoleDirectory(await self._client.list_roles())
-        return self.roles
+        self._roles = roles
 
     async def apply(self, case: Case, actions: tuple[Action, ...]) -> Outcome:
         outcome = unchanged(case)
@@ -188,7 +188,7 @@ class Executor:
         if remote is not None and user_id is not None:
             holder = await self._holder_of(user_id, remote)
         case = replace(outcome.case, remote=remote, holder=holder)
-        plan = plan_case(case, policy=self._policy, roles=self.roles)
+        plan = plan_case(case, policy=self._policy, roles=self._roles())
         if plan.waits_for is not None:
             return replace(
                 outcome, remote_sid=None, result=Result.WAITING, waits_for=plan.waits_for

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -33,6 +33,7 @@ from service.domain.batch import BatchPlan, plan_batch, writes_user
 from service.domain.cases import Case
 from service.domain.outcome import Outcome, RetryPolicy, deferred
 from service.domain.policy import Policy
+from service.domain.roles import RoleDirectory, names_a_role
 from service.domain.users import RemoteUser, UserId
 from service.domain.waits import cycle_breakers
 from service.reconcile import failure
@@ -86,7 +87,8 @@ class _Pass:
     connection: AsyncConnection
     report: RunReport
     source: source.Source
-    executor: Executor
+    roles: RoleDirectory = field(default_factory=RoleDirectory.unread)
+    """The Service's roles, once a user of the run names one (`_roles`)."""
     let_go: frozenset[str] = frozenset()
     """Users that break a cycle of waits in this pass (`domain.waits`)."""
 
@@ -184,7 +186,7 @@ class Runner:
 
     async def _reconcile(self, connection: AsyncConnection, report: RunReport) -> None:
         checked = await source.inspect(connection, self._config.source_table)
-        run = _Pass(connection, report, checked, self._executor())
+        run = _Pass(connection, report, checked)
         request = report.request
         pending = await self._pass(run, request)
         orphans = await self._orphans(run) if request.scope is Scope.FULL else []
@@ -242,10 +244,21 @@ class Runner:
         async def lease(requests: Sequence[Lease]) -> set[str]:
             return await self._lease(run, requests)
 
-        return ApplyPool(run.executor, size=size, progress=run.report.progress, lease=lease)
+        executor = Executor(
+            self._client,
+            policy=self._config.policy,
+            holder_of=self._holder_of,
+            roles=lambda: run.roles,
+        )
+        return ApplyPool(executor, size=size, progress=run.report.progress, lease=lease)
 
-    def _executor(self) -> Executor:
-        return Executor(self._client, policy=self._config.policy, holder_of=self._holder_of)
+    async def _roles(self, run: _Pass, batch: Sequence[Case]) -> RoleDirectory:
+        """The Service's roles, read the first time a user of the run names one: a run whose
+        users all take the default role makes no Roles call (a no-change run only lists)."""
+        named = any(c.local is not None and names_a_role(c.local.role) for c in batch)
+        if named and not run.roles.read:
+            run.roles = RoleDirectory(await self._client.list_roles())
+        return run.roles
 
     async def _holder_of(self, me: UserId, remote: RemoteUser) -> UserId | None:
         async with self._sessions() as session:
@@ -288,7 +301,7 @@ class Runner:
 
     async def _plan(self, run: _Pass, batch: Sequence[Case]) -> BatchPlan:
         """`plan_batch` a slice at a time, yielding to the event loop in between."""
-        roles = await run.executor.roles_for(batch)
+        roles = await self._roles(run, batch)
         plan = BatchPlan()
         for start in range(0, len(batch), PLAN_SLICE):
             if start:
