@@ -27,8 +27,13 @@ from service.domain.policy import Policy
 from service.domain.roles import RoleDirectory
 from service.domain.validation import InvalidUser
 
-Planned = tuple[Case, tuple[Action, ...]]
-"""A user and the actions planned for it."""
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A user and the actions planned for it."""
+
+    case: Case
+    actions: tuple[Action, ...]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -78,13 +83,13 @@ def _sort(
     out: BatchPlan, case: Case, plan: CasePlan, *, dry_run: bool, roles: RoleDirectory
 ) -> None:
     if any(isinstance(a, DeleteUser) and a.guarded for a in plan.actions):
-        out.deletions.append((case, plan.actions))
+        out.deletions.append(Planned(case, plan.actions))
     elif plan.actions and dry_run:
         out.planned += [describe(a, roles) for a in plan.actions]
         out.would_write += writes_user(plan.actions)
         out.ready.append(Outcome(case=case, result=Result.PLANNED))
     elif plan.actions:
-        out.work.append((case, plan.actions))
+        out.work.append(Planned(case, plan.actions))
     else:
         outcome = _without_actions(case, plan)
         known = dry_run or already_recorded(outcome)

@@ -29,7 +29,7 @@ from service.db import deletions, gather, leases, locks, source
 from service.db.gather import Probe
 from service.db.leases import Lease
 from service.domain.actions import DeleteUser, describe
-from service.domain.batch import BatchPlan, plan_batch, writes_user
+from service.domain.batch import BatchPlan, Planned, plan_batch, writes_user
 from service.domain.cases import Case
 from service.domain.outcome import Outcome, RetryPolicy, deferred
 from service.domain.policy import Policy
@@ -50,7 +50,7 @@ from service.reconcile.run import (
     Scope,
 )
 from service.reconcile.sides import Sides
-from service.reconcile.verdict import Deleting, decide, not_deleted, orphan_deletions
+from service.reconcile.verdict import decide, not_deleted, orphan_deletions
 
 log = structlog.get_logger(__name__)
 
@@ -220,11 +220,11 @@ class Runner:
         first = replace(report.request, scope=Scope.USERS, targets=holders) if holders else None
         return first, replace(report.request, scope=Scope.USERS, targets=targets)
 
-    async def _pass(self, run: _Pass, request: RunRequest) -> list[Deleting]:
+    async def _pass(self, run: _Pass, request: RunRequest) -> list[Planned]:
         """Plan and apply the users of `request`'s scope; the users with guarded deletions,
         for the deletion phase."""
         pool = self._pool(run)
-        pending: list[Deleting] = []
+        pending: list[Planned] = []
         held = not request.dry_run and await self._any_held()
         try:
             batches = self._sides.batches(
@@ -282,7 +282,7 @@ class Runner:
 
     async def _process(
         self, run: _Pass, batch: Sequence[Case], pool: ApplyPool, *, held: bool
-    ) -> list[Deleting]:
+    ) -> list[Planned]:
         """Plan a batch; lease and record the users whose outcome needs no call, start applying
         the others, record the users of earlier batches the pool has finished; the users with
         guarded deletions, for the deletion phase."""
@@ -291,13 +291,13 @@ class Runner:
         report.dry_run(plan.planned, would_write=plan.would_write)
         direct = await self._leased(run, plan.direct)
         report.progress.done += len(plan.ready) + len(direct)
-        await pool.submit([Work.of(case, actions) for case, actions in plan.work])
+        await pool.submit([Work.of(p.case, p.actions) for p in plan.work])
         await self._recorder.outcomes(
             plan.ready + direct + pool.finished(), report, dry_run=dry_run
         )
         if held:
-            await self._forget_held(batch, keep=[case for case, _ in plan.deletions])
-        return [Deleting(case, actions) for case, actions in plan.deletions]
+            await self._forget_held(batch, keep=[p.case for p in plan.deletions])
+        return plan.deletions
 
     async def _plan(self, run: _Pass, batch: Sequence[Case]) -> BatchPlan:
         """`plan_batch` a slice at a time, yielding to the event loop in between."""
@@ -344,7 +344,7 @@ class Runner:
     async def _delete(
         self,
         run: _Pass,
-        pending: list[Deleting],
+        pending: list[Planned],
         orphans: list[tuple[Case, DeleteUser]],
         *,
         full: bool,
@@ -356,7 +356,7 @@ class Runner:
         # a user another run deleted since the listing is still in the snapshot: its own
         # (stale) deletion and an orphan there, one deletion
         planned = {a.sid for d in pending for a in d.actions if isinstance(a, DeleteUser)}
-        pending += [Deleting(g, (d,)) for g, d in orphans if d.sid not in planned]
+        pending += [Planned(g, (d,)) for g, d in orphans if d.sid not in planned]
         verdict = await decide(
             self._sessions,
             pending,

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from service.db import deletions, gather, records
 from service.db.source import Source
-from service.domain.actions import Action, DeleteUser
+from service.domain.actions import DeleteUser
+from service.domain.batch import Planned
 from service.domain.cases import Case
 from service.domain.guards import DeletionVerdict, guard_deletions
 from service.domain.outcome import Outcome, Result
@@ -25,14 +26,6 @@ from service.domain.plan import plan_orphan
 from service.domain.policy import DeleteMode, Policy
 from service.reconcile.pool import Work
 from service.reconcile.run import RunReport
-
-
-@dataclass(frozen=True, slots=True)
-class Deleting:
-    """A user with a guarded deletion, and all of its planned actions."""
-
-    case: Case
-    actions: tuple[Action, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +37,7 @@ class Decision:
 
 async def decide(
     sessions: async_sessionmaker[AsyncSession],
-    pending: list[Deleting],
+    pending: list[Planned],
     *,
     policy: Policy,
     window: timedelta,
@@ -146,7 +139,7 @@ def _report(verdict: DeletionVerdict, report: RunReport) -> None:
     report.progress.done += report.hold(verdict.held, reason=verdict.reason)
 
 
-def _work(pending: list[Deleting], allowed: set[DeleteUser]) -> list[Work]:
+def _work(pending: list[Planned], allowed: set[DeleteUser]) -> list[Work]:
     work = []
     for d in pending:
         kept = tuple(
