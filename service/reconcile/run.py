@@ -81,7 +81,7 @@ class RunReport:
         """A full run listed `total` remote users."""
         self.remote_total = total
 
-    def dry_run(self, lines: Iterable[str], *, would_write: int, users: int = 0) -> None:
+    def would_do(self, lines: Iterable[str], *, would_write: int, users: int = 0) -> None:
         """A dry run's plan lines; `users` counted `planned` here (not through an outcome)."""
         self.planned += lines
         self.would_write += would_write

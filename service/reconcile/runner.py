@@ -288,7 +288,7 @@ class Runner:
         guarded deletions, for the deletion phase."""
         report, dry_run = run.report, run.report.request.dry_run
         plan = await self._plan(run, batch)
-        report.dry_run(plan.planned, would_write=plan.would_write)
+        report.would_do(plan.planned, would_write=plan.would_write)
         direct = await self._leased(run, plan.direct)
         report.progress.done += len(plan.ready) + len(direct)
         await pool.submit([Work.of(p.case, p.actions) for p in plan.work])
@@ -371,7 +371,7 @@ class Runner:
             report.progress.phase = Phase.DELETING
         if report.request.dry_run:
             lines = [describe(a) for w in work for a in w.actions]
-            report.dry_run(
+            report.would_do(
                 lines, would_write=sum(writes_user(w.actions) for w in work), users=len(work)
             )
             report.progress.done += len(work)
