@@ -81,11 +81,13 @@ class RunReport:
         """A full run listed `total` remote users."""
         self.remote_total = total
 
-    def would_do(self, lines: Iterable[str], *, would_write: int, users: int = 0) -> None:
-        """A dry run's plan lines; `users` counted `planned` here (not through an outcome)."""
+    def would_do(self, lines: Iterable[str], *, would_write: int, users: int | None = None) -> None:
+        """A dry run's plan lines; `users`, if given, counted `planned` here (the deletion
+        phase's users have no outcome)."""
         self.planned += lines
         self.would_write += would_write
-        self.counts[Result.PLANNED] += users
+        if users is not None:
+            self.counts[Result.PLANNED] += users
 
     def count(self, outcome: Outcome) -> None:
         """One user's outcome: its result, failures, and whether it was deferred or waits."""
@@ -105,8 +107,9 @@ class RunReport:
         it again; how many are new."""
         known = {d.sid for d in self.held}
         new = [d for d in held if d.sid not in known]
-        self.held += new
-        self.counts[Result.HELD] += len(new)
+        if new:
+            self.held += new
+            self.counts[Result.HELD] += len(new)
         if held:
             self.held_reason = reason
         return len(new)

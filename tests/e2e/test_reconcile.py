@@ -483,3 +483,17 @@ async def test_a_create_its_own_retry_meets_as_409_adopts_the_user_with_its_name
     assert alice["role_sid"] == role_sid(fast_emulator, "service admin")
     rows = await fetch_all(engine, "SELECT remote_sid, status FROM sync_state WHERE user_id = 'a'")
     assert rows == [{"remote_sid": alice["sid"], "status": "synced"}]
+
+
+async def test_a_run_counts_only_the_results_it_had(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await insert_users(engine, [{"id": "a", "identity": "alice"}])
+
+    created = await sync(Scope.FULL)
+    unchanged = await sync(Scope.FULL)
+
+    assert dict(created.counts) == {"created": 1}
+    assert dict(unchanged.counts) == {"unchanged": 1}
+    rows = await fetch_all(engine, "SELECT counts FROM sync_run ORDER BY id")
+    assert [r["counts"] for r in rows] == [{"created": 1}, {"unchanged": 1}]
