@@ -44,10 +44,10 @@ from service.conversations.stats import Observer
 from service.db import affinity, connectivity, locks, migrate
 from service.db.engine import create_engine, create_sessionmaker
 from service.domain.backoff import next_attempt_delay
+from service.domain.outcome import RetryPolicy
 from service.domain.policy import Policy
 from service.metrics import Metrics
 from service.reconcile import failure
-from service.reconcile.outcome import RetryPolicy
 from service.reconcile.run import RunReport
 from service.reconcile.runner import Runner, RunnerConfig
 from service.triggers import auth, health, http, keys, openapi, responses, webhooks

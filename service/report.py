@@ -23,7 +23,7 @@ from rich.table import Table
 from service.config import Settings
 from service.db.status import StatusReport
 from service.display import cell, printable, safe, when
-from service.reconcile.outcome import Result
+from service.domain.outcome import Result
 from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.run import RunReport, RunStatus
 

@@ -13,13 +13,14 @@ quarantined, no sid yet). Claims are exclusive (unique indexes on `sync_state`),
 has at most one owner. For a local user, `holder` is another user owning the remote user with
 its identity, or claiming that identity: the user must wait, never adopt.
 
-A full run's snapshot is as old as its listing: a user whose state was written after the listing
-began (another run applied it meanwhile) is marked `stale`, and its remote side is fetched again.
+Each user comes back as a `domain.cases.Case`. A full run's snapshot is as old as its listing:
+a user whose state was written after the listing began (another run applied it meanwhile) is
+marked `stale`, and its remote side is fetched again.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,50 +29,30 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db import rows
 from service.db.source import Source, per_id
-from service.domain.users import LocalUser, RemoteUser, SyncState, UserId
+from service.domain.cases import Case
+from service.domain.users import UNCONFIRMED as UNCONFIRMED_STATUSES
+from service.domain.users import RemoteUser, SyncStatus, UserId
 
 BATCH = 1000
 REMOTE_TABLE = "remote_users_snapshot"
-UNCONFIRMED = "('pending', 'failed', 'quarantined')"
+
+
+def statuses(members: Iterable[SyncStatus]) -> str:
+    """A SQL list of these statuses, for `status IN ...`: `('failed', 'quarantined')`."""
+    return "(" + ", ".join(f"'{s.value}'" for s in sorted(members)) + ")"
+
+
+UNCONFIRMED = statuses(UNCONFIRMED_STATUSES)
 """States whose create may have happened unrecorded (see `domain.users.claims`)."""
-CLAIMS_IDENTITY = "{o}.status <> 'deleted' AND ({o}.remote_sid IS NOT NULL OR {o}.status IN {u})"
+DELETED = f"'{SyncStatus.DELETED.value}'"
+RETRYING = statuses({SyncStatus.FAILED, SyncStatus.QUARANTINED})
+"""States of users whose last attempt failed."""
+CLAIMS_IDENTITY = "{o}.status <> {d} AND ({o}.remote_sid IS NOT NULL OR {o}.status IN {u})"
 """A state claims its identity (as `db.models.CLAIMS_IDENTITY`), for alias `{o}`."""
 
 
 def claims_identity(alias: str) -> str:
-    return CLAIMS_IDENTITY.format(o=alias, u=UNCONFIRMED)
-
-
-@dataclass(frozen=True, slots=True)
-class Gathered:
-    """One internal user as both sides and our state see it (remote sides may be unread).
-
-    `copies`: source rows with this id (1 unless the source repeats it); `holders`: active
-    source rows with its identity; `holder`: another user whose state owns the remote user with
-    this identity or claims it; `version`: the state's write count when read (None: no state);
-    `stale`: a full run's snapshot may predate this user's state, read its remote side again.
-    `confirm`: see the field.
-    """
-
-    local: LocalUser | None
-    state: SyncState | None
-    remote: RemoteUser | None
-    previous: RemoteUser | None
-    fingerprint: str | None
-    version: int | None = None
-    copies: int = 1
-    holders: int = 1
-    holder: UserId | None = None
-    stale: bool = False
-    confirm: bool = False
-    """Read a remote user from a full run's snapshot before linking it without a call: another
-    run of the Service overlapped this one since its listing began."""
-
-    @property
-    def user_id(self) -> UserId | None:
-        if self.local is not None:
-            return self.local.id
-        return self.state.user_id if self.state is not None else None
+    return CLAIMS_IDENTITY.format(o=alias, d=DELETED, u=UNCONFIRMED)
 
 
 async def database_now(connection: AsyncConnection) -> datetime:
@@ -178,7 +159,7 @@ def full(*, source: Source, listed_since: datetime) -> Selection:
             COALESCE(s.updated_at >= :listed_since, false) AS stale,
             {_local_and_state(per_id(source))}
         {_FULL_JOINS}
-        WHERE NOT (l.id IS NULL AND s.status = 'deleted' AND k.sid IS NULL AND r3.sid IS NULL)
+        WHERE NOT (l.id IS NULL AND s.status = {DELETED} AND k.sid IS NULL AND r3.sid IS NULL)
     """
     return Selection(query, {"listed_since": listed_since})
 
@@ -190,12 +171,12 @@ def incremental(*, source: Source, now: datetime) -> Selection:
         SELECT {_local_and_state(per_id(source))}
         WHERE (l.id IS NOT NULL AND s.user_id IS NULL)
            OR (l.id IS NOT NULL AND l.fingerprint IS DISTINCT FROM s.fingerprint
-               AND s.status NOT IN ('failed', 'quarantined'))
-           OR (l.id IS NOT NULL AND s.status IN ('failed', 'quarantined')
+               AND s.status NOT IN {RETRYING})
+           OR (l.id IS NOT NULL AND s.status IN {RETRYING}
                AND l.fingerprint IS DISTINCT FROM s.attempted_fingerprint)
-           OR (l.id IS NULL AND s.status <> 'deleted')
-           OR (s.status IN ('failed', 'quarantined', 'pending') AND s.next_attempt_at <= :now)
-           OR s.status = 'waiting'
+           OR (l.id IS NULL AND s.status <> {DELETED})
+           OR (s.status IN {UNCONFIRMED} AND s.next_attempt_at <= :now)
+           OR s.status = '{SyncStatus.WAITING.value}'
            OR s.retired_sid IS NOT NULL
     """
     return Selection(query, {"now": now})
@@ -226,15 +207,13 @@ def named(*, source: Source, ids: Sequence[str]) -> Selection:
     return Selection(query, {"ids": list(ids)})
 
 
-async def stream(
-    connection: AsyncConnection, selection: Selection
-) -> AsyncIterator[list[Gathered]]:
+async def stream(connection: AsyncConnection, selection: Selection) -> AsyncIterator[list[Case]]:
     """The selected users in batches of `BATCH`, in user id order."""
     ordered = f"{selection.query} ORDER BY COALESCE(l.id, s.user_id)"
     result = await connection.stream(text(ordered), selection.params)
     layout = _Layout.of(list(result.keys()))
     async for partition in result.partitions(BATCH):
-        yield [layout.gathered(row) for row in partition]
+        yield [layout.case(row) for row in partition]
 
 
 async def count(connection: AsyncConnection, selection: Selection) -> int:
@@ -326,10 +305,10 @@ class _Layout:
             holder=at.get("holder"),
         )
 
-    def gathered(self, row: rows.Values) -> Gathered:
+    def case(self, row: rows.Values) -> Case:
         remote, previous, holder = self.remote, self.previous, self.holder
         version, fingerprint, copies, holders = row[self.tail : self.tail + 4]
-        return Gathered(
+        return Case(
             local=rows.local_user(row, self.local),
             state=rows.sync_state(row, self.state),
             remote=None if remote is None else rows.remote_user(row, remote),

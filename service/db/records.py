@@ -22,25 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.locks import run_is_live
 from service.db.models import SyncError, SyncRun, SyncStateRow
-
-
-@dataclass(frozen=True, slots=True)
-class StateRecord:
-    """The whole `sync_state` row to store for one user after an action."""
-
-    user_id: str
-    remote_sid: str | None
-    identity: str | None
-    fingerprint: str | None
-    attempted_fingerprint: str | None
-    status: str
-    attempts: int
-    last_error_code: int | None
-    last_error_message: str | None
-    next_attempt_at: datetime | None
-    last_synced_at: datetime | None
-    retired_sid: str | None
-    managed_keys: list[str]
+from service.domain.users import SyncState
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +134,7 @@ the run no longer holds is not written (and not returned)."""
 
 
 async def save_states(
-    session: AsyncSession, records: Sequence[StateRecord], *, run_id: int
+    session: AsyncSession, records: Sequence[SyncState], *, run_id: int
 ) -> set[str]:
     """Write these users' states where run `run_id` holds their lease; the ids written."""
     if not records:
@@ -161,7 +143,7 @@ async def save_states(
     for record in records:
         for name in _STATE_TYPES:
             columns[name].append(getattr(record, name))
-    columns["managed_keys"] = [json.dumps(keys) for keys in columns["managed_keys"]]
+    columns["managed_keys"] = [json.dumps(sorted(keys)) for keys in columns["managed_keys"]]
     written = await session.scalars(_UPSERT_STATES, {**columns, "run": run_id})
     return set(written)
 

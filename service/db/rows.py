@@ -32,7 +32,7 @@ Values: TypeAlias = Sequence[Any]
 
 def local_user(row: Values, at: int) -> LocalUser | None:
     """`LOCAL_COLUMNS` from `row[at]` on."""
-    user_id, identity, friendly_name, role, attributes, active = row[at : at + 6]
+    user_id, identity, friendly_name, role, attributes, active = row[at : at + len(LOCAL_COLUMNS)]
     if user_id is None:
         return None
     return LocalUser(
@@ -64,11 +64,11 @@ def decode_attributes(value: object) -> object:
 
 def sync_state(row: Values, at: int) -> SyncState | None:
     """`STATE_COLUMNS` from `row[at]` on."""
-    values = row[at : at + 12]
+    values = row[at : at + len(STATE_COLUMNS)]
     if values[0] is None:
         return None
     user_id, remote_sid, identity, fingerprint, status, attempts, *rest = values
-    error_code, error_message, next_attempt_at, last_synced_at, retired_sid, keys = rest
+    error_code, error_message, next_attempt_at, last_synced_at, retired_sid, keys, tried = rest
     return SyncState(
         user_id=UserId(user_id),
         remote_sid=_sid(remote_sid),
@@ -82,12 +82,13 @@ def sync_state(row: Values, at: int) -> SyncState | None:
         last_synced_at=last_synced_at,
         retired_sid=_sid(retired_sid),
         managed_keys=frozenset(keys or ()),
+        attempted_fingerprint=tried,
     )
 
 
 def remote_user(row: Values, at: int) -> RemoteUser | None:
     """`REMOTE_COLUMNS` from `row[at]` on."""
-    sid, identity, friendly_name, role, attributes = row[at : at + 5]
+    sid, identity, friendly_name, role, attributes = row[at : at + len(REMOTE_COLUMNS)]
     if sid is None:
         return None
     return RemoteUser(
@@ -116,7 +117,9 @@ STATE_COLUMNS = (
     "last_synced_at",
     "retired_sid",
     "managed_keys",
+    "attempted_fingerprint",
 )
+"""The columns of `SyncState`, in the order `sync_state` reads them."""
 LOCAL_COLUMNS = ("id", "identity", "friendly_name", "role", "attributes", "active")
 REMOTE_COLUMNS = ("sid", "identity", "friendly_name", "role_sid", "attributes")
 

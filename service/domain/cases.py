@@ -15,6 +15,10 @@ row, `remote` is the user the state owns. Orphans are remote users nobody names 
 `copies` counts source rows with the user's id and `holders` active source rows with its
 identity: a source that repeats either makes those users bad input.
 
+A run reads its cases from Postgres (`db.gather`), which also says what the lease of the user
+checks (`fingerprint` of the source row, `version` of the state) and how fresh a full run's
+snapshot is for it (`stale`, `confirm`); `match_cases` leaves those at their defaults.
+
 Limit: identities swapped between two users in one run wait on each other (each holds what the
 other wants); see `plan.py` for how a swap is resolved.
 """
@@ -23,9 +27,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from service.domain.users import (
+    UNCONFIRMED,
     LocalUser,
     RemoteUser,
     SyncState,
@@ -47,6 +52,15 @@ class Case:
     holder: UserId | None = None
     copies: int = 1
     holders: int = 1
+    fingerprint: str | None = None
+    """The source row's fingerprint as read (None: no source row, or not read)."""
+    version: int | None = None
+    """The state's write count when read (None: no state)."""
+    stale: bool = False
+    """A full run's snapshot may predate this user's state: read its remote side again."""
+    confirm: bool = False
+    """Read a remote user from a full run's snapshot before linking it without a call: another
+    run of the Service overlapped this one since its listing began."""
 
     @property
     def user_id(self) -> UserId | None:
@@ -125,15 +139,7 @@ def match_cases(
 
 
 def _counted(case: Case, *, copies: int, holders: int) -> Case:
-    return Case(
-        local=case.local,
-        state=case.state,
-        remote=case.remote,
-        previous=case.previous,
-        holder=case.holder,
-        copies=copies,
-        holders=holders,
-    )
+    return replace(case, copies=copies, holders=holders)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +172,7 @@ class _World:
             return None
         if state.remote_sid is not None:
             return self._get(state.remote_sid)
-        if state.identity is None or state.status not in _UNCONFIRMED:
+        if state.identity is None or state.status not in UNCONFIRMED:
             return None
         claimed = self.by_identity.get(state.identity)
         if claimed is None or self.owners.sid_owned_by_other(claimed.sid, state.user_id):
@@ -175,9 +181,6 @@ class _World:
 
     def _get(self, sid: UserSid | None) -> RemoteUser | None:
         return self.by_sid.get(sid) if sid is not None else None
-
-
-_UNCONFIRMED = frozenset({SyncStatus.PENDING, SyncStatus.FAILED, SyncStatus.QUARANTINED})
 
 
 def _orphans(

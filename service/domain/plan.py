@@ -7,8 +7,8 @@ remote user with the right identity that our state does not link yet, retires th
 user after a rename, and deletes what the delete mode says may go. Deletions are proposed here
 and decided by `guard_deletions`, which sees all of a run's deletions at once.
 
-Runs stream users in batches, so the unit of planning is a `Case`; `plan` is a convenience
-over many cases and the remote users nobody refers to (`plan_orphan`).
+Runs stream users in batches, so the unit of planning is a `Case` (`domain.batch.plan_batch`
+plans a batch of them); the remote users nobody refers to are planned by `plan_orphan`.
 
 Where the rules are silent:
 - a local friendly name None leaves the remote name alone; "" clears it (None and "" compare
@@ -36,34 +36,29 @@ Where the rules are silent:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from service.domain import attributes
 from service.domain.actions import (
     Action,
-    ActionKind,
-    ChangedField,
     CreateUser,
     DeleteReason,
     DeleteUser,
     FieldChange,
     LinkUser,
     UpdateUser,
-    describe,
 )
-from service.domain.cases import Case, match_cases
-from service.domain.guards import DeletionVerdict, guard_deletions
+from service.domain.cases import Case
 from service.domain.policy import DeleteMode, Policy
 from service.domain.roles import RoleDirectory
 from service.domain.users import (
     LocalUser,
     RemoteUser,
     SyncState,
-    SyncStatus,
     UserId,
     UserSid,
     claims,
+    recorded_as,
 )
 from service.domain.validation import (
     DesiredUser,
@@ -73,29 +68,6 @@ from service.domain.validation import (
     repeated_in_source,
     too_long,
 )
-
-__all__ = [
-    "Action",
-    "ActionKind",
-    "Case",
-    "CasePlan",
-    "ChangedField",
-    "CreateUser",
-    "DeleteReason",
-    "DeleteUser",
-    "DeletionVerdict",
-    "FieldChange",
-    "InvalidUser",
-    "LinkUser",
-    "Plan",
-    "UpdateUser",
-    "describe",
-    "guard_deletions",
-    "match_cases",
-    "plan",
-    "plan_case",
-    "plan_orphan",
-]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,36 +85,6 @@ class CasePlan:
     @property
     def unchanged(self) -> bool:
         return not self.actions and not self.problems and self.waits_for is None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Plan:
-    cases: tuple[CasePlan, ...]
-    orphans: tuple[DeleteUser, ...] = ()
-
-    @property
-    def actions(self) -> tuple[Action, ...]:
-        return tuple(a for c in self.cases for a in c.actions) + self.orphans
-
-    @property
-    def problems(self) -> tuple[InvalidUser, ...]:
-        return tuple(p for c in self.cases for p in c.problems)
-
-    @property
-    def deletions(self) -> tuple[DeleteUser, ...]:
-        return tuple(a for a in self.actions if isinstance(a, DeleteUser))
-
-
-def plan(
-    cases: Iterable[Case],
-    orphans: Iterable[RemoteUser] = (),
-    *,
-    policy: Policy,
-    roles: RoleDirectory,
-) -> Plan:
-    planned = tuple(plan_case(case, policy=policy, roles=roles) for case in cases)
-    deletions = (plan_orphan(remote, policy=policy) for remote in orphans)
-    return Plan(cases=planned, orphans=tuple(d for d in deletions if d is not None))
 
 
 def plan_orphan(remote: RemoteUser, *, policy: Policy) -> DeleteUser | None:
@@ -336,7 +278,9 @@ def _update_or_link(
             retires=retires,
             managed_keys=keys,
         )
-    if retires is None and _recorded(state, remote=remote, managed_keys=keys):
+    if retires is None and recorded_as(
+        state, sid=remote.sid, identity=remote.identity, managed_keys=keys
+    ):
         return None
     return LinkUser(
         user_id=desired.user_id,
@@ -344,18 +288,6 @@ def _update_or_link(
         identity=remote.identity,
         retires=retires,
         managed_keys=keys,
-    )
-
-
-def _recorded(state: SyncState | None, *, remote: RemoteUser, managed_keys: frozenset[str]) -> bool:
-    """Does the stored state already say exactly this? If not, a link records it."""
-    return (
-        state is not None
-        and state.status is SyncStatus.SYNCED
-        and state.remote_sid == remote.sid
-        and state.identity == remote.identity
-        and state.retired_sid is None
-        and state.managed_keys == managed_keys
     )
 
 

@@ -91,6 +91,9 @@ class SyncState:
     """After a rename: the old remote user, still to be deleted once the new one exists."""
     managed_keys: frozenset[str] = frozenset()
     """Attribute keys this service wrote last time (merge mode removes them when dropped)."""
+    attempted_fingerprint: str | None = None
+    """The source row's fingerprint the last attempt was made from (it failed if it differs
+    from `fingerprint`): a failed user is tried again early when the row changes since."""
 
 
 UNCONFIRMED = frozenset({SyncStatus.PENDING, SyncStatus.FAILED, SyncStatus.QUARANTINED})
@@ -104,6 +107,25 @@ def claims_identity(state: SyncState) -> bool:
     if state.status is SyncStatus.DELETED:
         return False
     return state.remote_sid is not None or state.status in UNCONFIRMED
+
+
+def recorded_as(
+    state: SyncState | None,
+    *,
+    sid: UserSid | None,
+    identity: str | None,
+    managed_keys: frozenset[str],
+) -> bool:
+    """Whether the stored state already says exactly this: synced, linked to `sid` under
+    `identity`, these managed keys, no rename left to finish. If not, the run records it."""
+    return (
+        state is not None
+        and state.status is SyncStatus.SYNCED
+        and state.remote_sid == sid
+        and state.identity == identity
+        and state.retired_sid is None
+        and state.managed_keys == managed_keys
+    )
 
 
 def claims(state: SyncState | None, remote: RemoteUser) -> bool:

@@ -11,42 +11,29 @@ never leave neither. The run holds the user's lease throughout (`db.leases`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from service.conversations import errors as api
 from service.conversations.client import ConversationsClient
-from service.db.gather import Gathered
-from service.domain.plan import (
+from service.domain.actions import (
     Action,
-    Case,
     CreateUser,
     DeleteReason,
     DeleteUser,
     LinkUser,
     UpdateUser,
-    plan_case,
 )
+from service.domain.cases import Case
+from service.domain.outcome import Failure, Outcome, Result, unchanged
+from service.domain.plan import plan_case
 from service.domain.policy import Policy
-from service.domain.roles import RoleDirectory, names_a_role
-from service.domain.users import RemoteUser, UserId, UserSid, claims
-from service.reconcile.outcome import Failure, Outcome, Result
+from service.domain.roles import RoleDirectory
+from service.domain.users import RemoteUser, UserId, UserSid
 
 HolderOf = Callable[[UserId, RemoteUser], Awaitable[UserId | None]]
 """Which other user owns this remote user (or claims its identity), if any: asked before
 adopting a user a 409 revealed."""
-
-
-def case_of(gathered: Gathered) -> Case:
-    return Case(
-        local=gathered.local,
-        state=gathered.state,
-        remote=gathered.remote,
-        previous=gathered.previous,
-        holder=gathered.holder,
-        copies=gathered.copies,
-        holders=gathered.holders,
-    )
 
 
 def failure(action: str, error: api.ConversationsError) -> Failure:
@@ -64,23 +51,23 @@ def failure(action: str, error: api.ConversationsError) -> Failure:
 class Executor:
     """Applies plans for users; stateless between users apart from its dependencies."""
 
-    def __init__(self, client: ConversationsClient, *, policy: Policy, holder_of: HolderOf) -> None:
+    def __init__(
+        self,
+        client: ConversationsClient,
+        *,
+        policy: Policy,
+        holder_of: HolderOf,
+        roles: Callable[[], RoleDirectory],
+    ) -> None:
+        """`roles`: the Service's roles as the run has read them by now, to plan again with
+        what the users were planned with."""
         self._client = client
         self._policy = policy
         self._holder_of = holder_of
-        self.roles = RoleDirectory.unread()
+        self._roles = roles
 
-    async def roles_for(self, batch: Sequence[Gathered]) -> RoleDirectory:
-        """The Service's roles, read the first time a user of the run names one: a run whose
-        users all take the default role makes no Roles call (a no-change run only lists)."""
-        if not self.roles.read and any(
-            g.local is not None and names_a_role(g.local.role) for g in batch
-        ):
-            self.roles = RoleDirectory(await self._client.list_roles())
-        return self.roles
-
-    async def apply(self, gathered: Gathered, actions: tuple[Action, ...]) -> Outcome:
-        outcome = unchanged(gathered)
+    async def apply(self, case: Case, actions: tuple[Action, ...]) -> Outcome:
+        outcome = unchanged(case)
         for action in actions:
             outcome = await self._apply_one(outcome, action, replanned=False)
             if outcome.failures:
@@ -100,8 +87,8 @@ class Executor:
         """Record a remote user as ours. One the state did not link yet, seen only in a full
         run's listing while other runs overlapped, is read first: another run may have deleted
         it since, and linking a dead sid (then retiring the old one) would leave neither."""
-        state = outcome.gathered.state
-        if outcome.gathered.confirm and action.sid != (state.remote_sid if state else None):
+        state = outcome.case.state
+        if outcome.case.confirm and action.sid != (state.remote_sid if state else None):
             try:
                 await self._client.fetch_user(action.sid)
             except api.NotFound:
@@ -197,16 +184,16 @@ class Executor:
             except api.ConversationsError as e:
                 return replace(outcome, failures=(failure("fetch", e),))
         holder = None
-        user_id = outcome.gathered.user_id
+        user_id = outcome.case.user_id
         if remote is not None and user_id is not None:
             holder = await self._holder_of(user_id, remote)
-        gathered = replace(outcome.gathered, remote=remote, holder=holder)
-        plan = plan_case(case_of(gathered), policy=self._policy, roles=self.roles)
+        case = replace(outcome.case, remote=remote, holder=holder)
+        plan = plan_case(case, policy=self._policy, roles=self._roles())
         if plan.waits_for is not None:
             return replace(
                 outcome, remote_sid=None, result=Result.WAITING, waits_for=plan.waits_for
             )
-        current = replace(outcome, gathered=gathered, result=result)
+        current = replace(outcome, case=case, result=result)
         if remote is not None:
             current = replace(current, remote_sid=remote.sid, identity=remote.identity)
         for action in plan.actions:
@@ -214,42 +201,6 @@ class Executor:
             if current.failures:
                 break
         return replace(current, result=result) if not current.failures else current
-
-
-def unchanged(gathered: Gathered) -> Outcome:
-    """The starting point: the user as gathered, before any action, holding what its state
-    holds and was seen to exist (never another user's remote user). A linked user that was
-    looked for and not found is gone, and so is the user a create may have made unrecorded:
-    the state lets go of it, and of the identity it held."""
-    state = gathered.state
-    own = _own(gathered)  # every run reads the sides it plans from: unread means not there
-    return Outcome(
-        gathered=gathered,
-        result=Result.UNCHANGED,
-        remote_sid=own.sid if own else None,
-        identity=own.identity if own else None,
-        retired_sid=_still_retiring(gathered),
-        managed_keys=state.managed_keys if state else frozenset(),
-    )
-
-
-def _own(gathered: Gathered) -> RemoteUser | None:
-    """The remote user the state links (or claims) among those read: `remote`, or for a
-    renamed user `previous`."""
-    remote, previous, state = gathered.remote, gathered.previous, gathered.state
-    if remote is not None and claims(state, remote):
-        return remote
-    if previous is not None and state is not None and previous.sid == state.remote_sid:
-        return previous
-    return None
-
-
-def _still_retiring(gathered: Gathered) -> UserSid | None:
-    """The state's retired sid, if that user still exists (else there is nothing left of it)."""
-    state, previous = gathered.state, gathered.previous
-    if state is None or state.retired_sid is None or previous is None:
-        return None
-    return state.retired_sid if previous.sid == state.retired_sid else None
 
 
 def _creating(outcome: Outcome, action: CreateUser) -> Outcome:

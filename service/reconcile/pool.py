@@ -24,12 +24,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
-from service.db.gather import Gathered
+from service.db.leases import Claim, LeaseRequest, OrphanCheck
 from service.db.leases import Lease as LeaseKind
-from service.db.leases import LeaseRequest
-from service.domain.plan import Action
-from service.reconcile.executor import Executor, unchanged
-from service.reconcile.outcome import Outcome, Result
+from service.domain.actions import Action, CreateUser, LinkUser, UpdateUser
+from service.domain.cases import Case
+from service.domain.outcome import Outcome, deferred
+from service.reconcile.executor import Executor
 from service.reconcile.progress import RunProgress
 
 Lease = Callable[[Sequence[LeaseKind]], Awaitable[set[str]]]
@@ -41,9 +41,13 @@ class Work:
     """One user's actions, and the lease to take before applying them (for a remote user
     nobody here knows: the check that it is still so)."""
 
-    gathered: Gathered
+    case: Case
     actions: tuple[Action, ...]
     lease: LeaseKind | None
+
+    @classmethod
+    def of(cls, case: Case, actions: tuple[Action, ...]) -> Work:
+        return cls(case, actions, lease_for(case, actions))
 
 
 class ApplyPool:
@@ -84,7 +88,7 @@ class ApplyPool:
             if item.lease is None or item.lease.key in leased:
                 ready.append(item)
             else:
-                self._finish(deferred(item.gathered))
+                self._finish(deferred(item.case))
 
     async def _take_slot(self) -> None:
         await self._slots.acquire()
@@ -93,7 +97,7 @@ class ApplyPool:
             raise self._error
 
     def _start(self, work: Work) -> None:
-        task = asyncio.create_task(self.executor.apply(work.gathered, work.actions))
+        task = asyncio.create_task(self.executor.apply(work.case, work.actions))
         self._running.add(task)
         leased = isinstance(work.lease, LeaseRequest)
         task.add_done_callback(partial(self._done, leased=leased))
@@ -138,6 +142,27 @@ class ApplyPool:
         self._progress.done += 1
 
 
-def deferred(gathered: Gathered) -> Outcome:
-    """A user this run leaves alone: another run holds it, or it changed since planned."""
-    return replace(unchanged(gathered), result=Result.DEFERRED)
+def lease_for(g: Case, actions: Sequence[Action]) -> LeaseKind | None:
+    """The lease to take before applying `actions` (for a remote user nobody here knows, the
+    check that nobody knows it yet)."""
+    user_id = g.user_id
+    if user_id is None:
+        remote = g.remote
+        return None if remote is None else OrphanCheck(sid=remote.sid, identity=remote.identity)
+    return LeaseRequest(
+        user_id=user_id,
+        fingerprint=g.fingerprint,
+        version=g.version,
+        claim=_claim(g, actions[0]) if actions else None,
+    )
+
+
+def _claim(g: Case, action: Action) -> Claim | None:
+    """What the user's state must hold before the first call: a create's identity (with the
+    renamed user's old sid to retire), or a remote user it adopts."""
+    if isinstance(action, CreateUser):
+        return Claim(identity=action.identity, sid=None, retired_sid=action.retires)
+    linked = g.state.remote_sid if g.state is not None else None
+    if isinstance(action, UpdateUser | LinkUser) and action.sid != linked:
+        return Claim(identity=action.identity, sid=action.sid, retired_sid=action.retires)
+    return None

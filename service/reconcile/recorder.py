@@ -20,15 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db import deletions, leases, records
-from service.db.records import ErrorRecord, StateRecord
-from service.domain.plan import DeleteUser
-from service.reconcile.outcome import (
-    Outcome,
-    Result,
-    RetryPolicy,
-    error_records,
-    state_record,
-)
+from service.db.records import ErrorRecord
+from service.domain.actions import DeleteUser
+from service.domain.outcome import Outcome, RetryPolicy, state_record
+from service.domain.users import SyncState
 from service.reconcile.run import RunReport, RunRequest, RunStatus
 
 log = structlog.get_logger(__name__)
@@ -71,14 +66,9 @@ class Recorder:
             return await records.open_run(session, opening)
 
     async def close_run(self, report: RunReport, *, bug: Exception | None = None) -> None:
-        """Record how the run ended (partial when users failed) and log its summary line, the
+        """Record how the run ended (`RunReport.close`d) and log its summary line, the
         run's one line about it: with its error when it failed or was aborted, and with the
         traceback of `bug`, the exception that failed it, if that was no known cause."""
-        if (
-            report.status is RunStatus.SUCCEEDED
-            and report.counts[Result.FAILED] + report.counts[Result.INVALID]
-        ):
-            report.status = RunStatus.PARTIAL
         closing = records.RunClosing(
             status=report.status.value,
             counts=dict(report.counts),
@@ -111,12 +101,13 @@ class Recorder:
         self, outcomes: Sequence[Outcome], report: RunReport, *, dry_run: bool
     ) -> None:
         now = self._clock()
-        states: list[StateRecord] = []
+        states: list[SyncState] = []
         released: list[str] = []
         errors: list[ErrorRecord] = []
         for outcome in outcomes:
-            _count(outcome, report)
-            errors += error_records(outcome)
+            report.count(outcome)
+            _logged(outcome)
+            errors += _error_records(outcome)
             if dry_run or not outcome.leased or outcome.user_id is None:
                 continue
             record = state_record(outcome, now=now, retry=self._retry)
@@ -129,7 +120,7 @@ class Recorder:
 
     async def _save(
         self,
-        states: list[StateRecord],
+        states: list[SyncState],
         errors: list[ErrorRecord],
         released: list[str],
         *,
@@ -150,7 +141,7 @@ class Recorder:
         if lost:
             log.warning("outcomes not written: the run no longer held these users", users=len(lost))
 
-    async def _save_each(self, states: list[StateRecord], *, run_id: int) -> set[str]:
+    async def _save_each(self, states: list[SyncState], *, run_id: int) -> set[str]:
         written: set[str] = set()
         for state in states:
             try:
@@ -160,7 +151,7 @@ class Recorder:
                 await self._refused(state, run_id=run_id, error=e)
         return written
 
-    async def _refused(self, state: StateRecord, *, run_id: int, error: IntegrityError) -> None:
+    async def _refused(self, state: SyncState, *, run_id: int, error: IntegrityError) -> None:
         message = (
             f"user {state.user_id}: its outcome was not recorded, it would claim a remote user"
             f" or identity another user holds ({type(error.orig).__name__}); it is planned again"
@@ -183,21 +174,11 @@ class Recorder:
             await leases.release(session, [state.user_id], run_id=run_id)
 
 
-def _count(outcome: Outcome, report: RunReport) -> None:
-    failed = outcome.failures and outcome.result is not Result.INVALID
-    report.counts[Result.FAILED if failed else outcome.result] += 1
-    user_id = outcome.user_id
-    if outcome.result is Result.DEFERRED and user_id is not None:
-        report.deferred.append(user_id)
-        local = outcome.gathered.local
-        report.deferred_keys |= {user_id, local.identity} if local else {user_id}
-    if outcome.result is Result.WAITING and user_id is not None and outcome.waits_for:
-        report.waiting[user_id] = outcome.waits_for
+def _logged(outcome: Outcome) -> None:
     for f in outcome.failures:
-        report.failures.append((user_id or outcome.identity or "?", f))
         log.warning(
             "user failed",
-            user_id=user_id,
+            user_id=outcome.user_id,
             action=f.action,
             error=f.message,
             code=f.twilio_code,
@@ -211,3 +192,21 @@ def _held_row(action: DeleteUser) -> dict[str, str | None]:
         "identity": action.identity,
         "reason": str(action.reason),
     }
+
+
+def _error_records(outcome: Outcome) -> list[ErrorRecord]:
+    g = outcome.case
+    identity = g.local.identity if g.local else (g.state.identity if g.state else outcome.identity)
+    return [
+        ErrorRecord(
+            user_id=outcome.user_id,
+            identity=identity,
+            action=f.action,
+            message=f.message,
+            field=f.field,
+            http_status=f.http_status,
+            twilio_code=f.twilio_code,
+            request_id=f.request_id,
+        )
+        for f in outcome.failures
+    ]

@@ -1,17 +1,20 @@
 """A run's vocabulary: what is asked (`RunRequest`) and what came of it (`RunReport`).
 
 Triggers (the CLI, the schedule, events, the HTTP API) build requests; reports go back to them
-and to the renderers (tables, JSON, metrics). Nothing here does I/O.
+and to the renderers (tables, JSON, metrics). The report is written only through its own methods
+(the steps of a run call them as they go), so what each field means is said in one place; its
+`progress` is the live view of the run, moved by the steps themselves. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from service.domain.plan import DeleteUser
+from service.domain.actions import DeleteUser
+from service.domain.outcome import Failure, Outcome, Result
 from service.domain.runs import RunStatus, Scope
-from service.reconcile.outcome import Failure
 from service.reconcile.progress import RunProgress
 
 __all__ = ["RunFailed", "RunInProgress", "RunReport", "RunRequest", "RunStatus", "Scope"]
@@ -63,3 +66,57 @@ class RunReport:
     waiting: dict[str, str] = field(default_factory=dict)
     """Users waiting for their identity, and the user holding it."""
     progress: RunProgress = field(default_factory=lambda: RunProgress(watched=False))
+
+    def listed(self, total: int) -> None:
+        """A full run listed `total` remote users."""
+        self.remote_total = total
+
+    def would_do(self, lines: Iterable[str], *, would_write: int, users: int | None = None) -> None:
+        """A dry run's plan lines; `users`, if given, counted `planned` here (the deletion
+        phase's users have no outcome)."""
+        self.planned += lines
+        self.would_write += would_write
+        if users is not None:
+            self.counts[Result.PLANNED] += users
+
+    def count(self, outcome: Outcome) -> None:
+        """One user's outcome: its result, failures, and whether it was deferred or waits."""
+        failed = outcome.failures and outcome.result is not Result.INVALID
+        self.counts[Result.FAILED if failed else outcome.result] += 1
+        user_id = outcome.user_id
+        if outcome.result is Result.DEFERRED and user_id is not None:
+            self.deferred.append(user_id)
+            local = outcome.case.local
+            self.deferred_keys |= {user_id, local.identity} if local else {user_id}
+        if outcome.result is Result.WAITING and user_id is not None and outcome.waits_for:
+            self.waiting[user_id] = outcome.waits_for
+        self.failures += [(user_id or outcome.identity or "?", f) for f in outcome.failures]
+
+    def hold(self, held: Sequence[DeleteUser], *, reason: str | None) -> int:
+        """Deletions the guard held: each counted once, however many passes of the run held
+        it again; how many are new."""
+        known = {d.sid for d in self.held}
+        new = [d for d in held if d.sid not in known]
+        if new:
+            self.held += new
+            self.counts[Result.HELD] += len(new)
+        if held:
+            self.held_reason = reason
+        return len(new)
+
+    def look_again(self) -> dict[str, str]:
+        """The waiting users, taken out of the counts and of `waiting` to be looked at again."""
+        waiting = dict(self.waiting)
+        self.counts[Result.WAITING] -= len(waiting)
+        self.waiting.clear()
+        return waiting
+
+    def end(self, status: RunStatus, *, error: str) -> None:
+        self.status, self.error = status, error
+
+    def close(self, *, api_calls: int) -> None:
+        """The run is over: a succeeded run whose users failed is partial."""
+        self.api_calls = api_calls
+        bad = self.counts[Result.FAILED] + self.counts[Result.INVALID]
+        if self.status is RunStatus.SUCCEEDED and bad:
+            self.status = RunStatus.PARTIAL

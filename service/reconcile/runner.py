@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -26,17 +26,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from service.conversations.client import ConversationsClient
 from service.db import deletions, gather, leases, locks, source
-from service.db.gather import Gathered, Probe
+from service.db.gather import Probe
 from service.db.leases import Lease
-from service.domain.plan import DeleteUser, describe, plan_case
+from service.domain.actions import DeleteUser, describe
+from service.domain.batch import BatchPlan, Planned, plan_batch, writes_user
+from service.domain.cases import Case
+from service.domain.outcome import Outcome, RetryPolicy, deferred
 from service.domain.policy import Policy
+from service.domain.roles import RoleDirectory, names_a_role
 from service.domain.users import RemoteUser, UserId
 from service.domain.waits import cycle_breakers
 from service.reconcile import failure
-from service.reconcile.batch import lease_for, sort_batch, writes_user
-from service.reconcile.executor import Executor, case_of
-from service.reconcile.outcome import Outcome, Result, RetryPolicy
-from service.reconcile.pool import ApplyPool, deferred
+from service.reconcile.executor import Executor
+from service.reconcile.pool import ApplyPool, Work, lease_for
 from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.recorder import Recorder
 from service.reconcile.run import (
@@ -48,7 +50,7 @@ from service.reconcile.run import (
     Scope,
 )
 from service.reconcile.sides import Sides
-from service.reconcile.verdict import Deleting, decide, not_deleted, orphan_deletions
+from service.reconcile.verdict import decide, not_deleted, orphan_deletions
 
 log = structlog.get_logger(__name__)
 
@@ -85,7 +87,8 @@ class _Pass:
     connection: AsyncConnection
     report: RunReport
     source: source.Source
-    executor: Executor
+    roles: RoleDirectory = field(default_factory=RoleDirectory.unread)
+    """The Service's roles, once a user of the run names one (`_roles`)."""
     let_go: frozenset[str] = frozenset()
     """Users that break a cycle of waits in this pass (`domain.waits`)."""
 
@@ -132,9 +135,9 @@ class Runner:
         key = locks.lock_key(_lock_kind(request.scope), self._config.service_key)
         try:
             async with locks.holding(self._lock_engine, key) as connection:
-                report = RunReport(run_id=await self._open(connection, request), request=request)
-                if progress is not None:
-                    report.progress = progress
+                run_id = await self._open(connection, request)
+                watching = progress or RunProgress(watched=False)
+                report = RunReport(run_id=run_id, request=request, progress=watching)
                 if on_open is not None:
                     on_open(report.run_id)
                 return await self._locked_run(connection, report)
@@ -160,15 +163,14 @@ class Runner:
         try:
             await self._reconcile(connection, report)
         except asyncio.CancelledError as e:
-            report.status, report.error = RunStatus.ABORTED, _why_cancelled(e)
+            report.end(RunStatus.ABORTED, error=_why_cancelled(e))
             raise
         except Exception as e:
-            report.status = RunStatus.FAILED
-            report.error = failure.explain(e, api_url=self._client.base_url)
+            report.end(RunStatus.FAILED, error=failure.explain(e, api_url=self._client.base_url))
             bug = None if failure.expected(e) else e
             raise RunFailed(report) from e
         finally:
-            report.api_calls = self._client.stats.total - calls_before
+            report.close(api_calls=self._client.stats.total - calls_before)
             await asyncio.shield(self._recorder.close_run(report, bug=bug))
             structlog.contextvars.unbind_contextvars("run_id", "trigger", "scope")
         return report
@@ -184,7 +186,7 @@ class Runner:
 
     async def _reconcile(self, connection: AsyncConnection, report: RunReport) -> None:
         checked = await source.inspect(connection, self._config.source_table)
-        run = _Pass(connection, report, checked, self._executor())
+        run = _Pass(connection, report, checked)
         request = report.request
         pending = await self._pass(run, request)
         orphans = await self._orphans(run) if request.scope is Scope.FULL else []
@@ -197,9 +199,9 @@ class Runner:
             holders, waiting = self._follow_up(report, also=run.let_go)
             if waiting is None:
                 break
-            run.let_go = cycle_breakers(report.waiting)
-            log.info("waiting users again", users=len(report.waiting), let_go=len(run.let_go))
-            report.waiting.clear()
+            waits = report.look_again()
+            run.let_go = cycle_breakers(waits)
+            log.info("waiting users again", users=len(waits), let_go=len(run.let_go))
             for follow_up in (holders, waiting):
                 if follow_up is not None:
                     await self._delete(run, await self._pass(run, follow_up), [], full=False)
@@ -213,17 +215,16 @@ class Runner:
         waiting = dict(report.waiting)
         if report.request.dry_run or not (waiting or also) or len(waiting) > FOLLOW_UP_LIMIT:
             return None, None
-        report.counts[Result.WAITING] -= len(waiting)
         holders = tuple(h for h in dict.fromkeys(waiting.values()) if h not in waiting)
         targets = tuple(waiting) + tuple(sorted(also - waiting.keys()))
         first = replace(report.request, scope=Scope.USERS, targets=holders) if holders else None
         return first, replace(report.request, scope=Scope.USERS, targets=targets)
 
-    async def _pass(self, run: _Pass, request: RunRequest) -> list[Deleting]:
+    async def _pass(self, run: _Pass, request: RunRequest) -> list[Planned]:
         """Plan and apply the users of `request`'s scope; the users with guarded deletions,
         for the deletion phase."""
         pool = self._pool(run)
-        pending: list[Deleting] = []
+        pending: list[Planned] = []
         held = not request.dry_run and await self._any_held()
         try:
             batches = self._sides.batches(
@@ -249,10 +250,21 @@ class Runner:
         async def lease(requests: Sequence[Lease]) -> set[str]:
             return await self._lease(run, requests)
 
-        return ApplyPool(run.executor, size=size, progress=run.report.progress, lease=lease)
+        executor = Executor(
+            self._client,
+            policy=self._config.policy,
+            holder_of=self._holder_of,
+            roles=lambda: run.roles,
+        )
+        return ApplyPool(executor, size=size, progress=run.report.progress, lease=lease)
 
-    def _executor(self) -> Executor:
-        return Executor(self._client, policy=self._config.policy, holder_of=self._holder_of)
+    async def _roles(self, run: _Pass, batch: Sequence[Case]) -> RoleDirectory:
+        """The Service's roles, read the first time a user of the run names one: a run whose
+        users all take the default role makes no Roles call (a no-change run only lists)."""
+        named = any(c.local is not None and names_a_role(c.local.role) for c in batch)
+        if named and not run.roles.read:
+            run.roles = RoleDirectory(await self._client.list_roles())
+        return run.roles
 
     async def _holder_of(self, me: UserId, remote: RemoteUser) -> UserId | None:
         async with self._sessions() as session:
@@ -275,42 +287,51 @@ class Runner:
             return await deletions.any_held(session, service_key=self._config.service_key)
 
     async def _process(
-        self, run: _Pass, batch: Sequence[Gathered], pool: ApplyPool, *, held: bool
-    ) -> list[Deleting]:
-        """Plan a batch and start applying it; record what is known by now: users with
-        nothing to do, and users of earlier batches the pool has finished."""
+        self, run: _Pass, batch: Sequence[Case], pool: ApplyPool, *, held: bool
+    ) -> list[Planned]:
+        """Plan a batch; lease and record the users whose outcome needs no call, start applying
+        the others, record the users of earlier batches the pool has finished; the users with
+        guarded deletions, for the deletion phase."""
         report, dry_run = run.report, run.report.request.dry_run
-        roles = await run.executor.roles_for(batch)
-        planned = []
-        for n, g in enumerate(batch):
-            if n and n % PLAN_SLICE == 0:
-                await asyncio.sleep(0)
-            let_go = g.user_id in run.let_go
-            case = case_of(g)
-            planned.append(
-                (g, plan_case(case, policy=self._config.policy, roles=roles, let_go=let_go))
-            )
-        out = sort_batch(planned, dry_run=dry_run, roles=roles)
-        report.planned += out.planned
-        report.would_write += out.would_write
-        direct = await self._leased(run, out.direct)
-        report.progress.done += len(out.ready) + len(direct)
-        await pool.submit(out.work)
-        await self._recorder.outcomes(out.ready + direct + pool.finished(), report, dry_run=dry_run)
+        plan = await self._plan(run, batch)
+        report.would_do(plan.planned, would_write=plan.would_write)
+        direct = await self._leased(run, plan.direct)
+        report.progress.done += len(plan.ready) + len(direct)
+        await pool.submit([Work.of(p.case, p.actions) for p in plan.work])
+        await self._recorder.outcomes(
+            plan.ready + direct + pool.finished(), report, dry_run=dry_run
+        )
         if held:
-            await self._forget_held(batch, keep=[g for g, _ in out.deletions])
-        return [Deleting(g, actions) for g, actions in out.deletions]
+            await self._forget_held(batch, keep=[p.case for p in plan.deletions])
+        return plan.deletions
+
+    async def _plan(self, run: _Pass, batch: Sequence[Case]) -> BatchPlan:
+        """`plan_batch` a slice at a time, yielding to the event loop in between."""
+        roles = await self._roles(run, batch)
+        plan = BatchPlan()
+        for start in range(0, len(batch), PLAN_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            plan.extend(
+                plan_batch(
+                    batch[start : start + PLAN_SLICE],
+                    policy=self._config.policy,
+                    roles=roles,
+                    let_go=run.let_go,
+                    dry_run=run.report.request.dry_run,
+                )
+            )
+        return plan
 
     async def _leased(self, run: _Pass, outcomes: list[Outcome]) -> list[Outcome]:
         """Outcomes without actions that must be written: leased first (else deferred)."""
-        requests = [lease_for(o.gathered, ()) for o in outcomes]
+        requests = [lease_for(o.case, ()) for o in outcomes]
         leased = await self._lease(run, [r for r in requests if r is not None])
         return [
-            replace(o, leased=True) if o.user_id in leased else deferred(o.gathered)
-            for o in outcomes
+            replace(o, leased=True) if o.user_id in leased else deferred(o.case) for o in outcomes
         ]
 
-    async def _forget_held(self, batch: Sequence[Gathered], *, keep: list[Gathered]) -> None:
+    async def _forget_held(self, batch: Sequence[Case], *, keep: list[Case]) -> None:
         kept = {g.user_id for g in keep}
         users = [g.user_id for g in batch if g.user_id is not None and g.user_id not in kept]
         async with self._sessions.begin() as session:
@@ -318,7 +339,7 @@ class Runner:
                 session, service_key=self._config.service_key, user_ids=users
             )
 
-    async def _orphans(self, run: _Pass) -> list[tuple[Gathered, DeleteUser]]:
+    async def _orphans(self, run: _Pass) -> list[tuple[Case, DeleteUser]]:
         found = await orphan_deletions(
             run.connection, source=run.source, policy=self._config.policy
         )
@@ -329,8 +350,8 @@ class Runner:
     async def _delete(
         self,
         run: _Pass,
-        pending: list[Deleting],
-        orphans: list[tuple[Gathered, DeleteUser]],
+        pending: list[Planned],
+        orphans: list[tuple[Case, DeleteUser]],
         *,
         full: bool,
     ) -> None:
@@ -341,7 +362,7 @@ class Runner:
         # a user another run deleted since the listing is still in the snapshot: its own
         # (stale) deletion and an orphan there, one deletion
         planned = {a.sid for d in pending for a in d.actions if isinstance(a, DeleteUser)}
-        pending += [Deleting(g, (d,)) for g, d in orphans if d.sid not in planned]
+        pending += [Planned(g, (d,)) for g, d in orphans if d.sid not in planned]
         verdict = await decide(
             self._sessions,
             pending,
@@ -355,9 +376,10 @@ class Runner:
         if pending:
             report.progress.phase = Phase.DELETING
         if report.request.dry_run:
-            report.planned += [describe(a) for w in work for a in w.actions]
-            report.would_write += sum(writes_user(w.actions) for w in work)
-            report.counts[Result.PLANNED] += len(work)
+            lines = [describe(a) for w in work for a in w.actions]
+            report.would_do(
+                lines, would_write=sum(writes_user(w.actions) for w in work), users=len(work)
+            )
             report.progress.done += len(work)
             return
         pool = self._pool(run)

@@ -6,7 +6,7 @@ own connection (read ahead, so paging never waits on Postgres), and lets Postgre
 incremental and targeted runs select only their users and fetch each one's remote side (and the
 user it replaces, for a rename) by sid or identity, then ask Postgres which of those remote users
 another user owns (`gather.owners`). A full run does the same for the users its snapshot may
-be too old for (`Gathered.stale`: their state was written after the listing began). The
+be too old for (`Case.stale`: their state was written after the listing began). The
 progress of a run moves here: the listing, then the count of users it will look at (only when
 someone watches).
 """
@@ -25,8 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from service.conversations import errors as api
 from service.conversations.client import ConversationsClient
 from service.db import gather
-from service.db.gather import Gathered, Probe
+from service.db.gather import Probe
 from service.db.source import Source
+from service.domain.cases import Case
 from service.domain.users import UNCONFIRMED, RemoteUser, SyncState, SyncStatus, UserId
 from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.readahead import read_ahead
@@ -59,13 +60,13 @@ class Sides:
         *,
         source: Source,
         request: RunRequest | None = None,
-    ) -> AsyncIterator[list[Gathered]]:
+    ) -> AsyncIterator[list[Case]]:
         """The users of `request`'s scope (default: the report's) with both sides read."""
         request, progress = request or report.request, report.progress
         listed_since = None
         if request.scope is Scope.FULL:
             listed_since = await gather.database_now(connection)
-            report.remote_total = await self._snapshot_remote(connection, progress)
+            report.listed(await self._snapshot_remote(connection, progress))
         selection = await self._selection(connection, request, source, listed_since)
         progress.phase = Phase.RECONCILING
         if progress.watched and progress.total is None:
@@ -109,7 +110,7 @@ class Sides:
         log.info("remote users listed", count=total)
         return total
 
-    async def _completed(self, batch: list[Gathered], *, full: bool) -> list[Gathered]:
+    async def _completed(self, batch: list[Case], *, full: bool) -> list[Case]:
         """Fetch the remote sides a batch lacks (all of them outside full runs, the stale
         users' in full runs; reads are not rate limited), then ask who owns what was fetched."""
         todo = [n for n, g in enumerate(batch) if not full or g.stale]
@@ -122,7 +123,7 @@ class Sides:
             done[n] = g
         return done
 
-    async def _fetch_sides(self, g: Gathered) -> Gathered:
+    async def _fetch_sides(self, g: Case) -> Case:
         linked = _linked_key(g.state)
         current = await self._fetch(g.local.identity if g.local else linked)
         previous = None
@@ -132,7 +133,7 @@ class Sides:
                 previous = await self._fetch(key)
         return replace(g, remote=current, previous=previous, holder=None)
 
-    async def _owned(self, batch: list[Gathered]) -> list[Gathered]:
+    async def _owned(self, batch: list[Case]) -> list[Case]:
         """Apply the ownership rule to fetched sides: the holder of a local user's remote user,
         and no remote user found through an identity claim that another user owns by sid."""
         probes = [_probes(g) for g in batch]
@@ -150,7 +151,7 @@ class Sides:
             return None
 
 
-def _probes(g: Gathered) -> list[Probe]:
+def _probes(g: Case) -> list[Probe]:
     """What to ask about `g`: for a local user, who else holds the remote user with its
     identity (or the identity itself); then, for a user reached only through our state's
     identity claim (`_linked_key`), whether another user owns it by sid."""
@@ -164,7 +165,7 @@ def _probes(g: Gathered) -> list[Probe]:
     return asked
 
 
-def _claimed_by_identity(g: Gathered) -> RemoteUser | None:
+def _claimed_by_identity(g: Case) -> RemoteUser | None:
     state = g.state
     if state is None or state.remote_sid is not None or state.status not in UNCONFIRMED:
         return None
@@ -172,7 +173,7 @@ def _claimed_by_identity(g: Gathered) -> RemoteUser | None:
     return found if found is not None and found.identity == state.identity else None
 
 
-def _owning(g: Gathered, owners: list[UserId | None]) -> Gathered:
+def _owning(g: Case, owners: list[UserId | None]) -> Case:
     if g.local is not None:
         g = replace(g, holder=owners.pop(0))
     if owners and owners[0] is not None:  # another user owns what our claim found: not ours

@@ -16,28 +16,16 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from service.db import deletions, gather, records
-from service.db.gather import Gathered
 from service.db.source import Source
-from service.domain.plan import (
-    Action,
-    DeleteUser,
-    DeletionVerdict,
-    guard_deletions,
-    plan_orphan,
-)
+from service.domain.actions import DeleteUser
+from service.domain.batch import Planned
+from service.domain.cases import Case
+from service.domain.guards import DeletionVerdict, guard_deletions
+from service.domain.outcome import Outcome, Result
+from service.domain.plan import plan_orphan
 from service.domain.policy import DeleteMode, Policy
-from service.reconcile.batch import lease_for
-from service.reconcile.outcome import Outcome, Result
 from service.reconcile.pool import Work
 from service.reconcile.run import RunReport
-
-
-@dataclass(frozen=True, slots=True)
-class Deleting:
-    """A user with a guarded deletion, and all of its planned actions."""
-
-    gathered: Gathered
-    actions: tuple[Action, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +37,7 @@ class Decision:
 
 async def decide(
     sessions: async_sessionmaker[AsyncSession],
-    pending: list[Deleting],
+    pending: list[Planned],
     *,
     policy: Policy,
     window: timedelta,
@@ -84,14 +72,14 @@ async def decide(
 
 async def orphan_deletions(
     connection: AsyncConnection, *, source: Source, policy: Policy
-) -> list[tuple[Gathered, DeleteUser]]:
+) -> list[tuple[Case, DeleteUser]]:
     """A full run's deletions of remote users nobody here names or owns (mirror mode)."""
     found = []
     async for page in gather.stream_orphans(connection, source=source):
         for remote in page:
             action = plan_orphan(remote, policy=policy)
             if action is not None:
-                found.append((Gathered(None, None, remote, None, None), action))
+                found.append((Case(local=None, state=None, remote=remote), action))
     return found
 
 
@@ -108,7 +96,7 @@ async def not_deleted(
     missed = [
         r.sid
         for o in outcomes
-        for r in (o.gathered.remote, o.gathered.previous)
+        for r in (o.case.remote, o.case.previous)
         if r is not None and r.sid in logged and _surely_not_deleted(o)
     ]
     if missed:
@@ -147,18 +135,11 @@ async def _log(
 
 
 def _report(verdict: DeletionVerdict, report: RunReport) -> None:
-    """Count each held deletion once, however many passes of the run held it again."""
-    known = {d.sid for d in report.held}
-    new = [d for d in verdict.held if d.sid not in known]
-    if new:
-        report.held += new
-        report.counts[Result.HELD] += len(new)
-        report.progress.done += len(new)
-    if verdict.held:
-        report.held_reason = verdict.reason
+    """Each held deletion counts once, however many passes of the run held it again."""
+    report.progress.done += report.hold(verdict.held, reason=verdict.reason)
 
 
-def _work(pending: list[Deleting], allowed: set[DeleteUser]) -> list[Work]:
+def _work(pending: list[Planned], allowed: set[DeleteUser]) -> list[Work]:
     work = []
     for d in pending:
         kept = tuple(
@@ -167,7 +148,7 @@ def _work(pending: list[Deleting], allowed: set[DeleteUser]) -> list[Work]:
             if not (isinstance(a, DeleteUser) and a.guarded and a not in allowed)
         )
         if kept:
-            work.append(Work(d.gathered, kept, lease_for(d.gathered, kept)))
+            work.append(Work.of(d.case, kept))
     return work
 
 

@@ -466,3 +466,36 @@ async def test_a_dry_run_counts_every_planned_user_including_deletions(
     assert len(run.planned) == 3
     assert (run.counts["planned"], run.counts["unchanged"]) == (3, 17)
     assert (progress.total, progress.done) == (20, 20)
+
+
+async def test_a_create_its_own_retry_meets_as_409_adopts_the_user_with_its_named_role(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    """The 409 re-plans the user with the roles the run read for its first plan."""
+    await insert_users(engine, [{"id": "a", "identity": "alice", "role": "service admin"}])
+    fast_emulator.emulator.inject_fault(
+        "status", status=500, count=1, operations=["create_user"], after_processing=True
+    )
+
+    run = await sync(Scope.INCREMENTAL)
+
+    assert run.status is RunStatus.SUCCEEDED
+    assert run.counts["adopted"] == 1
+    alice = remote_by_identity(fast_emulator)["alice"]
+    assert alice["role_sid"] == role_sid(fast_emulator, "service admin")
+    rows = await fetch_all(engine, "SELECT remote_sid, status FROM sync_state WHERE user_id = 'a'")
+    assert rows == [{"remote_sid": alice["sid"], "status": "synced"}]
+
+
+async def test_a_run_counts_only_the_results_it_had(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await insert_users(engine, [{"id": "a", "identity": "alice"}])
+
+    created = await sync(Scope.FULL)
+    unchanged = await sync(Scope.FULL)
+
+    assert dict(created.counts) == {"created": 1}
+    assert dict(unchanged.counts) == {"unchanged": 1}
+    rows = await fetch_all(engine, "SELECT counts FROM sync_run ORDER BY id")
+    assert [r["counts"] for r in rows] == [{"created": 1}, {"unchanged": 1}]

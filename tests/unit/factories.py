@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from service.domain.attributes import Attributes
-from service.domain.plan import Case
+from service.domain.cases import Case
 from service.domain.roles import RoleDirectory
 from service.domain.users import (
     LocalUser,

@@ -10,7 +10,9 @@ import pytest
 
 from service.db.rows import decode_attributes
 from service.domain import attributes
-from service.domain.plan import Case, CreateUser, UpdateUser, plan_case
+from service.domain.actions import CreateUser, UpdateUser
+from service.domain.cases import Case
+from service.domain.plan import plan_case
 from service.domain.policy import AttributesMode, Policy
 from tests.unit.factories import ROLES, local, remote, synced
 

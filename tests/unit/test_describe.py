@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.domain.plan import (
+from service.domain.actions import (
     Action,
     CreateUser,
     DeleteReason,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.domain.plan import DeleteReason, DeleteUser, guard_deletions
+from service.domain.actions import DeleteReason, DeleteUser
+from service.domain.guards import guard_deletions
 from service.domain.policy import DeleteMode, Policy
 from service.domain.users import UserId
 from tests.unit.factories import user_sid

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from service.domain.cases import match_cases
-from service.domain.plan import Case
+from service.domain.cases import Case, match_cases
 from service.domain.users import SyncStatus
 from tests.unit.factories import local, remote, state, user_sid
 

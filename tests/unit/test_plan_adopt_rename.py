@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from service.domain.plan import (
+from service.domain.actions import (
     Action,
-    Case,
     CreateUser,
     DeleteReason,
     DeleteUser,
     FieldChange,
     LinkUser,
     UpdateUser,
-    plan_case,
 )
+from service.domain.cases import Case
+from service.domain.plan import plan_case
 from service.domain.policy import DeleteMode, Policy
 from service.domain.users import LocalUser, SyncState, SyncStatus, UserSid
 from tests.unit.factories import CURRENT, OLD, RETIRED, ROLES, local, remote, state, user_sid

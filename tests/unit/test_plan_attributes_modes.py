@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from service.domain.plan import Case, CreateUser, LinkUser, UpdateUser, plan_case
+from service.domain.actions import CreateUser, LinkUser, UpdateUser
+from service.domain.cases import Case
+from service.domain.plan import plan_case
 from service.domain.policy import AttributesMode, Policy
 from tests.unit.factories import ROLES, local, remote, state
 

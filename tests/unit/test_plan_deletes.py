@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-from service.domain.plan import Case, DeleteReason, DeleteUser, plan_case, plan_orphan
+from service.domain.actions import DeleteReason, DeleteUser
+from service.domain.cases import Case
+from service.domain.plan import plan_case, plan_orphan
 from service.domain.policy import DeleteMode, Policy
 from service.domain.users import SyncStatus
 from tests.unit.factories import CURRENT, ROLES, local, remote, state

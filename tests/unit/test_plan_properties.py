@@ -19,17 +19,9 @@ from random import Random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service.domain.actions import Action, CreateUser, DeleteReason, DeleteUser, UpdateUser
 from service.domain.cases import match_cases
-from service.domain.plan import (
-    Action,
-    CreateUser,
-    DeleteReason,
-    DeleteUser,
-    Plan,
-    UpdateUser,
-    guard_deletions,
-    plan,
-)
+from service.domain.guards import guard_deletions
 from service.domain.policy import AttributesMode, DeleteMode, Policy
 from service.domain.users import (
     LocalUser,
@@ -42,6 +34,7 @@ from service.domain.users import (
     claims,
 )
 from tests.unit.factories import ADMIN, DEFAULT_ROLE, MODERATOR, ROLES, USER, user_sid
+from tests.unit.planning import Plan, plan
 
 THOROUGH = settings(max_examples=200, deadline=None, database=None)
 BOUNDED = settings(max_examples=100, deadline=None, database=None)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.domain.plan import Case, CreateUser, FieldChange, LinkUser, UpdateUser, plan_case
+from service.domain.actions import CreateUser, FieldChange, LinkUser, UpdateUser
+from service.domain.cases import Case
+from service.domain.plan import plan_case
 from service.domain.policy import Policy
 from tests.unit.factories import ADMIN, MODERATOR, ROLES, local, remote, synced
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from service.domain.plan import Case, CreateUser, plan, plan_case
+from service.domain.actions import CreateUser
+from service.domain.cases import Case
+from service.domain.plan import plan_case
 from service.domain.policy import Policy
 from service.domain.users import LocalUser
 from tests.unit.factories import ADMIN, CHANNEL_ADMIN, ROLES, local, remote, state
+from tests.unit.planning import plan
 
 US_SID = "US" + "0123456789abcdef" * 2
 

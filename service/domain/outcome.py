@@ -1,24 +1,33 @@
-"""What applying one user's plan produced, and how that becomes `sync_state` and `sync_error`.
+"""What applying one user's plan produced, and the `sync_state` that follows from it (pure).
 
-The executor returns an `Outcome` for every user it touched; the recorder turns outcomes into
-rows. An outcome's `remote_sid`, `identity` and `retired_sid` are the claims the user's state
-holds afterwards: they start as the state's own (never another user's remote user) and each
-action moves them. Failures keep the user's last applied fingerprint, remember the attempted one
-and move the next attempt out exponentially; after enough attempts a user is quarantined (still
-retried, at the capped interval, and visible in status). A waiting user keeps its claims and is
-looked at again by the next run.
+The executor returns an `Outcome` for every user it touched; `state_record` turns an outcome into
+the state to store, and the recorder writes it. An outcome's `remote_sid`, `identity` and
+`retired_sid` are the claims the user's state holds afterwards: they start as the state's own
+(never another user's remote user, `unchanged`) and each action moves them. Failures keep the
+user's last applied fingerprint, remember the attempted one and move the next attempt out
+exponentially; after enough attempts a user is quarantined (still retried, at the capped
+interval, and visible in status). A waiting user keeps its claims and is looked at again by the
+next run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from service.db.gather import Gathered
-from service.db.records import ErrorRecord, StateRecord
 from service.domain.backoff import is_quarantined, next_attempt_delay
-from service.domain.users import UNCONFIRMED, SyncStatus, UserId, UserSid
+from service.domain.cases import Case
+from service.domain.users import (
+    UNCONFIRMED,
+    RemoteUser,
+    SyncState,
+    SyncStatus,
+    UserId,
+    UserSid,
+    claims,
+    recorded_as,
+)
 
 
 class Result(StrEnum):
@@ -53,7 +62,7 @@ class Failure:
 class Outcome:
     """The end state of one user after this run."""
 
-    gathered: Gathered
+    case: Case
     result: Result
     remote_sid: UserSid | None = None
     identity: str | None = None
@@ -65,8 +74,8 @@ class Outcome:
     """The run holds this user's lease: its state is written (which releases the lease)."""
 
     @property
-    def user_id(self) -> str | None:
-        return self.gathered.user_id
+    def user_id(self) -> UserId | None:
+        return self.case.user_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +88,7 @@ class RetryPolicy:
 NOT_RECORDED = frozenset({Result.HELD, Result.PLANNED, Result.DEFERRED})
 
 
-def state_record(outcome: Outcome, *, now: datetime, retry: RetryPolicy) -> StateRecord | None:
+def state_record(outcome: Outcome, *, now: datetime, retry: RetryPolicy) -> SyncState | None:
     """The row to store for a leased user (writing it releases the lease); None for results
     that write nothing (held, planned, deferred) or a user without an id."""
     user_id = outcome.user_id
@@ -93,36 +102,36 @@ def state_record(outcome: Outcome, *, now: datetime, retry: RetryPolicy) -> Stat
 
 
 def already_recorded(outcome: Outcome) -> bool:
-    """An unchanged user whose stored state already says all of this: nothing to write."""
-    return outcome.result is Result.UNCHANGED and _already_recorded(outcome)
-
-
-def _already_recorded(outcome: Outcome) -> bool:
-    state, g = outcome.gathered.state, outcome.gathered
+    """An unchanged user whose stored state already says all of this, for the source row as
+    read: nothing to write."""
+    state = outcome.case.state
     return (
-        state is not None
-        and state.status is SyncStatus.SYNCED
-        and state.fingerprint == g.fingerprint
-        and state.remote_sid == outcome.remote_sid
-        and state.retired_sid is None
-        and state.managed_keys == outcome.managed_keys
+        outcome.result is Result.UNCHANGED
+        and state is not None
+        and state.fingerprint == outcome.case.fingerprint
+        and recorded_as(
+            state,
+            sid=outcome.remote_sid,
+            identity=outcome.identity,
+            managed_keys=outcome.managed_keys,
+        )
     )
 
 
-def _succeeded(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
+def _succeeded(outcome: Outcome, user_id: UserId, *, now: datetime) -> SyncState:
     gone = outcome.result is Result.DELETED or outcome.remote_sid is None
-    local = outcome.gathered.local
+    local = outcome.case.local
     if gone and local is not None and local.active:  # let go first (a swap): not done yet
         return _let_go(outcome, user_id, now=now)
     midway = not gone and _midway(outcome)
-    state = outcome.gathered.state
+    state = outcome.case.state
     status = SyncStatus.PENDING if midway else SyncStatus.SYNCED
-    return StateRecord(
+    return SyncState(
         user_id=user_id,
         remote_sid=None if gone else outcome.remote_sid,
         identity=outcome.identity,
-        fingerprint=state.fingerprint if midway and state else outcome.gathered.fingerprint,
-        attempted_fingerprint=outcome.gathered.fingerprint,
+        fingerprint=state.fingerprint if midway and state else outcome.case.fingerprint,
+        attempted_fingerprint=outcome.case.fingerprint,
         status=SyncStatus.DELETED if gone else status,
         attempts=0,
         last_error_code=None,
@@ -130,20 +139,20 @@ def _succeeded(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
         next_attempt_at=now if midway else None,
         last_synced_at=now,
         retired_sid=outcome.retired_sid,
-        managed_keys=sorted(outcome.managed_keys),
+        managed_keys=outcome.managed_keys,
     )
 
 
-def _let_go(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
+def _let_go(outcome: Outcome, user_id: UserId, *, now: datetime) -> SyncState:
     """An active user left without a remote user (it let go of its old identity for others):
     pending, due at once, with no claim, so the next pass or run creates its identity."""
-    state = outcome.gathered.state
-    return StateRecord(
+    state = outcome.case.state
+    return SyncState(
         user_id=user_id,
         remote_sid=None,
         identity=None,
         fingerprint=state.fingerprint if state else None,
-        attempted_fingerprint=outcome.gathered.fingerprint,
+        attempted_fingerprint=outcome.case.fingerprint,
         status=SyncStatus.PENDING,
         attempts=0,
         last_error_code=None,
@@ -151,14 +160,14 @@ def _let_go(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
         next_attempt_at=now,
         last_synced_at=state.last_synced_at if state else None,
         retired_sid=outcome.retired_sid,
-        managed_keys=sorted(state.managed_keys if state else ()),
+        managed_keys=state.managed_keys if state else frozenset(),
     )
 
 
 def _midway(outcome: Outcome) -> bool:
     """Still linked to the remote user under the identity the source row has left (the first
     step of a second rename): not synced, and due at once, so the next run goes on."""
-    local, state = outcome.gathered.local, outcome.gathered.state
+    local, state = outcome.case.local, outcome.case.state
     return (
         local is not None
         and state is not None
@@ -168,18 +177,18 @@ def _midway(outcome: Outcome) -> bool:
     )
 
 
-def _failed(outcome: Outcome, user_id: str, *, now: datetime, retry: RetryPolicy) -> StateRecord:
-    state = outcome.gathered.state
+def _failed(outcome: Outcome, user_id: UserId, *, now: datetime, retry: RetryPolicy) -> SyncState:
+    state = outcome.case.state
     attempts = (state.attempts if state else 0) + 1
     delay = next_attempt_delay(attempts, base=retry.base_seconds, cap=retry.cap_seconds)
     quarantined = is_quarantined(attempts, quarantine_after=retry.quarantine_after)
     last = outcome.failures[-1]
-    return StateRecord(
+    return SyncState(
         user_id=user_id,
         remote_sid=outcome.remote_sid,
         identity=outcome.identity,
         fingerprint=state.fingerprint if state else None,
-        attempted_fingerprint=outcome.gathered.fingerprint,
+        attempted_fingerprint=outcome.case.fingerprint,
         status=SyncStatus.QUARANTINED if quarantined else SyncStatus.FAILED,
         attempts=attempts,
         last_error_code=last.twilio_code,
@@ -187,27 +196,27 @@ def _failed(outcome: Outcome, user_id: str, *, now: datetime, retry: RetryPolicy
         next_attempt_at=now + timedelta(seconds=delay),
         last_synced_at=state.last_synced_at if state else None,
         retired_sid=outcome.retired_sid,
-        managed_keys=sorted(state.managed_keys if state else ()),
+        managed_keys=state.managed_keys if state else frozenset(),
     )
 
 
-def _waiting(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
+def _waiting(outcome: Outcome, user_id: UserId, *, now: datetime) -> SyncState:
     """Keep every claim; say whom the user waits for. A state that may have created a user
     unrecorded keeps its status, so that claim is not dropped."""
-    state = outcome.gathered.state
+    state = outcome.case.state
     unconfirmed = (  # a create of its own may still stand behind the claim it keeps
         state is not None
         and outcome.remote_sid is None
         and outcome.identity is not None
         and state.status in UNCONFIRMED
     )
-    identity = outcome.gathered.local.identity if outcome.gathered.local else outcome.identity
-    return StateRecord(
+    identity = outcome.case.local.identity if outcome.case.local else outcome.identity
+    return SyncState(
         user_id=user_id,
         remote_sid=outcome.remote_sid,
         identity=outcome.identity,
         fingerprint=state.fingerprint if state else None,
-        attempted_fingerprint=outcome.gathered.fingerprint,
+        attempted_fingerprint=outcome.case.fingerprint,
         status=state.status if state and unconfirmed else SyncStatus.WAITING,
         attempts=state.attempts if state else 0,
         last_error_code=None,
@@ -218,23 +227,46 @@ def _waiting(outcome: Outcome, user_id: str, *, now: datetime) -> StateRecord:
         next_attempt_at=now,
         last_synced_at=state.last_synced_at if state else None,
         retired_sid=outcome.retired_sid,
-        managed_keys=sorted(state.managed_keys if state else ()),
+        managed_keys=state.managed_keys if state else frozenset(),
     )
 
 
-def error_records(outcome: Outcome) -> list[ErrorRecord]:
-    g = outcome.gathered
-    identity = g.local.identity if g.local else (g.state.identity if g.state else outcome.identity)
-    return [
-        ErrorRecord(
-            user_id=outcome.user_id,
-            identity=identity,
-            action=f.action,
-            message=f.message,
-            field=f.field,
-            http_status=f.http_status,
-            twilio_code=f.twilio_code,
-            request_id=f.request_id,
-        )
-        for f in outcome.failures
-    ]
+def unchanged(case: Case) -> Outcome:
+    """The starting point: the user as gathered, before any action, holding what its state
+    holds and was seen to exist (never another user's remote user). A linked user that was
+    looked for and not found is gone, and so is the user a create may have made unrecorded:
+    the state lets go of it, and of the identity it held."""
+    state = case.state
+    own = _own(case)  # every run reads the sides it plans from: unread means not there
+    return Outcome(
+        case=case,
+        result=Result.UNCHANGED,
+        remote_sid=own.sid if own else None,
+        identity=own.identity if own else None,
+        retired_sid=_still_retiring(case),
+        managed_keys=state.managed_keys if state else frozenset(),
+    )
+
+
+def _own(case: Case) -> RemoteUser | None:
+    """The remote user the state links (or claims) among those read: `remote`, or for a
+    renamed user `previous`."""
+    remote, previous, state = case.remote, case.previous, case.state
+    if remote is not None and claims(state, remote):
+        return remote
+    if previous is not None and state is not None and previous.sid == state.remote_sid:
+        return previous
+    return None
+
+
+def _still_retiring(case: Case) -> UserSid | None:
+    """The state's retired sid, if that user still exists (else there is nothing left of it)."""
+    state, previous = case.state, case.previous
+    if state is None or state.retired_sid is None or previous is None:
+        return None
+    return state.retired_sid if previous.sid == state.retired_sid else None
+
+
+def deferred(case: Case) -> Outcome:
+    """A user this run leaves alone: another run holds it, or it changed since planned."""
+    return replace(unchanged(case), result=Result.DEFERRED)
