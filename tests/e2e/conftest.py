@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -12,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service import app
 from service.config import Settings
+from service.db.engine import connect
+from service.libpq.url import with_database
 from service.reconcile.progress import RunProgress
 from service.reconcile.run import RunReport, RunRequest, Scope
 
@@ -125,3 +128,17 @@ async def fetch_all(engine: AsyncEngine, sql: str, **params: Any) -> list[dict[s
     async with engine.connect() as connection:
         result = await connection.execute(text(sql), params)
         return [dict(r) for r in result.mappings()]
+
+
+@pytest.fixture
+async def empty_database(postgres_server: str) -> AsyncIterator[str]:
+    """The URL of a database of its own on the test server, no migration run in it, dropped
+    after the test."""
+    name = f"usersync_empty_{secrets.token_hex(3)}"
+    admin = await connect(postgres_server)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(postgres_server, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

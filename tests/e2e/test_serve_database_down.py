@@ -6,32 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from pydantic import SecretStr
 
 from service.config import Settings
 from service.db.engine import connect
-from service.libpq.url import with_database
 from tests.e2e.serving import FAST, TOKEN, Served, serve_app
 
 READS = (("GET", "/runs"), ("GET", "/runs/1"), ("GET", "/users/someone"))
-
-
-@pytest.fixture
-async def bare_database(postgres_server: str) -> AsyncIterator[str]:
-    """A database no migration ever ran in."""
-    name = f"usersync_bare_{secrets.token_hex(3)}"
-    admin = await connect(postgres_server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(postgres_server, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def answers(served: Served, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
@@ -40,9 +24,9 @@ async def answers(served: Served, method: str, path: str, **kwargs: Any) -> tupl
 
 
 async def test_a_database_never_migrated_is_503_saying_to_migrate(
-    settings_for: Callable[..., Settings], bare_database: str
+    settings_for: Callable[..., Settings], empty_database: str
 ):
-    settings = settings_for(**FAST).model_copy(update={"database_url": SecretStr(bare_database)})
+    settings = settings_for(**FAST).model_copy(update={"database_url": SecretStr(empty_database)})
     async with serve_app(settings) as served:
         for method, path in (*READS, ("POST", "/events")):
             body = {"json": {"type": "user.updated", "id": "x"}} if method == "POST" else {}

@@ -5,7 +5,6 @@ Postgres; `sync` refuses to run with its locks there (a real PgBouncer in transa
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.db.engine import connect
 from service.emulator.config import DEFAULT_SERVICE_SID
-from service.libpq.url import with_database
 from tests.e2e.conftest import fetch_all
 from tests.e2e.serving import TOKEN, ServeProcess, eventually
 from tests.e2e.test_cli import cli_env, run_cli
@@ -149,39 +147,27 @@ async def test_a_run_takes_its_session_locks_on_the_leader_url(
     assert report.status.value == "succeeded"
 
 
-@pytest.fixture
-async def another_database(postgres_server: str) -> AsyncIterator[str]:
-    name = f"usersync_other_{secrets.token_hex(3)}"
-    admin = await connect(postgres_server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(postgres_server, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-async def test_sync_refuses_a_leader_url_that_reaches_another_database(
-    db: Any, database_url: str, fast_emulator: Any, another_database: str
+async def test_sync_refuses_a_leader_url_that_reaches_empty_database(
+    db: Any, database_url: str, fast_emulator: Any, empty_database: str
 ):
     """The symptom: runs recorded in one database took their locks in the other, and every
     user was 'left to another run', for ever."""
-    env = cli_env(database_url, fast_emulator, USERSYNC_LEADER_DATABASE_URL=another_database)
+    env = cli_env(database_url, fast_emulator, USERSYNC_LEADER_DATABASE_URL=empty_database)
 
     code, out, err = await run_cli("sync", env=env)
 
     assert code == 2
     assert out == ""
     assert err.startswith("user-sync: refusing to run: USERSYNC_LEADER_DATABASE_URL reaches")
-    assert another_database.rsplit("/", 1)[1] in err
+    assert empty_database.rsplit("/", 1)[1] in err
     assert len(err.strip().splitlines()) == 1
     assert set(fast_emulator.emulator.stats.values()) == {0}
 
 
-async def test_serve_refuses_to_lead_with_a_leader_url_to_another_database(
-    start: Start, engine: AsyncEngine, another_database: str
+async def test_serve_refuses_to_lead_with_a_leader_url_to_empty_database(
+    start: Start, engine: AsyncEngine, empty_database: str
 ):
-    server = await start(leader_database_url=another_database)
+    server = await start(leader_database_url=empty_database)
 
     async def refused() -> str | None:
         return refusal(server)
