@@ -27,6 +27,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InvalidCatalogNameError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
     OperationalError,
     InterfaceError,
 )
@@ -52,6 +54,21 @@ def cause(error: BaseException) -> BaseException:
 
 def is_connection_error(error: BaseException) -> bool:
     return isinstance(cause(error), CONNECTION_ERRORS) or isinstance(error, CONNECTION_ERRORS)
+
+
+def is_schema_missing(error: BaseException) -> bool:
+    """A table or column of ours is not there: the database is not migrated to this code."""
+    return isinstance(cause(error), asyncpg.UndefinedTableError | asyncpg.UndefinedColumnError)
+
+
+def unavailable_reason(error: BaseException) -> str | None:
+    """Why the database cannot answer, in a sentence, when that is what `error` says: out of
+    reach (or refusing us), or not migrated. None for anything else."""
+    if is_connection_error(error):
+        return f"the database cannot be reached: {describe(error)}"
+    if is_schema_missing(error):
+        return "the database is not migrated to this version: run user-sync migrate"
+    return None
 
 
 def is_refusal(error: BaseException) -> bool:

@@ -22,11 +22,6 @@ from service.db.status import as_json
 log = structlog.get_logger(__name__)
 
 ERROR_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-SCHEMA_MISSING = frozenset({"42P01", "42703"})
-"""undefined_table, undefined_column: a database not migrated to the code's revision."""
-UNREACHABLE_CLASSES = frozenset({"08", "28", "3D", "53", "57"})
-"""SQLSTATE classes of a server that will not take the connection: connection exception,
-authorization, no such database, too many connections, shutting down or starting up."""
 
 
 class InvalidRequest(Exception):
@@ -75,19 +70,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         kept = {k: e.headers[k] for k in ("Allow",) if k in e.headers}  # 405 must say Allow
         return problem(e.status, ERROR_CODES.get(e.status, "http_error"), message, headers=kept)
     except Exception as e:
-        if (unavailable := database_problem(e)) is not None:
+        if (unavailable := connectivity.unavailable_reason(e)) is not None:
             log.warning("request failed: database", path=request.path, problem=unavailable)
             return problem(503, "database_unavailable", unavailable)
         log.exception("request failed", method=request.method, path=request.path)
         return problem(500, "internal", "internal error; the service log has the details")
-
-
-def database_problem(error: Exception) -> str | None:
-    """What keeps the database from answering, in a sentence, when that is why `error` was
-    raised: out of reach, or its schema not at the code's revision. None for anything else."""
-    state = str(getattr(connectivity.cause(error), "sqlstate", None) or "")
-    if connectivity.is_connection_error(error) or state[:2] in UNREACHABLE_CLASSES:
-        return f"the database cannot be reached: {connectivity.describe(error)}"
-    if state in SCHEMA_MISSING:
-        return "the database is not migrated to this version: run user-sync migrate"
-    return None
