@@ -13,6 +13,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
+"""The exit codes this docstring's top lists (argparse's own usage errors are 2 as well)."""
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -88,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except ConfigError as e:  # refused before the application is loaded at all
         print(f"user-sync: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     from service import commands  # noqa: PLC0415 - loaded once the command is known
 
     return commands.run(args, settings)

@@ -16,6 +16,7 @@ import structlog
 from rich.console import Console
 
 from service import app, report
+from service.cli import EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from service.config import ConfigError, Settings
 from service.db import connectivity, migrate
 from service.db.connectivity import DatabaseUnavailable
@@ -26,8 +27,6 @@ from service.logs import configure_logging
 from service.reconcile.progress import RunProgress
 from service.reconcile.run import RunFailed, RunInProgress, RunReport, RunRequest, Scope
 from service.shutdown import Shutdown
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
 log = structlog.get_logger(__name__)
 
