@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from service.conversations import ConversationsClient, RetryPolicy, WriteLimiter
+from service.conversations import CallRetry, ConversationsClient, WriteLimiter
 from service.conversations.endpoints import ApiFlavor
 from service.emulator import EmulatorConfig, RunningEmulator, running_emulator
 
@@ -55,7 +55,7 @@ def make_client(
         limiter=WriteLimiter(rate, max_in_flight=32),
         webhook_enabled=False,
         timeout=10.0,
-        retry=RetryPolicy(max_retries=5),
+        retry=CallRetry(max_retries=5),
     )
 
 

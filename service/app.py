@@ -39,12 +39,11 @@ from service.config import ConfigError, Settings
 from service.conversations.client import ConversationsClient
 from service.conversations.errors import ConversationsError
 from service.conversations.ratelimit import WriteLimiter
-from service.conversations.retry import RetryPolicy as CallRetry
+from service.conversations.retry import CallRetry
 from service.conversations.stats import Observer
 from service.db import affinity, connectivity, locks, migrate
 from service.db.engine import create_engine, create_sessionmaker
-from service.domain.backoff import next_attempt_delay
-from service.domain.outcome import RetryPolicy
+from service.domain.backoff import FailureBackoff, next_attempt_delay
 from service.domain.policy import Policy
 from service.metrics import Metrics
 from service.reconcile import failure
@@ -150,7 +149,7 @@ def runner_config(settings: Settings, *, service_sid: str) -> RunnerConfig:
         service_key=service_key(service_sid),
         source_table=settings.source_table,
         policy=policy(settings),
-        retry=RetryPolicy(
+        backoff=FailureBackoff(
             base_seconds=settings.failure_backoff_base,
             cap_seconds=settings.failure_backoff_max,
             quarantine_after=settings.quarantine_after,

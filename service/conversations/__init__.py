@@ -1,6 +1,6 @@
 """The client of the Twilio Users API (Conversations v1 or Chat v2) and its failure vocabulary.
 
-Import from here: `ConversationsClient`, the pacing (`WriteLimiter`) and retry (`RetryPolicy`)
+Import from here: `ConversationsClient`, the pacing (`WriteLimiter`) and retry (`CallRetry`)
 it is built with, its call accounting (`CallStats`, `CallEvent`) and every exception it raises.
 """
 
@@ -25,7 +25,7 @@ from service.conversations.errors import (
     error_from_response,
 )
 from service.conversations.ratelimit import WriteLimiter
-from service.conversations.retry import RetryPolicy
+from service.conversations.retry import CallRetry
 from service.conversations.stats import CallEvent, CallStats, Observer
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "ApiError",
     "BadRequest",
     "CallEvent",
+    "CallRetry",
     "CallStats",
     "ConnectError",
     "ConnectionLost",
@@ -46,7 +47,6 @@ __all__ = [
     "Observer",
     "RateLimited",
     "RequestTimeout",
-    "RetryPolicy",
     "RoleNotFound",
     "ServerError",
     "TransportError",

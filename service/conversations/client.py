@@ -40,7 +40,7 @@ from service.conversations.errors import (
     truncate,
 )
 from service.conversations.ratelimit import WriteLimiter
-from service.conversations.retry import RetryPolicy
+from service.conversations.retry import CallRetry
 from service.conversations.schemas import (
     ConfigurationWire,
     Page,
@@ -85,7 +85,7 @@ class ConversationsClient:
         limiter: WriteLimiter,
         webhook_enabled: bool,
         timeout: float,
-        retry: RetryPolicy,
+        retry: CallRetry,
         observer: Observer | None = None,
     ) -> None:
         self._endpoints = Endpoints(base_url, api, service_sid)

@@ -24,7 +24,7 @@ RETRY_AFTER_CEILING = 300.0
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class CallRetry:
     max_retries: int = 5
     """Further attempts after the first; 0 disables retries."""
     backoff_base: float = 0.25

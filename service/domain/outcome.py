@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from service.domain.backoff import is_quarantined, next_attempt_delay
+from service.domain.backoff import FailureBackoff
 from service.domain.cases import Case
 from service.domain.users import (
     UNCONFIRMED,
@@ -78,24 +78,17 @@ class Outcome:
         return self.case.user_id
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    base_seconds: float
-    cap_seconds: float
-    quarantine_after: int
-
-
 NOT_RECORDED = frozenset({Result.HELD, Result.PLANNED, Result.DEFERRED})
 
 
-def state_record(outcome: Outcome, *, now: datetime, retry: RetryPolicy) -> SyncState | None:
+def state_record(outcome: Outcome, *, now: datetime, backoff: FailureBackoff) -> SyncState | None:
     """The row to store for a leased user (writing it releases the lease); None for results
     that write nothing (held, planned, deferred) or a user without an id."""
     user_id = outcome.user_id
     if user_id is None or outcome.result in NOT_RECORDED:
         return None
     if outcome.failures:
-        return _failed(outcome, user_id, now=now, retry=retry)
+        return _failed(outcome, user_id, now=now, backoff=backoff)
     if outcome.result is Result.WAITING:
         return _waiting(outcome, user_id, now=now)
     return _succeeded(outcome, user_id, now=now)
@@ -177,11 +170,13 @@ def _midway(outcome: Outcome) -> bool:
     )
 
 
-def _failed(outcome: Outcome, user_id: UserId, *, now: datetime, retry: RetryPolicy) -> SyncState:
+def _failed(
+    outcome: Outcome, user_id: UserId, *, now: datetime, backoff: FailureBackoff
+) -> SyncState:
     state = outcome.case.state
     attempts = (state.attempts if state else 0) + 1
-    delay = next_attempt_delay(attempts, base=retry.base_seconds, cap=retry.cap_seconds)
-    quarantined = is_quarantined(attempts, quarantine_after=retry.quarantine_after)
+    delay = backoff.delay(attempts)
+    quarantined = backoff.quarantined(attempts)
     last = outcome.failures[-1]
     return SyncState(
         user_id=user_id,

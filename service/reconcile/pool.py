@@ -24,15 +24,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
-from service.db.leases import Claim, LeaseRequest, OrphanCheck
-from service.db.leases import Lease as LeaseKind
+from service.db.leases import Claim, Lease, LeaseRequest, OrphanCheck
 from service.domain.actions import Action, CreateUser, LinkUser, UpdateUser
 from service.domain.cases import Case
 from service.domain.outcome import Outcome, deferred
 from service.reconcile.executor import Executor
 from service.reconcile.progress import RunProgress
 
-Lease = Callable[[Sequence[LeaseKind]], Awaitable[set[str]]]
+TakeLeases = Callable[[Sequence[Lease]], Awaitable[set[str]]]
 """Take the leases that can be taken now; the keys leased."""
 
 
@@ -43,7 +42,7 @@ class Work:
 
     case: Case
     actions: tuple[Action, ...]
-    lease: LeaseKind | None
+    lease: Lease | None
 
     @classmethod
     def of(cls, case: Case, actions: tuple[Action, ...]) -> Work:
@@ -52,7 +51,7 @@ class Work:
 
 class ApplyPool:
     def __init__(
-        self, executor: Executor, *, size: int, progress: RunProgress, lease: Lease
+        self, executor: Executor, *, size: int, progress: RunProgress, lease: TakeLeases
     ) -> None:
         self.executor = executor
         self._progress = progress
@@ -142,7 +141,7 @@ class ApplyPool:
         self._progress.done += 1
 
 
-def lease_for(g: Case, actions: Sequence[Action]) -> LeaseKind | None:
+def lease_for(g: Case, actions: Sequence[Action]) -> Lease | None:
     """The lease to take before applying `actions` (for a remote user nobody here knows, the
     check that nobody knows it yet)."""
     user_id = g.user_id

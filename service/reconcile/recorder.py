@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.db import deletions, leases, records
 from service.db.records import ErrorRecord
 from service.domain.actions import DeleteUser
-from service.domain.outcome import Outcome, RetryPolicy, state_record
+from service.domain.backoff import FailureBackoff
+from service.domain.outcome import Outcome, state_record
 from service.domain.users import SyncState
 from service.reconcile.run import RunReport, RunRequest, RunStatus
 
@@ -36,12 +37,12 @@ class Recorder:
         self,
         sessions: async_sessionmaker[AsyncSession],
         *,
-        retry: RetryPolicy,
+        backoff: FailureBackoff,
         clock: Callable[[], datetime],
         on_close: Callable[[RunReport], None] | None = None,
     ) -> None:
         self._sessions = sessions
-        self._retry = retry
+        self._backoff = backoff
         self._clock = clock
         self._on_close = on_close
 
@@ -110,7 +111,7 @@ class Recorder:
             errors += _error_records(outcome)
             if dry_run or not outcome.leased or outcome.user_id is None:
                 continue
-            record = state_record(outcome, now=now, retry=self._retry)
+            record = state_record(outcome, now=now, backoff=self._backoff)
             if record is None:
                 released.append(outcome.user_id)
             else:

@@ -29,9 +29,10 @@ from service.db import deletions, gather, leases, locks, source
 from service.db.gather import Probe
 from service.db.leases import Lease
 from service.domain.actions import DeleteUser, describe
+from service.domain.backoff import FailureBackoff
 from service.domain.batch import BatchPlan, Planned, plan_batch, writes_user
 from service.domain.cases import Case
-from service.domain.outcome import Outcome, RetryPolicy, deferred
+from service.domain.outcome import Outcome, deferred
 from service.domain.policy import Policy
 from service.domain.roles import RoleDirectory, names_a_role
 from service.domain.users import RemoteUser, UserId
@@ -69,7 +70,7 @@ class RunnerConfig:
     service_key: str
     source_table: str
     policy: Policy
-    retry: RetryPolicy
+    backoff: FailureBackoff
     error_retention: timedelta
     deletion_window: timedelta = timedelta(hours=1)
 
@@ -120,7 +121,7 @@ class Runner:
             client, sessions=self._sessions, clock=clock, service_key=config.service_key
         )
         self._recorder = Recorder(
-            self._sessions, retry=config.retry, clock=clock, on_close=on_close
+            self._sessions, backoff=config.backoff, clock=clock, on_close=on_close
         )
 
     async def run(

@@ -12,7 +12,7 @@ from enum import Enum
 
 import aiohttp
 
-from service.conversations import ConversationsClient, Observer, RetryPolicy, WriteLimiter
+from service.conversations import CallRetry, ConversationsClient, Observer, WriteLimiter
 from service.conversations.endpoints import ApiFlavor
 from service.emulator import RunningEmulator
 
@@ -41,8 +41,8 @@ class RecordingSleep:
         await asyncio.sleep(0)
 
 
-def fast_retry(*, max_retries: int = 3, sleep: RecordingSleep | None = None) -> RetryPolicy:
-    return RetryPolicy(
+def fast_retry(*, max_retries: int = 3, sleep: RecordingSleep | None = None) -> CallRetry:
+    return CallRetry(
         max_retries=max_retries,
         backoff_base=0.001,
         backoff_max=0.01,
@@ -63,7 +63,7 @@ def target(
     session: aiohttp.ClientSession,
     *,
     form: Form = Form.V1_DEFAULT,
-    retry: RetryPolicy | None = None,
+    retry: CallRetry | None = None,
     limiter: WriteLimiter | None = None,
     credentials: tuple[str, str] | None = None,
     timeout: float = 5.0,

@@ -14,11 +14,11 @@ import pytest
 from service.conversations import (
     AlreadyExists,
     CallEvent,
+    CallRetry,
     ConnectionLost,
     NotFound,
     RateLimited,
     RequestTimeout,
-    RetryPolicy,
     ServerError,
 )
 from service.emulator import RunningEmulator
@@ -122,7 +122,7 @@ async def test_a_429_without_retry_after_backs_off_exponentially(
     emulator: RunningEmulator, http: aiohttp.ClientSession
 ) -> None:
     sleep = RecordingSleep()
-    retry = RetryPolicy(
+    retry = CallRetry(
         max_retries=4, backoff_base=0.001, backoff_max=1.0, sleep=sleep, jitter=lambda: 1.0
     )
     t = target(emulator, http, retry=retry)
@@ -135,7 +135,7 @@ async def test_a_real_429_from_the_write_limit_is_retried_after_its_window(
     emulator: RunningEmulator, http: aiohttp.ClientSession
 ) -> None:
     """The emulator's own limit at 1 write/s: the second write is refused, then admitted."""
-    retry = RetryPolicy(max_retries=8, backoff_base=0.2, backoff_max=0.5)
+    retry = CallRetry(max_retries=8, backoff_base=0.2, backoff_max=0.5)
     t = target(emulator, http, retry=retry)
     emulator.emulator.set_write_limit(1)
     await t.client.create_user("ned")

@@ -8,7 +8,7 @@ import pytest
 
 from service.conversations import errors
 from service.conversations.endpoints import ApiFlavor, Endpoints
-from service.conversations.retry import RETRY_AFTER_CEILING, RetryPolicy, parse_retry_after
+from service.conversations.retry import RETRY_AFTER_CEILING, CallRetry, parse_retry_after
 from service.conversations.schemas import UserPage, UserWire
 from service.domain.users import RemoteUser
 
@@ -140,14 +140,14 @@ def test_parses_retry_after_seconds_and_dates(header: str | None, seconds: float
 
 
 def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:
-    top = RetryPolicy(backoff_base=0.5, backoff_max=4.0, jitter=lambda: 0.999999)
+    top = CallRetry(backoff_base=0.5, backoff_max=4.0, jitter=lambda: 0.999999)
     assert [round(top.delay(n), 3) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
-    bottom = RetryPolicy(backoff_base=0.5, backoff_max=4.0, jitter=lambda: 0.0)
+    bottom = CallRetry(backoff_base=0.5, backoff_max=4.0, jitter=lambda: 0.0)
     assert bottom.delay(3) == 0.0
 
 
 def test_retry_after_is_a_floor_with_a_ceiling() -> None:
-    policy = RetryPolicy(backoff_base=0.5, backoff_max=4.0, jitter=lambda: 0.5)
+    policy = CallRetry(backoff_base=0.5, backoff_max=4.0, jitter=lambda: 0.5)
     assert policy.delay(0, retry_after=10) == 10
     assert policy.delay(5, retry_after=0) == 2.0
     assert policy.delay(0, retry_after=10**9) == RETRY_AFTER_CEILING
@@ -155,9 +155,9 @@ def test_retry_after_is_a_floor_with_a_ceiling() -> None:
 
 def test_refuses_a_nonsensical_policy() -> None:
     with pytest.raises(ValueError, match="max_retries"):
-        RetryPolicy(max_retries=-1)
+        CallRetry(max_retries=-1)
     with pytest.raises(ValueError, match="backoff_base"):
-        RetryPolicy(backoff_base=2, backoff_max=1)
+        CallRetry(backoff_base=2, backoff_max=1)
 
 
 def test_reads_both_dialects_and_null_attributes() -> None:
