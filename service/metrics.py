@@ -19,7 +19,8 @@ from prometheus_client.registry import Collector
 
 from service.conversations.ratelimit import WriteLimiter
 from service.conversations.stats import CallEvent
-from service.domain.runs import Scope
+from service.domain.outcome import Result
+from service.domain.runs import RunStatus, Scope
 from service.domain.users import SyncStatus
 from service.reconcile.run import RunReport
 
@@ -28,17 +29,17 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
 SYNC_STATUSES = tuple(status.value for status in SyncStatus)
 
 RESULT_ACTIONS: Mapping[str, tuple[str, str]] = {
-    "created": ("create", "ok"),
-    "updated": ("update", "ok"),
-    "adopted": ("adopt", "ok"),
-    "linked": ("link", "ok"),
-    "deleted": ("delete", "ok"),
-    "unchanged": ("none", "unchanged"),
-    "invalid": ("validate", "invalid"),
-    "held": ("delete", "held"),
-    "waiting": ("none", "waiting"),
-    "deferred": ("none", "deferred"),
-    "planned": ("plan", "dry_run"),
+    Result.CREATED: ("create", "ok"),
+    Result.UPDATED: ("update", "ok"),
+    Result.ADOPTED: ("adopt", "ok"),
+    Result.LINKED: ("link", "ok"),
+    Result.DELETED: ("delete", "ok"),
+    Result.UNCHANGED: ("none", "unchanged"),
+    Result.INVALID: ("validate", "invalid"),
+    Result.HELD: ("delete", "held"),
+    Result.WAITING: ("none", "waiting"),
+    Result.DEFERRED: ("none", "deferred"),
+    Result.PLANNED: ("plan", "dry_run"),
 }
 """Per-user results of a run as (action kind, outcome); failures come with their own action."""
 
@@ -149,7 +150,7 @@ class Metrics:
         request = report.request
         self.runs.labels(request.trigger, request.scope.value, report.status.value).inc()
         for result, count in report.counts.items():
-            kind, outcome = RESULT_ACTIONS.get(str(result), ("", ""))
+            kind, outcome = RESULT_ACTIONS.get(result, ("", ""))
             if kind and count:
                 self.actions.labels(kind, outcome).inc(count)
         for _, failure in report.failures:
@@ -158,7 +159,7 @@ class Metrics:
     def observe_unrecorded_run(self, *, trigger: str, scope: str) -> None:
         """A run that raised before it was recorded, or while it was (a run that failed or
         was aborted once recorded is observed from its report, with the status recorded)."""
-        self.runs.labels(trigger, scope, "failed").inc()
+        self.runs.labels(trigger, scope, RunStatus.FAILED.value).inc()
 
     def observe_events(self, latencies: list[float]) -> None:
         self.events_done.labels("applied").inc(len(latencies))

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import SyncDeletion
+from service.db.vocabulary import HELD, DeletionState
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ async def applied_within(session: AsyncSession, *, service_key: str, window: tim
         .select_from(SyncDeletion)
         .where(
             SyncDeletion.service_key == service_key,
-            SyncDeletion.state == "applied",
+            SyncDeletion.state == DeletionState.APPLIED,
             SyncDeletion.decided_at > func.now() - window,
         )
     )
@@ -74,12 +75,15 @@ async def log_applied(
         return
     await session.execute(
         insert(SyncDeletion),
-        [_row(d, service_key=service_key, run_id=run_id, state="applied") for d in deletions],
+        [
+            _row(d, service_key=service_key, run_id=run_id, state=DeletionState.APPLIED)
+            for d in deletions
+        ],
     )
     await session.execute(
         delete(SyncDeletion).where(
             SyncDeletion.service_key == service_key,
-            SyncDeletion.state == "held",
+            SyncDeletion.state == DeletionState.HELD,
             SyncDeletion.sid.in_([d.sid for d in deletions]),
         )
     )
@@ -97,14 +101,15 @@ async def hold(
     if not deletions:
         return
     rows = [
-        _row(d, service_key=service_key, run_id=run_id, state="held") | {"held_reason": why}
+        _row(d, service_key=service_key, run_id=run_id, state=DeletionState.HELD)
+        | {"held_reason": why}
         for d in deletions
     ]
     statement = insert(SyncDeletion).values(rows)
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=[SyncDeletion.service_key, SyncDeletion.sid],
-            index_where=text("state = 'held'"),
+            index_where=text(HELD),
             set_={
                 "run_id": statement.excluded.run_id,
                 "held_reason": statement.excluded.held_reason,
@@ -126,7 +131,7 @@ async def forget_held(
 ) -> None:
     """Drop held rows no longer planned: of these users (None: of everyone, after a full run
     looked at everyone), except the sids in `keep`."""
-    condition = [SyncDeletion.service_key == service_key, SyncDeletion.state == "held"]
+    condition = [SyncDeletion.service_key == service_key, SyncDeletion.state == DeletionState.HELD]
     if user_ids is not None:
         condition.append(SyncDeletion.user_id.in_(list(user_ids)))
     if keep:
@@ -142,17 +147,17 @@ async def mark_failed(session: AsyncSession, *, run_id: int, sids: Sequence[str]
             update(SyncDeletion)
             .where(
                 SyncDeletion.run_id == run_id,
-                SyncDeletion.state == "applied",
+                SyncDeletion.state == DeletionState.APPLIED,
                 SyncDeletion.sid.in_(list(sids)),
             )
-            .values(state="failed")
+            .values(state=DeletionState.FAILED)
         )
 
 
 async def any_held(session: AsyncSession, *, service_key: str) -> bool:
     found = await session.scalar(
         select(SyncDeletion.id)
-        .where(SyncDeletion.service_key == service_key, SyncDeletion.state == "held")
+        .where(SyncDeletion.service_key == service_key, SyncDeletion.state == DeletionState.HELD)
         .limit(1)
     )
     return found is not None
@@ -162,7 +167,7 @@ async def held(session: AsyncSession, *, limit: int = 1000) -> list[HeldDeletion
     """Deletions held now, of every run, oldest first."""
     rows = await session.scalars(
         select(SyncDeletion)
-        .where(SyncDeletion.state == "held")
+        .where(SyncDeletion.state == DeletionState.HELD)
         .order_by(SyncDeletion.decided_at, SyncDeletion.id)
         .limit(limit)
     )
@@ -182,7 +187,9 @@ async def held(session: AsyncSession, *, limit: int = 1000) -> list[HeldDeletion
 
 async def count_held(session: AsyncSession) -> int:
     count = await session.scalar(
-        select(func.count()).select_from(SyncDeletion).where(SyncDeletion.state == "held")
+        select(func.count())
+        .select_from(SyncDeletion)
+        .where(SyncDeletion.state == DeletionState.HELD)
     )
     return int(count or 0)
 
@@ -190,15 +197,17 @@ async def count_held(session: AsyncSession) -> int:
 async def prune(session: AsyncSession, *, before: datetime) -> None:
     """Forget the log older than `before` (held rows stay until released or dropped)."""
     await session.execute(
-        delete(SyncDeletion).where(SyncDeletion.state != "held", SyncDeletion.decided_at < before)
+        delete(SyncDeletion).where(
+            SyncDeletion.state != DeletionState.HELD, SyncDeletion.decided_at < before
+        )
     )
 
 
-def _row(d: Deletion, *, service_key: str, run_id: int, state: str) -> dict[str, object]:
+def _row(d: Deletion, *, service_key: str, run_id: int, state: DeletionState) -> dict[str, object]:
     return {
         "service_key": service_key,
         "run_id": run_id,
-        "state": state,
+        "state": state.value,
         "sid": d.sid,
         "user_id": d.user_id,
         "identity": d.identity,

@@ -20,7 +20,7 @@ marked `stale`, and its remote side is fetched again.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,30 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db import rows
 from service.db.source import Source, per_id
+from service.db.vocabulary import DELETED, RETRYING, UNCONFIRMED, claims_identity, sql
 from service.domain.cases import Case
-from service.domain.users import UNCONFIRMED as UNCONFIRMED_STATUSES
+from service.domain.runs import RunStatus
 from service.domain.users import RemoteUser, SyncStatus, UserId
 
 BATCH = 1000
 REMOTE_TABLE = "remote_users_snapshot"
-
-
-def statuses(members: Iterable[SyncStatus]) -> str:
-    """A SQL list of these statuses, for `status IN ...`: `('failed', 'quarantined')`."""
-    return "(" + ", ".join(f"'{s.value}'" for s in sorted(members)) + ")"
-
-
-UNCONFIRMED = statuses(UNCONFIRMED_STATUSES)
-"""States whose create may have happened unrecorded (see `domain.users.claims`)."""
-DELETED = f"'{SyncStatus.DELETED.value}'"
-RETRYING = statuses({SyncStatus.FAILED, SyncStatus.QUARANTINED})
-"""States of users whose last attempt failed."""
-CLAIMS_IDENTITY = "{o}.status <> {d} AND ({o}.remote_sid IS NOT NULL OR {o}.status IN {u})"
-"""A state claims its identity (as `db.models.CLAIMS_IDENTITY`), for alias `{o}`."""
-
-
-def claims_identity(alias: str) -> str:
-    return CLAIMS_IDENTITY.format(o=alias, d=DELETED, u=UNCONFIRMED)
 
 
 async def database_now(connection: AsyncConnection) -> datetime:
@@ -69,7 +52,7 @@ async def others_since(
     found = await connection.scalar(
         text(
             "SELECT EXISTS (SELECT 1 FROM sync_run WHERE service_key = :key AND id <> :me"
-            " AND (status = 'running' OR finished_at >= :since))"
+            f" AND (status = {sql(RunStatus.RUNNING)} OR finished_at >= :since))"
         ),
         {"key": service_key, "me": run_id, "since": since},
     )
@@ -176,7 +159,7 @@ def incremental(*, source: Source, now: datetime) -> Selection:
                AND l.fingerprint IS DISTINCT FROM s.attempted_fingerprint)
            OR (l.id IS NULL AND s.status <> {DELETED})
            OR (s.status IN {UNCONFIRMED} AND s.next_attempt_at <= :now)
-           OR s.status = '{SyncStatus.WAITING.value}'
+           OR s.status = {sql(SyncStatus.WAITING)}
            OR s.retired_sid IS NOT NULL
     """
     return Selection(query, {"now": now})

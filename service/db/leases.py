@@ -28,9 +28,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import locks
-from service.db.gather import claims_identity
-from service.db.models import sql
 from service.db.source import Source, fingerprints
+from service.db.vocabulary import DeletionState, claims_identity, sql
 from service.domain.users import SyncStatus
 
 
@@ -77,6 +76,7 @@ Lease = LeaseRequest | OrphanCheck
 
 
 PENDING, SYNCED = sql(SyncStatus.PENDING), sql(SyncStatus.SYNCED)
+APPLIED = sql(DeletionState.APPLIED)
 
 
 def _lease_sql(source: Source) -> str:
@@ -102,7 +102,7 @@ def _lease_sql(source: Source) -> str:
           AND (u.sid IS NULL OR NOT EXISTS (SELECT 1 FROM sync_state o
                WHERE o.retired_sid = u.sid AND o.user_id <> u.user_id))
           AND (u.sid IS NULL OR NOT EXISTS (SELECT 1 FROM sync_deletion d
-               WHERE d.sid = u.sid AND d.state = 'applied' AND d.user_id IS NULL
+               WHERE d.sid = u.sid AND d.state = {APPLIED} AND d.user_id IS NULL
                  AND {locks.run_is_live("d.run_id::text")}))
     )
     INSERT INTO sync_state AS s

@@ -10,7 +10,6 @@ the remote user. `sync_run` and `sync_error` are the record of what happened.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -29,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from service.db.vocabulary import HELD, claims_identity, sql_list
 from service.domain.users import SyncStatus
 
 NAMING_CONVENTION = {
@@ -48,20 +48,6 @@ def _now() -> Any:
     return func.now()
 
 
-def sql(value: StrEnum) -> str:
-    """An enum's value as an SQL literal (`'synced'`): the words are ours, nothing to escape."""
-    return f"'{value.value}'"
-
-
-def sql_list(*values: StrEnum) -> str:
-    """Enum values as an SQL list, in the order given: `('failed', 'quarantined')`."""
-    return "(" + ", ".join(sql(value) for value in values) + ")"
-
-
-UNCONFIRMED_SQL = sql_list(SyncStatus.PENDING, SyncStatus.FAILED, SyncStatus.QUARANTINED)
-"""`domain.users.UNCONFIRMED`, as SQL."""
-
-
 class InternalUser(Base):
     __tablename__ = "internal_users"
 
@@ -72,14 +58,6 @@ class InternalUser(Base):
     attributes: Mapped[Any] = mapped_column(JSONB, server_default="{}")
     active: Mapped[bool] = mapped_column(Boolean, server_default="true")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-
-
-CLAIMS_IDENTITY = (
-    f"status <> {sql(SyncStatus.DELETED)}"
-    f" AND (remote_sid IS NOT NULL OR status IN {UNCONFIRMED_SQL})"
-)
-"""States that claim their `identity`: linked to a remote user, or a create that may have
-happened unrecorded. At most one state claims an identity (`uq_sync_state_claimed_identity`)."""
 
 
 class SyncStateRow(Base):
@@ -116,7 +94,7 @@ class SyncStateRow(Base):
             "uq_sync_state_claimed_identity",
             "identity",
             unique=True,
-            postgresql_where=text(CLAIMS_IDENTITY),
+            postgresql_where=text(claims_identity()),
         ),
     )
 
@@ -184,8 +162,9 @@ class SyncError(Base):
 
 
 class SyncDeletion(Base):
-    """A deletion the guards decided: `applied` (or `failed`) ones are the rolling window's
-    log, `held` ones wait for an operator's release (at most one held row per remote sid)."""
+    """A deletion the guards decided (`state`, a `DeletionState`): `applied` (or `failed`) ones
+    are the rolling window's log, `held` ones wait for an operator's release (at most one held
+    row per remote sid)."""
 
     __tablename__ = "sync_deletion"
     __table_args__ = (
@@ -195,7 +174,7 @@ class SyncDeletion(Base):
             "service_key",
             "sid",
             unique=True,
-            postgresql_where=text("state = 'held'"),
+            postgresql_where=text(HELD),
         ),
     )
 

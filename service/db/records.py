@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.locks import run_is_live
 from service.db.models import SyncError, SyncRun, SyncStateRow
+from service.domain.runs import RunStatus
 from service.domain.users import SyncState
 
 
@@ -65,10 +66,14 @@ async def abort_stale_runs(session: AsyncSession, *, service_key: str) -> int:
         update(SyncRun)
         .where(
             SyncRun.service_key == service_key,
-            SyncRun.status == "running",
+            SyncRun.status == RunStatus.RUNNING.value,
             text(f"NOT {run_is_live('sync_run.id::text')}"),
         )
-        .values(status="aborted", finished_at=func.now(), error="the process running it stopped")
+        .values(
+            status=RunStatus.ABORTED.value,
+            finished_at=func.now(),
+            error="the process running it stopped",
+        )
         .returning(SyncRun.id)
     )
     return len(result.all())
@@ -77,7 +82,7 @@ async def abort_stale_runs(session: AsyncSession, *, service_key: str) -> int:
 async def open_run(session: AsyncSession, opening: RunOpening) -> int:
     run_id = await session.scalar(
         insert(SyncRun)
-        .values(**asdict(opening), status="running", pid=os.getpid())
+        .values(**asdict(opening), status=RunStatus.RUNNING.value, pid=os.getpid())
         .returning(SyncRun.id)
     )
     assert run_id is not None

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.db import deletions, detail, events, status
 from service.db.events import EventStatus, NewEvent
 from service.db.source import SourceError
+from service.domain.outcome import Result
 from service.reconcile.run import RunInProgress, RunRequest, RunStatus, Scope
 from service.triggers.bodies import SyncBody, parsed, unsupported_media
 from service.triggers.keys import LEADERSHIP, METRICS, SESSIONS, SETTINGS
@@ -111,7 +112,7 @@ async def _user_outcome(
         user = await detail.user_detail(session, user_id, source_table=source_table)
         error = await detail.last_error(session, user_id, run_id=done.run_id)
     state = user.state if user else None
-    outcome = "failed" if error else (state.status if state else "unchanged")
+    outcome = Result.FAILED if error else (state.status if state else Result.UNCHANGED)
     return {
         "user_id": user_id,
         "event_id": event_id,

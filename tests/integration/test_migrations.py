@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from enum import StrEnum
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -14,6 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.db import migrate
 from service.db.engine import connect, create_engine
 from service.db.models import Base
+from service.db.vocabulary import DeletionState
+from service.domain.runs import RunStatus
+from service.domain.users import SyncStatus
 from service.libpq.url import with_database
 
 
@@ -67,6 +71,73 @@ async def test_models_match_the_migrated_schema(engine: AsyncEngine):
     async with engine.connect() as connection:
         differences = await connection.run_sync(diff)
     assert differences == []
+
+
+PREDICATE = """
+    SELECT pg_get_expr(i.indpred, i.indrelid) FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = :name
+"""
+
+
+async def test_partial_indexes_built_from_the_status_enums_are_the_migrated_ones(
+    engine: AsyncEngine,
+):
+    """The models spell their predicates from the enums (`db.vocabulary`), the migrations in
+    literals: Postgres, given the model's predicate on a copy of the table, reads it back as
+    the migrated index's."""
+    indexes = [
+        (table.name, index)
+        for table in Base.metadata.sorted_tables
+        for index in table.indexes
+        if index.dialect_options["postgresql"]["where"] is not None
+    ]
+    assert {i.name for _, i in indexes} >= {"ix_sync_state_due", "uq_sync_state_claimed_identity"}
+    async with engine.connect() as connection:
+        for table, index in indexes:
+            where = str(index.dialect_options["postgresql"]["where"])
+            copy = f"copy_{table}"
+            await connection.execute(text(f"CREATE TEMPORARY TABLE {copy} (LIKE {table})"))
+            columns = ", ".join(c.name for c in index.columns)
+            await connection.execute(
+                text(f"CREATE INDEX {copy}_ix ON {copy} ({columns}) WHERE {where}")
+            )
+            built = await connection.scalar(text(PREDICATE), {"name": f"{copy}_ix"})
+            migrated = await connection.scalar(text(PREDICATE), {"name": index.name})
+            await connection.execute(text(f"DROP TABLE {copy}"))
+            assert built == migrated, index.name
+
+
+CHECK = """
+    SELECT pg_get_expr(k.conbin, k.conrelid) FROM pg_constraint k
+    JOIN pg_class c ON c.oid = k.conrelid
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(k.conkey)
+    WHERE k.contype = 'c' AND c.relname = :table AND a.attname = :column
+"""
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "words"),
+    [
+        ("sync_state", "status", SyncStatus),
+        ("sync_run", "status", RunStatus),
+        ("sync_deletion", "state", DeletionState),
+    ],
+)
+async def test_the_status_columns_take_exactly_the_words_of_their_enum(
+    engine: AsyncEngine, table: str, column: str, words: type[StrEnum]
+):
+    async with engine.connect() as connection:
+        check = await connection.scalar(text(CHECK), {"table": table, "column": column})
+        assert check is not None
+        taken = {
+            word
+            for word in ["unknown", *(w.value for w in words)]
+            if await connection.scalar(
+                text(f"SELECT {check} FROM (SELECT CAST(:word AS text) AS {column}) t"),
+                {"word": word},
+            )
+        }
+    assert taken == {w.value for w in words}
 
 
 async def test_internal_users_refuses_attributes_that_are_not_an_object(engine: AsyncEngine):

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from service.db.vocabulary import UNCONFIRMED_ORDER
 from service.domain.runs import RunStatus
+from service.domain.users import UNCONFIRMED
 
 ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = ROOT / "service" / "domain"
@@ -135,3 +137,9 @@ def test_the_database_holds_exactly_the_run_statuses() -> None:
     spec.loader.exec_module(migration)
     allowed = {word.strip(" '") for word in migration.RUN_STATUSES.split(",")}
     assert allowed == {status.value for status in RunStatus}
+
+
+def test_the_sql_spelling_of_unconfirmed_states_is_the_domain_set() -> None:
+    """`db.vocabulary` orders `domain.users.UNCONFIRMED` as the migrations spell it."""
+    assert frozenset(UNCONFIRMED_ORDER) == UNCONFIRMED
+    assert len(UNCONFIRMED_ORDER) == len(UNCONFIRMED)

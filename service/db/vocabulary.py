@@ -1,0 +1,58 @@
+"""The words our tables hold in their status columns, and the SQL that reads them.
+
+`sync_state.status` holds a `domain.users.SyncStatus`, `sync_run.status` a
+`domain.runs.RunStatus` and `sync_deletion.state` a `DeletionState`. Queries and the models'
+partial indexes spell those words from the enums here, never as literals, so a status cannot be
+renamed or added with a query left behind. The words are ours, so they are inlined as SQL
+literals: there is nothing to escape. Migrations keep their literal SQL (they are history);
+tests/integration/test_migrations.py checks that the predicates built here are the ones the
+migrations created.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from service.domain.users import SyncStatus
+
+
+class DeletionState(StrEnum):
+    """Where a guarded deletion stands in `sync_deletion` (`db.deletions`)."""
+
+    APPLIED = "applied"
+    """Decided and about to be made (or made): it counts against the window."""
+    FAILED = "failed"
+    """Logged, then refused by the API or no longer wanted: it does not count."""
+    HELD = "held"
+    """Held by a guard until an operator releases it (one row per remote sid)."""
+
+
+def sql(value: StrEnum) -> str:
+    """An enum's value as an SQL literal (`'synced'`)."""
+    return f"'{value.value}'"
+
+
+def sql_list(*values: StrEnum) -> str:
+    """Enum values as an SQL list, in the order given: `('failed', 'quarantined')`."""
+    return "(" + ", ".join(sql(value) for value in values) + ")"
+
+
+UNCONFIRMED_ORDER = (SyncStatus.PENDING, SyncStatus.FAILED, SyncStatus.QUARANTINED)
+"""`domain.users.UNCONFIRMED` in the order the migrations spell it (a set has none)."""
+UNCONFIRMED = sql_list(*UNCONFIRMED_ORDER)
+"""States whose create may have happened unrecorded (see `domain.users.claims`)."""
+DELETED = sql(SyncStatus.DELETED)
+RETRYING = sql_list(SyncStatus.FAILED, SyncStatus.QUARANTINED)
+"""States of users whose last attempt failed."""
+
+
+def claims_identity(alias: str | None = None) -> str:
+    """The states that claim their `identity` (of table alias `alias`, if given): linked to a
+    remote user, or a create that may have happened unrecorded. At most one state claims an
+    identity (`uq_sync_state_claimed_identity`, whose predicate this is)."""
+    o = f"{alias}." if alias else ""
+    return f"{o}status <> {DELETED} AND ({o}remote_sid IS NOT NULL OR {o}status IN {UNCONFIRMED})"
+
+
+HELD = f"state = {sql(DeletionState.HELD)}"
+"""The held rows of `sync_deletion` (`uq_sync_deletion_held`, whose predicate this is)."""
