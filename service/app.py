@@ -45,14 +45,20 @@ from service.db import affinity, connectivity, locks, migrate
 from service.db.engine import create_engine, create_sessionmaker
 from service.domain.backoff import FailureBackoff, next_attempt_delay
 from service.domain.policy import Policy
+from service.domain.roles import RoleDirectory
 from service.metrics import Metrics
 from service.reconcile import failure
+from service.reconcile.executor import Executor
+from service.reconcile.recorder import Recorder
 from service.reconcile.run import RunReport
-from service.reconcile.runner import Runner, RunnerConfig
+from service.reconcile.runner import Runner, RunnerConfig, RunnerParts
+from service.reconcile.sides import Sides
 from service.triggers import auth, health, http, keys, openapi, responses, webhooks
-from service.triggers.duties import Duties
+from service.triggers.duties import Duties, DutiesConfig
+from service.triggers.events import ConsumerConfig
 from service.triggers.leader import LEADER_URL, Leadership
 from service.triggers.priority import PriorityLimiter
+from service.triggers.scheduler import cadences
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 HTTP_SHUTDOWN_SECONDS = 5.0
@@ -159,6 +165,22 @@ def runner_config(settings: Settings, *, service_sid: str) -> RunnerConfig:
     )
 
 
+def duties_config(settings: Settings) -> DutiesConfig:
+    """What the leader's duties read of the settings: the schedule and the event queue's."""
+    consumer = ConsumerConfig(
+        batch_size=settings.event_batch_size,
+        poll_interval=settings.event_poll_interval,
+        lease=timedelta(seconds=settings.event_lease),
+        max_attempts=settings.event_max_attempts,
+    )
+    return DutiesConfig(
+        consumer=consumer,
+        cadence=cadences(settings),
+        schedule_enabled=settings.schedule_enabled,
+        event_retention=timedelta(hours=settings.event_retention_hours),
+    )
+
+
 @asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """The engine, once one connection was made: `DatabaseUnavailable` (naming the URL and
@@ -234,16 +256,23 @@ class Connections:
         `on_close` sees every run's report as it is recorded (the served app's metrics)."""
         client = self.client(service_sid)
         config = runner_config(self.settings, service_sid=service_sid)
-        runner = Runner(
-            engine=self.engine,
-            lock_engine=self.lock_engine,
-            client=client,
-            config=config,
-            clock=utc_now,
-            on_close=on_close,
-            sessions=self.sessions,
-        )
+        runner = Runner(self.runner_parts(client, config, on_close=on_close), config=config)
         return Runtime(self.settings, self.engine, client, runner, service_sid, self.sessions)
+
+    def runner_parts(
+        self,
+        client: ConversationsClient,
+        config: RunnerConfig,
+        *,
+        on_close: Callable[[RunReport], None] | None,
+    ) -> RunnerParts:
+        sides = Sides(client, sessions=self.sessions, clock=utc_now, service_key=config.service_key)
+
+        def executor(roles: Callable[[], RoleDirectory]) -> Executor:
+            return Executor(client, policy=config.policy, holder_of=sides.holder_of, roles=roles)
+
+        recorder = Recorder(self.sessions, backoff=config.backoff, clock=utc_now, on_close=on_close)
+        return RunnerParts(client, self.sessions, self.lock_engine, sides, recorder, executor)
 
 
 @asynccontextmanager
@@ -369,12 +398,13 @@ async def _replica(
     sid = await _resolve_patiently(connected, application[keys.SERVICE])
     wired = connected.runtime(sid, on_close=metrics.observe_run)
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    config = duties_config(settings)
 
     def duties() -> Duties:
         return Duties(
             wired.runner,
             sessions=connected.sessions,
-            settings=settings,
+            config=config,
             metrics=metrics,
             clock=clock,
             owner=owner,

@@ -19,14 +19,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.conversations.client import ConversationsClient
-from service.db import deletions, gather, leases, locks, source
-from service.db.gather import Probe
+from service.db import deletions, leases, locks, source
 from service.db.leases import Lease
 from service.domain.actions import DeleteUser, describe
 from service.domain.backoff import FailureBackoff
@@ -35,7 +34,6 @@ from service.domain.cases import Case
 from service.domain.outcome import Outcome, deferred
 from service.domain.policy import Policy
 from service.domain.roles import RoleDirectory, names_a_role
-from service.domain.users import RemoteUser, UserId
 from service.domain.waits import cycle_breakers
 from service.reconcile import failure
 from service.reconcile.executor import Executor
@@ -94,35 +92,33 @@ class _Pass:
     """Users that break a cycle of waits in this pass (`domain.waits`)."""
 
 
+ExecutorFor = Callable[[Callable[[], RoleDirectory]], Executor]
+"""An executor for one pass, given the run's roles as read by then (it plans again with them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerParts:
+    """What a runner works with, wired by the composition root (`app.Connections.runtime`)."""
+
+    client: ConversationsClient
+    sessions: async_sessionmaker[AsyncSession]
+    """The pool's sessionmaker: leases, outcomes, the deletion log."""
+    lock_engine: AsyncEngine
+    """Where each run takes its lock connection (session advisory locks, the temp table of
+    remote users): not a transaction pooler."""
+    sides: Sides
+    recorder: Recorder
+    executor: ExecutorFor
+
+
 class Runner:
-    def __init__(
-        self,
-        *,
-        engine: AsyncEngine,
-        client: ConversationsClient,
-        config: RunnerConfig,
-        clock: Callable[[], datetime],
-        lock_engine: AsyncEngine | None = None,
-        on_close: Callable[[RunReport], None] | None = None,
-        sessions: async_sessionmaker[AsyncSession] | None = None,
-    ) -> None:
-        """`lock_engine` gives each run its lock connection (session advisory locks, the temp
-        table of remote users), when it must not be the pooled `engine` (a transaction pooler
-        in front of the main URL); unset, `engine` does both. `on_close` sees each run's
-        report once it is closed, whatever its status. `sessions` is the composition root's
-        sessionmaker of `engine`; unset, the runner makes one."""
-        self._engine = engine
-        self._lock_engine = lock_engine or engine
-        self._sessions = sessions or async_sessionmaker(engine, expire_on_commit=False)
-        self._client = client
+    def __init__(self, parts: RunnerParts, *, config: RunnerConfig) -> None:
+        self._parts = parts
+        self._client = parts.client
+        self._sessions = parts.sessions
+        self._sides = parts.sides
+        self._recorder = parts.recorder
         self._config = config
-        self._clock = clock
-        self._sides = Sides(
-            client, sessions=self._sessions, clock=clock, service_key=config.service_key
-        )
-        self._recorder = Recorder(
-            self._sessions, backoff=config.backoff, clock=clock, on_close=on_close
-        )
 
     async def run(
         self,
@@ -135,7 +131,7 @@ class Runner:
         `progress`, if given, is kept up to date as the run goes."""
         key = locks.lock_key(_lock_kind(request.scope), self._config.service_key)
         try:
-            async with locks.holding(self._lock_engine, key) as connection:
+            async with locks.holding(self._parts.lock_engine, key) as connection:
                 run_id = await self._open(connection, request)
                 watching = progress or RunProgress(watched=False)
                 report = RunReport(run_id=run_id, request=request, progress=watching)
@@ -251,12 +247,7 @@ class Runner:
         async def lease(requests: Sequence[Lease]) -> set[str]:
             return await self._lease(run, requests)
 
-        executor = Executor(
-            self._client,
-            policy=self._config.policy,
-            holder_of=self._holder_of,
-            roles=lambda: run.roles,
-        )
+        executor = self._parts.executor(lambda: run.roles)
         return ApplyPool(executor, size=size, progress=run.report.progress, lease=lease)
 
     async def _roles(self, run: _Pass, batch: Sequence[Case]) -> RoleDirectory:
@@ -266,12 +257,6 @@ class Runner:
         if named and not run.roles.read:
             run.roles = RoleDirectory(await self._client.list_roles())
         return run.roles
-
-    async def _holder_of(self, me: UserId, remote: RemoteUser) -> UserId | None:
-        async with self._sessions() as session:
-            connection = await session.connection()
-            probe = Probe(me=me, sid=remote.sid, identity=remote.identity)
-            return (await gather.owners(connection, [probe]))[0]
 
     async def _lease(self, run: _Pass, requests: Sequence[Lease]) -> set[str]:
         async with self._sessions.begin() as session:

@@ -142,6 +142,13 @@ class Sides:
             found = iter(await gather.owners(connection, [p for ps in probes for p in ps]))
         return [_owning(g, [next(found) for _ in ps]) for g, ps in zip(batch, probes, strict=True)]
 
+    async def holder_of(self, me: UserId, remote: RemoteUser) -> UserId | None:
+        """The other user that owns `remote` or claims its identity (`executor.HolderOf`)."""
+        async with self._sessions() as session:
+            connection = await session.connection()
+            probe = Probe(me=me, sid=remote.sid, identity=remote.identity)
+            return (await gather.owners(connection, [probe]))[0]
+
     async def _fetch(self, sid_or_identity: str | None) -> RemoteUser | None:
         if not sid_or_identity:
             return None

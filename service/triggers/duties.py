@@ -9,25 +9,37 @@ over); cancelling it cancels the runs in flight, which the runner records as abo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.config import Settings
 from service.db import events, status
 from service.metrics import Metrics
 from service.reconcile.run import RunRequest, Scope
 from service.reconcile.runner import Runner
-from service.triggers.events import EventConsumer
+from service.triggers.events import ConsumerConfig, EventConsumer
 from service.triggers.lane import BulkLane
-from service.triggers.scheduler import Clock, Scheduler, cadences
+from service.triggers.scheduler import Cadence, Clock, Scheduler
 
 log = structlog.get_logger(__name__)
 
 HOUSEKEEPING_SECONDS = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class DutiesConfig:
+    """The leader's settings, as the composition root read them."""
+
+    consumer: ConsumerConfig
+    cadence: Mapping[Scope, Cadence]
+    """When each scope's scheduled run is due (`USERSYNC_FULL_SYNC_*`, `USERSYNC_INCREMENTAL_*`)."""
+    schedule_enabled: bool
+    event_retention: timedelta
+    """How long done events are kept (`USERSYNC_EVENT_RETENTION_HOURS`)."""
 
 
 class Duties:
@@ -36,20 +48,20 @@ class Duties:
         runner: Runner,
         *,
         sessions: async_sessionmaker[AsyncSession],
-        settings: Settings,
+        config: DutiesConfig,
         metrics: Metrics,
         clock: Clock,
         owner: str,
     ) -> None:
         self._sessions = sessions
-        self._settings = settings
+        self._config = config
         self.lane = BulkLane(runner, metrics=metrics)
         self.consumer = EventConsumer(
-            runner, sessions=sessions, settings=settings, metrics=metrics, owner=owner
+            runner, sessions=sessions, config=config.consumer, metrics=metrics, owner=owner
         )
         self._scheduler = Scheduler(
             submit=self.lane.submit,
-            cadence=cadences(settings),
+            cadence=dict(config.cadence),
             last_success=self._last_success,
             clock=clock,
         )
@@ -75,7 +87,7 @@ class Duties:
             self._start(self.consumer.run(), "events"),
         ]
         self._idle_parts = [self._start(self._housekeeping(), "housekeeping")]
-        if self._settings.schedule_enabled:
+        if self._config.schedule_enabled:
             self._idle_parts.append(self._start(self._scheduler.run(), "scheduler"))
         parts = busy + self._idle_parts
         try:
@@ -94,7 +106,7 @@ class Duties:
             return await status.last_success(session, scope=scope)
 
     async def _housekeeping(self) -> None:
-        retention = timedelta(hours=self._settings.event_retention_hours)
+        retention = self._config.event_retention
         while True:
             async with self._sessions.begin() as session:
                 pruned = await events.prune(session, older_than=retention)

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.config import Settings
 from service.db import events
 from service.db.events import ClaimedEvent
 from service.metrics import Metrics
@@ -39,11 +39,25 @@ log = structlog.get_logger(__name__)
 
 BUSY_RETRY_SECONDS = 0.5
 DEFERRED_RETRY = timedelta(seconds=1)
+"""How long the events of a user another run holds wait before they are claimed again (the
+consumer goes on with other events meanwhile)."""
 DUE_MARGIN = 0.05
 """Seconds after a deferred event is due before the consumer looks: the database's clock
 started counting when the deferral was written, a moment before the timer."""
-"""How long the events of a user another run holds wait before they are claimed again (the
-consumer goes on with other events meanwhile)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    """The consumer's settings (`USERSYNC_EVENT_*`), as the composition root read them."""
+
+    batch_size: int
+    """Events claimed, and coalesced into one run, at most at once."""
+    poll_interval: float
+    """Seconds between looks at the queue when no NOTIFY came."""
+    lease: timedelta
+    """How long a claim holds before another consumer may take the events again."""
+    max_attempts: int
+    """Failed attempts after which an event is closed with its error."""
 
 
 class EventConsumer:
@@ -52,7 +66,7 @@ class EventConsumer:
         runner: Runner,
         *,
         sessions: async_sessionmaker[AsyncSession],
-        settings: Settings,
+        config: ConsumerConfig,
         metrics: Metrics,
         owner: str,
     ) -> None:
@@ -60,10 +74,10 @@ class EventConsumer:
         self._sessions = sessions
         self._metrics = metrics
         self._owner = owner
-        self._batch = settings.event_batch_size
-        self._poll = settings.event_poll_interval
-        self._lease = timedelta(seconds=settings.event_lease)
-        self._max_attempts = settings.event_max_attempts
+        self._batch = config.batch_size
+        self._poll = config.poll_interval
+        self._lease = config.lease
+        self._max_attempts = config.max_attempts
         self._wake = asyncio.Event()
         self._accepting = True
 
