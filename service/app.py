@@ -49,9 +49,10 @@ from service.domain.roles import RoleDirectory
 from service.metrics import Metrics
 from service.reconcile import failure
 from service.reconcile.executor import Executor
+from service.reconcile.parts import RunnerConfig, RunnerParts
 from service.reconcile.recorder import Recorder
 from service.reconcile.run import RunReport
-from service.reconcile.runner import Runner, RunnerConfig, RunnerParts
+from service.reconcile.runner import Runner
 from service.reconcile.sides import Sides
 from service.triggers import auth, health, http, keys, openapi, responses, webhooks
 from service.triggers.duties import Duties, DutiesConfig

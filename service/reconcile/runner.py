@@ -7,70 +7,39 @@ they are safe together because nothing is written for a user without its lease
 (`db.leases`): the plan must still match the source row and the state, and no other live run
 may hold the user. A run found `running` whose process is gone is closed as aborted.
 
-The source relation is checked first (`db.source.inspect`), before any API call. Deletions are
-applied after the main pass, once the guard has seen all of them and the deletions already made
-within the window (`db.deletions`). Users that waited for an identity another user of the run
-let go of are looked at again at the end of the run (a few passes at most), so batching
-changes into one run ends where running them one at a time would.
+The source relation is checked first (`db.source.inspect`), before any API call. Then one pass
+over the scope (`reconcile.passes`: its users, then its deletions, once the guard has seen all
+of them and the deletions already made within the window). Users that waited for an identity
+another user of the run let go of are looked at again at the end of the run, in follow-up
+passes (a few at most), so batching changes into one run ends where running them one at a time
+would. The runner's parts (`reconcile.parts`) are wired by the composition root.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import replace
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.conversations.client import ConversationsClient
-from service.db import deletions, leases, locks, source
-from service.db.leases import Lease
-from service.domain.actions import DeleteUser, describe
-from service.domain.backoff import FailureBackoff
-from service.domain.batch import BatchPlan, Planned, plan_batch, writes_user
-from service.domain.cases import Case
-from service.domain.outcome import Outcome, deferred
-from service.domain.policy import Policy
-from service.domain.roles import RoleDirectory, names_a_role
+from service.db import locks, source
+from service.domain.runs import RunStatus, Scope
 from service.domain.waits import cycle_breakers
 from service.reconcile import failure
-from service.reconcile.executor import Executor
-from service.reconcile.pool import ApplyPool, Work, lease_for
-from service.reconcile.progress import Phase, RunProgress
-from service.reconcile.recorder import Recorder
-from service.reconcile.run import (
-    RunFailed,
-    RunInProgress,
-    RunReport,
-    RunRequest,
-    RunStatus,
-    Scope,
-)
-from service.reconcile.sides import Sides
-from service.reconcile.verdict import decide, not_deleted, orphan_deletions
+from service.reconcile.parts import RunnerConfig, RunnerParts
+from service.reconcile.passes import Passes, RunState
+from service.reconcile.progress import RunProgress
+from service.reconcile.run import RunFailed, RunInProgress, RunReport, RunRequest
 
 log = structlog.get_logger(__name__)
 
-PLAN_SLICE = 100
-"""Users planned between yields to the event loop: planning a batch of 1,000 takes 15-30 ms of
-CPU, long enough to bunch the writes the limiter spaced out (a 429 at Twilio's edge)."""
 FOLLOW_UPS = 8
 """At most this many passes over users that waited for an identity, after the run's other work,
 while they make progress (a swap of two identities needs three: one lets go, the other takes
 its new identity, then the first; a cycle of n renames about n + 1)."""
 FOLLOW_UP_LIMIT = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class RunnerConfig:
-    service_key: str
-    source_table: str
-    policy: Policy
-    backoff: FailureBackoff
-    error_retention: timedelta
-    deletion_window: timedelta = timedelta(hours=1)
 
 
 def _lock_kind(scope: Scope) -> str:
@@ -79,46 +48,13 @@ def _lock_kind(scope: Scope) -> str:
     return "users" if scope is Scope.USERS else "run"
 
 
-@dataclass(slots=True)
-class _Pass:
-    """What one run carries from pass to pass."""
-
-    connection: AsyncConnection
-    report: RunReport
-    source: source.Source
-    roles: RoleDirectory = field(default_factory=RoleDirectory.unread)
-    """The Service's roles, once a user of the run names one (`_roles`)."""
-    let_go: frozenset[str] = frozenset()
-    """Users that break a cycle of waits in this pass (`domain.waits`)."""
-
-
-ExecutorFor = Callable[[Callable[[], RoleDirectory]], Executor]
-"""An executor for one pass, given the run's roles as read by then (it plans again with them)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunnerParts:
-    """What a runner works with, wired by the composition root (`app.Connections.runtime`)."""
-
-    client: ConversationsClient
-    sessions: async_sessionmaker[AsyncSession]
-    """The pool's sessionmaker: leases, outcomes, the deletion log."""
-    lock_engine: AsyncEngine
-    """Where each run takes its lock connection (session advisory locks, the temp table of
-    remote users): not a transaction pooler."""
-    sides: Sides
-    recorder: Recorder
-    executor: ExecutorFor
-
-
 class Runner:
     def __init__(self, parts: RunnerParts, *, config: RunnerConfig) -> None:
-        self._parts = parts
+        self._lock_engine = parts.lock_engine
         self._client = parts.client
-        self._sessions = parts.sessions
-        self._sides = parts.sides
         self._recorder = parts.recorder
         self._config = config
+        self._passes = Passes(parts, config=config)
 
     async def run(
         self,
@@ -131,7 +67,7 @@ class Runner:
         `progress`, if given, is kept up to date as the run goes."""
         key = locks.lock_key(_lock_kind(request.scope), self._config.service_key)
         try:
-            async with locks.holding(self._parts.lock_engine, key) as connection:
+            async with locks.holding(self._lock_engine, key) as connection:
                 run_id = await self._open(connection, request)
                 watching = progress or RunProgress(watched=False)
                 report = RunReport(run_id=run_id, request=request, progress=watching)
@@ -183,11 +119,11 @@ class Runner:
 
     async def _reconcile(self, connection: AsyncConnection, report: RunReport) -> None:
         checked = await source.inspect(connection, self._config.source_table)
-        run = _Pass(connection, report, checked)
-        request = report.request
-        pending = await self._pass(run, request)
-        orphans = await self._orphans(run) if request.scope is Scope.FULL else []
-        await self._delete(run, pending, orphans, full=request.scope is Scope.FULL)
+        run = RunState(connection, report, checked)
+        request, passes = report.request, self._passes
+        pending = await passes.apply(run, request)
+        orphans = await passes.orphans(run) if request.scope is Scope.FULL else []
+        await passes.delete(run, pending, orphans, full=request.scope is Scope.FULL)
         before: dict[str, str] | None = None
         for _ in range(FOLLOW_UPS):
             if report.waiting == before and not run.let_go:
@@ -201,7 +137,7 @@ class Runner:
             log.info("waiting users again", users=len(waits), let_go=len(run.let_go))
             for follow_up in (holders, waiting):
                 if follow_up is not None:
-                    await self._delete(run, await self._pass(run, follow_up), [], full=False)
+                    await passes.delete(run, await passes.apply(run, follow_up), [], full=False)
 
     def _follow_up(
         self, report: RunReport, *, also: frozenset[str]
@@ -216,166 +152,6 @@ class Runner:
         targets = tuple(waiting) + tuple(sorted(also - waiting.keys()))
         first = replace(report.request, scope=Scope.USERS, targets=holders) if holders else None
         return first, replace(report.request, scope=Scope.USERS, targets=targets)
-
-    async def _pass(self, run: _Pass, request: RunRequest) -> list[Planned]:
-        """Plan and apply the users of `request`'s scope; the users with guarded deletions,
-        for the deletion phase."""
-        pool = self._pool(run)
-        pending: list[Planned] = []
-        held = not request.dry_run and await self._any_held()
-        try:
-            batches = self._sides.batches(
-                run.connection, run.report, source=run.source, request=request
-            )
-            async for batch in batches:
-                pending += await self._process(run, batch, pool, held=held)
-            await self._recorder.outcomes(await pool.drain(), run.report, dry_run=request.dry_run)
-        finally:
-            await self._close_pool(pool, run.report, dry_run=request.dry_run)
-        return pending
-
-    async def _close_pool(self, pool: ApplyPool, report: RunReport, *, dry_run: bool) -> None:
-        """Whatever ends the run (a SIGTERM, a failure), what was applied is recorded."""
-        unrecorded = await pool.close()
-        if unrecorded:
-            await asyncio.shield(self._recorder.outcomes(unrecorded, report, dry_run=dry_run))
-
-    def _pool(self, run: _Pass) -> ApplyPool:
-        """Users in progress: enough that every in-flight slot has a request waiting for it."""
-        size = 2 * self._client.limiter.max_in_flight
-
-        async def lease(requests: Sequence[Lease]) -> set[str]:
-            return await self._lease(run, requests)
-
-        executor = self._parts.executor(lambda: run.roles)
-        return ApplyPool(executor, size=size, progress=run.report.progress, lease=lease)
-
-    async def _roles(self, run: _Pass, batch: Sequence[Case]) -> RoleDirectory:
-        """The Service's roles, read the first time a user of the run names one: a run whose
-        users all take the default role makes no Roles call (a no-change run only lists)."""
-        named = any(c.local is not None and names_a_role(c.local.role) for c in batch)
-        if named and not run.roles.read:
-            run.roles = RoleDirectory(await self._client.list_roles())
-        return run.roles
-
-    async def _lease(self, run: _Pass, requests: Sequence[Lease]) -> set[str]:
-        async with self._sessions.begin() as session:
-            return await leases.take(
-                session,
-                requests,
-                run_id=run.report.run_id,
-                source=run.source,
-                service_key=self._config.service_key,
-            )
-
-    async def _any_held(self) -> bool:
-        async with self._sessions() as session:
-            return await deletions.any_held(session, service_key=self._config.service_key)
-
-    async def _process(
-        self, run: _Pass, batch: Sequence[Case], pool: ApplyPool, *, held: bool
-    ) -> list[Planned]:
-        """Plan a batch; lease and record the users whose outcome needs no call, start applying
-        the others, record the users of earlier batches the pool has finished; the users with
-        guarded deletions, for the deletion phase."""
-        report, dry_run = run.report, run.report.request.dry_run
-        plan = await self._plan(run, batch)
-        report.would_do(plan.planned, would_write=plan.would_write)
-        direct = await self._leased(run, plan.direct)
-        report.progress.done += len(plan.ready) + len(direct)
-        await pool.submit([Work.of(p.case, p.actions) for p in plan.work])
-        await self._recorder.outcomes(
-            plan.ready + direct + pool.finished(), report, dry_run=dry_run
-        )
-        if held:
-            await self._forget_held(batch, keep=[p.case for p in plan.deletions])
-        return plan.deletions
-
-    async def _plan(self, run: _Pass, batch: Sequence[Case]) -> BatchPlan:
-        """`plan_batch` a slice at a time, yielding to the event loop in between."""
-        roles = await self._roles(run, batch)
-        plan = BatchPlan()
-        for start in range(0, len(batch), PLAN_SLICE):
-            if start:
-                await asyncio.sleep(0)
-            plan.extend(
-                plan_batch(
-                    batch[start : start + PLAN_SLICE],
-                    policy=self._config.policy,
-                    roles=roles,
-                    let_go=run.let_go,
-                    dry_run=run.report.request.dry_run,
-                )
-            )
-        return plan
-
-    async def _leased(self, run: _Pass, outcomes: list[Outcome]) -> list[Outcome]:
-        """Outcomes without actions that must be written: leased first (else deferred)."""
-        requests = [lease_for(o.case, ()) for o in outcomes]
-        leased = await self._lease(run, [r for r in requests if r is not None])
-        return [
-            replace(o, leased=True) if o.user_id in leased else deferred(o.case) for o in outcomes
-        ]
-
-    async def _forget_held(self, batch: Sequence[Case], *, keep: list[Case]) -> None:
-        kept = {g.user_id for g in keep}
-        users = [g.user_id for g in batch if g.user_id is not None and g.user_id not in kept]
-        async with self._sessions.begin() as session:
-            await deletions.forget_held(
-                session, service_key=self._config.service_key, user_ids=users
-            )
-
-    async def _orphans(self, run: _Pass) -> list[tuple[Case, DeleteUser]]:
-        found = await orphan_deletions(
-            run.connection, source=run.source, policy=self._config.policy
-        )
-        if run.report.progress.total is not None:
-            run.report.progress.total += len(found)
-        return found
-
-    async def _delete(
-        self,
-        run: _Pass,
-        pending: list[Planned],
-        orphans: list[tuple[Case, DeleteUser]],
-        *,
-        full: bool,
-    ) -> None:
-        """Let the guard see every deletion of the pass, then apply what it allows."""
-        report = run.report
-        if not pending and not orphans and not full:
-            return
-        # a user another run deleted since the listing is still in the snapshot: its own
-        # (stale) deletion and an orphan there, one deletion
-        planned = {a.sid for d in pending for a in d.actions if isinstance(a, DeleteUser)}
-        pending += [Planned(g, (d,)) for g, d in orphans if d.sid not in planned]
-        verdict = await decide(
-            self._sessions,
-            pending,
-            policy=self._config.policy,
-            window=self._config.deletion_window,
-            service_key=self._config.service_key,
-            report=report,
-            full=full,
-        )
-        work = verdict.work
-        if pending:
-            report.progress.phase = Phase.DELETING
-        if report.request.dry_run:
-            lines = [describe(a) for w in work for a in w.actions]
-            report.would_do(
-                lines, would_write=sum(writes_user(w.actions) for w in work), users=len(work)
-            )
-            report.progress.done += len(work)
-            return
-        pool = self._pool(run)
-        try:
-            await pool.submit(work)
-            outcomes = await pool.drain()
-        finally:
-            await self._close_pool(pool, report, dry_run=False)
-        await self._recorder.outcomes(outcomes, report, dry_run=False)
-        await not_deleted(self._sessions, outcomes, verdict.logged, run_id=report.run_id)
 
 
 def _why_cancelled(cancel: asyncio.CancelledError) -> str:

@@ -1,0 +1,219 @@
+"""One pass of a run over the users of a scope: plan and apply them, then their deletions.
+
+Sides come in batches (`reconcile.sides`); each batch is planned a slice at a time
+(`domain.batch.plan_batch`), the users whose outcome needs no call are leased and recorded at
+once, and the others go to the pool, which leases each user before its first call
+(`db.leases`) and hands back what finished. Deletions wait for the end of the pass: the guard
+sees every deletion of the pass, and those already made within the window, before any is made
+(`reconcile.verdict`). A run makes one pass over its scope, then a few short follow-up passes
+over users that waited for an identity (`reconcile.runner`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.db import deletions, leases, source
+from service.db.leases import Lease
+from service.domain.actions import DeleteUser, describe
+from service.domain.batch import BatchPlan, Planned, plan_batch, writes_user
+from service.domain.cases import Case
+from service.domain.outcome import Outcome, deferred
+from service.domain.roles import RoleDirectory, names_a_role
+from service.reconcile.parts import RunnerConfig, RunnerParts
+from service.reconcile.pool import ApplyPool, Work, lease_for
+from service.reconcile.progress import Phase
+from service.reconcile.run import RunReport, RunRequest
+from service.reconcile.verdict import decide, not_deleted, orphan_deletions
+
+PLAN_SLICE = 100
+"""Users planned between yields to the event loop: planning a batch of 1,000 takes 15-30 ms of
+CPU, long enough to bunch the writes the limiter spaced out (a 429 at Twilio's edge)."""
+
+
+@dataclass(slots=True)
+class RunState:
+    """What one run carries from pass to pass (made by the runner once it holds its lock)."""
+
+    connection: AsyncConnection
+    report: RunReport
+    source: source.Source
+    roles: RoleDirectory = field(default_factory=RoleDirectory.unread)
+    """The Service's roles, once a user of the run names one (`_roles`)."""
+    let_go: frozenset[str] = frozenset()
+    """Users that break a cycle of waits in this pass (`domain.waits`)."""
+
+
+class Passes:
+    """The passes of a runner's runs; nothing is kept between runs but the parts."""
+
+    def __init__(self, parts: RunnerParts, *, config: RunnerConfig) -> None:
+        self._parts = parts
+        self._client = parts.client
+        self._sessions = parts.sessions
+        self._recorder = parts.recorder
+        self._config = config
+
+    async def apply(self, run: RunState, request: RunRequest) -> list[Planned]:
+        """Plan and apply the users of `request`'s scope; the users with guarded deletions,
+        for the deletion phase."""
+        pool = self._pool(run)
+        pending: list[Planned] = []
+        held = not request.dry_run and await self._any_held()
+        try:
+            batches = self._parts.sides.batches(
+                run.connection, run.report, source=run.source, request=request
+            )
+            async for batch in batches:
+                pending += await self._process(run, batch, pool, held=held)
+            await self._recorder.outcomes(await pool.drain(), run.report, dry_run=request.dry_run)
+        finally:
+            await self._close_pool(pool, run.report, dry_run=request.dry_run)
+        return pending
+
+    async def _close_pool(self, pool: ApplyPool, report: RunReport, *, dry_run: bool) -> None:
+        """Whatever ends the run (a SIGTERM, a failure), what was applied is recorded."""
+        unrecorded = await pool.close()
+        if unrecorded:
+            await asyncio.shield(self._recorder.outcomes(unrecorded, report, dry_run=dry_run))
+
+    def _pool(self, run: RunState) -> ApplyPool:
+        """Users in progress: enough that every in-flight slot has a request waiting for it."""
+        size = 2 * self._client.limiter.max_in_flight
+
+        async def lease(requests: Sequence[Lease]) -> set[str]:
+            return await self._lease(run, requests)
+
+        executor = self._parts.executor(lambda: run.roles)
+        return ApplyPool(executor, size=size, progress=run.report.progress, lease=lease)
+
+    async def _roles(self, run: RunState, batch: Sequence[Case]) -> RoleDirectory:
+        """The Service's roles, read the first time a user of the run names one: a run whose
+        users all take the default role makes no Roles call (a no-change run only lists)."""
+        named = any(c.local is not None and names_a_role(c.local.role) for c in batch)
+        if named and not run.roles.read:
+            run.roles = RoleDirectory(await self._client.list_roles())
+        return run.roles
+
+    async def _lease(self, run: RunState, requests: Sequence[Lease]) -> set[str]:
+        async with self._sessions.begin() as session:
+            return await leases.take(
+                session,
+                requests,
+                run_id=run.report.run_id,
+                source=run.source,
+                service_key=self._config.service_key,
+            )
+
+    async def _any_held(self) -> bool:
+        async with self._sessions() as session:
+            return await deletions.any_held(session, service_key=self._config.service_key)
+
+    async def _process(
+        self, run: RunState, batch: Sequence[Case], pool: ApplyPool, *, held: bool
+    ) -> list[Planned]:
+        """Plan a batch; lease and record the users whose outcome needs no call, start applying
+        the others, record the users of earlier batches the pool has finished; the users with
+        guarded deletions, for the deletion phase."""
+        report, dry_run = run.report, run.report.request.dry_run
+        plan = await self._plan(run, batch)
+        report.would_do(plan.planned, would_write=plan.would_write)
+        direct = await self._leased(run, plan.direct)
+        report.progress.done += len(plan.ready) + len(direct)
+        await pool.submit([Work.of(p.case, p.actions) for p in plan.work])
+        await self._recorder.outcomes(
+            plan.ready + direct + pool.finished(), report, dry_run=dry_run
+        )
+        if held:
+            await self._forget_held(batch, keep=[p.case for p in plan.deletions])
+        return plan.deletions
+
+    async def _plan(self, run: RunState, batch: Sequence[Case]) -> BatchPlan:
+        """`plan_batch` a slice at a time, yielding to the event loop in between."""
+        roles = await self._roles(run, batch)
+        plan = BatchPlan()
+        for start in range(0, len(batch), PLAN_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            plan.extend(
+                plan_batch(
+                    batch[start : start + PLAN_SLICE],
+                    policy=self._config.policy,
+                    roles=roles,
+                    let_go=run.let_go,
+                    dry_run=run.report.request.dry_run,
+                )
+            )
+        return plan
+
+    async def _leased(self, run: RunState, outcomes: list[Outcome]) -> list[Outcome]:
+        """Outcomes without actions that must be written: leased first (else deferred)."""
+        requests = [lease_for(o.case, ()) for o in outcomes]
+        leased = await self._lease(run, [r for r in requests if r is not None])
+        return [
+            replace(o, leased=True) if o.user_id in leased else deferred(o.case) for o in outcomes
+        ]
+
+    async def _forget_held(self, batch: Sequence[Case], *, keep: list[Case]) -> None:
+        kept = {g.user_id for g in keep}
+        users = [g.user_id for g in batch if g.user_id is not None and g.user_id not in kept]
+        async with self._sessions.begin() as session:
+            await deletions.forget_held(
+                session, service_key=self._config.service_key, user_ids=users
+            )
+
+    async def orphans(self, run: RunState) -> list[tuple[Case, DeleteUser]]:
+        found = await orphan_deletions(
+            run.connection, source=run.source, policy=self._config.policy
+        )
+        if run.report.progress.total is not None:
+            run.report.progress.total += len(found)
+        return found
+
+    async def delete(
+        self,
+        run: RunState,
+        pending: list[Planned],
+        orphans: list[tuple[Case, DeleteUser]],
+        *,
+        full: bool,
+    ) -> None:
+        """Let the guard see every deletion of the pass, then apply what it allows."""
+        report = run.report
+        if not pending and not orphans and not full:
+            return
+        # a user another run deleted since the listing is still in the snapshot: its own
+        # (stale) deletion and an orphan there, one deletion
+        planned = {a.sid for d in pending for a in d.actions if isinstance(a, DeleteUser)}
+        pending += [Planned(g, (d,)) for g, d in orphans if d.sid not in planned]
+        verdict = await decide(
+            self._sessions,
+            pending,
+            policy=self._config.policy,
+            window=self._config.deletion_window,
+            service_key=self._config.service_key,
+            report=report,
+            full=full,
+        )
+        work = verdict.work
+        if pending:
+            report.progress.phase = Phase.DELETING
+        if report.request.dry_run:
+            lines = [describe(a) for w in work for a in w.actions]
+            report.would_do(
+                lines, would_write=sum(writes_user(w.actions) for w in work), users=len(work)
+            )
+            report.progress.done += len(work)
+            return
+        pool = self._pool(run)
+        try:
+            await pool.submit(work)
+            outcomes = await pool.drain()
+        finally:
+            await self._close_pool(pool, report, dry_run=False)
+        await self._recorder.outcomes(outcomes, report, dry_run=False)
+        await not_deleted(self._sessions, outcomes, verdict.logged, run_id=report.run_id)
