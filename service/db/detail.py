@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import events, source
-from service.db.models import SyncError, SyncRun, SyncStateRow
+from service.db import events, rows, source
+from service.db.models import SyncError, SyncRun
 from service.db.status import RunSummary, summarise_run
+from service.domain.users import SyncState
 
 ERRORS_SHOWN = 1000
 
@@ -52,23 +53,10 @@ class LocalView:
 
 
 @dataclass(frozen=True, slots=True)
-class StateView:
-    user_id: str
-    status: str
-    remote_sid: str | None
-    identity: str | None
-    attempts: int
-    last_synced_at: datetime | None
-    next_attempt_at: datetime | None
-    last_error_code: int | None
-    last_error_message: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class UserDetail:
     key: str
     local: LocalView | None
-    state: StateView | None
+    state: SyncState | None
     last_error: ErrorView | None
     pending_events: int
 
@@ -129,28 +117,17 @@ async def _local(session: AsyncSession, key: str, *, source_table: str) -> Local
     )
 
 
-async def _state(session: AsyncSession, *keys: str) -> SyncStateRow | None:
-    rows = await session.scalars(
-        select(SyncStateRow)
-        .where(or_(SyncStateRow.user_id.in_(keys), SyncStateRow.identity.in_(keys)))
-        .order_by(SyncStateRow.user_id.in_(keys).desc())
-        .limit(1)
-    )
-    return rows.first()
+_STATE = (
+    f"SELECT {rows.select_list('s', rows.STATE_COLUMNS, 's_')} FROM sync_state s"  # noqa: S608
+    " WHERE s.user_id = ANY(:keys) OR s.identity = ANY(:keys)"
+    " ORDER BY s.user_id = ANY(:keys) DESC LIMIT 1"
+)
+"""The state of the user with one of these ids, else of the user claiming one as identity."""
 
 
-def _state_view(row: SyncStateRow) -> StateView:
-    return StateView(
-        user_id=row.user_id,
-        status=row.status,
-        remote_sid=row.remote_sid,
-        identity=row.identity,
-        attempts=row.attempts,
-        last_synced_at=row.last_synced_at,
-        next_attempt_at=row.next_attempt_at,
-        last_error_code=row.last_error_code,
-        last_error_message=row.last_error_message,
-    )
+async def _state(session: AsyncSession, *keys: str) -> SyncState | None:
+    row = (await session.execute(text(_STATE), {"keys": list(keys)})).first()
+    return None if row is None else rows.sync_state(row, 0)
 
 
 async def last_error(
@@ -173,7 +150,7 @@ async def user_detail(session: AsyncSession, key: str, *, source_table: str) -> 
     return UserDetail(
         key=key,
         local=local,
-        state=_state_view(state) if state else None,
+        state=state,
         last_error=await last_error(session, user_id),
         pending_events=await events.pending_for(session, [user_id, key]),
     )

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import deletions
+from service.db import deletions, rows
 from service.db.deletions import HeldDeletion
-from service.db.models import SyncError, SyncRun, SyncStateRow
+from service.db.models import SyncRun, SyncStateRow
 from service.domain.runs import RunStatus, Scope
-from service.domain.users import SyncStatus
+from service.domain.users import SyncState, SyncStatus
 
 FAILING = (SyncStatus.FAILED, SyncStatus.QUARANTINED)
 
@@ -87,35 +87,37 @@ async def recent_runs(session: AsyncSession, *, limit: int = 10) -> list[RunSumm
     return [summarise_run(r) for r in rows]
 
 
+_FAILING = (
+    f"SELECT {rows.select_list('s', rows.STATE_COLUMNS, 's_')},"  # noqa: S608
+    " (SELECT e.request_id FROM sync_error e WHERE e.user_id = s.user_id"
+    "  ORDER BY e.id DESC LIMIT 1) AS request_id"
+    " FROM sync_state s WHERE s.status = ANY(:statuses)"
+    " ORDER BY s.attempts DESC, s.user_id LIMIT :limit"
+)
+
+
 async def failing_users(
     session: AsyncSession, *, limit: int = 50, statuses: tuple[SyncStatus, ...] = FAILING
 ) -> list[FailingUser]:
-    latest_request = (
-        select(SyncError.request_id)
-        .where(SyncError.user_id == SyncStateRow.user_id)
-        .order_by(SyncError.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    rows = await session.execute(
-        select(SyncStateRow, latest_request)
-        .where(SyncStateRow.status.in_(statuses))
-        .order_by(SyncStateRow.attempts.desc(), SyncStateRow.user_id)
-        .limit(limit)
-    )
+    """Users in these statuses, most attempts first, with their latest failed call's id."""
+    params = {"statuses": [s.value for s in statuses], "limit": limit}
+    found = await session.execute(text(_FAILING), params)
     return [
-        FailingUser(
-            user_id=r.user_id,
-            identity=r.identity,
-            status=r.status,
-            attempts=r.attempts,
-            last_error_code=r.last_error_code,
-            last_error_message=r.last_error_message,
-            next_attempt_at=r.next_attempt_at,
-            request_id=request_id,
-        )
-        for r, request_id in rows
+        _failing(state, request_id=row[-1]) for row in found if (state := rows.sync_state(row, 0))
     ]
+
+
+def _failing(state: SyncState, *, request_id: str | None) -> FailingUser:
+    return FailingUser(
+        user_id=state.user_id,
+        identity=state.identity,
+        status=state.status,
+        attempts=state.attempts,
+        last_error_code=state.last_error_code,
+        last_error_message=state.last_error_message,
+        next_attempt_at=state.next_attempt_at,
+        request_id=request_id,
+    )
 
 
 async def last_success(session: AsyncSession, *, scope: Scope) -> datetime | None:

@@ -11,6 +11,7 @@ the database, so standbys answer them too.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.db import deletions, detail, events, status
 from service.db.events import EventStatus, NewEvent
 from service.db.source import SourceError
+from service.db.status import as_json
 from service.domain.outcome import Result
+from service.domain.users import SyncState
 from service.reconcile.run import RunInProgress, RunRequest, RunStatus, Scope
 from service.triggers.bodies import SyncBody, parsed, unsupported_media
 from service.triggers.keys import LEADERSHIP, METRICS, SESSIONS, SETTINGS
@@ -119,7 +122,7 @@ async def _user_outcome(
         "run_id": done.run_id,
         "run_status": run.run.status if run else None,
         "outcome": outcome,
-        "state": state,
+        "state": _state_shown(state),
         "error": error,
     }
 
@@ -161,7 +164,29 @@ async def get_user(request: web.Request) -> web.Response:
     key = user_key(request)
     async with request.app[SESSIONS]() as session:
         found = await _user_detail(session, key, source_table=request.app[SETTINGS].source_table)
-    return found if isinstance(found, web.Response) else ok(found)
+    return found if isinstance(found, web.Response) else ok(_user_shown(found))
+
+
+STATE_SHOWN = (
+    "user_id",
+    "status",
+    "remote_sid",
+    "identity",
+    "attempts",
+    "last_synced_at",
+    "next_attempt_at",
+    "last_error_code",
+    "last_error_message",
+)
+"""What the API shows of a user's sync state (its claims and fingerprints stay inside)."""
+
+
+def _state_shown(state: SyncState | None) -> dict[str, Any] | None:
+    return None if state is None else {name: as_json(getattr(state, name)) for name in STATE_SHOWN}
+
+
+def _user_shown(user: detail.UserDetail) -> dict[str, Any]:
+    return {**as_json(replace(user, state=None)), "state": _state_shown(user.state)}
 
 
 async def _user_detail(
