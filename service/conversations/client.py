@@ -161,11 +161,6 @@ class ConversationsClient:
         async for page in self._pages(UserPage, "list_users", first):
             yield [user.to_domain() for user in page.users]
 
-    async def iter_users(self) -> AsyncIterator[RemoteUser]:
-        async for page in self.iter_user_pages():
-            for user in page:
-                yield user
-
     async def list_roles(self) -> list[Role]:
         """Every role of the Service (all pages)."""
         roles: list[Role] = []

@@ -92,10 +92,3 @@ async def hold_alive(connection: AsyncConnection, run_id: int) -> None:
         text("SELECT pg_advisory_lock(hashtextextended(:key, 0))"), {"key": alive_key(run_id)}
     )
     await connection.commit()
-
-
-async def release_alive(connection: AsyncConnection, run_id: int) -> None:
-    await connection.execute(
-        text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))"), {"key": alive_key(run_id)}
-    )
-    await connection.commit()

@@ -47,10 +47,6 @@ class RoleDirectory:
         """Before anyone needs them: the Roles list is one API call a run need not make."""
         return cls((), read=False)
 
-    @property
-    def user_roles(self) -> tuple[Role, ...]:
-        return self._user_roles
-
     def name_of(self, sid: str) -> str | None:
         """The friendly name of the role with this sid, if the Service listed it."""
         role = self._by_sid.get(sid.lower()) or next(

@@ -60,8 +60,7 @@ async def test_a_run_of_the_same_id_alive_in_another_database_does_not_keep_ours
 
 async def test_a_run_alive_in_this_database_is_left_running(db: Any, engine: AsyncEngine):
     run_id = await open_run(db)
-    async with engine.connect() as here:
+    async with locks.holding(engine, locks.lock_key("run", "IStest")) as here:
         await locks.hold_alive(here, run_id)
         assert await abort_stale(db) == 0
-        await locks.release_alive(here, run_id)
     assert await abort_stale(db) == 1
