@@ -1,10 +1,11 @@
 """Alembic environment, after alembic's async template.
 
-When the service runs migrations itself (`user-sync migrate`, the demo, tests), `db.migrate`
-hands over a connection of its own engine in `config.attributes["connection"]`, and that is
-used. Otherwise (`alembic` run by hand) the URL is `config.attributes["database_url"]` when a
-caller set one, else `USERSYNC_DATABASE_URL` from the settings in the environment; it goes
-through `service.db.engine`, so every URL form and parameter the service takes works here too.
+The connection comes from the first of: `config.attributes["connection"]`, a connection of the
+service's own engine that `db.migrate` hands over (`user-sync migrate`, the demo, the tests);
+`config.attributes["database_url"]`, a URL a caller of alembic's commands set (a test does);
+else `USERSYNC_DATABASE_URL` (or `DATABASE_URL`) from the settings in the environment, for
+`alembic` run by hand, online or with `--sql`. URLs go through `service.db.engine` and
+`service.libpq`, so every URL form and parameter the service takes works here too.
 """
 
 from __future__ import annotations

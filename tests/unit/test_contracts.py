@@ -12,6 +12,7 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,29 @@ def test_the_sql_spelling_of_unconfirmed_states_is_the_domain_set() -> None:
     """`db.vocabulary` orders `domain.users.UNCONFIRMED` as the migrations spell it."""
     assert frozenset(UNCONFIRMED_ORDER) == UNCONFIRMED
     assert len(UNCONFIRMED_ORDER) == len(UNCONFIRMED)
+
+
+def _layered() -> list[str]:
+    """The modules pyproject's layers contract names (`a | b`, `a : b`: both in that layer)."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    [layers] = [c for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers"]
+    names = " ".join(layers["layers"]).replace("|", " ").replace(":", " ")
+    return names.split()
+
+
+def test_every_module_of_the_service_is_in_a_layer() -> None:
+    """A module outside every layer escapes the contracts (service.migrations did)."""
+    layered = _layered()
+    modules = [
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in sorted((ROOT / "service").rglob("*.py"))
+    ]
+    outside = [
+        m
+        for m in modules
+        if m != "service" and not any(m == n or m.startswith(n + ".") for n in layered)
+    ]
+    assert outside == []
+    # import-linter sees only packages: a folder of modules without `__init__.py` goes unchecked
+    packages = [p.parent for p in (ROOT / "service").rglob("*.py") if p.name != "__init__.py"]
+    assert [str(d) for d in sorted(set(packages)) if not (d / "__init__.py").exists()] == []
