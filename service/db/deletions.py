@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db import locks, rows
 from service.db.models import SyncDeletion
 from service.db.vocabulary import HELD, DeletionState
 
@@ -47,10 +48,7 @@ class HeldDeletion:
 
 async def lock_window(session: AsyncSession, *, service_key: str) -> None:
     """Serialise deletion decisions of this Service until the transaction ends."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"user-sync:deletions:{service_key}"},
-    )
+    await locks.hold_for_transaction(session, locks.lock_key("deletions", service_key))
 
 
 async def applied_within(session: AsyncSession, *, service_key: str, window: timedelta) -> int:
@@ -100,12 +98,12 @@ async def hold(
     """Keep these deletions held (one row per sid, refreshed by every run that holds it)."""
     if not deletions:
         return
-    rows = [
+    values = [
         _row(d, service_key=service_key, run_id=run_id, state=DeletionState.HELD)
         | {"held_reason": why}
         for d in deletions
     ]
-    statement = insert(SyncDeletion).values(rows)
+    statement = insert(SyncDeletion).values(values)
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=[SyncDeletion.service_key, SyncDeletion.sid],
@@ -165,24 +163,13 @@ async def any_held(session: AsyncSession, *, service_key: str) -> bool:
 
 async def held(session: AsyncSession, *, limit: int = 1000) -> list[HeldDeletion]:
     """Deletions held now, of every run, oldest first."""
-    rows = await session.scalars(
+    found = await session.scalars(
         select(SyncDeletion)
         .where(SyncDeletion.state == DeletionState.HELD)
         .order_by(SyncDeletion.decided_at, SyncDeletion.id)
         .limit(limit)
     )
-    return [
-        HeldDeletion(
-            sid=r.sid,
-            user_id=r.user_id,
-            identity=r.identity,
-            reason=r.reason,
-            held_reason=r.held_reason,
-            run_id=r.run_id,
-            held_at=r.decided_at,
-        )
-        for r in rows
-    ]
+    return [rows.picked(HeldDeletion, r, held_at=r.decided_at) for r in found]
 
 
 async def count_held(session: AsyncSession) -> int:

@@ -62,17 +62,7 @@ class UserDetail:
 
 
 def _error(row: SyncError) -> ErrorView:
-    return ErrorView(
-        user_id=row.user_id,
-        identity=row.identity,
-        action=row.action,
-        field=row.field,
-        http_status=row.http_status,
-        twilio_code=row.twilio_code,
-        message=row.message,
-        request_id=row.request_id,
-        created_at=row.created_at,
-    )
+    return rows.picked(ErrorView, row)
 
 
 async def run_detail(session: AsyncSession, run_id: int) -> RunDetail | None:

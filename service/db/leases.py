@@ -145,10 +145,7 @@ async def take(
     # it lost is found again by identity (`users.claims`), so the lease need not wait for the
     # disk; the outcome records that follow are written durably.
     await session.execute(text("SET LOCAL synchronous_commit = off"))
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"user-sync:claims:{service_key}"},
-    )
+    await locks.hold_for_transaction(session, locks.lock_key("claims", service_key))
     leased: set[str] = set()
     if users:
         found = await session.scalars(text(_lease_sql(source)), _parameters(users, run_id=run_id))

@@ -1,7 +1,8 @@
-"""Postgres advisory locks of runs: one run at a time per Service and kind (`holding`), and
-each run's liveness (`hold_alive`, `run_is_live`). The leader's lock is named here too
-(`lock_key("leader", …)`) but taken on the leader's own asyncpg session (`db.channel`), with the
-same hash.
+"""Postgres advisory locks, all named by `lock_key` and hashed alike: one run at a time per
+Service and kind (`holding`), each run's liveness (`hold_alive`, `run_is_live`), and the
+per-Service transaction locks under which leases are taken and deletions decided
+(`hold_for_transaction`: `db.leases`, `db.deletions`). The leader's lock is named here too
+(`lock_key("leader", …)`) but taken on the leader's own asyncpg session (`db.channel`).
 
 A session-level advisory lock lives exactly as long as the connection that took it, so a
 process killed with SIGKILL releases it when Postgres notices the connection is gone. Each run
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 
 class LockHeld(Exception):
@@ -25,6 +26,13 @@ class LockHeld(Exception):
 
 def lock_key(kind: str, service_key: str) -> str:
     return f"user-sync:{kind}:{service_key}"
+
+
+async def hold_for_transaction(session: AsyncSession, key: str) -> None:
+    """Wait for the lock `key`, held until the session's transaction ends."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+    )
 
 
 async def try_lock(connection: AsyncConnection, key: str) -> bool:

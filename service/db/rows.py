@@ -1,4 +1,5 @@
-"""Row ↔ domain value conversions shared by the repositories.
+"""Row ↔ domain value conversions shared by the repositories, and `picked`, which copies a row's
+(or a value's) fields into an operator's view of it by name.
 
 Queries select columns with fixed prefixes (`l_` local, `s_` state, `r_` remote, `p_` previous
 remote) so one joined row can be cut into the domain values it holds. Rows are read by position
@@ -13,7 +14,8 @@ text of a jsonb, json or text column alike, and `decode_attributes` keeps every 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeAlias
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from service.domain import attributes
 from service.domain.users import (
@@ -28,6 +30,17 @@ from service.domain.users import (
 
 Values: TypeAlias = Sequence[Any]
 """One result row, read by position: each value reader starts at its group's first column."""
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Shown = TypeVar("Shown", bound="DataclassInstance")
+
+
+def picked(kind: type[Shown], source: object, **given: Any) -> Shown:
+    """A `kind` (a dataclass of plain values) with `source`'s attributes of the same names,
+    but for those `given`: how an ORM row or a domain value becomes an operator's view."""
+    names = [f.name for f in fields(kind) if f.name not in given]
+    return kind(**{name: getattr(source, name) for name in names}, **given)
 
 
 def local_user(row: Values, at: int) -> LocalUser | None:

@@ -2,7 +2,9 @@
 
 Used by `user-sync status` (and the demo), the HTTP API (`GET /runs`, the vitals behind
 `/metrics`), the schedule (its last successes) and `db.detail`'s views of one run; plain
-values out, never ORM rows. `as_json` turns any of them into JSON for the CLI and the API.
+values out, never ORM rows (a failing user is read as a `SyncState`, `rows.sync_state`, and
+shown with its latest request id). `as_json` turns any of them into JSON for the CLI and the
+API.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from service.db import deletions, rows
 from service.db.deletions import HeldDeletion
 from service.db.models import SyncRun, SyncStateRow
 from service.domain.runs import RunStatus, Scope
-from service.domain.users import SyncState, SyncStatus
+from service.domain.users import SyncStatus
 
 FAILING = (SyncStatus.FAILED, SyncStatus.QUARANTINED)
 
@@ -66,20 +68,7 @@ class StatusReport:
 
 
 def summarise_run(row: SyncRun) -> RunSummary:
-    return RunSummary(
-        id=row.id,
-        trigger=row.trigger,
-        scope=row.scope,
-        dry_run=row.dry_run,
-        status=row.status,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        counts=dict(row.counts),
-        api_calls=row.api_calls,
-        deletions_held=row.deletions_held,
-        held_reason=row.held_reason,
-        error=row.error,
-    )
+    return rows.picked(RunSummary, row, counts=dict(row.counts))
 
 
 async def recent_runs(session: AsyncSession, *, limit: int = 10) -> list[RunSummary]:
@@ -102,22 +91,7 @@ async def failing_users(
     """Users in these statuses, most attempts first, with their latest failed call's id."""
     params = {"statuses": [s.value for s in statuses], "limit": limit}
     found = await session.execute(text(_FAILING), params)
-    return [
-        _failing(state, request_id=row[-1]) for row in found if (state := rows.sync_state(row, 0))
-    ]
-
-
-def _failing(state: SyncState, *, request_id: str | None) -> FailingUser:
-    return FailingUser(
-        user_id=state.user_id,
-        identity=state.identity,
-        status=state.status,
-        attempts=state.attempts,
-        last_error_code=state.last_error_code,
-        last_error_message=state.last_error_message,
-        next_attempt_at=state.next_attempt_at,
-        request_id=request_id,
-    )
+    return [rows.picked(FailingUser, rows.sync_state(row, 0), request_id=row[-1]) for row in found]
 
 
 async def last_success(session: AsyncSession, *, scope: Scope) -> datetime | None:

@@ -16,11 +16,12 @@ row, `remote` is the user the state owns. Orphans are remote users nobody names 
 identity: a source that repeats either makes those users bad input.
 
 A run reads its cases from Postgres (`db.gather`), which also says what the lease of the user
-checks (`fingerprint` of the source row, `version` of the state) and how fresh a full run's
-snapshot is for it (`stale`, `confirm`); `match_cases` leaves those at their defaults.
+checks (`fingerprint` of the source row, `version` of the state) and whether a full run's
+snapshot may predate the user's state (`stale`); the run marks `confirm` when another run
+overlapped its listing (`reconcile.sides`). `match_cases` leaves those at their defaults.
 
-Limit: identities swapped between two users in one run wait on each other (each holds what the
-other wants); see `plan.py` for how a swap is resolved.
+Identities swapped between users wait on each other (each holds what the other wants): the run
+lets one user of each cycle go first (`domain.waits`, `plan.py`).
 """
 
 from __future__ import annotations
