@@ -53,11 +53,12 @@ from service import app
 from service.config import Settings
 from service.db import migrate
 from service.db.engine import connect, create_engine
+from service.domain.runs import Scope
 from service.emulator import (
     DEFAULT_ACCOUNT_SID,
     DEFAULT_AUTH_TOKEN,
 )
-from service.reconcile.run import RunReport, RunRequest, Scope
+from service.reconcile.run import RunReport, RunRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 TWILIO_LIMIT = 30.0

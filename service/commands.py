@@ -22,10 +22,11 @@ from service.db import connectivity, migrate
 from service.db.connectivity import DatabaseUnavailable
 from service.db.embedded import EmbeddedPostgresMissing, EmbeddedPostgresUnavailable
 from service.db.status import as_json, status_report
+from service.domain.runs import Scope
 from service.libpq.url import shown
 from service.logs import configure_logging
 from service.reconcile.progress import RunProgress
-from service.reconcile.run import RunFailed, RunInProgress, RunReport, RunRequest, Scope
+from service.reconcile.run import RunFailed, RunInProgress, RunReport, RunRequest
 from service.shutdown import Shutdown
 
 log = structlog.get_logger(__name__)

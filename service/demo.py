@@ -25,11 +25,12 @@ from service.db import connectivity, migrate
 from service.db.embedded import embedded_postgres
 from service.db.engine import connect
 from service.db.status import status_report
+from service.domain.runs import Scope
 from service.emulator import EmulatorConfig, RunningEmulator, running_emulator
 from service.libpq.url import parse_database_url, with_database
 from service.logs import configure_logging
 from service.reconcile.progress import RunProgress
-from service.reconcile.run import RunReport, RunRequest, Scope
+from service.reconcile.run import RunReport, RunRequest
 
 DEMO_DATABASE = "user_sync_demo"
 WRITE_RATE = 29.0

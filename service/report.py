@@ -24,8 +24,9 @@ from service.config import Settings
 from service.db.status import StatusReport
 from service.display import cell, printable, safe, when
 from service.domain.outcome import Result
+from service.domain.runs import RunStatus
 from service.reconcile.progress import Phase, RunProgress
-from service.reconcile.run import RunReport, RunStatus
+from service.reconcile.run import RunReport
 
 SUMMARY_ORDER = (
     Result.CREATED,

@@ -24,8 +24,9 @@ from service.db.records import ErrorRecord
 from service.domain.actions import DeleteUser
 from service.domain.backoff import FailureBackoff
 from service.domain.outcome import Outcome, state_record
+from service.domain.runs import RunStatus
 from service.domain.users import SyncState
-from service.reconcile.run import RunReport, RunRequest, RunStatus
+from service.reconcile.run import RunReport, RunRequest
 
 log = structlog.get_logger(__name__)
 

@@ -17,9 +17,6 @@ from service.domain.outcome import Failure, Outcome, Result
 from service.domain.runs import RunStatus, Scope
 from service.reconcile.progress import RunProgress
 
-__all__ = ["RunFailed", "RunInProgress", "RunReport", "RunRequest", "RunStatus", "Scope"]
-"""`Scope` and `RunStatus` live in `service.domain.runs` (the database spells them too)."""
-
 
 class RunInProgress(Exception):
     """Another reconcile of this Service holds the run lock."""

@@ -28,10 +28,11 @@ from service.db import gather
 from service.db.gather import Probe
 from service.db.source import Source
 from service.domain.cases import Case
+from service.domain.runs import Scope
 from service.domain.users import UNCONFIRMED, RemoteUser, SyncState, SyncStatus, UserId
 from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.readahead import read_ahead
-from service.reconcile.run import RunReport, RunRequest, Scope
+from service.reconcile.run import RunReport, RunRequest
 
 log = structlog.get_logger(__name__)
 

@@ -18,8 +18,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db import events, status
+from service.domain.runs import Scope
 from service.metrics import Metrics
-from service.reconcile.run import RunRequest, Scope
+from service.reconcile.run import RunRequest
 from service.reconcile.runner import Runner
 from service.triggers.events import ConsumerConfig, EventConsumer
 from service.triggers.lane import BulkLane

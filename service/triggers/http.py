@@ -22,8 +22,9 @@ from service.db.events import EventStatus, NewEvent
 from service.db.source import SourceError
 from service.db.status import as_json
 from service.domain.outcome import Result
+from service.domain.runs import RunStatus, Scope
 from service.domain.users import SyncState
-from service.reconcile.run import RunInProgress, RunRequest, RunStatus, Scope
+from service.reconcile.run import RunInProgress, RunRequest
 from service.triggers.bodies import SyncBody, parsed, unsupported_media
 from service.triggers.keys import LEADERSHIP, METRICS, SESSIONS, SETTINGS
 from service.triggers.lane import LaneClosed

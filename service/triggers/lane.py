@@ -14,8 +14,9 @@ import asyncio
 
 import structlog
 
+from service.domain.runs import Scope
 from service.metrics import Metrics
-from service.reconcile.run import RunFailed, RunInProgress, RunRequest, Scope
+from service.reconcile.run import RunFailed, RunInProgress, RunRequest
 from service.reconcile.runner import Runner
 
 log = structlog.get_logger(__name__)

@@ -67,7 +67,7 @@ class _Line:
         return True
 
 
-class _Slots:
+class _ReservedSlots:
     """At most `size` holders, the last `reserved` of them for urgent callers only.
 
     The reserve matters during bulk writes: every bulk write holds its slot while it waits
@@ -150,7 +150,7 @@ class PriorityLimiter(WriteLimiter):
 
     def __init__(self, writes_per_second: float, *, max_in_flight: int) -> None:
         super().__init__(writes_per_second, max_in_flight=max_in_flight)
-        self._priority_slots = _Slots(max_in_flight, reserved=max_in_flight // 4)
+        self._priority_slots = _ReservedSlots(max_in_flight, reserved=max_in_flight // 4)
         self._turns = _Turns(1 / writes_per_second)
 
     @property

@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from croniter import croniter
 
 from service.config import Settings
-from service.reconcile.run import RunRequest, Scope
+from service.domain.runs import Scope
+from service.reconcile.run import RunRequest
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]

@@ -22,8 +22,8 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from service.conversations.ratelimit import WriteLimiter
 from service.domain.actions import ActionKind
+from service.domain.runs import RunStatus, Scope
 from service.metrics import RESULT_ACTIONS, SYNC_STATUSES, Metrics
-from service.reconcile.run import RunStatus, Scope
 
 TARGET_LABELS = frozenset(
     {"namespace", "pod", "instance", "job", "service", "endpoint", "container"}

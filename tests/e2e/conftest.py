@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from service import app
 from service.config import Settings
 from service.db.engine import connect
+from service.domain.runs import Scope
 from service.libpq.url import with_database
 from service.reconcile.progress import RunProgress
-from service.reconcile.run import RunReport, RunRequest, Scope
+from service.reconcile.run import RunReport, RunRequest
 
 SyncFn = Callable[..., Awaitable[RunReport]]
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.reconcile.run import RunStatus, Scope
+from service.domain.runs import RunStatus, Scope
 from tests.e2e.conftest import execute, fetch_all
 
 PI = "3.14159265358979323846264338327950288"

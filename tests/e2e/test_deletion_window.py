@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.db import deletions
 from service.db.status import status_report
-from service.reconcile.run import Scope
+from service.domain.runs import Scope
 from tests.e2e.conftest import execute, fetch_all, insert_users
 
 

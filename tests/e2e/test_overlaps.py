@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.reconcile.run import RunReport, Scope
+from service.domain.runs import Scope
+from service.reconcile.run import RunReport
 from tests.e2e.conftest import execute, fetch_all, insert_users
 
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.reconcile.run import RunStatus, Scope
+from service.domain.runs import RunStatus, Scope
 from tests.e2e.conftest import execute, fetch_all, insert_users
 
 

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.reconcile.run import RunReport, RunStatus, Scope
+from service.domain.runs import RunStatus, Scope
+from service.reconcile.run import RunReport
 from tests.e2e.conftest import execute, fetch_all, insert_users
 
 LOOSE = "loose_users"

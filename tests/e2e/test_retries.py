@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.reconcile.run import RunStatus, Scope
+from service.domain.runs import RunStatus, Scope
 from tests.e2e.conftest import execute, fetch_all, insert_users
 
 

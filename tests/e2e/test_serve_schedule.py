@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import app
 from service.config import Settings
+from service.domain.runs import Scope
 from service.metrics import Metrics
-from service.reconcile.run import RunRequest, Scope
+from service.reconcile.run import RunRequest
 from service.triggers.lane import BulkLane
 from tests.e2e.conftest import fetch_all, generate_users
 from tests.e2e.serving import FAST, eventually, quietly, serve_app

@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import app
 from service.config import Settings
-from service.reconcile.run import RunRequest, Scope
+from service.domain.runs import Scope
+from service.reconcile.run import RunRequest
 from tests.e2e.conftest import fetch_all, insert_users
 from tests.e2e.serving import FAST, TOKEN, Served, ServeProcess, eventually, leading, serve_app
 from tests.fixtures.emulator import TEST_API_KEY_SECRET, TEST_API_KEY_SID, account_auth

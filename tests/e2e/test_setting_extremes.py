@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
-from service.reconcile.run import RunStatus, Scope
+from service.domain.runs import RunStatus, Scope
 from service.triggers.scheduler import Cadence, cadences, first_due
 from tests.e2e.conftest import fetch_all, insert_users
 from tests.security.test_bad_settings import bounds

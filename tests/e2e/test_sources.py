@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.reconcile.run import RunStatus, Scope
+from service.domain.runs import RunStatus, Scope
 from tests.e2e.conftest import execute, fetch_all, insert_users
 from tests.e2e.serving import FAST, leading, serve_app
 from tests.fixtures.emulator import account_auth

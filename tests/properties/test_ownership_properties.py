@@ -33,7 +33,8 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.app import ServiceUnresolved
-from service.reconcile.run import RunFailed, Scope
+from service.domain.runs import Scope
+from service.reconcile.run import RunFailed
 from tests.e2e.conftest import execute, fetch_all
 from tests.properties.conftest import Reset
 

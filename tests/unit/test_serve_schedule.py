@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.reconcile.run import RunRequest, Scope
+from service.domain.runs import Scope
+from service.reconcile.run import RunRequest
 from service.triggers.scheduler import Cadence, Scheduler, first_due
 
 T0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
