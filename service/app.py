@@ -273,7 +273,14 @@ class Connections:
             return Executor(client, policy=config.policy, holder_of=sides.holder_of, roles=roles)
 
         recorder = Recorder(self.sessions, backoff=config.backoff, clock=utc_now, on_close=on_close)
-        return RunnerParts(client, self.sessions, self.lock_engine, sides, recorder, executor)
+        return RunnerParts(
+            client=client,
+            sessions=self.sessions,
+            lock_engine=self.lock_engine,
+            sides=sides,
+            recorder=recorder,
+            executor=executor,
+        )
 
 
 @asynccontextmanager

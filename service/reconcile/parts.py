@@ -20,6 +20,8 @@ from service.reconcile.sides import Sides
 
 @dataclass(frozen=True, slots=True)
 class RunnerConfig:
+    """The settings a runner reads, for the one Service it runs for."""
+
     service_key: str
     source_table: str
     policy: Policy
@@ -32,7 +34,7 @@ ExecutorFor = Callable[[Callable[[], RoleDirectory]], Executor]
 """An executor for one pass, given the run's roles as read by then (it plans again with them)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunnerParts:
     """What a runner works with, wired by the composition root (`app.Connections.runtime`)."""
 
