@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import TextClause, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db import rows
 from service.db.locks import run_is_live
 from service.db.models import SyncError, SyncRun, SyncStateRow
 from service.domain.runs import RunStatus
@@ -97,21 +98,7 @@ async def close_run(session: AsyncSession, run_id: int, closing: RunClosing) -> 
     )
 
 
-_STATE_TYPES = {
-    "user_id": "text",
-    "remote_sid": "text",
-    "identity": "text",
-    "fingerprint": "text",
-    "attempted_fingerprint": "text",
-    "status": "text",
-    "attempts": "integer",
-    "last_error_code": "integer",
-    "last_error_message": "text",
-    "next_attempt_at": "timestamptz",
-    "last_synced_at": "timestamptz",
-    "retired_sid": "text",
-    "managed_keys": "jsonb",
-}
+_STATE_TYPES = rows.STATE_TYPES | {"managed_keys": "jsonb"}
 """`sync_state` columns by their SQL type in `_UPSERT_STATES`; `managed_keys` (a `text[]`,
 ragged across users) travels as one JSON array per user."""
 _STATE_VALUES = {"managed_keys": "ARRAY(SELECT jsonb_array_elements_text(u.managed_keys))"}
@@ -122,7 +109,7 @@ def _upsert_states() -> TextClause:
     arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _STATE_TYPES.items())
     values = ", ".join(_STATE_VALUES.get(name, f"u.{name}") for name in _STATE_TYPES)
     updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in _STATE_TYPES if name != "user_id")
-    # every name in the statement is a constant of this module
+    # every name in the statement is a constant (of this module and `db.rows`)
     return text(
         f"INSERT INTO sync_state AS s ({columns}, updated_at)"  # noqa: S608
         f" SELECT {values}, clock_timestamp() FROM unnest({arrays}) AS u({columns})"

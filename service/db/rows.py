@@ -117,22 +117,24 @@ def _sid(value: str | None) -> UserSid | None:
     return UserSid(value) if value else None
 
 
-STATE_COLUMNS = (
-    "user_id",
-    "remote_sid",
-    "identity",
-    "fingerprint",
-    "status",
-    "attempts",
-    "last_error_code",
-    "last_error_message",
-    "next_attempt_at",
-    "last_synced_at",
-    "retired_sid",
-    "managed_keys",
-    "attempted_fingerprint",
-)
-"""The columns of `SyncState`, in the order `sync_state` reads them."""
+STATE_TYPES = {
+    "user_id": "text",
+    "remote_sid": "text",
+    "identity": "text",
+    "fingerprint": "text",
+    "status": "text",
+    "attempts": "integer",
+    "last_error_code": "integer",
+    "last_error_message": "text",
+    "next_attempt_at": "timestamptz",
+    "last_synced_at": "timestamptz",
+    "retired_sid": "text",
+    "managed_keys": "text[]",
+    "attempted_fingerprint": "text",
+}
+"""The `sync_state` columns a `SyncState` holds, with their SQL types, in the order
+`sync_state` reads them (and `db.records` writes them)."""
+STATE_COLUMNS = tuple(STATE_TYPES)
 LOCAL_COLUMNS = ("id", "identity", "friendly_name", "role", "attributes", "active")
 REMOTE_COLUMNS = ("sid", "identity", "friendly_name", "role_sid", "attributes")
 
