@@ -39,6 +39,7 @@ RESULT_ACTIONS: Mapping[str, tuple[str, str]] = {
     "waiting": ("none", "waiting"),
     "deferred": ("none", "deferred"),
     "planned": ("plan", "dry_run"),
+    "suspended": ("suspend", "ok"),
 }
 """Per-user results of a run as (action kind, outcome); failures come with their own action."""
 
@@ -51,6 +52,7 @@ class Vitals:
     last_full_success: datetime | None
     last_incremental_success: datetime | None
     deletions_held: int = 0
+    suspensions_due: int = 0
 
 
 class _LimiterCollector(Collector):
@@ -125,6 +127,10 @@ class Metrics:
             "usersync_deletions_held",
             "Deletions held by the guards now, of every run (released by --allow-deletes)",
         )
+        self.suspensions_due = gauge(
+            "usersync_suspended_users_due",
+            "Suspended users whose deletion grace period is over and who are not deleted yet",
+        )
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
         return Counter(name, documentation, labels, registry=self.registry)
@@ -168,6 +174,7 @@ class Metrics:
     def update_vitals(self, vitals: Vitals) -> None:
         self.queue_depth.set(vitals.queue_depth)
         self.deletions_held.set(vitals.deletions_held)
+        self.suspensions_due.set(vitals.suspensions_due)
         self.oldest_event_age.set(vitals.oldest_event_age_seconds)
         for status in {*SYNC_STATUSES, *vitals.users_by_status}:
             self.users.labels(status).set(vitals.users_by_status.get(status, 0))

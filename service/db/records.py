@@ -106,6 +106,8 @@ _STATE_TYPES = {
     "last_synced_at": "timestamptz",
     "retired_sid": "text",
     "managed_keys": "jsonb",
+    "delete_after": "timestamptz",
+    "restore_role_sid": "text",
 }
 """`sync_state` columns by their SQL type in `_UPSERT_STATES`; `managed_keys` (a `text[]`,
 ragged across users) travels as one JSON array per user."""
@@ -129,7 +131,7 @@ def _upsert_states() -> TextClause:
 
 _UPSERT_STATES = _upsert_states()
 """One statement for a whole batch: the same SQL whatever the batch size, so it is compiled
-once and each batch is 13 array parameters, not 13 bind parameters per user. A user whose lease
+once and each batch is 15 array parameters, not 15 bind parameters per user. A user whose lease
 the run no longer holds is not written (and not returned)."""
 
 

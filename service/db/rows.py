@@ -68,7 +68,10 @@ def sync_state(row: Values, at: int) -> SyncState | None:
     if values[0] is None:
         return None
     user_id, remote_sid, identity, fingerprint, status, attempts, *rest = values
-    error_code, error_message, next_attempt_at, last_synced_at, retired_sid, keys, tried = rest
+    error_code, error_message, next_attempt_at, last_synced_at, retired_sid, keys, tried, *more = (
+        rest
+    )
+    delete_after, restore_role = more
     return SyncState(
         user_id=UserId(user_id),
         remote_sid=_sid(remote_sid),
@@ -83,6 +86,8 @@ def sync_state(row: Values, at: int) -> SyncState | None:
         retired_sid=_sid(retired_sid),
         managed_keys=frozenset(keys or ()),
         attempted_fingerprint=tried,
+        delete_after=delete_after,
+        restore_role_sid=RoleSid(restore_role) if restore_role else None,
     )
 
 
@@ -118,6 +123,8 @@ STATE_COLUMNS = (
     "retired_sid",
     "managed_keys",
     "attempted_fingerprint",
+    "delete_after",
+    "restore_role_sid",
 )
 """The columns of `SyncState`, in the order `sync_state` reads them."""
 LOCAL_COLUMNS = ("id", "identity", "friendly_name", "role", "attributes", "active")

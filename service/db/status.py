@@ -7,16 +7,17 @@ values out, never ORM rows. `as_json` turns any of them into JSON for the CLI an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import deletions
+from service.db import deletions, suspensions
 from service.db.deletions import HeldDeletion
 from service.db.models import SyncError, SyncRun, SyncStateRow
+from service.db.suspensions import SuspendedUser
 from service.domain.runs import RunStatus, Scope
 from service.domain.users import SyncStatus
 
@@ -63,6 +64,8 @@ class StatusReport:
     """Deletions held now, by whichever runs held them (released by `sync --allow-deletes`)."""
     waiting: list[FailingUser]
     """Users waiting for an identity another user still holds."""
+    suspended: list[SuspendedUser] = field(default_factory=list)
+    """Users in their deletion grace period, with the date each will be deleted."""
 
 
 def summarise_run(row: SyncRun) -> RunSummary:
@@ -145,6 +148,7 @@ async def status_report(session: AsyncSession) -> StatusReport:
         last_incremental_success=await last_success(session, scope=Scope.INCREMENTAL),
         held=await deletions.held(session),
         waiting=await failing_users(session, statuses=(SyncStatus.WAITING,)),
+        suspended=await suspensions.suspended_users(session),
     )
 
 

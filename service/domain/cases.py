@@ -17,7 +17,8 @@ identity: a source that repeats either makes those users bad input.
 
 A run reads its cases from Postgres (`db.gather`), which also says what the lease of the user
 checks (`fingerprint` of the source row, `version` of the state) and how fresh a full run's
-snapshot is for it (`stale`, `confirm`); `match_cases` leaves those at their defaults.
+snapshot is for it (`stale`, `confirm`), and whether a suspension's grace period is over
+(`due`); `match_cases` leaves those at their defaults.
 
 Limit: identities swapped between two users in one run wait on each other (each holds what the
 other wants); see `plan.py` for how a swap is resolved.
@@ -61,6 +62,9 @@ class Case:
     confirm: bool = False
     """Read a remote user from a full run's snapshot before linking it without a call: another
     run of the Service overlapped this one since its listing began."""
+    due: bool = False
+    """The state is suspended and its `delete_after` has passed (the gather asks the database
+    clock): the grace period is over."""
 
     @property
     def user_id(self) -> UserId | None:

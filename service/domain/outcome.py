@@ -16,11 +16,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from service.domain.actions import Suspension
 from service.domain.backoff import is_quarantined, next_attempt_delay
 from service.domain.cases import Case
+from service.domain.suspension import is_suspended
 from service.domain.users import (
     UNCONFIRMED,
     RemoteUser,
+    RoleSid,
     SyncState,
     SyncStatus,
     UserId,
@@ -46,6 +49,8 @@ class Result(StrEnum):
     DEFERRED = "deferred"
     """Another run holds the user, or changed it after this run planned: left to that run or
     the next one, nothing written."""
+    SUSPENDED = "suspended"
+    """Gone or inactive locally: put in the suspended role until its grace period ends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,8 @@ class Outcome:
     waits_for: UserId | None = None
     leased: bool = False
     """The run holds this user's lease: its state is written (which releases the lease)."""
+    suspension: Suspension | None = None
+    """The suspension this run applied (`Result.SUSPENDED`)."""
 
     @property
     def user_id(self) -> UserId | None:
@@ -105,6 +112,10 @@ def already_recorded(outcome: Outcome) -> bool:
     """An unchanged user whose stored state already says all of this, for the source row as
     read: nothing to write."""
     state = outcome.case.state
+    if outcome.result is Result.UNCHANGED and _still_suspended(outcome) and state is not None:
+        return (
+            state.status is SyncStatus.SUSPENDED and state.fingerprint == outcome.case.fingerprint
+        )
     return (
         outcome.result is Result.UNCHANGED
         and state is not None
@@ -126,13 +137,14 @@ def _succeeded(outcome: Outcome, user_id: UserId, *, now: datetime) -> SyncState
     midway = not gone and _midway(outcome)
     state = outcome.case.state
     status = SyncStatus.PENDING if midway else SyncStatus.SYNCED
+    suspended = not gone and _still_suspended(outcome)
     return SyncState(
         user_id=user_id,
         remote_sid=None if gone else outcome.remote_sid,
         identity=outcome.identity,
         fingerprint=state.fingerprint if midway and state else outcome.case.fingerprint,
         attempted_fingerprint=outcome.case.fingerprint,
-        status=SyncStatus.DELETED if gone else status,
+        status=SyncStatus.DELETED if gone else SyncStatus.SUSPENDED if suspended else status,
         attempts=0,
         last_error_code=None,
         last_error_message=None,
@@ -140,7 +152,38 @@ def _succeeded(outcome: Outcome, user_id: UserId, *, now: datetime) -> SyncState
         last_synced_at=now,
         retired_sid=outcome.retired_sid,
         managed_keys=outcome.managed_keys,
+        delete_after=_delete_after(outcome, now=now) if suspended else None,
+        restore_role_sid=_role_before(outcome) if suspended else None,
     )
+
+
+def _still_suspended(outcome: Outcome) -> bool:
+    """Suspended now, or before and still linked to that remote user while the source row
+    remains gone or inactive (a drifted suspension applied again, a changed inactive row)."""
+    if outcome.suspension is not None:
+        return True
+    local, state = outcome.case.local, outcome.case.state
+    return (
+        is_suspended(state)
+        and state is not None
+        and (local is None or not local.active)
+        and outcome.remote_sid == state.remote_sid
+    )
+
+
+def _delete_after(outcome: Outcome, *, now: datetime) -> datetime:
+    """A suspension keeps its first date; a new one ends a grace period from now."""
+    state, suspension = outcome.case.state, outcome.suspension
+    if state is not None and state.delete_after is not None:
+        return state.delete_after
+    return now + (suspension.grace if suspension else timedelta(0))
+
+
+def _role_before(outcome: Outcome) -> RoleSid | None:
+    state, suspension = outcome.case.state, outcome.suspension
+    if is_suspended(state) and state is not None:
+        return state.restore_role_sid
+    return suspension.role_before if suspension else None
 
 
 def _let_go(outcome: Outcome, user_id: UserId, *, now: datetime) -> SyncState:
@@ -197,6 +240,8 @@ def _failed(outcome: Outcome, user_id: UserId, *, now: datetime, retry: RetryPol
         last_synced_at=state.last_synced_at if state else None,
         retired_sid=outcome.retired_sid,
         managed_keys=state.managed_keys if state else frozenset(),
+        delete_after=state.delete_after if state else None,
+        restore_role_sid=state.restore_role_sid if state else None,
     )
 
 

@@ -34,6 +34,7 @@ from service.domain.cases import Case
 from service.domain.outcome import Outcome, RetryPolicy, deferred
 from service.domain.policy import Policy
 from service.domain.roles import RoleDirectory, names_a_role
+from service.domain.suspension import may_suspend
 from service.domain.users import RemoteUser, UserId
 from service.domain.waits import cycle_breakers
 from service.reconcile import failure
@@ -262,6 +263,8 @@ class Runner:
         """The Service's roles, read the first time a user of the run names one: a run whose
         users all take the default role makes no Roles call (a no-change run only lists)."""
         named = any(c.local is not None and names_a_role(c.local.role) for c in batch)
+        if self._config.policy.suspends:  # the suspended role, for users who may be suspended
+            named = named or any(may_suspend(c) for c in batch)
         if named and not run.roles.read:
             run.roles = RoleDirectory(await self._client.list_roles())
         return run.roles
