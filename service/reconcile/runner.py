@@ -379,7 +379,7 @@ class Runner:
         if pending:
             report.progress.phase = Phase.DELETING
         if report.request.dry_run:
-            lines = [describe(a) for w in work for a in w.actions]
+            lines = [describe(a, run.roles) for w in work for a in w.actions]
             report.would_do(
                 lines, would_write=sum(writes_user(w.actions) for w in work), users=len(work)
             )
