@@ -4,12 +4,15 @@ restore on reactivation, and the guard counting suspensions (Postgres and the em
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.config import Settings
 from service.emulator.records import RoleScope
 from tests.e2e.conftest import execute, fetch_all, insert_users
+from tests.e2e.serving import FAST, serve_app
 from tests.e2e.test_cli import cli_env, run_cli
 
 GRACE = {
@@ -204,3 +207,28 @@ async def test_a_suspended_role_the_service_lacks_fails_the_user_naming_the_sett
     assert code == 1
     assert "USERSYNC_SUSPENDED_ROLE" in report["failures"][0]["message"]
     assert fast_emulator.emulator.users() == before
+
+
+async def test_serve_exposes_suspended_users_and_those_due_for_deletion_as_metrics(
+    engine: AsyncEngine,
+    db: Any,
+    database_url: str,
+    fast_emulator: Any,
+    settings_for: Callable[..., Settings],
+):
+    suspended_role(fast_emulator)
+    env = cli_env(database_url, fast_emulator, **GRACE)
+    await insert_users(engine, [{"id": f"u{n}", "identity": f"user{n}"} for n in range(3)])
+    await sync(env)
+    await execute(engine, "UPDATE internal_users SET active = false WHERE id IN ('u0', 'u1')")
+    await sync(env)
+    await grace_over(engine, "u0")
+
+    async with (
+        serve_app(settings_for(**FAST)) as served,
+        served.anonymous.get(served.base_url + "/metrics") as response,
+    ):
+        assert response.status == 200
+        scraped = await response.text()
+    assert 'usersync_users{status="suspended"} 2.0' in scraped
+    assert "usersync_suspended_users_due 1.0" in scraped
