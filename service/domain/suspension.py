@@ -32,7 +32,7 @@ from service.domain.actions import DeleteReason, DeleteUser, FieldChange, Suspen
 from service.domain.cases import Case
 from service.domain.policy import AttributesMode, Policy
 from service.domain.roles import RoleDirectory, UnknownRole
-from service.domain.users import RemoteUser, RoleSid, SyncState, UserId
+from service.domain.users import UNCONFIRMED, RemoteUser, RoleSid, SyncState, UserId
 from service.domain.validation import InvalidUser
 
 RemovalPlan = DeleteUser | UpdateUser | InvalidUser | None
@@ -49,7 +49,8 @@ def may_suspend(case: Case) -> bool:
     """Whether planning this case may suspend its user (then the run reads the Roles)."""
     state, local = case.state, case.local
     leaving = local is None or not local.active
-    return leaving and state is not None and state.remote_sid is not None
+    linked = state is not None and (state.remote_sid is not None or state.status in UNCONFIRMED)
+    return leaving and linked
 
 
 def plan_removal(

@@ -232,3 +232,23 @@ async def test_serve_exposes_suspended_users_and_those_due_for_deletion_as_metri
         scraped = await response.text()
     assert 'usersync_users{status="suspended"} 2.0' in scraped
     assert "usersync_suspended_users_due 1.0" in scraped
+
+
+async def test_a_user_suspended_by_a_one_user_run_keeps_its_date_through_later_full_runs(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
+):
+    role = suspended_role(fast_emulator)
+    env = cli_env(database_url, fast_emulator, **GRACE)
+    await insert_users(engine, [{"id": "a", "identity": "alice"}])
+    await sync(env)
+    await execute(engine, "UPDATE internal_users SET active = false WHERE id = 'a'")
+    assert (await sync(env, "--user", "a"))["counts"]["suspended"] == 1
+    [first] = await fetch_all(engine, "SELECT delete_after FROM sync_state")
+    await execute(engine, "UPDATE internal_users SET friendly_name = 'Al' WHERE id = 'a'")
+
+    again = await sync(env)
+    assert again["counts"]["suspended"] == 0 and again["counts"]["held"] == 0
+    assert await fetch_all(engine, "SELECT delete_after FROM sync_state") == [first]
+    counted = await fetch_all(engine, "SELECT reason FROM sync_deletion WHERE state = 'applied'")
+    assert counted == [{"reason": "suspend (inactive)"}]
+    assert remote(fast_emulator, "alice")["role_sid"] == role  # type: ignore[index]

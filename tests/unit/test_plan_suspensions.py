@@ -23,6 +23,7 @@ from service.domain.guards import guard_deletions
 from service.domain.outcome import Outcome, Result, RetryPolicy, already_recorded, state_record
 from service.domain.plan import plan_case
 from service.domain.policy import AttributesMode, DeleteMode, Policy
+from service.domain.suspension import may_suspend
 from service.domain.users import SyncState, SyncStatus, UserId
 from tests.unit.factories import ADMIN, CURRENT, DEFAULT_ROLE, ROLES, local, remote, state
 
@@ -239,3 +240,19 @@ def test_a_dry_run_line_says_the_user_would_be_suspended() -> None:
     line = describe(SUSPENSION, ROLES)
 
     assert line.startswith("suspend alice (user u1)") and "7 days" in line
+
+
+@pytest.mark.parametrize(
+    ("case", "reads"),
+    [
+        pytest.param(Case(local=local(active=False), state=state()), True,
+                     id="an inactive linked user"),
+        pytest.param(Case(local=None, state=state(remote_sid=None, status=SyncStatus.PENDING)),
+                     True, id="a removed user whose create may have happened unrecorded"),
+        pytest.param(Case(local=local(), state=state()), False, id="an active user"),
+        pytest.param(Case(local=None, state=state(remote_sid=None, status=SyncStatus.DELETED)),
+                     False, id="a user deleted before"),
+    ],
+)  # fmt: skip
+def test_the_roles_are_read_for_every_user_a_plan_may_suspend(case: Case, reads: bool) -> None:
+    assert may_suspend(case) is reads
