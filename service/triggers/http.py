@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.db import deletions, detail, events, status
+from service.db import deletions, detail, events, status, suspensions
 from service.db.events import EventStatus, NewEvent
 from service.db.source import SourceError
 from service.reconcile.run import RunInProgress, RunRequest, RunStatus, Scope
@@ -140,7 +140,8 @@ async def get_runs(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         runs = await status.recent_runs(session, limit=limit)
         held = await deletions.held(session)
-    return ok({"runs": runs, "held_deletions": held})
+        suspended = await suspensions.suspended_users(session)
+    return ok({"runs": runs, "held_deletions": held, "suspended": suspended})
 
 
 async def get_run(request: web.Request) -> web.Response:

@@ -209,7 +209,7 @@ async def test_a_suspended_role_the_service_lacks_fails_the_user_naming_the_sett
     assert fast_emulator.emulator.users() == before
 
 
-async def test_serve_exposes_suspended_users_and_those_due_for_deletion_as_metrics(
+async def test_serve_exposes_suspended_users_and_those_due_in_metrics_and_runs(
     engine: AsyncEngine,
     db: Any,
     database_url: str,
@@ -224,14 +224,14 @@ async def test_serve_exposes_suspended_users_and_those_due_for_deletion_as_metri
     await sync(env)
     await grace_over(engine, "u0")
 
-    async with (
-        serve_app(settings_for(**FAST)) as served,
-        served.anonymous.get(served.base_url + "/metrics") as response,
-    ):
-        assert response.status == 200
-        scraped = await response.text()
+    async with serve_app(settings_for(**FAST)) as served:
+        async with served.anonymous.get(served.base_url + "/metrics") as response:
+            assert response.status == 200
+            scraped = await response.text()
+        listed = await served.get_json("/runs")
     assert 'usersync_users{status="suspended"} 2.0' in scraped
     assert "usersync_suspended_users_due 1.0" in scraped
+    assert [u["user_id"] for u in listed["suspended"]] == ["u0", "u1"]
 
 
 async def test_a_user_suspended_by_a_one_user_run_keeps_its_date_through_later_full_runs(
