@@ -62,6 +62,8 @@ class StateView:
     next_attempt_at: datetime | None
     last_error_code: int | None
     last_error_message: str | None
+    delete_after: datetime | None = None
+    """A suspended user: when it will be deleted (`domain.suspension`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,7 @@ def _state_view(row: SyncStateRow) -> StateView:
         next_attempt_at=row.next_attempt_at,
         last_error_code=row.last_error_code,
         last_error_message=row.last_error_message,
+        delete_after=row.delete_after,
     )
 
 
