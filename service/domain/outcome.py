@@ -19,11 +19,10 @@ from enum import StrEnum
 from service.domain.actions import Suspension
 from service.domain.backoff import is_quarantined, next_attempt_delay
 from service.domain.cases import Case
-from service.domain.suspension import is_suspended
+from service.domain.suspension import delete_after, role_before, still_suspended
 from service.domain.users import (
     UNCONFIRMED,
     RemoteUser,
-    RoleSid,
     SyncState,
     SyncStatus,
     UserId,
@@ -152,38 +151,16 @@ def _succeeded(outcome: Outcome, user_id: UserId, *, now: datetime) -> SyncState
         last_synced_at=now,
         retired_sid=outcome.retired_sid,
         managed_keys=outcome.managed_keys,
-        delete_after=_delete_after(outcome, now=now) if suspended else None,
-        restore_role_sid=_role_before(outcome) if suspended else None,
+        delete_after=delete_after(state, outcome.suspension, now=now) if suspended else None,
+        restore_role_sid=role_before(state, outcome.suspension) if suspended else None,
     )
 
 
 def _still_suspended(outcome: Outcome) -> bool:
-    """Suspended now, or before and still linked to that remote user while the source row
-    remains gone or inactive (a drifted suspension applied again, a changed inactive row)."""
-    if outcome.suspension is not None:
-        return True
-    local, state = outcome.case.local, outcome.case.state
-    return (
-        is_suspended(state)
-        and state is not None
-        and (local is None or not local.active)
-        and outcome.remote_sid == state.remote_sid
+    case = outcome.case
+    return still_suspended(
+        case.state, local=case.local, remote_sid=outcome.remote_sid, suspension=outcome.suspension
     )
-
-
-def _delete_after(outcome: Outcome, *, now: datetime) -> datetime:
-    """A suspension keeps its first date; a new one ends a grace period from now."""
-    state, suspension = outcome.case.state, outcome.suspension
-    if state is not None and state.delete_after is not None:
-        return state.delete_after
-    return now + (suspension.grace if suspension else timedelta(0))
-
-
-def _role_before(outcome: Outcome) -> RoleSid | None:
-    state, suspension = outcome.case.state, outcome.suspension
-    if is_suspended(state) and state is not None:
-        return state.restore_role_sid
-    return suspension.role_before if suspension else None
 
 
 def _let_go(outcome: Outcome, user_id: UserId, *, now: datetime) -> SyncState:

@@ -27,12 +27,22 @@ Rules:
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from service.domain import attributes
 from service.domain.actions import DeleteReason, DeleteUser, FieldChange, Suspension, UpdateUser
 from service.domain.cases import Case
 from service.domain.policy import AttributesMode, Policy
 from service.domain.roles import RoleDirectory, UnknownRole
-from service.domain.users import UNCONFIRMED, RemoteUser, RoleSid, SyncState, UserId
+from service.domain.users import (
+    UNCONFIRMED,
+    LocalUser,
+    RemoteUser,
+    RoleSid,
+    SyncState,
+    UserId,
+    UserSid,
+)
 from service.domain.validation import InvalidUser
 
 RemovalPlan = DeleteUser | UpdateUser | InvalidUser | None
@@ -127,3 +137,39 @@ def restored_role(state: SyncState | None) -> RoleSid | None:
     if state is None or not is_suspended(state):
         return None
     return state.restore_role_sid
+
+
+def still_suspended(
+    state: SyncState | None,
+    *,
+    local: LocalUser | None,
+    remote_sid: UserSid | None,
+    suspension: Suspension | None,
+) -> bool:
+    """Whether a user's next state is suspended: it was just suspended, or it was before and
+    is still linked to that remote user while its source row remains gone or inactive (a
+    drifted suspension applied again, an inactive row changed)."""
+    if suspension is not None:
+        return True
+    return (
+        state is not None
+        and is_suspended(state)
+        and (local is None or not local.active)
+        and remote_sid == state.remote_sid
+    )
+
+
+def delete_after(
+    state: SyncState | None, suspension: Suspension | None, *, now: datetime
+) -> datetime:
+    """A suspension keeps its first date; a new one ends a grace period from now."""
+    if state is not None and state.delete_after is not None:
+        return state.delete_after
+    return now + (suspension.grace if suspension else timedelta(0))
+
+
+def role_before(state: SyncState | None, suspension: Suspension | None) -> RoleSid | None:
+    """The role to give back on reactivation: the first suspension's."""
+    if state is not None and is_suspended(state):
+        return state.restore_role_sid
+    return suspension.role_before if suspension else None
