@@ -137,8 +137,7 @@ def guarded(action: Action) -> bool:
 def removal_reason(action: Removal) -> str:
     """A guarded action's reason as the deletion log records it."""
     if isinstance(action, UpdateUser):
-        why = action.suspends.reason if action.suspends else DeleteReason.INACTIVE
-        return f"suspend ({why})"
+        return f"suspend ({action.suspends.reason})" if action.suspends else "update"
     return str(action.reason)
 
 
