@@ -252,3 +252,33 @@ async def test_a_user_suspended_by_a_one_user_run_keeps_its_date_through_later_f
     counted = await fetch_all(engine, "SELECT reason FROM sync_deletion WHERE state = 'applied'")
     assert counted == [{"reason": "suspend (inactive)"}]
     assert remote(fast_emulator, "alice")["role_sid"] == role  # type: ignore[index]
+
+
+async def test_suspensions_arriving_one_user_at_a_time_are_held_once_the_window_is_spent(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
+):
+    suspended_role(fast_emulator)
+    env = cli_env(database_url, fast_emulator, **GRACE, USERSYNC_MAX_DELETES_PER_RUN="2")
+    await insert_users(engine, [{"id": f"u{n}", "identity": f"user{n}"} for n in range(3)])
+    await sync(env)
+    await execute(engine, "UPDATE internal_users SET active = false")
+
+    results = [(await sync(env, "--user", f"u{n}"))["counts"] for n in range(3)]
+    assert [(c["suspended"], c["held"]) for c in results] == [(1, 0), (1, 0), (0, 1)]
+
+
+async def test_with_the_grace_period_set_back_to_zero_a_full_run_deletes_the_suspended_users(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
+):
+    suspended_role(fast_emulator)
+    env = cli_env(database_url, fast_emulator, **GRACE)
+    await insert_users(engine, [{"id": "a", "identity": "alice"}])
+    await sync(env)
+    await execute(engine, "UPDATE internal_users SET active = false WHERE id = 'a'")
+    await sync(env)
+
+    without = {k: v for k, v in env.items() if k not in ("USERSYNC_SUSPENDED_ROLE",)}
+    without["USERSYNC_DELETE_GRACE"] = "0"
+    assert (await sync(without, "--incremental"))["counts"]["deleted"] == 0
+    assert (await sync(without))["counts"]["deleted"] == 1
+    assert fast_emulator.emulator.users() == []
