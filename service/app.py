@@ -113,6 +113,9 @@ def policy(settings: Settings) -> Policy:
         protected_identity=re.compile(pattern) if pattern else None,
         max_deletes_per_run=settings.max_deletes_per_run,
         max_deletes_percent=settings.max_deletes_percent,
+        delete_grace=timedelta(seconds=settings.delete_grace),
+        suspended_role=settings.suspended_role,
+        suspended_marker=settings.suspended_marker,
     )
 
 

@@ -162,6 +162,14 @@ class Settings(BaseSettings):
     run on its own)."""
     attributes_mode: AttributesMode = AttributesMode.REPLACE
     """Who owns a remote user's attributes (`domain.policy.AttributesMode`)."""
+    delete_grace: float = Field(default=0.0, ge=0, le=365 * DAY)
+    """Seconds a linked user gone or inactive locally stays suspended before it is deleted
+    (`domain.suspension`); 0: deleted at once."""
+    suspended_role: str | None = Field(default=None, min_length=1, max_length=64)
+    """The Service role (sid or friendly name) of suspended users; required with a grace
+    period. The service never creates it: it must exist on the Service."""
+    suspended_marker: str | None = Field(default=None, min_length=1, max_length=128)
+    """Merge mode: the attribute key set to true on suspended users (unset: no marker)."""
     failure_backoff_base: float = Field(default=60.0, ge=0.001, le=DAY)
     """Seconds before a failed user is retried after its first failure, doubling each time."""
     failure_backoff_max: float = Field(default=86_400.0, ge=0.001, le=30 * DAY)
@@ -335,6 +343,13 @@ class Settings(BaseSettings):
             raise ValueError("never fires (no such date within years), e.g. '0 0 30 2 *'") from None
         return value
 
+    @field_validator("suspended_role", "suspended_marker")
+    @classmethod
+    def _printable_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value.isprintable() or value.strip() != value):
+            raise ValueError("must be printable text with no space at either end")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _log_level_known(cls, value: str) -> str:
@@ -370,6 +385,15 @@ class Settings(BaseSettings):
             )
         if (self.api_key is None) != (self.api_secret is None):
             raise ValueError("TWILIO_API_KEY and TWILIO_API_SECRET must be set together")
+        return self
+
+    @model_validator(mode="after")
+    def _suspension_complete(self) -> Self:
+        if self.delete_grace > 0 and self.suspended_role is None:
+            raise ValueError(
+                "USERSYNC_DELETE_GRACE needs USERSYNC_SUSPENDED_ROLE (the role, sid or name, that"
+                " suspended users are given)"
+            )
         return self
 
     # --- derived ----------------------------------------------------------------------

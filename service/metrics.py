@@ -40,6 +40,7 @@ RESULT_ACTIONS: Mapping[str, tuple[str, str]] = {
     Result.WAITING: ("none", "waiting"),
     Result.DEFERRED: ("none", "deferred"),
     Result.PLANNED: ("plan", "dry_run"),
+    Result.SUSPENDED: ("suspend", "ok"),
 }
 """Per-user results of a run as (action kind, outcome); failures come with their own action."""
 
@@ -52,6 +53,7 @@ class Vitals:
     last_full_success: datetime | None
     last_incremental_success: datetime | None
     deletions_held: int = 0
+    suspensions_due: int = 0
 
 
 class _LimiterCollector(Collector):
@@ -126,6 +128,10 @@ class Metrics:
             "usersync_deletions_held",
             "Deletions held by the guards now, of every run (released by --allow-deletes)",
         )
+        self.suspensions_due = gauge(
+            "usersync_suspended_users_due",
+            "Suspended users whose deletion grace period is over and who are not deleted yet",
+        )
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
         return Counter(name, documentation, labels, registry=self.registry)
@@ -169,6 +175,7 @@ class Metrics:
     def update_vitals(self, vitals: Vitals) -> None:
         self.queue_depth.set(vitals.queue_depth)
         self.deletions_held.set(vitals.deletions_held)
+        self.suspensions_due.set(vitals.suspensions_due)
         self.oldest_event_age.set(vitals.oldest_event_age_seconds)
         for status in {*SYNC_STATUSES, *vitals.users_by_status}:
             self.users.labels(status).set(vitals.users_by_status.get(status, 0))

@@ -34,6 +34,7 @@ SUMMARY_ORDER = (
     Result.ADOPTED,
     Result.LINKED,
     Result.DELETED,
+    Result.SUSPENDED,
     Result.UNCHANGED,
     Result.FAILED,
     Result.INVALID,
@@ -205,6 +206,7 @@ def print_status(
     out.print(runs)
     _print_failing(status, out, now)
     _print_held(status, out, now)
+    _print_suspended(status, out, now)
 
 
 def _add_columns(table: Table, names: tuple[str, ...]) -> None:
@@ -274,3 +276,19 @@ def _print_held(status: StatusReport, out: Console, now: datetime) -> None:
                 when(d.held_at, now),
             )
         out.print(held)
+
+
+def _print_suspended(status: StatusReport, out: Console, now: datetime) -> None:
+    if not status.suspended:
+        return
+    suspended = Table(title="Suspended users (deleted when their grace period ends)")
+    _add_columns(suspended, ("user", "identity", "sid", "status", "deleted after"))
+    for u in status.suspended:
+        suspended.add_row(
+            cell(u.user_id),
+            cell(u.identity),
+            cell(u.sid),
+            cell(u.status),
+            when(u.delete_after, now),
+        )
+    out.print(suspended)

@@ -103,7 +103,7 @@ _COLUMNS = f"""
         {rows.select_list("l", rows.LOCAL_COLUMNS, "l_")},
         {rows.select_list("s", rows.STATE_COLUMNS, "s_")},
         s.version AS s_version, l.fingerprint AS fingerprint, l.copies AS copies,
-        l.holders AS holders"""
+        l.holders AS holders, COALESCE(s.delete_after <= clock_timestamp(), false) AS due"""
 
 
 def _local_and_state(users: str) -> str:
@@ -148,8 +148,8 @@ def full(*, source: Source, listed_since: datetime) -> Selection:
 
 
 def incremental(*, source: Source, now: datetime) -> Selection:
-    """Users whose source row changed since last applied, removed ones, due retries, and
-    users waiting for an identity."""
+    """Users whose source row changed since last applied, removed ones (suspended ones once
+    their grace period is over), due retries, and users waiting for an identity."""
     query = f"""
         SELECT {_local_and_state(per_id(source))}
         WHERE (l.id IS NOT NULL AND s.user_id IS NULL)
@@ -157,7 +157,8 @@ def incremental(*, source: Source, now: datetime) -> Selection:
                AND s.status NOT IN {RETRYING})
            OR (l.id IS NOT NULL AND s.status IN {RETRYING}
                AND l.fingerprint IS DISTINCT FROM s.attempted_fingerprint)
-           OR (l.id IS NULL AND s.status <> {DELETED})
+           OR (l.id IS NULL AND s.status <> {DELETED} AND s.delete_after IS NULL)
+           OR s.delete_after <= :now
            OR (s.status IN {UNCONFIRMED} AND s.next_attempt_at <= :now)
            OR s.status = {sql(SyncStatus.WAITING)}
            OR s.retired_sid IS NOT NULL
@@ -290,7 +291,7 @@ class _Layout:
 
     def case(self, row: rows.Values) -> Case:
         remote, previous, holder = self.remote, self.previous, self.holder
-        version, fingerprint, copies, holders = row[self.tail : self.tail + 4]
+        version, fingerprint, copies, holders, due = row[self.tail : self.tail + 5]
         return Case(
             local=rows.local_user(row, self.local),
             state=rows.sync_state(row, self.state),
@@ -302,4 +303,5 @@ class _Layout:
             holders=1 if holders is None else int(holders),
             holder=None if holder is None or row[holder] is None else UserId(row[holder]),
             stale=bool(row[holder + 1]) if holder is not None else False,
+            due=bool(due),
         )

@@ -91,6 +91,11 @@ class SyncStateRow(Base):
             postgresql_where=text("retired_sid IS NOT NULL"),
         ),
         Index(
+            "ix_sync_state_delete_after",
+            "delete_after",
+            postgresql_where=text("delete_after IS NOT NULL"),
+        ),
+        Index(
             "uq_sync_state_claimed_identity",
             "identity",
             unique=True,
@@ -114,6 +119,10 @@ class SyncStateRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     version: Mapped[int] = mapped_column(BigInteger, server_default="0")
     lease_run: Mapped[int | None] = mapped_column(BigInteger)
+    delete_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """A suspended user (`domain.suspension`): when its grace period ends."""
+    restore_role_sid: Mapped[str | None] = mapped_column(Text)
+    """A suspended user: its role before, for a reactivation whose source names none."""
 
 
 class SyncRun(Base):

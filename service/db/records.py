@@ -121,7 +121,7 @@ def _upsert_states() -> TextClause:
 
 _UPSERT_STATES = _upsert_states()
 """One statement for a whole batch: the same SQL whatever the batch size, so it is compiled
-once and each batch is 13 array parameters, not 13 bind parameters per user. A user whose lease
+once and each batch is 15 array parameters, not 15 bind parameters per user. A user whose lease
 the run no longer holds is not written (and not returned)."""
 
 

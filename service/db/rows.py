@@ -81,7 +81,10 @@ def sync_state(row: Values, at: int) -> SyncState | None:
     if values[0] is None:
         return None
     user_id, remote_sid, identity, fingerprint, status, attempts, *rest = values
-    error_code, error_message, next_attempt_at, last_synced_at, retired_sid, keys, tried = rest
+    error_code, error_message, next_attempt_at, last_synced_at, retired_sid, keys, tried, *more = (
+        rest
+    )
+    delete_after, restore_role = more
     return SyncState(
         user_id=UserId(user_id),
         remote_sid=_sid(remote_sid),
@@ -96,6 +99,8 @@ def sync_state(row: Values, at: int) -> SyncState | None:
         retired_sid=_sid(retired_sid),
         managed_keys=frozenset(keys or ()),
         attempted_fingerprint=tried,
+        delete_after=delete_after,
+        restore_role_sid=RoleSid(restore_role) if restore_role else None,
     )
 
 
@@ -131,6 +136,8 @@ STATE_TYPES = {
     "retired_sid": "text",
     "managed_keys": "text[]",
     "attempted_fingerprint": "text",
+    "delete_after": "timestamptz",
+    "restore_role_sid": "text",
 }
 """The `sync_state` columns a `SyncState` holds, with their SQL types, in the order
 `sync_state` reads them (and `db.records` writes them)."""

@@ -9,16 +9,17 @@ API.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import deletions, rows
+from service.db import deletions, rows, suspensions
 from service.db.deletions import HeldDeletion
 from service.db.models import SyncRun, SyncStateRow
+from service.db.suspensions import SuspendedUser
 from service.domain.runs import RunStatus, Scope
 from service.domain.users import SyncStatus
 
@@ -65,6 +66,8 @@ class StatusReport:
     """Deletions held now, by whichever runs held them (released by `sync --allow-deletes`)."""
     waiting: list[FailingUser]
     """Users waiting for an identity another user still holds."""
+    suspended: list[SuspendedUser] = field(default_factory=list)
+    """Users in their deletion grace period, with the date each will be deleted."""
 
 
 def summarise_run(row: SyncRun) -> RunSummary:
@@ -121,6 +124,7 @@ async def status_report(session: AsyncSession) -> StatusReport:
         last_incremental_success=await last_success(session, scope=Scope.INCREMENTAL),
         held=await deletions.held(session),
         waiting=await failing_users(session, statuses=(SyncStatus.WAITING,)),
+        suspended=await suspensions.suspended_users(session),
     )
 
 

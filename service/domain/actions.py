@@ -9,6 +9,7 @@ deleted by the executor only once the new one exists. Actions are frozen and has
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import ClassVar, Literal, TypeAlias
 
@@ -48,6 +49,18 @@ class FieldChange:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Suspension:
+    """Why an update suspends its user, and what the state must remember of it."""
+
+    reason: DeleteReason
+    """Inactive or removed: the deletion this suspension stands for."""
+    grace: timedelta
+    """How long from now until the user is deleted."""
+    role_before: RoleSid | None
+    """The remote user's role before, restored on reactivation if the source names none."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CreateUser:
     """Create the user. None fields are not sent (the API's defaults apply)."""
 
@@ -73,6 +86,12 @@ class UpdateUser:
     adopted: bool = False
     retires: UserSid | None = None
     managed_keys: frozenset[str] = frozenset()
+    suspends: Suspension | None = None
+    """A suspension instead of a deletion: counted by the deletion guard like one."""
+
+    @property
+    def guarded(self) -> bool:
+        return self.suspends is not None
 
     def parameters(self) -> dict[str, str]:
         """Keyword arguments for the client's update: only the fields that change."""
@@ -106,6 +125,21 @@ class DeleteUser:
 
 
 Action: TypeAlias = CreateUser | UpdateUser | LinkUser | DeleteUser
+Removal: TypeAlias = DeleteUser | UpdateUser
+"""What the deletion guard counts: deletions, and updates that suspend (see `guarded`)."""
+
+
+def guarded(action: Action) -> bool:
+    """Whether the deletion guard counts this action (a deletion, or a suspension)."""
+    return isinstance(action, DeleteUser | UpdateUser) and action.guarded
+
+
+def removal_reason(action: Removal) -> str:
+    """A guarded action's reason as the deletion log records it."""
+    if isinstance(action, UpdateUser):
+        return f"suspend ({action.suspends.reason})" if action.suspends else "update"
+    return str(action.reason)
+
 
 _SHOWN = 120
 """Longest value a dry-run line shows before it elides the rest."""
@@ -147,7 +181,10 @@ def _describe_create(action: CreateUser, roles: RoleDirectory) -> str:
 
 def _describe_update(action: UpdateUser, roles: RoleDirectory) -> str:
     verb = "adopt and update" if action.adopted else "update"
-    changes = ", ".join(_change(c, roles) for c in action.changes)
+    changes = ", ".join(_change(c, roles) for c in action.changes) or "nothing to change"
+    if action.suspends is not None:
+        verb = "suspend"
+        changes += f" ({_REASONS[action.suspends.reason]}; deleted in {action.suspends.grace})"
     line = f"{verb} {_who(action.identity, action.user_id)} {action.sid}: {changes}"
     return line + _retiring(action.retires)
 

@@ -8,8 +8,9 @@ these it is:
   waiting for its identity, an unchanged user whose state is out of date): leased, then
   recorded;
 - `work`: actions to apply (with the lease, and the claims, to take first);
-- `deletions`: a user with a guarded deletion: all its actions wait for the deletion phase,
-  where the guard has seen every deletion of the run, so each user has one outcome.
+- `deletions`: a user with a guarded deletion (or a suspension, which the guard counts like
+  one): all its actions wait for the deletion phase, where the guard has seen every deletion
+  of the run, so each user has one outcome.
 
 A dry run's lines (`planned`) and the users it would write (`would_write`) are counted here.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from service.domain.actions import Action, CreateUser, DeleteUser, UpdateUser, describe
+from service.domain.actions import Action, CreateUser, UpdateUser, describe, guarded
 from service.domain.cases import Case
 from service.domain.outcome import Failure, Outcome, Result, already_recorded, unchanged
 from service.domain.plan import CasePlan, plan_case
@@ -82,7 +83,7 @@ def plan_batch(
 def _sort(
     out: BatchPlan, case: Case, plan: CasePlan, *, dry_run: bool, roles: RoleDirectory
 ) -> None:
-    if any(isinstance(a, DeleteUser) and a.guarded for a in plan.actions):
+    if any(guarded(a) for a in plan.actions):
         out.deletions.append(Planned(case, plan.actions))
     elif plan.actions and dry_run:
         out.planned += [describe(a, roles) for a in plan.actions]

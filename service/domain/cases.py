@@ -16,9 +16,10 @@ row, `remote` is the user the state owns. Orphans are remote users nobody names 
 identity: a source that repeats either makes those users bad input.
 
 A run reads its cases from Postgres (`db.gather`), which also says what the lease of the user
-checks (`fingerprint` of the source row, `version` of the state) and whether a full run's
-snapshot may predate the user's state (`stale`); the run marks `confirm` when another run
-overlapped its listing (`reconcile.sides`). `match_cases` leaves those at their defaults.
+checks (`fingerprint` of the source row, `version` of the state), whether a full run's
+snapshot may predate the user's state (`stale`) and whether a suspension's grace period is
+over (`due`); the run marks `confirm` when another run overlapped its listing
+(`reconcile.sides`). `match_cases` leaves those at their defaults.
 
 Identities swapped between users wait on each other (each holds what the other wants): the run
 lets one user of each cycle go first (`domain.waits`, `plan.py`).
@@ -62,6 +63,9 @@ class Case:
     confirm: bool = False
     """Read a remote user from a full run's snapshot before linking it without a call: another
     run of the Service overlapped this one since its listing began."""
+    due: bool = False
+    """The state is suspended and its `delete_after` has passed (the gather asks the database
+    clock): the grace period is over."""
 
     @property
     def user_id(self) -> UserId | None:

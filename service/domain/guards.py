@@ -9,7 +9,9 @@ the verdict says why. A mass deletion that arrives as a trickle of one-user runs
 soon as the window's budget is spent. `allow_deletes` (an operator's explicit yes) lifts the
 limits, never an incomplete read. Only deleting remote users nobody here knows (mirror mode)
 needs the complete remote listing; users we link are found by sid. A rename's retirement of the
-old identity is not a deletion of a user and is never held.
+old identity is not a deletion of a user and is never held. A suspension (the first step of a
+deletion with a grace period, `domain.suspension`) counts like a deletion, as Entra counts
+disables.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.domain.actions import DeleteReason, DeleteUser
+from service.domain.actions import DeleteReason, DeleteUser, Removal
 from service.domain.policy import DeleteMode, Policy
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeletionVerdict:
-    allowed: tuple[DeleteUser, ...]
-    held: tuple[DeleteUser, ...] = ()
+    allowed: tuple[Removal, ...]
+    held: tuple[Removal, ...] = ()
     reason: str | None = None
     """Why `held` is not empty, as a sentence for the run record and the operator."""
 
@@ -36,7 +38,7 @@ class _Reads:
 
 
 def guard_deletions(
-    deletions: Sequence[DeleteUser],
+    deletions: Sequence[Removal],
     *,
     policy: Policy,
     remote_total: int,
@@ -51,7 +53,9 @@ def guard_deletions(
     guarded = tuple(d for d in deletions if d.guarded)
     if not guarded:
         return DeletionVerdict(allowed=free)
-    unknown = any(d.reason is DeleteReason.UNKNOWN_REMOTE for d in guarded)
+    unknown = any(
+        isinstance(d, DeleteUser) and d.reason is DeleteReason.UNKNOWN_REMOTE for d in guarded
+    )
     reads = _Reads(source_complete=source_complete, remote_complete=remote_complete or not unknown)
     reason = _read_problem(policy, reads) or _mode_problem(policy)
     if reason is None and not allow_deletes:

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from service.domain.actions import Suspension
 from service.domain.backoff import FailureBackoff
 from service.domain.cases import Case
+from service.domain.suspension import delete_after, role_before, still_suspended
 from service.domain.users import (
     UNCONFIRMED,
     RemoteUser,
@@ -46,6 +48,8 @@ class Result(StrEnum):
     DEFERRED = "deferred"
     """Another run holds the user, or changed it after this run planned: left to that run or
     the next one, nothing written."""
+    SUSPENDED = "suspended"
+    """Gone or inactive locally: put in the suspended role until its grace period ends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,8 @@ class Outcome:
     waits_for: UserId | None = None
     leased: bool = False
     """The run holds this user's lease: its state is written (which releases the lease)."""
+    suspension: Suspension | None = None
+    """The suspension this run applied (`Result.SUSPENDED`)."""
 
     @property
     def user_id(self) -> UserId | None:
@@ -98,6 +104,10 @@ def already_recorded(outcome: Outcome) -> bool:
     """An unchanged user whose stored state already says all of this, for the source row as
     read: nothing to write."""
     state = outcome.case.state
+    if outcome.result is Result.UNCHANGED and _still_suspended(outcome) and state is not None:
+        return (
+            state.status is SyncStatus.SUSPENDED and state.fingerprint == outcome.case.fingerprint
+        )
     return (
         outcome.result is Result.UNCHANGED
         and state is not None
@@ -119,13 +129,14 @@ def _succeeded(outcome: Outcome, user_id: UserId, *, now: datetime) -> SyncState
     midway = not gone and _midway(outcome)
     state = outcome.case.state
     status = SyncStatus.PENDING if midway else SyncStatus.SYNCED
+    suspended = not gone and _still_suspended(outcome)
     return SyncState(
         user_id=user_id,
         remote_sid=None if gone else outcome.remote_sid,
         identity=outcome.identity,
         fingerprint=state.fingerprint if midway and state else outcome.case.fingerprint,
         attempted_fingerprint=outcome.case.fingerprint,
-        status=SyncStatus.DELETED if gone else status,
+        status=SyncStatus.DELETED if gone else SyncStatus.SUSPENDED if suspended else status,
         attempts=0,
         last_error_code=None,
         last_error_message=None,
@@ -133,6 +144,15 @@ def _succeeded(outcome: Outcome, user_id: UserId, *, now: datetime) -> SyncState
         last_synced_at=now,
         retired_sid=outcome.retired_sid,
         managed_keys=outcome.managed_keys,
+        delete_after=delete_after(state, outcome.suspension, now=now) if suspended else None,
+        restore_role_sid=role_before(state, outcome.suspension) if suspended else None,
+    )
+
+
+def _still_suspended(outcome: Outcome) -> bool:
+    case = outcome.case
+    return still_suspended(
+        case.state, local=case.local, remote_sid=outcome.remote_sid, suspension=outcome.suspension
     )
 
 
@@ -192,6 +212,8 @@ def _failed(
         last_synced_at=state.last_synced_at if state else None,
         retired_sid=outcome.retired_sid,
         managed_keys=state.managed_keys if state else frozenset(),
+        delete_after=state.delete_after if state else None,
+        restore_role_sid=state.restore_role_sid if state else None,
     )
 
 

@@ -31,12 +31,16 @@ Where the rules are silent:
 - users whose renames wait on each other in a cycle (a swap of identities) would wait forever:
   one of them (`domain.waits.cycle_breakers`) deletes its old user first, then the others go on;
 - a source that repeats an id, or gives one identity to several active users, makes those
-  users bad input (nothing is written for them; their existing remote users stay as they are).
+  users bad input (nothing is written for them; their existing remote users stay as they are);
+- with a deletion grace period, a linked user that is removed or inactive is suspended first
+  and deleted once the period is over (`domain.suspension`); reactivated before, it is an
+  active user like any other, whose role comes back from the source (or, if the source names
+  none, the role it had before its suspension).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from service.domain import attributes
 from service.domain.actions import (
@@ -51,6 +55,7 @@ from service.domain.actions import (
 from service.domain.cases import Case
 from service.domain.policy import DeleteMode, Policy
 from service.domain.roles import RoleDirectory
+from service.domain.suspension import plan_removal, restored_role
 from service.domain.users import (
     LocalUser,
     RemoteUser,
@@ -106,16 +111,13 @@ def plan_case(
     """
     local = case.local
     if local is None:
-        return CasePlan(
-            user_id=case.user_id,
-            actions=_deletions(case, reason=DeleteReason.REMOVED, policy=policy),
-        )
+        return _deletions(case, reason=DeleteReason.REMOVED, policy=policy, roles=roles)
     if repeated := repeated_in_source(local, copies=case.copies, holders=case.holders):
         return CasePlan(user_id=local.id, problems=(repeated,))
     if (finish := _finish_rename(case)) is not None:
         return CasePlan(user_id=local.id, actions=(finish,))
     if not local.active:
-        return _plan_inactive(case, local, policy=policy)
+        return _plan_inactive(case, local, policy=policy, roles=roles)
     desired = desired_user(local, roles=roles)
     if isinstance(desired, tuple):
         return CasePlan(user_id=local.id, problems=desired)
@@ -133,12 +135,13 @@ def _wait(case: Case, desired: DesiredUser, *, let_go: bool) -> CasePlan:
     return CasePlan(user_id=desired.user_id, waits_for=case.holder)
 
 
-def _plan_inactive(case: Case, local: LocalUser, *, policy: Policy) -> CasePlan:
+def _plan_inactive(
+    case: Case, local: LocalUser, *, policy: Policy, roles: RoleDirectory
+) -> CasePlan:
     problem = check_identity(local)
     if problem is not None:
         return CasePlan(user_id=local.id, problems=(problem,))
-    actions = _deletions(case, reason=DeleteReason.INACTIVE, policy=policy)
-    return CasePlan(user_id=local.id, actions=actions)
+    return _deletions(case, reason=DeleteReason.INACTIVE, policy=policy, roles=roles)
 
 
 def _linked(remote: RemoteUser, state: SyncState | None) -> bool:
@@ -172,10 +175,12 @@ def _finish_rename(case: Case) -> LinkUser | None:
     )
 
 
-def _deletions(case: Case, *, reason: DeleteReason, policy: Policy) -> tuple[DeleteUser, ...]:
-    """A gone or inactive user: delete what the mode allows, and finish any rename."""
+def _deletions(
+    case: Case, *, reason: DeleteReason, policy: Policy, roles: RoleDirectory
+) -> CasePlan:
+    """A gone or inactive user: delete (or suspend) what the mode allows, finish any rename."""
     state, user_id = case.state, case.user_id
-    found = []
+    found: list[Action] = []
     for remote in (_own_remote(case), _previous(case)):
         if remote is None:
             continue
@@ -183,8 +188,14 @@ def _deletions(case: Case, *, reason: DeleteReason, policy: Policy) -> tuple[Del
             if not policy.protects(remote.identity):
                 found.append(_delete(remote, user_id=user_id, reason=DeleteReason.RENAME))
         elif _may_delete(remote, state=state, policy=policy):
-            found.append(_delete(remote, user_id=user_id, reason=reason))
-    return tuple(found)
+            if not _linked(remote, state):  # never ours: nothing to suspend
+                found.append(_delete(remote, user_id=user_id, reason=reason))
+                continue
+            removal = plan_removal(case, remote, reason=reason, policy=policy, roles=roles)
+            if isinstance(removal, InvalidUser):
+                return CasePlan(user_id=user_id, problems=(removal,))
+            found += () if removal is None else (removal,)
+    return CasePlan(user_id=user_id, actions=tuple(found))
 
 
 def _deletable_old(case: Case, policy: Policy) -> bool:
@@ -244,6 +255,8 @@ def _plan_existing(
     retires: UserSid | None,
 ) -> CasePlan:
     state = case.state
+    if desired.role_sid is None and (restore := restored_role(state)) is not None:
+        desired = replace(desired, role_sid=restore)
     current = attributes.from_remote(remote.attributes)
     wanted = attributes.desired(
         desired.attributes,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 
@@ -41,6 +42,17 @@ class Policy:
     not even as the old user of a rename (it is left as it is, no longer linked)."""
     max_deletes_per_run: int = 100
     max_deletes_percent: float = 10.0
+    delete_grace: timedelta = timedelta(0)
+    """A linked user gone or inactive locally is first suspended for this long (see
+    `domain.suspension`); zero deletes it at once."""
+    suspended_role: str | None = None
+    """The role (sid or name) a suspended user is given; needed when `delete_grace` is set."""
+    suspended_marker: str | None = None
+    """Merge mode: the attribute key set to true on a suspended user (None: no marker)."""
+
+    @property
+    def suspends(self) -> bool:
+        return self.delete_grace > timedelta(0)
 
     def protects(self, identity: str) -> bool:
         return self.protected_identity is not None and bool(

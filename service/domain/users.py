@@ -71,6 +71,9 @@ class SyncStatus(StrEnum):
     WAITING = "waiting"
     """The user's identity is still held by another user's remote user (being renamed away or
     deleted); nothing new is claimed until it is free."""
+    SUSPENDED = "suspended"
+    """Gone or inactive locally, within the deletion grace period: the remote user is kept,
+    in the suspended role, still linked (its identity stays taken) until `delete_after`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,11 @@ class SyncState:
     attempted_fingerprint: str | None = None
     """The source row's fingerprint the last attempt was made from (it failed if it differs
     from `fingerprint`): a failed user is tried again early when the row changes since."""
+    delete_after: datetime | None = None
+    """A suspended user: when its grace period ends and it is deleted."""
+    restore_role_sid: RoleSid | None = None
+    """A suspended user: the role it had before, given back on reactivation when the source
+    names no role (a blank role is never sent otherwise)."""
 
 
 UNCONFIRMED = frozenset({SyncStatus.PENDING, SyncStatus.FAILED, SyncStatus.QUARANTINED})

@@ -128,6 +128,8 @@ class Executor:
         try:
             user = await self._client.update_user(action.sid, **action.parameters())
         except api.NotFound:
+            if action.suspends is not None:  # gone already: what the grace period ends in
+                return replace(outcome, result=Result.DELETED, remote_sid=None)
             if replanned:
                 return _failed(outcome, "update", "the user vanished while being updated")
             return await self._replan(outcome, identity=None, result=Result.CREATED)
@@ -142,7 +144,8 @@ class Executor:
         result = Result.ADOPTED if action.adopted else Result.UPDATED
         updated = replace(
             outcome,
-            result=result,
+            result=Result.SUSPENDED if action.suspends else result,
+            suspension=action.suspends,
             remote_sid=user.sid,
             identity=user.identity,
             retired_sid=None,

@@ -24,6 +24,7 @@ from service.domain.batch import BatchPlan, Planned, plan_batch, writes_user
 from service.domain.cases import Case
 from service.domain.outcome import Outcome, deferred
 from service.domain.roles import RoleDirectory, names_a_role
+from service.domain.suspension import may_suspend
 from service.reconcile.parts import RunnerConfig, RunnerParts
 from service.reconcile.pool import ApplyPool, Work, lease_for
 from service.reconcile.progress import Phase
@@ -95,6 +96,8 @@ class Passes:
         """The Service's roles, read the first time a user of the run names one: a run whose
         users all take the default role makes no Roles call (a no-change run only lists)."""
         named = any(c.local is not None and names_a_role(c.local.role) for c in batch)
+        if self._config.policy.suspends:  # the suspended role, for users who may be suspended
+            named = named or any(may_suspend(c) for c in batch)
         if named and not run.roles.read:
             run.roles = RoleDirectory(await self._client.list_roles())
         return run.roles
@@ -203,7 +206,7 @@ class Passes:
         if pending:
             report.progress.phase = Phase.DELETING
         if report.request.dry_run:
-            lines = [describe(a) for w in work for a in w.actions]
+            lines = [describe(a, run.roles) for w in work for a in w.actions]
             report.would_do(
                 lines, would_write=sum(writes_user(w.actions) for w in work), users=len(work)
             )

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db import deletions, leases, records
 from service.db.records import ErrorRecord
-from service.domain.actions import DeleteUser
+from service.domain.actions import Removal, removal_reason
 from service.domain.backoff import FailureBackoff
 from service.domain.outcome import Outcome, state_record
 from service.domain.runs import RunStatus
@@ -187,12 +187,12 @@ def _logged(outcome: Outcome) -> None:
         )
 
 
-def _held_row(action: DeleteUser) -> dict[str, str | None]:
+def _held_row(action: Removal) -> dict[str, str | None]:
     return {
         "user_id": action.user_id,
         "sid": action.sid,
         "identity": action.identity,
-        "reason": str(action.reason),
+        "reason": removal_reason(action),
     }
 
 

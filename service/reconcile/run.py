@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from service.domain.actions import DeleteUser
+from service.domain.actions import Removal
 from service.domain.outcome import Failure, Outcome, Result
 from service.domain.runs import RunStatus, Scope
 from service.reconcile.progress import RunProgress
@@ -51,7 +51,7 @@ class RunReport:
     would_write: int = 0
     """A dry run: the users it would create or update (Twilio bills each as active this month)."""
     failures: list[tuple[str, Failure]] = field(default_factory=list)
-    held: list[DeleteUser] = field(default_factory=list)
+    held: list[Removal] = field(default_factory=list)
     held_reason: str | None = None
     error: str | None = None
     remote_total: int | None = None
@@ -89,7 +89,7 @@ class RunReport:
             self.waiting[user_id] = outcome.waits_for
         self.failures += [(user_id or outcome.identity or "?", f) for f in outcome.failures]
 
-    def hold(self, held: Sequence[DeleteUser], *, reason: str | None) -> int:
+    def hold(self, held: Sequence[Removal], *, reason: str | None) -> int:
         """Deletions the guard held: each counted once, however many passes of the run held
         it again; how many are new."""
         known = {d.sid for d in self.held}

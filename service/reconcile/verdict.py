@@ -6,6 +6,7 @@ within the window are counted, the guard decides, allowed deletions are logged b
 made and held ones are kept as held rows; a full run, having looked at everyone, also drops
 held rows it no longer plans. What is left to apply comes back as pool work: a user whose
 deletion is held still gets its other actions (a rename's retirement is never held).
+Suspensions (`domain.suspension`) are decided, logged and held exactly like deletions.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from service.db import deletions, gather, records
 from service.db.source import Source
-from service.domain.actions import DeleteUser
+from service.domain.actions import DeleteUser, Removal, UpdateUser, guarded, removal_reason
 from service.domain.batch import Planned
 from service.domain.cases import Case
 from service.domain.guards import DeletionVerdict, guard_deletions
@@ -46,13 +47,18 @@ async def decide(
     full: bool,
 ) -> Decision:
     request = report.request
-    guarded = [a for d in pending for a in d.actions if isinstance(a, DeleteUser) and a.guarded]
+    counted: list[Removal] = [
+        a
+        for d in pending
+        for a in d.actions
+        if isinstance(a, DeleteUser | UpdateUser) and a.guarded
+    ]
     async with sessions.begin() as session:
         if not request.dry_run:
             await deletions.lock_window(session, service_key=service_key)
         recent = await deletions.applied_within(session, service_key=service_key, window=window)
         verdict = guard_deletions(
-            guarded,
+            counted,
             policy=policy,  # in reach: the users linked now, and those deleted in the window
             remote_total=await _base(session, policy=policy, report=report) + recent,
             source_complete=True,
@@ -92,7 +98,7 @@ async def not_deleted(
 ) -> None:
     """Logged deletions that surely did not happen stop counting against the window: not
     tried (deferred), or refused with a 4xx. A timeout, a dropped connection or a 5xx may have
-    deleted the user anyway, so those still count."""
+    deleted the user anyway, so those still count. The same goes for suspensions (updates)."""
     missed = [
         r.sid
         for o in outcomes
@@ -107,7 +113,7 @@ async def not_deleted(
 def _surely_not_deleted(outcome: Outcome) -> bool:
     if outcome.result is Result.DEFERRED:
         return True
-    refused = [f for f in outcome.failures if f.action == "delete"]
+    refused = [f for f in outcome.failures if f.action in ("delete", "update")]
     return bool(refused) and all(
         f.http_status is not None and 400 <= f.http_status < 500 for f in refused
     )
@@ -139,20 +145,19 @@ def _report(verdict: DeletionVerdict, report: RunReport) -> None:
     report.progress.done += report.hold(verdict.held, reason=verdict.reason)
 
 
-def _work(pending: list[Planned], allowed: set[DeleteUser]) -> list[Work]:
+def _work(pending: list[Planned], allowed: set[Removal]) -> list[Work]:
     work = []
     for d in pending:
-        kept = tuple(
-            a
-            for a in d.actions
-            if not (isinstance(a, DeleteUser) and a.guarded and a not in allowed)
-        )
+        kept = tuple(a for a in d.actions if not (guarded(a) and a not in allowed))
         if kept:
             work.append(Work.of(d.case, kept))
     return work
 
 
-def _deletion(action: DeleteUser) -> deletions.Deletion:
+def _deletion(action: Removal) -> deletions.Deletion:
     return deletions.Deletion(
-        sid=action.sid, user_id=action.user_id, identity=action.identity, reason=str(action.reason)
+        sid=action.sid,
+        user_id=action.user_id,
+        identity=action.identity,
+        reason=removal_reason(action),
     )

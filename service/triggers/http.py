@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.db import deletions, detail, events, status
+from service.db import deletions, detail, events, status, suspensions
 from service.db.events import EventStatus, NewEvent
 from service.db.source import SourceError
 from service.db.status import as_json
@@ -145,7 +145,8 @@ async def get_runs(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         runs = await status.recent_runs(session, limit=limit)
         held = await deletions.held(session)
-    return ok({"runs": runs, "held_deletions": held})
+        suspended = await suspensions.suspended_users(session)
+    return ok({"runs": runs, "held_deletions": held, "suspended": suspended})
 
 
 async def get_run(request: web.Request) -> web.Response:
@@ -178,6 +179,7 @@ STATE_SHOWN = (
     "next_attempt_at",
     "last_error_code",
     "last_error_message",
+    "delete_after",
 )
 """What the API shows of a user's sync state (its claims and fingerprints stay inside)."""
 

@@ -154,7 +154,8 @@ def _record_paths() -> dict[str, Any]:
     listed = {
         "type": "object",
         "description": "`runs`, newest first, and `held_deletions`: every deletion held now,"
-        " whichever run held it (released together by a run with allow_deletes)",
+        " whichever run held it (released together by a run with allow_deletes); `suspended`:"
+        " the users in their deletion grace period, each with its `delete_after`",
     }
     runs = {
         "200": _linked(

@@ -181,3 +181,22 @@ async def test_the_event_trigger_works_for_writers_with_another_search_path(sche
         await writer.close()
 
     assert [row["kind"] for row in kinds] == ["insert", "update"]
+
+
+async def test_downgrading_the_suspension_revision_turns_suspended_users_back_to_synced(
+    scratch_engine: AsyncEngine,
+):
+    await migrate.upgrade(scratch_engine)
+    async with scratch_engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO sync_state (user_id, remote_sid, identity, status, delete_after)"
+                " VALUES ('u1', 'US' || repeat('0', 32), 'alice', 'suspended', now())"
+            )
+        )
+    await migrate.downgrade(scratch_engine, "0005")
+    async with scratch_engine.connect() as connection:
+        status = await connection.scalar(text("SELECT status FROM sync_state"))
+    assert status == "synced"
+    await migrate.upgrade(scratch_engine)
+    assert await migrate.current_revision(scratch_engine) == migrate.head_revision()

@@ -43,6 +43,8 @@ VALIDATED_STRINGS = {
     "api_base_url": "conversations.twilio.com",
     "auth_token": "an auth token",
     "api_secret": "a secret",
+    "suspended_role": " suspended",
+    "suspended_marker": "tab\there",
 }
 UNCONSTRAINED = {
     "http_host",
@@ -82,6 +84,7 @@ COMPANIONS: dict[str, dict[str, Any]] = {
     "write_rate": {"write_rate_limit_raised": True},
     "incremental_interval": {"full_sync_interval": 30 * 86_400},
     "full_sync_interval": {"incremental_interval": 0.1},
+    "delete_grace": {"suspended_role": "suspended"},
 }
 """What a bound needs beside it to make a consistent whole (a base under its cap, say)."""
 

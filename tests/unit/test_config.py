@@ -109,3 +109,11 @@ def test_defaults_follow_the_design():
     assert settings.webhook_enabled is False
     assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8080)
     assert settings.base_url == "https://conversations.twilio.com"
+
+
+def test_a_deletion_grace_period_needs_the_suspended_role(monkeypatch):
+    monkeypatch.setenv("USERSYNC_DELETE_GRACE", "604800")
+    with pytest.raises(ConfigError, match="USERSYNC_DELETE_GRACE needs USERSYNC_SUSPENDED_ROLE"):
+        load_settings()
+    monkeypatch.setenv("USERSYNC_SUSPENDED_ROLE", "suspended")
+    assert load_settings().delete_grace == 604800
