@@ -17,10 +17,11 @@ from service.domain.actions import (
     UpdateUser,
     describe,
 )
+from service.domain.backoff import FailureBackoff
 from service.domain.batch import plan_batch
 from service.domain.cases import Case, match_cases
 from service.domain.guards import guard_deletions
-from service.domain.outcome import Outcome, Result, RetryPolicy, already_recorded, state_record
+from service.domain.outcome import Outcome, Result, already_recorded, state_record
 from service.domain.plan import plan_case
 from service.domain.policy import AttributesMode, DeleteMode, Policy
 from service.domain.suspension import may_suspend
@@ -32,7 +33,7 @@ SUSPENDED_ROLE = ADMIN  # any user role of the Service will do for the planner
 POLICY = Policy(delete_grace=GRACE, suspended_role="Admin")
 MERGE = replace(POLICY, attributes_mode=AttributesMode.MERGE, suspended_marker="suspended")
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
-RETRY = RetryPolicy(base_seconds=60, cap_seconds=3600, quarantine_after=8)
+BACKOFF = FailureBackoff(base_seconds=60, cap_seconds=3600, quarantine_after=8)
 
 
 def suspended_state(**kwargs: object) -> SyncState:
@@ -204,7 +205,7 @@ def test_the_state_of_a_suspension_says_when_it_will_be_deleted() -> None:
         suspension=SUSPENSION.suspends,
     )
 
-    record = state_record(outcome, now=NOW, retry=RETRY)
+    record = state_record(outcome, now=NOW, backoff=BACKOFF)
     assert record is not None and record.status is SyncStatus.SUSPENDED
     assert record.delete_after == NOW + GRACE and record.restore_role_sid == DEFAULT_ROLE
     assert record.remote_sid == CURRENT
@@ -214,7 +215,7 @@ def test_a_suspension_applied_again_keeps_its_first_date() -> None:
     case = Case(local=local(active=False), state=suspended_state(), remote=remote())
     outcome = Outcome(case=case, result=Result.UPDATED, remote_sid=CURRENT, identity="alice")
 
-    record = state_record(outcome, now=NOW + timedelta(days=3), retry=RETRY)
+    record = state_record(outcome, now=NOW + timedelta(days=3), backoff=BACKOFF)
     assert record is not None and record.status is SyncStatus.SUSPENDED
     assert record.delete_after == NOW + GRACE
 
@@ -231,7 +232,7 @@ def test_a_reactivated_user_is_synced_again_with_no_date() -> None:
     link = LinkUser(user_id=UserId("u1"), sid=CURRENT, identity="alice")
     outcome = Outcome(case=case, result=Result.LINKED, remote_sid=link.sid, identity="alice")
 
-    record = state_record(outcome, now=NOW, retry=RETRY)
+    record = state_record(outcome, now=NOW, backoff=BACKOFF)
     assert record is not None and record.status is SyncStatus.SYNCED
     assert record.delete_after is None and record.remote_sid == CURRENT
 
