@@ -107,6 +107,8 @@ def policy(settings: Settings) -> Policy:
         protected_identity=re.compile(pattern) if pattern else None,
         max_deletes_per_run=settings.max_deletes_per_run,
         max_deletes_percent=settings.max_deletes_percent,
+        max_writes_per_run=settings.max_writes_per_run,
+        max_writes_percent=settings.max_writes_percent,
     )
 
 

@@ -51,6 +51,7 @@ class Vitals:
     last_full_success: datetime | None
     last_incremental_success: datetime | None
     deletions_held: int = 0
+    writes_held: int = 0
 
 
 class _LimiterCollector(Collector):
@@ -125,6 +126,15 @@ class Metrics:
             "usersync_deletions_held",
             "Deletions held by the guards now, of every run (released by --allow-deletes)",
         )
+        self.writes_held = gauge(
+            "usersync_writes_held",
+            "Users the write guard holds now, of every run (released by --allow-writes)",
+        )
+        self.users_written = self._counter(
+            "usersync_users_written",
+            "Users created or updated by runs (each may count as active that month)",
+            "trigger",
+        )
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
         return Counter(name, documentation, labels, registry=self.registry)
@@ -148,6 +158,8 @@ class Metrics:
     def observe_run(self, report: RunReport) -> None:
         request = report.request
         self.runs.labels(request.trigger, request.scope.value, report.status.value).inc()
+        if not request.dry_run:
+            self.users_written.labels(request.trigger).inc(report.users_written)
         for result, count in report.counts.items():
             kind, outcome = RESULT_ACTIONS.get(str(result), ("", ""))
             if kind and count:
@@ -168,6 +180,7 @@ class Metrics:
     def update_vitals(self, vitals: Vitals) -> None:
         self.queue_depth.set(vitals.queue_depth)
         self.deletions_held.set(vitals.deletions_held)
+        self.writes_held.set(vitals.writes_held)
         self.oldest_event_age.set(vitals.oldest_event_age_seconds)
         for status in {*SYNC_STATUSES, *vitals.users_by_status}:
             self.users.labels(status).set(vitals.users_by_status.get(status, 0))

@@ -7,16 +7,17 @@ values out, never ORM rows. `as_json` turns any of them into JSON for the CLI an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import deletions
+from service.db import deletions, writes
 from service.db.deletions import HeldDeletion
 from service.db.models import SyncError, SyncRun, SyncStateRow
+from service.db.writes import HeldWrite
 from service.domain.runs import RunStatus, Scope
 from service.domain.users import SyncStatus
 
@@ -37,6 +38,11 @@ class RunSummary:
     deletions_held: int
     held_reason: str | None
     error: str | None
+    users_written: int = 0
+    """Distinct users the run created or updated (a dry run: would): each may count as an
+    active user of the month at Twilio."""
+    writes_held: int = 0
+    write_held_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,8 @@ class StatusReport:
     """Deletions held now, by whichever runs held them (released by `sync --allow-deletes`)."""
     waiting: list[FailingUser]
     """Users waiting for an identity another user still holds."""
+    held_writes: list[HeldWrite] = field(default_factory=list)
+    """Users the write guard holds now (released by `sync --allow-writes`)."""
 
 
 def summarise_run(row: SyncRun) -> RunSummary:
@@ -79,6 +87,9 @@ def summarise_run(row: SyncRun) -> RunSummary:
         deletions_held=row.deletions_held,
         held_reason=row.held_reason,
         error=row.error,
+        users_written=row.users_written,
+        writes_held=row.writes_held,
+        write_held_reason=row.write_held_reason,
     )
 
 
@@ -145,6 +156,7 @@ async def status_report(session: AsyncSession) -> StatusReport:
         last_incremental_success=await last_success(session, scope=Scope.INCREMENTAL),
         held=await deletions.held(session),
         waiting=await failing_users(session, statuses=(SyncStatus.WAITING,)),
+        held_writes=await writes.held(session),
     )
 
 

@@ -72,6 +72,8 @@ class Outcome:
     waits_for: UserId | None = None
     leased: bool = False
     """The run holds this user's lease: its state is written (which releases the lease)."""
+    wrote: bool = False
+    """The run created or updated the remote user record (what Twilio bills as active)."""
 
     @property
     def user_id(self) -> UserId | None:

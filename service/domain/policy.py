@@ -41,6 +41,8 @@ class Policy:
     not even as the old user of a rename (it is left as it is, no longer linked)."""
     max_deletes_per_run: int = 100
     max_deletes_percent: float = 10.0
+    max_writes_per_run: int = 1000
+    max_writes_percent: float = 10.0
 
     def protects(self, identity: str) -> bool:
         return self.protected_identity is not None and bool(

@@ -9,9 +9,11 @@ may hold the user. A run found `running` whose process is gone is closed as abor
 
 The source relation is checked first (`db.source.inspect`), before any API call. Deletions are
 applied after the main pass, once the guard has seen all of them and the deletions already made
-within the window (`db.deletions`). Users that waited for an identity another user of the run
-let go of are looked at again at the end of the run (a few passes at most), so batching
-changes into one run ends where running them one at a time would.
+within the window (`db.deletions`); creates and updates pass the write guard's gate
+(`reconcile.gate`), which applies none of a pass's writes until it knows it may apply them
+all. Users that waited for an identity another user of the run let go of are looked at again
+at the end of the run (a few passes at most), so batching changes into one run ends where
+running them one at a time would.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from service.domain.users import RemoteUser, UserId
 from service.domain.waits import cycle_breakers
 from service.reconcile import failure
 from service.reconcile.executor import Executor
+from service.reconcile.gate import GateConfig, WriteGate
 from service.reconcile.pool import ApplyPool, Work, lease_for
 from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.recorder import Recorder
@@ -118,6 +121,9 @@ class Runner:
         self._clock = clock
         self._sides = Sides(
             client, sessions=self._sessions, clock=clock, service_key=config.service_key
+        )
+        self._gate = GateConfig(
+            policy=config.policy, window=config.deletion_window, service_key=config.service_key
         )
         self._recorder = Recorder(
             self._sessions, retry=config.retry, clock=clock, on_close=on_close
@@ -226,12 +232,14 @@ class Runner:
         pool = self._pool(run)
         pending: list[Planned] = []
         held = not request.dry_run and await self._any_held()
+        gate = await WriteGate.begin(self._sessions, config=self._gate, report=run.report)
         try:
             batches = self._sides.batches(
                 run.connection, run.report, source=run.source, request=request
             )
             async for batch in batches:
-                pending += await self._process(run, batch, pool, held=held)
+                pending += await self._process(run, batch, pool, held=held, gate=gate)
+            await pool.submit([Work.of(p.case, p.actions) for p in await gate.settle()])
             await self._recorder.outcomes(await pool.drain(), run.report, dry_run=request.dry_run)
         finally:
             await self._close_pool(pool, run.report, dry_run=request.dry_run)
@@ -287,7 +295,7 @@ class Runner:
             return await deletions.any_held(session, service_key=self._config.service_key)
 
     async def _process(
-        self, run: _Pass, batch: Sequence[Case], pool: ApplyPool, *, held: bool
+        self, run: _Pass, batch: Sequence[Case], pool: ApplyPool, *, held: bool, gate: WriteGate
     ) -> list[Planned]:
         """Plan a batch; lease and record the users whose outcome needs no call, start applying
         the others, record the users of earlier batches the pool has finished; the users with
@@ -297,7 +305,9 @@ class Runner:
         report.would_do(plan.planned, would_write=plan.would_write)
         direct = await self._leased(run, plan.direct)
         report.progress.done += len(plan.ready) + len(direct)
-        await pool.submit([Work.of(p.case, p.actions) for p in plan.work])
+        await gate.forget(batch, keep=[p.case for p in plan.work if writes_user(p.actions)])
+        admitted = await gate.admit(plan.work, counted=plan.writers)
+        await pool.submit([Work.of(p.case, p.actions) for p in admitted])
         await self._recorder.outcomes(
             plan.ready + direct + pool.finished(), report, dry_run=dry_run
         )

@@ -153,8 +153,9 @@ def _record_paths() -> dict[str, Any]:
     }
     listed = {
         "type": "object",
-        "description": "`runs`, newest first, and `held_deletions`: every deletion held now,"
-        " whichever run held it (released together by a run with allow_deletes)",
+        "description": "`runs`, newest first, `held_deletions`: every deletion held now,"
+        " whichever run held it (released together by a run with allow_deletes), and"
+        " `held_writes`: every user the write guard holds now (released by allow_writes)",
     }
     runs = {
         "200": _linked(
@@ -254,6 +255,7 @@ SCHEMAS: dict[str, Any] = {
             "run": {"type": "object"},
             "errors": {"type": "array"},
             "held_deletions": {"type": "array"},
+            "held_writes": {"type": "array"},
         }
     ),
     "UserDetail": _object(
