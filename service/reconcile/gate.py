@@ -8,8 +8,8 @@ counting. The gate keeps the pass all-or-nothing this way:
   else of the batch (links, retirements, outcomes without a call) goes ahead. As soon as the
   waiting users alone exceed a limit (`writes.exceeds`: the window can only add to them) the
   gate shuts: none of them is written and every later writer of the pass is held too. So the
-  gate never keeps more than the budget's users (at most `USERSYNC_MAX_WRITES_PER_RUN` + 1,
-  a few MB), whatever the size of the source.
+  gate never keeps more than the budget's users and one batch (`USERSYNC_MAX_WRITES_PER_RUN`
+  plus `db.gather.BATCH`, 1,000), whatever the size of the source.
 - When the pass has planned everyone (`settle`), the gate decides under the Service's write
   lock with the distinct users already written within the window: allowed, the waiting users
   are logged against the window and applied together; over a limit, all are held.
