@@ -11,8 +11,8 @@ operator's explicit yes) releases them.
 An **initial sync** is never held: it is a run of a Service this service links no user of yet
 (`linked == 0`), whose every user is a create by design. Writes an initial sync or
 `allow_writes` made spend no budget (they were expected or asked for), so the runs after them
-are not held for the window's rest. The percent's base is the users linked now; creates add to
-it only once made.
+are not held for the window's rest. The percent's base is the users in reach: those linked
+now, or the users to write if there are more (creates), so 100 percent never holds a run.
 
 `exceeds` is the same limits without the window: the runner uses it while it is still counting
 a run's writes, since the window can only add to them.
@@ -72,9 +72,10 @@ def _limit_problem(count: int, *, policy: Policy, linked: int, earlier: int) -> 
     if total > policy.max_writes_per_run:
         problems.append(f"{counted} exceed max_writes_per_run ({policy.max_writes_per_run})")
         counted = f"{total} users"
-    if total * 100 > policy.max_writes_percent * linked:
+    known = max(linked, total)
+    if total * 100 > policy.max_writes_percent * known:
         problems.append(
-            f"{counted} are {total * 100 / linked:.1f}% of the {linked} linked users,"
+            f"{counted} are {total * 100 / known:.1f}% of the {known} users in reach,"
             f" over max_writes_percent ({policy.max_writes_percent:g}%)"
         )
     if not problems:

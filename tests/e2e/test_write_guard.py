@@ -165,7 +165,7 @@ async def test_the_percent_limit_counts_the_linked_users(
 
     assert run.writes_held == 3
     assert run.write_held_reason is not None
-    assert "15.0% of the 20 linked users" in run.write_held_reason
+    assert "15.0% of the 20 users in reach" in run.write_held_reason
 
 
 async def test_new_users_beyond_the_limit_are_held_too(

@@ -19,7 +19,7 @@ LIMITS = Policy(max_writes_per_run=5, max_writes_percent=10)
                      id="exactly at both limits goes ahead"),
         pytest.param(6, 1000, 0, False, False, True, "6 users to write exceed max_writes_per_run",
                      id="one over the absolute limit holds them all"),
-        pytest.param(3, 20, 0, False, False, True, "15.0% of the 20 linked users",
+        pytest.param(3, 20, 0, False, False, True, "15.0% of the 20 users in reach",
                      id="over the percent limit holds them all"),
         pytest.param(2, 1000, 4, False, False, True, "(and 4 earlier in the window)",
                      id="the window's earlier writes count with the run's"),
