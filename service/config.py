@@ -161,7 +161,8 @@ class Settings(BaseSettings):
     """Write guard: users created or updated within `deletion_window`, across runs, outside an
     initial sync; more are held (each user written may count as active for the month)."""
     max_writes_percent: float = Field(default=10.0, ge=0, le=100)
-    """Write guard: percent of the linked users created or updated within `deletion_window`."""
+    """Write guard: percent of the users in reach (linked, or those to write if more) created
+    or updated within `deletion_window`."""
     deletion_window: float = Field(default=3600.0, ge=0, le=30 * DAY)
     """Seconds of the rolling window the two deletion limits and the two write limits count
     over, across runs (0: each run on its own)."""
