@@ -8,6 +8,7 @@ none of them (the emulator is asked for no write), holds them like a mass deleti
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -208,3 +209,24 @@ async def test_a_held_user_whose_source_is_put_back_is_no_longer_held(
     assert (run.writes_held, run.users_written) == (0, 0)
     async with db() as session:
         assert await writes.held(session) == []
+
+
+async def test_a_full_run_and_a_users_run_at_once_count_each_user_once(
+    engine: AsyncEngine, db: Any, sync: Any, fast_emulator: Any
+):
+    await synced(engine, sync, 20)
+    await execute(engine, "UPDATE internal_users SET friendly_name = 'x' WHERE id < 'u05'")
+    fast_emulator.emulator.reset_stats()
+    fast_emulator.emulator.set_latency(0.2, operations=["update_user"])
+
+    full = asyncio.create_task(sync(Scope.FULL, **LIMITS))
+    users = asyncio.create_task(sync(Scope.USERS, targets=["u00", "u01", "u02"], **LIMITS))
+    runs = await asyncio.gather(full, users)
+    fast_emulator.emulator.set_latency(0.0)
+
+    assert [r.writes_held for r in runs] == [0, 0]  # 5 distinct users: the limit, not 8
+    assert sum(r.users_written for r in runs) == 5 == writes_made(fast_emulator)
+    log = await fetch_all(engine, "SELECT count(DISTINCT user_id) AS n FROM sync_write")
+    assert log == [{"n": 5}]
+    names = {u["identity"]: u["friendly_name"] for u in fast_emulator.emulator.users()}
+    assert [names[f"u{n:02d}"] for n in range(6)] == ["x"] * 5 + [None]
