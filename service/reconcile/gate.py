@@ -19,8 +19,9 @@ Held writes are kept as held rows (`db.writes`), shown by `status`, `GET /runs` 
 not touched, so every run that looks at it plans it again. The cost is latency, not memory: a
 guarded pass applies its writes after its last batch is planned instead of as they come.
 Follow-up passes of the run (users that waited for an identity) have a gate of their own,
-counted against the same window. A dry run counts the same way and says whether it would be
-held, writing nothing.
+counted against the same window (the pass before may have spent it). The deletion phase has
+nothing to gate: a user with a guarded deletion is removed or inactive, and is never written.
+A dry run counts the same way and says whether it would be held, writing nothing.
 """
 
 from __future__ import annotations
