@@ -37,7 +37,7 @@ from service.db import records, writes
 from service.domain.batch import Planned, writes_user
 from service.domain.cases import Case
 from service.domain.policy import Policy
-from service.domain.writes import exceeds, guard_writes, initial_sync
+from service.domain.writes import WriteVerdict, exceeds, guard_writes, initial_sync
 from service.reconcile.run import RunReport
 
 
@@ -106,13 +106,25 @@ class WriteGate:
         if self.state is not _State.COUNTING:
             return []
         cases = self._cases()
+        verdict = await self._decide(cases) if cases else None
+        if verdict is not None and not verdict.allowed:
+            await self._shut(reason=verdict.reason)
+            return []
+        self.state = _State.OPEN
+        await self._release(cases)
+        waiting, self.waiting = self.waiting, []
+        return waiting
+
+    async def _decide(self, cases: Sequence[Case]) -> WriteVerdict:
+        """Under the Service's write lock: the guard over these users and the window's other
+        users; allowed ones are logged against the window in the same transaction."""
+        dry_run, key = self.report.request.dry_run, self.config.service_key
         async with self.sessions.begin() as session:
-            dry_run = self.report.request.dry_run
             if not dry_run:
-                await writes.lock_window(session, service_key=self.config.service_key)
+                await writes.lock_window(session, service_key=key)
             recent = await writes.written_within(
                 session,
-                service_key=self.config.service_key,
+                service_key=key,
                 window=self.config.window,
                 besides=[c.user_id for c in cases if c.user_id is not None],
             )
@@ -125,18 +137,9 @@ class WriteGate:
             )
             if verdict.allowed and not dry_run:
                 await writes.log_applied(
-                    session,
-                    _writes(cases),
-                    service_key=self.config.service_key,
-                    run_id=self.report.run_id,
+                    session, _writes(cases), service_key=key, run_id=self.report.run_id
                 )
-        if not verdict.allowed:
-            await self._shut(reason=verdict.reason)
-            return []
-        self.state = _State.OPEN
-        await self._release(cases)
-        waiting, self.waiting = self.waiting, []
-        return waiting
+        return verdict
 
     async def forget(self, batch: Sequence[Case], *, keep: Sequence[Case]) -> None:
         """Users of a batch the pass looked at and no longer plans to write lose their held
