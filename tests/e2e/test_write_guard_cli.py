@@ -94,14 +94,20 @@ async def test_the_served_api_holds_a_mass_update_and_allow_writes_releases_it(
         await execute(engine, MASS_UPDATE)  # its events' run is held too, if it comes first
         held = await _run(served, {"scope": "incremental"})
         listed = await eventually(lambda: _all_held(served))
+        async with served.anonymous.get(served.base_url + "/metrics") as response:
+            metrics = await response.text()
         untouched = writes_made(fast_emulator)
         released = await _run(served, {"scope": "incremental", "allow_writes": True})
+        async with served.anonymous.get(served.base_url + "/metrics") as response:
+            written = await response.text()
 
     assert untouched == 0
     assert held["run"]["users_written"] == 0
     assert held["allow_writes"] is False
     assert len(listed["held_writes"]) == 20
     assert "max_writes_per_run" in listed["held_writes"][0]["held_reason"]
+    assert "usersync_writes_held 20.0" in metrics
+    assert 'usersync_users_written_total{trigger="http"} 20.0' in written
     assert (released["run"]["users_written"], released["run"]["writes_held"]) == (20, 0)
     assert released["allow_writes"] is True
     assert released["held_writes"] == []
