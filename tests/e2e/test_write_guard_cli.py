@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
-from tests.e2e.conftest import execute, insert_users
+from tests.e2e.conftest import execute, fetch_all, insert_users
 from tests.e2e.serving import FAST, Served, eventually, leading, serve_app
 from tests.e2e.test_cli import cli_env, run_cli
 from tests.e2e.test_write_guard import attributes, writes_made
@@ -129,3 +129,34 @@ async def _run(served: Served, body: dict[str, Any]) -> Any:
         return detail if detail["run"]["status"] != "running" else None
 
     return await eventually(finished)
+
+
+async def test_served_events_trickling_in_are_held_once_the_windows_budget_is_spent(
+    db: Any,
+    engine: AsyncEngine,
+    sync: Any,
+    settings_for: Callable[..., Settings],
+    fast_emulator: Any,
+):
+    limits = {"max_writes_per_run": 3, "max_writes_percent": 100}
+    await insert_users(engine, [{"id": f"u{n:02d}"} for n in range(20)])
+    await sync(**limits)
+    async with serve_app(settings_for(**FAST, **limits)) as served:
+        await leading(served)
+        await eventually(lambda: _events_done(engine))  # the initial inserts' events
+        fast_emulator.emulator.reset_stats()
+        for n in range(6):  # one row at a time, each its own event and run
+            await execute(
+                engine, "UPDATE internal_users SET friendly_name = 'x' WHERE id = :u", u=f"u{n:02d}"
+            )
+            await eventually(lambda: _events_done(engine))
+        listed = await served.get_json("/runs")
+
+    assert writes_made(fast_emulator) == 3
+    assert sorted(h["user_id"] for h in listed["held_writes"]) == ["u03", "u04", "u05"]
+    assert "3 earlier in the window" in listed["held_writes"][0]["held_reason"]
+
+
+async def _events_done(engine: AsyncEngine) -> bool:
+    [row] = await fetch_all(engine, "SELECT count(*) AS n FROM user_event WHERE done_at IS NULL")
+    return row["n"] == 0
