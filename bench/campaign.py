@@ -135,6 +135,9 @@ def campaign_env(database_url: str, emulated: Emulated) -> dict[str, str]:
         "USERSYNC_FAILURE_BACKOFF_MAX": "2",
         "USERSYNC_MAX_DELETES_PER_RUN": "1000",
         "USERSYNC_MAX_DELETES_PERCENT": "100",
+        # the campaigns check convergence under faults, not the write guard (tests/e2e do)
+        "USERSYNC_MAX_WRITES_PER_RUN": "10000000",
+        "USERSYNC_MAX_WRITES_PERCENT": "100",
         "USERSYNC_LOG_LEVEL": "WARNING",
     }
 

@@ -116,6 +116,8 @@ def policy(settings: Settings) -> Policy:
         delete_grace=timedelta(seconds=settings.delete_grace),
         suspended_role=settings.suspended_role,
         suspended_marker=settings.suspended_marker,
+        max_writes_per_run=settings.max_writes_per_run,
+        max_writes_percent=settings.max_writes_percent,
     )
 
 

@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
     sync.add_argument("--allow-deletes", action="store_true", help="release held deletions")
+    sync.add_argument(
+        "--allow-writes", action="store_true", help="release writes held by the write guard"
+    )
     sync.add_argument("--json", action="store_true", help="machine-readable report")
     commands.add_parser("serve", help="HTTP API, schedule and event consumer, until SIGTERM")
     status = commands.add_parser("status", help="recent runs, failing users, freshness")

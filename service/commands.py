@@ -127,6 +127,7 @@ def _request(args: argparse.Namespace) -> RunRequest:
         targets=tuple(args.user or ()),
         dry_run=args.dry_run,
         allow_deletes=args.allow_deletes,
+        allow_writes=args.allow_writes,
     )
 
 

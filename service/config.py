@@ -157,9 +157,15 @@ class Settings(BaseSettings):
     """Deletion guard: deletions within `deletion_window`, across runs; more are held."""
     max_deletes_percent: float = Field(default=10.0, ge=0, le=100)
     """Deletion guard: percent of the remote users in reach deleted within `deletion_window`."""
+    max_writes_per_run: int = Field(default=1000, ge=0, le=10_000_000)
+    """Write guard: users created or updated within `deletion_window`, across runs, outside an
+    initial sync; more are held (each user written may count as active for the month)."""
+    max_writes_percent: float = Field(default=10.0, ge=0, le=100)
+    """Write guard: percent of the users in reach (linked, or those to write if more) created
+    or updated within `deletion_window`."""
     deletion_window: float = Field(default=3600.0, ge=0, le=30 * DAY)
-    """Seconds of the rolling window the two deletion limits count over, across runs (0: each
-    run on its own)."""
+    """Seconds of the rolling window the two deletion limits and the two write limits count
+    over, across runs (0: each run on its own)."""
     attributes_mode: AttributesMode = AttributesMode.REPLACE
     """Who owns a remote user's attributes (`domain.policy.AttributesMode`)."""
     delete_grace: float = Field(default=0.0, ge=0, le=365 * DAY)

@@ -99,6 +99,8 @@ def _settings(url: str, emu: RunningEmulator) -> Settings:
         auth_token=emu.config.auth_token,
         write_rate=WRITE_RATE,
         max_in_flight=16,
+        # its five changes are meant, however few users it seeds (`--users 20`: 25 percent)
+        max_writes_percent=100.0,
         _env_file=None,
     )
 

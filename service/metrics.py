@@ -54,6 +54,7 @@ class Vitals:
     last_incremental_success: datetime | None
     deletions_held: int = 0
     suspensions_due: int = 0
+    writes_held: int = 0
 
 
 class _LimiterCollector(Collector):
@@ -132,6 +133,15 @@ class Metrics:
             "usersync_suspended_users_due",
             "Suspended users whose deletion grace period is over and who are not deleted yet",
         )
+        self.writes_held = gauge(
+            "usersync_writes_held",
+            "Users the write guard holds now, of every run (released by --allow-writes)",
+        )
+        self.users_written = self._counter(
+            "usersync_users_written",
+            "Users created or updated by runs (each may count as active that month)",
+            "trigger",
+        )
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
         return Counter(name, documentation, labels, registry=self.registry)
@@ -155,6 +165,8 @@ class Metrics:
     def observe_run(self, report: RunReport) -> None:
         request = report.request
         self.runs.labels(request.trigger, request.scope.value, report.status.value).inc()
+        if not request.dry_run:
+            self.users_written.labels(request.trigger).inc(report.users_written)
         for result, count in report.counts.items():
             kind, outcome = RESULT_ACTIONS.get(result, ("", ""))
             if kind and count:
@@ -176,6 +188,7 @@ class Metrics:
         self.queue_depth.set(vitals.queue_depth)
         self.deletions_held.set(vitals.deletions_held)
         self.suspensions_due.set(vitals.suspensions_due)
+        self.writes_held.set(vitals.writes_held)
         self.oldest_event_age.set(vitals.oldest_event_age_seconds)
         for status in {*SYNC_STATUSES, *vitals.users_by_status}:
             self.users.labels(status).set(vitals.users_by_status.get(status, 0))

@@ -60,6 +60,7 @@ def run_json(run: RunReport) -> dict[str, Any]:
         "api_calls": run.api_calls,
         "plan": run.planned,
         "would_write": run.would_write,
+        "users_written": run.users_written,
         "failures": [
             {
                 "user": user,
@@ -76,6 +77,9 @@ def run_json(run: RunReport) -> dict[str, Any]:
             {"user_id": d.user_id, "sid": d.sid, "identity": d.identity} for d in run.held
         ],
         "held_reason": run.held_reason,
+        "writes_held": run.writes_held,
+        "held_writes": [{"user_id": u, "identity": i} for u, i in run.held_writes],
+        "write_held_reason": run.write_held_reason,
         "waiting": [{"user_id": u, "held_by": h} for u, h in sorted(run.waiting.items())],
         "deferred": sorted(run.deferred),
         "error": run.error,
@@ -133,6 +137,12 @@ def print_run(run: RunReport, console: Console | None = None) -> None:
             table.add_row(result.value, str(run.counts[result]))
     table.add_row("api calls", str(run.api_calls))
     out.print(table)
+    if not run.request.dry_run:
+        out.print(
+            f"{run.users_written} distinct user(s) created or updated "
+            "(each may count as an active user this month)",
+            highlight=False,
+        )
     for user, failure in run.failures[:50]:
         where = f" ({safe(failure.field)})" if failure.field else ""
         request = f" \\[request {safe(failure.request_id)}]" if failure.request_id else ""
@@ -148,6 +158,11 @@ def _print_run_holds(run: RunReport, out: Console) -> None:
         reason = safe(run.held_reason or "")
         out.print(f"[yellow]{len(run.held)} deletion(s) held back[/yellow]: {reason}")
         out.print("  re-run with --allow-deletes to release them")
+    if run.writes_held:
+        verb = "would be held back" if run.request.dry_run else "held back"
+        reason = safe(run.write_held_reason or "")
+        out.print(f"[yellow]{run.writes_held} user write(s) {verb}[/yellow]: {reason}")
+        out.print("  re-run with --allow-writes to release them")
     for user, holder in sorted(run.waiting.items())[:50]:
         out.print(
             f"  [yellow]waiting[/yellow] {safe(user)}: its identity is held by user {safe(holder)}",
@@ -276,6 +291,23 @@ def _print_held(status: StatusReport, out: Console, now: datetime) -> None:
                 when(d.held_at, now),
             )
         out.print(held)
+    _print_held_writes(status, out, now)
+
+
+def _print_held_writes(status: StatusReport, out: Console, now: datetime) -> None:
+    if not status.held_writes:
+        return
+    held = Table(title="Writes held (release with: user-sync sync --allow-writes)")
+    _add_columns(held, ("user", "identity", "reason", "run", "held since"))
+    for w in status.held_writes:
+        held.add_row(
+            cell(w.user_id),
+            cell(w.identity),
+            cell(w.held_reason),
+            str(w.run_id),
+            when(w.held_at, now),
+        )
+    out.print(held)
 
 
 def _print_suspended(status: StatusReport, out: Console, now: datetime) -> None:

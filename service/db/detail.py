@@ -41,6 +41,8 @@ class RunDetail:
     target: str | None
     allow_deletes: bool
     held_deletions: list[dict[str, Any]]
+    allow_writes: bool
+    held_writes: list[dict[str, Any]]
     errors: list[ErrorView]
 
 
@@ -80,6 +82,8 @@ async def run_detail(session: AsyncSession, run_id: int) -> RunDetail | None:
         target=row.target,
         allow_deletes=row.allow_deletes,
         held_deletions=list(row.held_deletions),
+        allow_writes=row.allow_writes,
+        held_writes=list(row.held_writes),
         errors=[_error(e) for e in errors],
     )
 

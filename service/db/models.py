@@ -145,6 +145,11 @@ class SyncRun(Base):
     deletions_held: Mapped[int] = mapped_column(Integer, server_default="0")
     held_reason: Mapped[str | None] = mapped_column(Text)
     held_deletions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
+    allow_writes: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    users_written: Mapped[int] = mapped_column(Integer, server_default="0")
+    writes_held: Mapped[int] = mapped_column(Integer, server_default="0")
+    write_held_reason: Mapped[str | None] = mapped_column(Text)
+    held_writes: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
     error: Mapped[str | None] = mapped_column(Text)
     pid: Mapped[int | None] = mapped_column(Integer)
 
@@ -195,6 +200,32 @@ class SyncDeletion(Base):
     user_id: Mapped[str | None] = mapped_column(Text, index=True)
     identity: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
+    held_reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+class SyncWrite(Base):
+    """A user the write guard let a run create or update (`applied`: the rolling window's log)
+    or held for an operator's release (`held`, at most one row per user)."""
+
+    __tablename__ = "sync_write"
+    __table_args__ = (
+        Index("ix_sync_write_window", "service_key", "state", "decided_at"),
+        Index(
+            "uq_sync_write_held",
+            "service_key",
+            "user_id",
+            unique=True,
+            postgresql_where=text("state = 'held'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    service_key: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[str] = mapped_column(Text)
+    identity: Mapped[str | None] = mapped_column(Text)
     held_reason: Mapped[str | None] = mapped_column(Text)
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 

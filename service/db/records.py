@@ -47,6 +47,7 @@ class RunOpening:
     target: str | None
     dry_run: bool
     allow_deletes: bool
+    allow_writes: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,10 @@ class RunClosing:
     deletions_held: int = 0
     held_reason: str | None = None
     held_deletions: tuple[dict[str, Any], ...] = ()
+    users_written: int = 0
+    writes_held: int = 0
+    write_held_reason: str | None = None
+    held_writes: tuple[dict[str, Any], ...] = ()
     error: str | None = None
 
 
@@ -93,6 +98,7 @@ async def open_run(session: AsyncSession, opening: RunOpening) -> int:
 async def close_run(session: AsyncSession, run_id: int, closing: RunClosing) -> None:
     values = asdict(closing)
     values["held_deletions"] = list(closing.held_deletions)
+    values["held_writes"] = list(closing.held_writes)
     await session.execute(
         update(SyncRun).where(SyncRun.id == run_id).values(**values, finished_at=func.now())
     )

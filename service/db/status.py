@@ -16,10 +16,11 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.db import deletions, rows, suspensions
+from service.db import deletions, rows, suspensions, writes
 from service.db.deletions import HeldDeletion
 from service.db.models import SyncRun, SyncStateRow
 from service.db.suspensions import SuspendedUser
+from service.db.writes import HeldWrite
 from service.domain.runs import RunStatus, Scope
 from service.domain.users import SyncStatus
 
@@ -40,6 +41,11 @@ class RunSummary:
     deletions_held: int
     held_reason: str | None
     error: str | None
+    users_written: int = 0
+    """Distinct users the run created or updated (a dry run: would): each may count as an
+    active user of the month at Twilio."""
+    writes_held: int = 0
+    write_held_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,8 @@ class StatusReport:
     """Users waiting for an identity another user still holds."""
     suspended: list[SuspendedUser] = field(default_factory=list)
     """Users in their deletion grace period, with the date each will be deleted."""
+    held_writes: list[HeldWrite] = field(default_factory=list)
+    """Users the write guard holds now (released by `sync --allow-writes`)."""
 
 
 def summarise_run(row: SyncRun) -> RunSummary:
@@ -125,6 +133,7 @@ async def status_report(session: AsyncSession) -> StatusReport:
         held=await deletions.held(session),
         waiting=await failing_users(session, statuses=(SyncStatus.WAITING,)),
         suspended=await suspensions.suspended_users(session),
+        held_writes=await writes.held(session),
     )
 
 

@@ -47,6 +47,8 @@ class BatchPlan:
     """A dry run's lines, in user order."""
     would_write: int = 0
     """A dry run's users that would be created or updated."""
+    writers: list[Case] = field(default_factory=list)
+    """Those users (the write guard decides whether they would be held)."""
 
     def extend(self, later: BatchPlan) -> None:
         """Add the plan of the users after these (each list stays in user order)."""
@@ -56,6 +58,7 @@ class BatchPlan:
         self.deletions += later.deletions
         self.planned += later.planned
         self.would_write += later.would_write
+        self.writers += later.writers
 
 
 def writes_user(actions: Sequence[Action]) -> bool:
@@ -87,7 +90,9 @@ def _sort(
         out.deletions.append(Planned(case, plan.actions))
     elif plan.actions and dry_run:
         out.planned += [describe(a, roles) for a in plan.actions]
-        out.would_write += writes_user(plan.actions)
+        if writes_user(plan.actions):
+            out.would_write += 1
+            out.writers.append(case)
         out.ready.append(Outcome(case=case, result=Result.PLANNED))
     elif plan.actions:
         out.work.append(Planned(case, plan.actions))

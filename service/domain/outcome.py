@@ -78,6 +78,8 @@ class Outcome:
     """The run holds this user's lease: its state is written (which releases the lease)."""
     suspension: Suspension | None = None
     """The suspension this run applied (`Result.SUSPENDED`)."""
+    wrote: bool = False
+    """The run created or updated the remote user record (what Twilio bills as active)."""
 
     @property
     def user_id(self) -> UserId | None:

@@ -42,6 +42,8 @@ class Policy:
     not even as the old user of a rename (it is left as it is, no longer linked)."""
     max_deletes_per_run: int = 100
     max_deletes_percent: float = 10.0
+    max_writes_per_run: int = 1000
+    max_writes_percent: float = 10.0
     delete_grace: timedelta = timedelta(0)
     """A linked user gone or inactive locally is first suspended for this long (see
     `domain.suspension`); zero deletes it at once."""

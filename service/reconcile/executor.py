@@ -121,6 +121,7 @@ class Executor:
             identity=user.identity,
             retired_sid=None,
             managed_keys=action.managed_keys,
+            wrote=True,
         )
         return await self._retire(created, action.retires)
 
@@ -150,6 +151,7 @@ class Executor:
             identity=user.identity,
             retired_sid=None,
             managed_keys=action.managed_keys,
+            wrote=True,
         )
         return await self._retire(updated, action.retires)
 

@@ -25,6 +25,7 @@ from service.domain.cases import Case
 from service.domain.outcome import Outcome, deferred
 from service.domain.roles import RoleDirectory, names_a_role
 from service.domain.suspension import may_suspend
+from service.reconcile.gate import GateConfig, WriteGate
 from service.reconcile.parts import RunnerConfig, RunnerParts
 from service.reconcile.pool import ApplyPool, Work, lease_for
 from service.reconcile.progress import Phase
@@ -58,6 +59,9 @@ class Passes:
         self._sessions = parts.sessions
         self._recorder = parts.recorder
         self._config = config
+        self._gate = GateConfig(
+            policy=config.policy, window=config.deletion_window, service_key=config.service_key
+        )
 
     async def apply(self, run: RunState, request: RunRequest) -> list[Planned]:
         """Plan and apply the users of `request`'s scope; the users with guarded deletions,
@@ -65,12 +69,14 @@ class Passes:
         pool = self._pool(run)
         pending: list[Planned] = []
         held = not request.dry_run and await self._any_held()
+        gate = await WriteGate.begin(self._sessions, config=self._gate, report=run.report)
         try:
             batches = self._parts.sides.batches(
                 run.connection, run.report, source=run.source, request=request
             )
             async for batch in batches:
-                pending += await self._process(run, batch, pool, held=held)
+                pending += await self._process(run, batch, pool, held=held, gate=gate)
+            await pool.submit([Work.of(p.case, p.actions) for p in await gate.settle()])
             await self._recorder.outcomes(await pool.drain(), run.report, dry_run=request.dry_run)
         finally:
             await self._close_pool(pool, run.report, dry_run=request.dry_run)
@@ -117,7 +123,13 @@ class Passes:
             return await deletions.any_held(session, service_key=self._config.service_key)
 
     async def _process(
-        self, run: RunState, batch: Sequence[Case], pool: ApplyPool, *, held: bool
+        self,
+        run: RunState,
+        batch: Sequence[Case],
+        pool: ApplyPool,
+        *,
+        held: bool,
+        gate: WriteGate,
     ) -> list[Planned]:
         """Plan a batch; lease and record the users whose outcome needs no call, start applying
         the others, record the users of earlier batches the pool has finished; the users with
@@ -127,7 +139,9 @@ class Passes:
         report.would_do(plan.planned, would_write=plan.would_write)
         direct = await self._leased(run, plan.direct)
         report.progress.done += len(plan.ready) + len(direct)
-        await pool.submit([Work.of(p.case, p.actions) for p in plan.work])
+        await gate.forget(batch, keep=[p.case for p in plan.work if writes_user(p.actions)])
+        admitted = await gate.admit(plan.work, counted=plan.writers)
+        await pool.submit([Work.of(p.case, p.actions) for p in admitted])
         await self._recorder.outcomes(
             plan.ready + direct + pool.finished(), report, dry_run=dry_run
         )

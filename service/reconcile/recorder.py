@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.db import deletions, leases, records
+from service.db import deletions, leases, records, writes
 from service.db.records import ErrorRecord
 from service.domain.actions import Removal, removal_reason
 from service.domain.backoff import FailureBackoff
@@ -57,6 +57,7 @@ class Recorder:
             target=",".join(request.targets) or None,
             dry_run=request.dry_run,
             allow_deletes=request.allow_deletes,
+            allow_writes=request.allow_writes,
         )
         before = self._clock() - retention
         async with self._sessions.begin() as session:
@@ -65,6 +66,7 @@ class Recorder:
                 log.warning("closed runs left running by a stopped process", count=aborted)
             await records.prune_errors(session, before=before)
             await deletions.prune(session, before=before)
+            await writes.prune(session, before=before)
             return await records.open_run(session, opening)
 
     async def close_run(self, report: RunReport, *, bug: Exception | None = None) -> None:
@@ -78,6 +80,10 @@ class Recorder:
             deletions_held=len(report.held),
             held_reason=report.held_reason,
             held_deletions=tuple(_held_row(d) for d in report.held[:1000]),
+            users_written=report.users_written,
+            writes_held=report.writes_held,
+            write_held_reason=report.write_held_reason,
+            held_writes=tuple({"user_id": u, "identity": i} for u, i in report.held_writes),
             error=report.error,
         )
         try:
@@ -94,6 +100,8 @@ class Recorder:
             status=report.status.value,
             api_calls=report.api_calls,
             deletions_held=len(report.held),
+            users_written=report.users_written,
+            writes_held=report.writes_held,
             error=report.error,
             exc_info=bug or False,
             **{k: v for k, v in report.counts.items()},

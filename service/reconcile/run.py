@@ -17,6 +17,9 @@ from service.domain.outcome import Failure, Outcome, Result
 from service.domain.runs import RunStatus, Scope
 from service.reconcile.progress import RunProgress
 
+HELD_SHOWN = 1000
+"""Held writes a report (and its run record) names; `writes_held` counts them all."""
+
 
 class RunInProgress(Exception):
     """Another reconcile of this Service holds the run lock."""
@@ -38,6 +41,7 @@ class RunRequest:
     targets: tuple[str, ...] = ()
     dry_run: bool = False
     allow_deletes: bool = False
+    allow_writes: bool = False
 
 
 @dataclass(slots=True)
@@ -50,6 +54,13 @@ class RunReport:
     planned: list[str] = field(default_factory=list)
     would_write: int = 0
     """A dry run: the users it would create or update (Twilio bills each as active this month)."""
+    written: int = 0
+    """Users whose remote record this run created or updated (each once: one outcome a user)."""
+    writes_held: int = 0
+    """Users the write guard held (or, in a dry run, would hold)."""
+    held_writes: list[tuple[str, str | None]] = field(default_factory=list)
+    """The first `HELD_SHOWN` of them: (user id, identity)."""
+    write_held_reason: str | None = None
     failures: list[tuple[str, Failure]] = field(default_factory=list)
     held: list[Removal] = field(default_factory=list)
     held_reason: str | None = None
@@ -63,6 +74,12 @@ class RunReport:
     waiting: dict[str, str] = field(default_factory=dict)
     """Users waiting for their identity, and the user holding it."""
     progress: RunProgress = field(default_factory=lambda: RunProgress(watched=False))
+
+    @property
+    def users_written(self) -> int:
+        """Distinct users the run wrote, or a dry run would write: each may count as an active
+        user of the month at Twilio."""
+        return self.would_write if self.request.dry_run else self.written
 
     def listed(self, total: int) -> None:
         """A full run listed `total` remote users."""
@@ -79,6 +96,7 @@ class RunReport:
     def count(self, outcome: Outcome) -> None:
         """One user's outcome: its result, failures, and whether it was deferred or waits."""
         failed = outcome.failures and outcome.result is not Result.INVALID
+        self.written += outcome.wrote
         self.counts[Result.FAILED if failed else outcome.result] += 1
         user_id = outcome.user_id
         if outcome.result is Result.DEFERRED and user_id is not None:
@@ -100,6 +118,13 @@ class RunReport:
         if held:
             self.held_reason = reason
         return len(new)
+
+    def hold_writes(self, users: Sequence[tuple[str, str | None]], *, reason: str | None) -> None:
+        """Users whose writes the write guard held."""
+        self.writes_held += len(users)
+        self.held_writes += users[: max(0, HELD_SHOWN - len(self.held_writes))]
+        if users:
+            self.write_held_reason = reason
 
     def look_again(self) -> dict[str, str]:
         """The waiting users, taken out of the counts and of `waiting` to be looked at again."""

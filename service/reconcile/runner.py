@@ -9,7 +9,9 @@ may hold the user. A run found `running` whose process is gone is closed as abor
 
 The source relation is checked first (`db.source.inspect`), before any API call. Then one pass
 over the scope (`reconcile.passes`: its users, then its deletions, once the guard has seen all
-of them and the deletions already made within the window). Users that waited for an identity
+of them and the deletions already made within the window; creates and updates pass the
+write guard's gate, `reconcile.gate`, which applies none of a pass's writes until it knows it
+may apply them all). Users that waited for an identity
 another user of the run let go of are looked at again at the end of the run, in follow-up
 passes (a few at most), so batching changes into one run ends where running them one at a time
 would. The runner's parts (`reconcile.parts`) are wired by the composition root.

@@ -35,6 +35,7 @@ class SyncBody(BaseModel):
     scope: Literal["full", "incremental"] = "full"
     dry_run: bool = False
     allow_deletes: bool = False
+    allow_writes: bool = False
 
 
 class EventBody(BaseModel):

@@ -19,7 +19,7 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.db import deletions, events, migrate, status, suspensions
+from service.db import deletions, events, migrate, status, suspensions, writes
 from service.domain.runs import Scope
 from service.metrics import CONTENT_TYPE, Vitals
 from service.triggers.keys import ENGINE, HEAD_REVISION, LEADERSHIP, METRICS, SERVICE, SESSIONS
@@ -69,6 +69,7 @@ async def read_vitals(sessions: async_sessionmaker[AsyncSession]) -> Vitals:
             last_incremental_success=await status.last_success(session, scope=Scope.INCREMENTAL),
             deletions_held=await deletions.count_held(session),
             suspensions_due=await suspensions.count_due(session),
+            writes_held=await writes.count_held(session),
         )
 
 

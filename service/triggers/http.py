@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.db import deletions, detail, events, status, suspensions
+from service.db import deletions, detail, events, status, suspensions, writes
 from service.db.events import EventStatus, NewEvent
 from service.db.source import SourceError
 from service.db.status import as_json
@@ -37,7 +37,8 @@ MAX_RUN_ID = 2**63 - 1
 
 
 def sync_request(body: Any) -> RunRequest:
-    """`{"scope": "full"|"incremental", "dry_run": bool, "allow_deletes": bool}`, all optional."""
+    """`{"scope": "full"|"incremental", "dry_run": bool, "allow_deletes": bool,
+    "allow_writes": bool}`, all optional."""
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     asked = parsed(SyncBody, body, where="the body")
@@ -46,6 +47,7 @@ def sync_request(body: Any) -> RunRequest:
         scope=Scope(asked.scope),
         dry_run=asked.dry_run,
         allow_deletes=asked.allow_deletes,
+        allow_writes=asked.allow_writes,
     )
 
 
@@ -146,7 +148,10 @@ async def get_runs(request: web.Request) -> web.Response:
         runs = await status.recent_runs(session, limit=limit)
         held = await deletions.held(session)
         suspended = await suspensions.suspended_users(session)
-    return ok({"runs": runs, "held_deletions": held, "suspended": suspended})
+        held_writes = await writes.held(session)
+    return ok(
+        {"runs": runs, "held_deletions": held, "held_writes": held_writes, "suspended": suspended}
+    )
 
 
 async def get_run(request: web.Request) -> web.Response:

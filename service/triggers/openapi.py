@@ -153,9 +153,10 @@ def _record_paths() -> dict[str, Any]:
     }
     listed = {
         "type": "object",
-        "description": "`runs`, newest first, and `held_deletions`: every deletion held now,"
-        " whichever run held it (released together by a run with allow_deletes); `suspended`:"
-        " the users in their deletion grace period, each with its `delete_after`",
+        "description": "`runs`, newest first; `held_deletions`: every deletion held now,"
+        " whichever run held it (released together by a run with allow_deletes);"
+        " `held_writes`: every user the write guard holds now (released by allow_writes);"
+        " `suspended`: the users in their deletion grace period, each with its `delete_after`",
     }
     runs = {
         "200": _linked(
@@ -255,6 +256,7 @@ SCHEMAS: dict[str, Any] = {
             "run": {"type": "object"},
             "errors": {"type": "array"},
             "held_deletions": {"type": "array"},
+            "held_writes": {"type": "array"},
         }
     ),
     "UserDetail": _object(

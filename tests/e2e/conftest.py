@@ -34,6 +34,8 @@ def make_settings(database_url: str, emulator: Any, **overrides: Any) -> Setting
         "retry_backoff_base": 0.01,
         "retry_backoff_max": 0.05,
         "request_timeout": 2.0,
+        # correctness tests change a few of a few users; the write guard's tests set their own
+        "max_writes_percent": 100.0,
         "_env_file": None,
     }
     values.update(overrides)
@@ -67,6 +69,7 @@ async def sync(
         targets: Iterable[str] = (),
         dry_run: bool = False,
         allow_deletes: bool = False,
+        allow_writes: bool = False,
         progress: RunProgress | None = None,
         **overrides: Any,
     ) -> RunReport:
@@ -77,6 +80,7 @@ async def sync(
                 targets=tuple(targets),
                 dry_run=dry_run,
                 allow_deletes=allow_deletes,
+                allow_writes=allow_writes,
             )
             return await runtime.runner.run(request, progress=progress)
 

@@ -22,6 +22,8 @@ RUN_SETTINGS = (
     "max_in_flight",
     "max_deletes_per_run",
     "max_deletes_percent",
+    "max_writes_per_run",
+    "max_writes_percent",
     "deletion_window",
     "failure_backoff_base",
     "failure_backoff_max",

@@ -194,7 +194,7 @@ async def test_downgrading_the_suspension_revision_turns_suspended_users_back_to
                 " VALUES ('u1', 'US' || repeat('0', 32), 'alice', 'suspended', now())"
             )
         )
-    await migrate.downgrade(scratch_engine, "0005")
+    await migrate.downgrade(scratch_engine, "0007_write_guard")  # just below 0008
     async with scratch_engine.connect() as connection:
         status = await connection.scalar(text("SELECT status FROM sync_state"))
     assert status == "synced"

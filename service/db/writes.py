@@ -1,0 +1,185 @@
+"""The write log behind the write guard: users written, bounded over a rolling window.
+
+Every user a guarded run decides to create or update is logged `applied` before it is written,
+so the next run, of any scope on any replica, counts it against the window; the window counts
+distinct users, so a user written by a full run and by an event within the window counts once.
+Writes the guard holds are kept as `held` rows, one per user however many runs held them again:
+`status`, the HTTP API and the metrics show them, and a run with `allow_writes` releases them
+(each held user is still planned by the runs that look at it: its state is not touched). A
+user a run looks at and no longer plans to write (its source row was put back) loses its held
+row. Writes of an initial sync or of `allow_writes` are not logged: they spend no budget.
+
+The decision is made under a per-Service transaction lock (`lock_window`), so two runs never
+both spend the window's last writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.db.models import SyncWrite
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    user_id: str
+    identity: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldWrite:
+    user_id: str
+    identity: str | None
+    held_reason: str | None
+    run_id: int
+    held_at: datetime
+
+
+async def lock_window(session: AsyncSession, *, service_key: str) -> None:
+    """Serialise write decisions of this Service until the transaction ends."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"user-sync:writes:{service_key}"},
+    )
+
+
+async def written_within(
+    session: AsyncSession, *, service_key: str, window: timedelta, besides: Sequence[str]
+) -> int:
+    """Distinct users logged `applied` within the last `window`, other than `besides`."""
+    count = await session.scalar(
+        select(func.count(func.distinct(SyncWrite.user_id))).where(
+            SyncWrite.service_key == service_key,
+            SyncWrite.state == "applied",
+            SyncWrite.decided_at > func.now() - window,
+            SyncWrite.user_id.not_in(list(besides)),
+        )
+    )
+    return int(count or 0)
+
+
+async def log_applied(
+    session: AsyncSession, writes: Sequence[Write], *, service_key: str, run_id: int
+) -> None:
+    """Writes about to be made: logged against the window."""
+    if writes:
+        await session.execute(
+            insert(SyncWrite),
+            [_row(w, service_key=service_key, run_id=run_id, state="applied") for w in writes],
+        )
+
+
+async def release(session: AsyncSession, user_ids: Sequence[str], *, service_key: str) -> None:
+    """These users are being written: no longer held."""
+    if user_ids:
+        await session.execute(
+            delete(SyncWrite).where(
+                SyncWrite.service_key == service_key,
+                SyncWrite.state == "held",
+                SyncWrite.user_id.in_(list(user_ids)),
+            )
+        )
+
+
+async def hold(
+    session: AsyncSession,
+    writes: Sequence[Write],
+    *,
+    service_key: str,
+    run_id: int,
+    why: str | None,
+) -> None:
+    """Keep these writes held (one row per user, refreshed by every run that holds it)."""
+    if not writes:
+        return
+    rows = [
+        _row(w, service_key=service_key, run_id=run_id, state="held") | {"held_reason": why}
+        for w in writes
+    ]
+    statement = insert(SyncWrite).values(rows)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[SyncWrite.service_key, SyncWrite.user_id],
+            index_where=text("state = 'held'"),
+            set_={
+                "run_id": statement.excluded.run_id,
+                "held_reason": statement.excluded.held_reason,
+                "identity": statement.excluded.identity,
+                "decided_at": func.now(),
+            },
+        )
+    )
+
+
+async def forget_held(
+    session: AsyncSession, *, service_key: str, user_ids: Sequence[str], keep: Sequence[str]
+) -> None:
+    """Drop the held rows of these users, except `keep` (still planned to be written)."""
+    if user_ids:
+        await session.execute(
+            delete(SyncWrite).where(
+                SyncWrite.service_key == service_key,
+                SyncWrite.state == "held",
+                SyncWrite.user_id.in_(list(user_ids)),
+                SyncWrite.user_id.not_in(list(keep)),
+            )
+        )
+
+
+async def any_held(session: AsyncSession, *, service_key: str) -> bool:
+    found = await session.scalar(
+        select(SyncWrite.id)
+        .where(SyncWrite.service_key == service_key, SyncWrite.state == "held")
+        .limit(1)
+    )
+    return found is not None
+
+
+async def held(session: AsyncSession, *, limit: int = 1000) -> list[HeldWrite]:
+    """Writes held now, of every run, oldest first."""
+    rows = await session.scalars(
+        select(SyncWrite)
+        .where(SyncWrite.state == "held")
+        .order_by(SyncWrite.decided_at, SyncWrite.id)
+        .limit(limit)
+    )
+    return [
+        HeldWrite(
+            user_id=r.user_id,
+            identity=r.identity,
+            held_reason=r.held_reason,
+            run_id=r.run_id,
+            held_at=r.decided_at,
+        )
+        for r in rows
+    ]
+
+
+async def count_held(session: AsyncSession) -> int:
+    count = await session.scalar(
+        select(func.count()).select_from(SyncWrite).where(SyncWrite.state == "held")
+    )
+    return int(count or 0)
+
+
+async def prune(session: AsyncSession, *, before: datetime) -> None:
+    """Forget the log older than `before` (held rows stay until released or dropped)."""
+    await session.execute(
+        delete(SyncWrite).where(SyncWrite.state != "held", SyncWrite.decided_at < before)
+    )
+
+
+def _row(w: Write, *, service_key: str, run_id: int, state: str) -> dict[str, object]:
+    return {
+        "service_key": service_key,
+        "run_id": run_id,
+        "state": state,
+        "user_id": w.user_id,
+        "identity": w.identity,
+    }
