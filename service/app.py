@@ -118,6 +118,7 @@ def policy(settings: Settings) -> Policy:
         suspended_marker=settings.suspended_marker,
         max_writes_per_run=settings.max_writes_per_run,
         max_writes_percent=settings.max_writes_percent,
+        max_writes_percent_floor=settings.max_writes_percent_floor,
     )
 
 

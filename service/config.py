@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     max_writes_percent: float = Field(default=10.0, ge=0, le=100)
     """Write guard: percent of the users in reach (linked, or those to write if more) created
     or updated within `deletion_window`."""
+    max_writes_percent_floor: int = Field(default=10, ge=0, le=10_000_000)
+    """Write guard: users a window may write whatever the percent says (on a Service of five
+    users one edit is 20 percent, not a mass change); 0 applies the percent from one user."""
     deletion_window: float = Field(default=3600.0, ge=0, le=30 * DAY)
     """Seconds of the rolling window the two deletion limits and the two write limits count
     over, across runs (0: each run on its own)."""

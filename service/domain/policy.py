@@ -44,6 +44,8 @@ class Policy:
     max_deletes_percent: float = 10.0
     max_writes_per_run: int = 1000
     max_writes_percent: float = 10.0
+    max_writes_percent_floor: int = 10
+    """Users a window may write however small a percent of the users in reach they are."""
     delete_grace: timedelta = timedelta(0)
     """A linked user gone or inactive locally is first suspended for this long (see
     `domain.suspension`); zero deletes it at once."""

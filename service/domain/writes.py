@@ -12,7 +12,9 @@ An **initial sync** is never held: it is a run of a Service this service links n
 (`linked == 0`), whose every user is a create by design. Writes an initial sync or
 `allow_writes` made spend no budget (they were expected or asked for), so the runs after them
 are not held for the window's rest. The percent's base is the users in reach: those linked
-now, or the users to write if there are more (creates), so 100 percent never holds a run.
+now, or the users to write if there are more (creates), so 100 percent never holds a run; and
+a window that writes at most `max_writes_percent_floor` users is never held by the percent (a
+Service of five users is not held for one edit).
 
 `exceeds` is the same limits without the window: the runner uses it while it is still counting
 a run's writes, since the window can only add to them.
@@ -73,7 +75,8 @@ def _limit_problem(count: int, *, policy: Policy, linked: int, earlier: int) -> 
         problems.append(f"{counted} exceed max_writes_per_run ({policy.max_writes_per_run})")
         counted = f"{total} users"
     known = max(linked, total)
-    if total * 100 > policy.max_writes_percent * known:
+    over_floor = total > policy.max_writes_percent_floor
+    if over_floor and total * 100 > policy.max_writes_percent * known:
         problems.append(
             f"{counted} are {total * 100 / known:.1f}% of the {known} users in reach,"
             f" over max_writes_percent ({policy.max_writes_percent:g}%)"

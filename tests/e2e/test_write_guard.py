@@ -162,11 +162,27 @@ async def test_the_percent_limit_counts_the_linked_users(
     await synced(engine, sync, 20)
     await execute(engine, "UPDATE internal_users SET friendly_name = 'x' WHERE id < 'u03'")
 
-    run = await sync(Scope.INCREMENTAL, max_writes_per_run=1000, max_writes_percent=10)
+    run = await sync(
+        Scope.INCREMENTAL,
+        max_writes_per_run=1000,
+        max_writes_percent=10,
+        max_writes_percent_floor=0,
+    )
 
     assert run.writes_held == 3
     assert run.write_held_reason is not None
     assert "15.0% of the 20 users in reach" in run.write_held_reason
+
+
+async def test_a_few_edits_of_a_small_service_are_under_the_percent_floor(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await synced(engine, sync, 20)
+    await execute(engine, "UPDATE internal_users SET friendly_name = 'x' WHERE id < 'u03'")
+
+    run = await sync(Scope.INCREMENTAL, max_writes_per_run=1000, max_writes_percent=10)
+
+    assert (run.writes_held, run.users_written) == (0, 3)
 
 
 async def test_new_users_beyond_the_limit_are_held_too(

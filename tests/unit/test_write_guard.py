@@ -7,7 +7,7 @@ import pytest
 from service.domain.policy import Policy
 from service.domain.writes import exceeds, guard_writes, initial_sync
 
-LIMITS = Policy(max_writes_per_run=5, max_writes_percent=10)
+LIMITS = Policy(max_writes_per_run=5, max_writes_percent=10, max_writes_percent_floor=0)
 
 
 @pytest.mark.parametrize(
@@ -74,3 +74,16 @@ def test_a_zero_limit_holds_every_write_outside_an_initial_sync() -> None:
     none = Policy(max_writes_per_run=0, max_writes_percent=100)
     assert not guard_writes(1, policy=none, linked=10, allow_writes=False).allowed
     assert guard_writes(1, policy=none, linked=0, allow_writes=False).allowed
+
+
+def test_a_small_service_takes_its_everyday_edits_under_the_percent_floor() -> None:
+    small = Policy(max_writes_per_run=1000, max_writes_percent=10, max_writes_percent_floor=10)
+    one_edit_of_five = guard_writes(1, policy=small, linked=5, allow_writes=False)
+    assert one_edit_of_five.allowed and one_edit_of_five.guarded
+    ten_in_the_window = guard_writes(4, policy=small, linked=5, allow_writes=False,
+                                     written_recently=6)  # fmt: skip
+    assert ten_in_the_window.allowed
+    eleven = guard_writes(5, policy=small, linked=5, allow_writes=False, written_recently=6)
+    assert (
+        not eleven.allowed and eleven.reason is not None and "max_writes_percent" in eleven.reason
+    )
