@@ -43,6 +43,7 @@ from service.conversations.retry import RetryPolicy as CallRetry
 from service.conversations.stats import Observer
 from service.db import affinity, connectivity, locks, migrate
 from service.db.engine import create_engine, create_sessionmaker
+from service.domain.audit import AuditPolicy
 from service.domain.backoff import next_attempt_delay
 from service.domain.outcome import RetryPolicy
 from service.domain.policy import Policy
@@ -50,7 +51,7 @@ from service.metrics import Metrics
 from service.reconcile import failure
 from service.reconcile.run import RunReport
 from service.reconcile.runner import Runner, RunnerConfig
-from service.triggers import auth, health, http, keys, openapi, responses, webhooks
+from service.triggers import auth, health, http, keys, openapi, responses, trail, webhooks
 from service.triggers.duties import Duties
 from service.triggers.leader import LEADER_URL, Leadership
 from service.triggers.priority import PriorityLimiter
@@ -157,6 +158,11 @@ def runner_config(settings: Settings, *, service_sid: str) -> RunnerConfig:
         ),
         error_retention=timedelta(days=settings.error_retention_days),
         deletion_window=timedelta(seconds=settings.deletion_window),
+        audit=AuditPolicy(
+            enabled=settings.audit,
+            values=settings.audit_attribute_values,
+            retention=timedelta(days=settings.audit_retention_days),
+        ),
     )
 
 
@@ -317,7 +323,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     application[keys.SERVICE] = keys.ServiceState()
     application.cleanup_ctx.append(partial(_serving_context, clock=clock))
     application.on_shutdown.append(_stop_intake)
-    for add_routes in (health.add_routes, http.add_routes, webhooks.add_routes, openapi.add_routes):
+    routes = (health, http, trail, webhooks, openapi)
+    for add_routes in (module.add_routes for module in routes):
         add_routes(application)
     return application
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from service.domain.actions import Action, CreateUser, DeleteUser, UpdateUser, describe
+from service.domain.audit import AuditEntry, planned_entries
 from service.domain.cases import Case
 from service.domain.outcome import Failure, Outcome, Result, already_recorded, unchanged
 from service.domain.plan import CasePlan, plan_case
@@ -46,6 +47,8 @@ class BatchPlan:
     """A dry run's lines, in user order."""
     would_write: int = 0
     """A dry run's users that would be created or updated."""
+    audit: list[AuditEntry] = field(default_factory=list)
+    """A dry run's audit trail entries: what the run would record."""
 
     def extend(self, later: BatchPlan) -> None:
         """Add the plan of the users after these (each list stays in user order)."""
@@ -55,6 +58,7 @@ class BatchPlan:
         self.deletions += later.deletions
         self.planned += later.planned
         self.would_write += later.would_write
+        self.audit += later.audit
 
 
 def writes_user(actions: Sequence[Action]) -> bool:
@@ -86,6 +90,7 @@ def _sort(
         out.deletions.append(Planned(case, plan.actions))
     elif plan.actions and dry_run:
         out.planned += [describe(a, roles) for a in plan.actions]
+        out.audit += planned_entries(plan.actions, roles=roles)
         out.would_write += writes_user(plan.actions)
         out.ready.append(Outcome(case=case, result=Result.PLANNED))
     elif plan.actions:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from service.domain.actions import Action
+from service.domain.audit import AuditEntry
 from service.domain.backoff import is_quarantined, next_attempt_delay
 from service.domain.cases import Case
 from service.domain.users import (
@@ -72,6 +74,10 @@ class Outcome:
     waits_for: UserId | None = None
     leased: bool = False
     """The run holds this user's lease: its state is written (which releases the lease)."""
+    actions: tuple[Action, ...] = ()
+    """The actions the executor tried for this user, in order (a re-plan's too)."""
+    audit: tuple[AuditEntry, ...] = ()
+    """The audit trail's entries of this user's writes (`domain.audit`)."""
 
     @property
     def user_id(self) -> UserId | None:

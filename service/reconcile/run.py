@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from service.domain.actions import DeleteUser
+from service.domain.audit import AuditEntry
 from service.domain.outcome import Failure, Outcome, Result
 from service.domain.runs import RunStatus, Scope
 from service.reconcile.progress import RunProgress
@@ -53,6 +54,8 @@ class RunReport:
     planned: list[str] = field(default_factory=list)
     would_write: int = 0
     """A dry run: the users it would create or update (Twilio bills each as active this month)."""
+    audit: list[AuditEntry] = field(default_factory=list)
+    """A dry run: the audit trail entries it would record (it records none)."""
     failures: list[tuple[str, Failure]] = field(default_factory=list)
     held: list[DeleteUser] = field(default_factory=list)
     held_reason: str | None = None
@@ -71,10 +74,18 @@ class RunReport:
         """A full run listed `total` remote users."""
         self.remote_total = total
 
-    def would_do(self, lines: Iterable[str], *, would_write: int, users: int | None = None) -> None:
-        """A dry run's plan lines; `users`, if given, counted `planned` here (the deletion
-        phase's users have no outcome)."""
+    def would_do(
+        self,
+        lines: Iterable[str],
+        *,
+        would_write: int,
+        users: int | None = None,
+        audit: Iterable[AuditEntry] = (),
+    ) -> None:
+        """A dry run's plan lines and the audit entries it would record; `users`, if given,
+        counted `planned` here (the deletion phase's users have no outcome)."""
         self.planned += lines
+        self.audit += audit
         self.would_write += would_write
         if users is not None:
             self.counts[Result.PLANNED] += users

@@ -29,6 +29,7 @@ from service.db import deletions, gather, leases, locks, source
 from service.db.gather import Probe
 from service.db.leases import Lease
 from service.domain.actions import DeleteUser, describe
+from service.domain.audit import AuditPolicy, held_entries, planned_entries
 from service.domain.batch import BatchPlan, Planned, plan_batch, writes_user
 from service.domain.cases import Case
 from service.domain.outcome import Outcome, RetryPolicy, deferred
@@ -72,6 +73,12 @@ class RunnerConfig:
     retry: RetryPolicy
     error_retention: timedelta
     deletion_window: timedelta = timedelta(hours=1)
+    audit: AuditPolicy = field(default_factory=AuditPolicy)
+
+    @property
+    def trail(self) -> AuditPolicy | None:
+        """The audit trail's settings, None when it is off."""
+        return self.audit if self.audit.enabled else None
 
 
 def _lock_kind(scope: Scope) -> str:
@@ -120,7 +127,7 @@ class Runner:
             client, sessions=self._sessions, clock=clock, service_key=config.service_key
         )
         self._recorder = Recorder(
-            self._sessions, retry=config.retry, clock=clock, on_close=on_close
+            self._sessions, retry=config.retry, clock=clock, on_close=on_close, audit=config.trail
         )
 
     async def run(
@@ -255,6 +262,7 @@ class Runner:
             policy=self._config.policy,
             holder_of=self._holder_of,
             roles=lambda: run.roles,
+            audit=self._config.trail,
         )
         return ApplyPool(executor, size=size, progress=run.report.progress, lease=lease)
 
@@ -294,7 +302,7 @@ class Runner:
         guarded deletions, for the deletion phase."""
         report, dry_run = run.report, run.report.request.dry_run
         plan = await self._plan(run, batch)
-        report.would_do(plan.planned, would_write=plan.would_write)
+        report.would_do(plan.planned, would_write=plan.would_write, audit=plan.audit)
         direct = await self._leased(run, plan.direct)
         report.progress.done += len(plan.ready) + len(direct)
         await pool.submit([Work.of(p.case, p.actions) for p in plan.work])
@@ -363,6 +371,7 @@ class Runner:
         # (stale) deletion and an orphan there, one deletion
         planned = {a.sid for d in pending for a in d.actions if isinstance(a, DeleteUser)}
         pending += [Planned(g, (d,)) for g, d in orphans if d.sid not in planned]
+        held_before = len(report.held)
         verdict = await decide(
             self._sessions,
             pending,
@@ -372,13 +381,17 @@ class Runner:
             report=report,
             full=full,
         )
+        await self._recorder.held(report.held[held_before:], report)
         work = verdict.work
         if pending:
             report.progress.phase = Phase.DELETING
         if report.request.dry_run:
-            lines = [describe(a) for w in work for a in w.actions]
+            actions = [a for w in work for a in w.actions]
             report.would_do(
-                lines, would_write=sum(writes_user(w.actions) for w in work), users=len(work)
+                [describe(a, run.roles) for a in actions],
+                would_write=sum(writes_user(w.actions) for w in work),
+                users=len(work),
+                audit=planned_entries(actions, roles=run.roles) + held_entries(report.held),
             )
             report.progress.done += len(work)
             return
