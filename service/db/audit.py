@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -85,7 +85,7 @@ async def save(
     """Append these entries of run `run_id`; `again`: decisions against a write, which are
     not repeated (`_INSERT_AGAIN`)."""
     if entries:
-        rows = json.dumps([asdict(e) for e in entries])
+        rows = json.dumps([{name: getattr(e, name) for name in _COLUMNS} for e in entries])
         statement = _INSERT_AGAIN if again else _INSERT
         await session.execute(statement, {"entries": rows, "run": run_id})
 

@@ -13,8 +13,9 @@ says so. Nothing here reads the clock; the database stamps each entry.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeAlias
 
@@ -86,15 +87,13 @@ def entries_of(
     for action in actions:
         writing = None if isinstance(action, LinkUser) else action
         if writing is not None and left and left[0].operation == _OPERATIONS[type(writing)]:
-            entry = _answered(writing, left.pop(0), roles=roles, policy=policy)
-            done = entry.outcome == "created"
-            entries.append(replace(entry, sid=created) if done else entry)
+            entries.append(_entry(writing, left.pop(0), roles=roles, policy=policy, new=created))
         retires = getattr(action, "retires", None)
         if retires is not None and left and left[0].operation == "delete_user":
             old = DeleteUser(
                 user_id=action.user_id, sid=retires, identity="", reason=DeleteReason.RENAME
             )
-            entries.append(_answered(old, left.pop(0), roles=roles, policy=policy))
+            entries.append(_entry(old, left.pop(0), roles=roles, policy=policy))
     return entries
 
 
@@ -106,7 +105,7 @@ def planned_entries(
     for action in actions:
         if isinstance(action, CreateUser | UpdateUser | DeleteUser):
             shown = policy or AuditPolicy()
-            entries.append(_entry(action, outcome="planned", roles=roles, policy=shown))
+            entries.append(_entry(action, PLANNED, roles=roles, policy=shown))
         retires = getattr(action, "retires", None)
         if retires is not None:
             entries.append(
@@ -152,26 +151,15 @@ def invalid_entry(
     )
 
 
-def _answered(
-    action: CreateUser | UpdateUser | DeleteUser,
-    answer: Answer,
-    *,
-    roles: RoleDirectory,
-    policy: AuditPolicy,
-) -> AuditEntry:
-    entry = _entry(action, outcome=_outcome(answer), roles=roles, policy=policy)
-    return replace(
-        entry,
-        http_status=answer.status,
-        twilio_code=answer.twilio_code,
-        request_id=answer.request_id,
-        message=answer.message,
-    )
+PLANNED = Answer(operation="planned", status=None)
+"""A dry run's "answer": the write was not made."""
 
 
 def _outcome(answer: Answer) -> str:
     """What the answer made of the write: done, `gone` (a delete of a user already deleted:
     the end state wanted), `exists` (a create of a user that exists: adopted next), failed."""
+    if answer is PLANNED:
+        return "planned"
     status = answer.status
     if status is not None and status < 400:
         return _DONE[answer.operation]
@@ -184,22 +172,30 @@ def _outcome(answer: Answer) -> str:
 
 def _entry(
     action: CreateUser | UpdateUser | DeleteUser,
+    answer: Answer,
     *,
-    outcome: str,
     roles: RoleDirectory,
     policy: AuditPolicy,
+    new: str | None = None,
 ) -> AuditEntry:
+    """The entry of `action` as `answer` answered it; `new`, the sid a create made."""
     reason = str(action.reason) if isinstance(action, DeleteUser) else None
     if isinstance(action, UpdateUser) and action.adopted:
         reason = "adopted"
+    outcome = _outcome(answer)
+    made = new if outcome == "created" else None
     return AuditEntry(
         user_id=action.user_id,
         identity=action.identity or None,
-        sid=None if isinstance(action, CreateUser) else action.sid,
+        sid=made if isinstance(action, CreateUser) else action.sid,
         action=str(action.kind),
         outcome=outcome,
         reason=reason,
         changes=change_summary(action, roles=roles, policy=policy),
+        http_status=answer.status,
+        twilio_code=answer.twilio_code,
+        request_id=answer.request_id,
+        message=answer.message,
     )
 
 
@@ -240,6 +236,8 @@ def _role(sid: str, roles: RoleDirectory) -> dict[str, str | None]:
 def key_changes(old: str | None, new: str, *, policy: AuditPolicy) -> Changes:
     """The attribute keys added, removed and changed from `old` to `new` (JSON objects as
     text; text that is not an object counts as no keys). Values only if the policy keeps them."""
+    if old is None and not policy.values:  # a create: only the keys, read at C speed
+        return {"added": sorted(_keys(new)), "removed": [], "changed": []}
     before, after = _object(old), _object(new)
     summary: Changes = {
         "added": sorted(after.keys() - before.keys()),
@@ -262,3 +260,12 @@ def _object(text: str | None) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
     return {str(k): attributes.compact(v) for k, v in value.items()}
+
+
+def _keys(text: str) -> list[str]:
+    """The top-level keys of a JSON object as text (none if it is not one)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    return [str(k) for k in value] if isinstance(value, dict) else []

@@ -134,9 +134,10 @@ class Recorder:
                 released.append(outcome.user_id)
             else:
                 states.append(record)
-        if dry_run:
+        if dry_run:  # shown, not stored
             report.would_do([], would_write=0, audit=trail.refused)
-        elif states or errors or released or trail:
+            trail = _Trail()
+        if states or errors or released or trail:
             await self._save(states, errors, released, trail=trail, run_id=report.run_id)
 
     async def _save(
