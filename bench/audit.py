@@ -9,6 +9,10 @@
 - a no-change full run and a no-change incremental run over `--nochange-users`, both sides
   seeded alike and linked first: seconds off and on, and the entries written (none).
 
+- cost: the trail's own work for `--cost-users` creates, in process and without a run around
+  it, so the machine's noise does not hide it: building the entries (the executor's part),
+  and writing them in batches of 500 (the recorder's one statement per batch), per user.
+
 Off and on alternate, `--rounds` times each, every round in a fresh scratch database and a
 reset emulator; the best round of each is compared (the machine is shared: the spread between
 rounds is printed too). Figures are printed, never asserted.
@@ -18,10 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sync import (
     control,
     counts,
@@ -35,10 +42,16 @@ from sync import (
 )
 
 from service.config import Settings
+from service.db import audit, records
 from service.db.engine import create_engine
+from service.domain.actions import CreateUser
+from service.domain.audit import Answer, AuditPolicy, entries_of
+from service.domain.roles import RoleDirectory
+from service.domain.users import UserId
 from service.reconcile.run import Scope
 
 Measure = Callable[[bool], Awaitable[tuple[float, int]]]
+BATCH = 500
 
 
 async def entries(url: str) -> int:
@@ -63,10 +76,10 @@ async def compare(name: str, measure: Measure, *, rounds: int) -> str:
     seconds: dict[bool, list[float]] = {False: [], True: []}
     written: dict[bool, int] = {}
     for _ in range(rounds):
-        for audit in (False, True):
-            took, rows = await measure(audit)
-            seconds[audit].append(took)
-            written[audit] = rows
+        for on in (False, True):
+            took, rows = await measure(on)
+            seconds[on].append(took)
+            written[on] = rows
     off, on = min(seconds[False]), min(seconds[True])
     spread = {k: ", ".join(f"{s:.2f}" for s in v) for k, v in seconds.items()}
     print(f"-- {name}")
@@ -110,6 +123,57 @@ async def no_change(args: argparse.Namespace) -> list[str]:
     return summary
 
 
+async def cost(args: argparse.Namespace) -> str:
+    users = args.cost_users
+    answer = Answer(operation="create_user", status=201, request_id="RQ" + "0" * 32)
+    actions = [
+        CreateUser(
+            user_id=UserId(f"user-{g}"),
+            identity=f"user{g}@example.com",
+            friendly_name=f"User {g}",
+            attributes_json=json.dumps({"n": g, "team": f"team-{g % 7}"}),
+            role_sid=None,
+        )
+        for g in range(users)
+    ]
+    roles, policy = RoleDirectory.unread(), AuditPolicy()
+    started = time.perf_counter()
+    built = [entries_of([a], [answer], roles=roles, policy=policy, created="US") for a in actions]
+    building = time.perf_counter() - started
+    async with scratch_database(args.server) as url:
+        engine = create_engine(url, pool_size=1)
+        sessions = async_sessionmaker(engine)
+        async with sessions.begin() as session:
+            run_id = await records.open_run(session, OPENING)
+        started = time.perf_counter()
+        for first in range(0, users, BATCH):
+            async with sessions.begin() as session:
+                batch = [e for entries in built[first : first + BATCH] for e in entries]
+                await audit.save(session, batch, run_id=run_id)
+        writing = time.perf_counter() - started
+        await engine.dispose()
+    per_user = (building + writing) / users * 1e6
+    print(f"-- cost of the trail alone, {users:,} creates")
+    print(f"   building entries: {building:.2f} s ({building / users * 1e6:.0f} us per user)")
+    print(
+        f"   writing them, {BATCH} per statement: {writing:.2f} s "
+        f"({writing / users * 1e6:.0f} us per user)"
+    )
+    return (
+        f"the trail alone: {per_user:.0f} us per created user ({building:.2f} s + {writing:.2f} s)"
+    )
+
+
+OPENING = records.RunOpening(
+    service_key="bench",
+    trigger="bench",
+    scope="full",
+    target=None,
+    dry_run=False,
+    allow_deletes=False,
+)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432/postgres")
@@ -118,13 +182,21 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--nochange-users", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--cost-users", type=int, default=20_000)
+    parser.add_argument(
+        "--parts", default="initial,nochange,cost", help="which of initial, nochange, cost"
+    )
     return parser.parse_args()
 
 
 async def main(args: argparse.Namespace) -> None:
     print("\n== the audit trail off and on (USERSYNC_AUDIT), limits and latency off")
-    summary = [await initial(args, users) for users in args.initial_users]
-    summary += await no_change(args)
+    parts = args.parts.split(",")
+    summary = [await initial(args, n) for n in args.initial_users] if "initial" in parts else []
+    if "nochange" in parts:
+        summary += await no_change(args)
+    if "cost" in parts:
+        summary.append(await cost(args))
     print("\n== summary")
     for line in summary:
         print(f"   {line}")

@@ -223,7 +223,8 @@ class SyncAudit(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-    run_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("sync_run.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(BigInteger)
+    """No foreign key: rows are inserted joined with their run (see migration 0006)."""
     service_key: Mapped[str] = mapped_column(Text)
     trigger: Mapped[str] = mapped_column(Text)
     scope: Mapped[str] = mapped_column(Text)

@@ -4,6 +4,8 @@ Append-only: a trigger refuses every UPDATE (rows are only inserted, by the reco
 deleted, by the pruner past `USERSYNC_AUDIT_RETENTION_DAYS`). Read by user (`user_id`, newest
 first: the index scans backwards) and by run (`run_id`); the pruner finds old rows through a
 BRIN index on `at`, which costs next to nothing to keep on a table written in time order.
+`run_id` has no foreign key: every row is inserted by a join with its `sync_run` row (runs are
+never deleted), and the per-row check would cost each write of the trail a fifth more.
 
 Revision ID: 0006_audit_trail
 Revises: 0005
@@ -47,12 +49,6 @@ def upgrade() -> None:
         sa.Column("twilio_code", sa.Integer(), nullable=True),
         sa.Column("request_id", sa.Text(), nullable=True),
         sa.Column("message", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["run_id"],
-            ["sync_run.id"],
-            name=op.f("fk_sync_audit_run_id_sync_run"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sync_audit")),
     )
     op.create_index("ix_sync_audit_user", "sync_audit", ["user_id", "at", "id"])
