@@ -111,6 +111,8 @@ def _role(role: dict[str, str | None] | None) -> str:
 def print_history(
     key: str, rows: Sequence[AuditRow], *, now: datetime, console: Console | None = None
 ) -> None:
+    """Each entry under its time and run; a line is never cut or folded by the console (the
+    terminal wraps it), so ids and request ids stay whole to copy."""
     out = console or Console()
     if not rows:
         out.print(f"no audit trail for {safe(key)}", highlight=False)
@@ -121,4 +123,4 @@ def print_history(
             f"{stamp}  run {row.run_id} ({safe(row.trigger)}, {safe(row.scope)})",
             highlight=False,
         )
-        out.print(f"  {entry_line(row.entry)}", markup=False, highlight=False)
+        out.print(f"  {entry_line(row.entry)}", markup=False, highlight=False, soft_wrap=True)

@@ -127,7 +127,8 @@ def print_run(run: RunReport, console: Console | None = None) -> None:
             out.print(f"  {printable(line)}", markup=False, highlight=False)
         out.print(f"[bold]Audit trail[/bold] it would record: {len(run.audit)} entries")
         for entry in run.audit:
-            out.print(f"  {history.entry_line(entry)}", markup=False, highlight=False)
+            line = history.entry_line(entry)
+            out.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     table = Table(title=f"Run {run.run_id}: {run.request.scope.value}, {run.status.value}")
     table.add_column("outcome")
     table.add_column("users", justify="right")

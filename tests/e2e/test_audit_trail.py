@@ -274,3 +274,20 @@ async def test_the_api_refuses_bad_paging_and_unknown_runs(served: Served):
         assert response.status == 404
     empty = await served.get_json("/users/nobody/history")
     assert empty == {"user": "nobody", "entries": [], "next": None}
+
+
+async def test_history_shows_hostile_data_as_written_never_as_markup_or_escapes(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
+):
+    env = cli_env(database_url, fast_emulator)
+    name = "[red]Eve\x1b[2J"
+    await insert_users(engine, [{"id": "u1", "identity": "[bold]eve", "friendly_name": name}])
+    await run_cli("sync", env=env)
+
+    code, out, _ = await run_cli("history", "[bold]eve", env=env)
+
+    assert code == 0
+    assert "create [bold]eve (user u1) US" in out
+    assert "friendly_name none → '[red]Eve\\x1b[2J'" in out
+    assert "\x1b" not in out
+    assert "run 1 (cli, full)" in out
