@@ -127,4 +127,5 @@ async def test_the_audit_trail_revision_goes_down_to_0005_and_up_again(
     assert leftover == 0
 
     await migrate.upgrade(scratch_engine)
-    assert await migrate.current_revision(scratch_engine) == "0006_audit_trail"
+    assert "sync_audit" in await _tables(scratch_engine)
+    assert await migrate.current_revision(scratch_engine) == migrate.head_revision()
