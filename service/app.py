@@ -43,6 +43,7 @@ from service.conversations.retry import CallRetry
 from service.conversations.stats import Observer
 from service.db import affinity, connectivity, locks, migrate
 from service.db.engine import create_engine, create_sessionmaker
+from service.domain.audit import AuditPolicy
 from service.domain.backoff import FailureBackoff, next_attempt_delay
 from service.domain.policy import Policy
 from service.domain.roles import RoleDirectory
@@ -54,7 +55,7 @@ from service.reconcile.recorder import Recorder
 from service.reconcile.run import RunReport
 from service.reconcile.runner import Runner
 from service.reconcile.sides import Sides
-from service.triggers import auth, health, http, keys, openapi, responses, webhooks
+from service.triggers import auth, health, http, keys, openapi, responses, trail, webhooks
 from service.triggers.duties import Duties, DutiesConfig
 from service.triggers.events import ConsumerConfig
 from service.triggers.leader import LEADER_URL, Leadership
@@ -169,6 +170,11 @@ def runner_config(settings: Settings, *, service_sid: str) -> RunnerConfig:
         ),
         error_retention=timedelta(days=settings.error_retention_days),
         deletion_window=timedelta(seconds=settings.deletion_window),
+        audit=AuditPolicy(
+            enabled=settings.audit,
+            values=settings.audit_attribute_values,
+            retention=timedelta(days=settings.audit_retention_days),
+        ),
     )
 
 
@@ -276,9 +282,21 @@ class Connections:
         sides = Sides(client, sessions=self.sessions, clock=utc_now, service_key=config.service_key)
 
         def executor(roles: Callable[[], RoleDirectory]) -> Executor:
-            return Executor(client, policy=config.policy, holder_of=sides.holder_of, roles=roles)
+            return Executor(
+                client,
+                policy=config.policy,
+                holder_of=sides.holder_of,
+                roles=roles,
+                audit=config.trail,
+            )
 
-        recorder = Recorder(self.sessions, backoff=config.backoff, clock=utc_now, on_close=on_close)
+        recorder = Recorder(
+            self.sessions,
+            backoff=config.backoff,
+            clock=utc_now,
+            on_close=on_close,
+            audit=config.trail,
+        )
         return RunnerParts(
             client=client,
             sessions=self.sessions,
@@ -359,7 +377,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     application[keys.SERVICE] = keys.ServiceState()
     application.cleanup_ctx.append(partial(_serving_context, clock=clock))
     application.on_shutdown.append(_stop_intake)
-    for add_routes in (health.add_routes, http.add_routes, webhooks.add_routes, openapi.add_routes):
+    routes = (health, http, trail, webhooks, openapi)
+    for add_routes in (module.add_routes for module in routes):
         add_routes(application)
     return application
 

@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", help="HTTP API, schedule and event consumer, until SIGTERM")
     status = commands.add_parser("status", help="recent runs, failing users, freshness")
     status.add_argument("--json", action="store_true", help="machine-readable report")
+    history = commands.add_parser("history", help="what the service wrote to one user, and why")
+    history.add_argument("user", type=_user_key, metavar="ID_OR_IDENTITY", help="the user")
+    history.add_argument(
+        "--limit", type=_history_limit, default=50, help="newest entries to show (default 50)"
+    )
+    history.add_argument("--json", action="store_true", help="machine-readable report")
     demo = commands.add_parser("demo", help="the whole job end to end on an embedded Postgres")
     demo.add_argument("--users", type=_demo_users, default=2000, help="how many users to seed")
     demo.add_argument("--keep", action="store_true", help="leave database and emulator running")
@@ -66,6 +72,19 @@ def _user_key(value: str) -> str:
     if not value or len(value) > MAX_USER_KEY:
         raise argparse.ArgumentTypeError(f"must be 1 to {MAX_USER_KEY} characters")
     return value
+
+
+MAX_HISTORY = 1000
+
+
+def _history_limit(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {value!r}") from None
+    if not 1 <= count <= MAX_HISTORY:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_HISTORY:,}")
+    return count
 
 
 def _demo_users(value: str) -> int:

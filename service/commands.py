@@ -11,14 +11,15 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 
 import structlog
 from rich.console import Console
 
-from service import app, report
+from service import app, history, report
 from service.cli import EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from service.config import ConfigError, Settings
-from service.db import connectivity, migrate
+from service.db import audit, connectivity, migrate
 from service.db.connectivity import DatabaseUnavailable
 from service.db.embedded import EmbeddedPostgresMissing, EmbeddedPostgresUnavailable
 from service.db.status import as_json, status_report
@@ -106,6 +107,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings, shutdown: Shut
         return await _migrate(settings)
     if args.command == "status":
         return await _status(settings, as_json_output=args.json)
+    if args.command == "history":
+        return await _history(args, settings)
     if args.command == "serve":
         await app.serve(settings, until=shutdown.requested.wait)
         return EXIT_OK
@@ -181,6 +184,19 @@ async def _status(settings: Settings, *, as_json_output: bool) -> int:
     else:
         report.print_api(api)
         report.print_status(summary)
+    return EXIT_OK
+
+
+async def _history(args: argparse.Namespace, settings: Settings) -> int:
+    """The user's audit trail, newest first (`service.history`)."""
+    async with app.database(settings) as engine, app.sessions(engine)() as session:
+        await migrate.require_head(engine, where=_where(settings))
+        rows = await audit.of_user(session, args.user, limit=args.limit)
+    if args.json:
+        entries = [history.row_json(r) for r in rows]
+        print(json.dumps({"user": args.user, "entries": entries}, indent=2))
+    else:
+        history.print_history(args.user, rows, now=datetime.now(UTC))
     return EXIT_OK
 
 

@@ -188,6 +188,14 @@ class Settings(BaseSettings):
     interval, and listed by `status`)."""
     error_retention_days: int = Field(default=30, ge=1, le=3650)
     """Days `sync_error` rows and the deletion log are kept before they are pruned."""
+    audit: bool = True
+    """Keep the audit trail (`sync_audit`): every write made to a user and every write decided
+    against (held, invalid). Off only to measure what it costs."""
+    audit_retention_days: int = Field(default=365, ge=1, le=3650)
+    """Days audit trail entries are kept before they are pruned (at most ten years)."""
+    audit_attribute_values: bool = False
+    """Keep attribute values (old and new) in the audit trail, not only the keys that change:
+    they are personal data."""
 
     # --- serve ------------------------------------------------------------------------
     http_host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces

@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from service import history
 from service.config import Settings
 from service.db.status import StatusReport
 from service.display import cell, printable, safe, when
@@ -61,6 +62,7 @@ def run_json(run: RunReport) -> dict[str, Any]:
         "plan": run.planned,
         "would_write": run.would_write,
         "users_written": run.users_written,
+        "audit": [history.entry_json(e) for e in run.audit],
         "failures": [
             {
                 "user": user,
@@ -129,6 +131,10 @@ def print_run(run: RunReport, console: Console | None = None) -> None:
         )
         for line in run.planned:
             out.print(f"  {printable(line)}", markup=False, highlight=False)
+        out.print(f"[bold]Audit trail[/bold] it would record: {len(run.audit)} entries")
+        for entry in run.audit:
+            line = history.entry_line(entry)
+            out.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     table = Table(title=f"Run {run.run_id}: {run.request.scope.value}, {run.status.value}")
     table.add_column("outcome")
     table.add_column("users", justify="right")

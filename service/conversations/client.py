@@ -30,6 +30,7 @@ import aiohttp
 from pydantic import BaseModel, ValidationError
 from yarl import URL
 
+from service.conversations import answers
 from service.conversations.endpoints import ApiFlavor, Endpoints, next_page
 from service.conversations.errors import (
     ApiError,
@@ -214,12 +215,16 @@ class ConversationsClient:
         attempt, ambiguous = 0, False
         while True:
             try:
-                return await self._attempt(request, attempt=attempt, after_retry=ambiguous)
+                reply = await self._attempt(request, attempt=attempt, after_retry=ambiguous)
             except ConversationsError as error:
                 if not error.transient or attempt >= self._retry.max_retries:
+                    answers.noted(request, error)
                     raise
                 ambiguous = ambiguous or error.ambiguous
                 await self._retry.sleep(self._retry.delay(attempt, retry_after=_retry_after(error)))
+            else:
+                answers.noted(request, reply)
+                return reply
             attempt += 1
 
     async def _attempt(self, request: Request, *, attempt: int, after_retry: bool) -> Reply:

@@ -230,6 +230,36 @@ class SyncWrite(Base):
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
 
+class SyncAudit(Base):
+    """The audit trail: one row per write made to a user, or decided against (append-only)."""
+
+    __tablename__ = "sync_audit"
+    __table_args__ = (
+        Index("ix_sync_audit_user", "user_id", "at", "id"),
+        Index("ix_sync_audit_run", "run_id", "id"),
+        Index("ix_sync_audit_at", "at", postgresql_using="brin"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    run_id: Mapped[int] = mapped_column(BigInteger)
+    """No foreign key: rows are inserted joined with their run (see migration 0006)."""
+    service_key: Mapped[str] = mapped_column(Text)
+    trigger: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[str | None] = mapped_column(Text)
+    identity: Mapped[str | None] = mapped_column(Text)
+    sid: Mapped[str | None] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    changes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    twilio_code: Mapped[int | None] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
 class UserEvent(Base):
     """A hint that one user may need a reconcile; done once the outcome is recorded."""
 

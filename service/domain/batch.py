@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from service.domain.actions import Action, CreateUser, UpdateUser, describe, guarded
+from service.domain.audit import AuditEntry, planned_entries
 from service.domain.cases import Case
 from service.domain.outcome import Failure, Outcome, Result, already_recorded, unchanged
 from service.domain.plan import CasePlan, plan_case
@@ -49,6 +50,8 @@ class BatchPlan:
     """A dry run's users that would be created or updated."""
     writers: list[Case] = field(default_factory=list)
     """Those users (the write guard decides whether they would be held)."""
+    audit: list[AuditEntry] = field(default_factory=list)
+    """A dry run's audit trail entries: what the run would record."""
 
     def extend(self, later: BatchPlan) -> None:
         """Add the plan of the users after these (each list stays in user order)."""
@@ -59,6 +62,7 @@ class BatchPlan:
         self.planned += later.planned
         self.would_write += later.would_write
         self.writers += later.writers
+        self.audit += later.audit
 
 
 def writes_user(actions: Sequence[Action]) -> bool:
@@ -90,6 +94,7 @@ def _sort(
         out.deletions.append(Planned(case, plan.actions))
     elif plan.actions and dry_run:
         out.planned += [describe(a, roles) for a in plan.actions]
+        out.audit += planned_entries(plan.actions, roles=roles)
         if writes_user(plan.actions):
             out.would_write += 1
             out.writers.append(case)

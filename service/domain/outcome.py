@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from service.domain.actions import Suspension
+from service.domain.actions import Action, Suspension
+from service.domain.audit import AuditEntry
 from service.domain.backoff import FailureBackoff
 from service.domain.cases import Case
 from service.domain.suspension import delete_after, role_before, still_suspended
@@ -80,6 +81,10 @@ class Outcome:
     """The suspension this run applied (`Result.SUSPENDED`)."""
     wrote: bool = False
     """The run created or updated the remote user record (what Twilio bills as active)."""
+    actions: tuple[Action, ...] = ()
+    """The actions the executor tried for this user, in order (a re-plan's too)."""
+    audit: tuple[AuditEntry, ...] = ()
+    """The audit trail's entries of this user's writes (`domain.audit`)."""
 
     @property
     def user_id(self) -> UserId | None:

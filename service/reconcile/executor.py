@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+from service.conversations import answers
 from service.conversations import errors as api
 from service.conversations.client import ConversationsClient
 from service.domain.actions import (
@@ -24,6 +25,7 @@ from service.domain.actions import (
     LinkUser,
     UpdateUser,
 )
+from service.domain.audit import AuditPolicy, entries_of
 from service.domain.cases import Case
 from service.domain.outcome import Failure, Outcome, Result, unchanged
 from service.domain.plan import plan_case
@@ -58,9 +60,12 @@ class Executor:
         policy: Policy,
         holder_of: HolderOf,
         roles: Callable[[], RoleDirectory],
+        audit: AuditPolicy | None = None,
     ) -> None:
         """`roles`: the Service's roles as the run has read them by now, to plan again with
-        what the users were planned with."""
+        what the users were planned with (and to name them in the audit trail); `audit`:
+        the outcomes carry the audit entries of their writes (None: the trail is off)."""
+        self._audit = audit
         self._client = client
         self._policy = policy
         self._holder_of = holder_of
@@ -68,13 +73,24 @@ class Executor:
 
     async def apply(self, case: Case, actions: tuple[Action, ...]) -> Outcome:
         outcome = unchanged(case)
-        for action in actions:
-            outcome = await self._apply_one(outcome, action, replanned=False)
-            if outcome.failures:
-                break
-        return outcome
+        with answers.collecting() as answered:
+            for action in actions:
+                outcome = await self._apply_one(outcome, action, replanned=False)
+                if outcome.failures:
+                    break
+        if self._audit is None:
+            return outcome
+        trail = entries_of(
+            outcome.actions,
+            answered,
+            roles=self._roles(),
+            policy=self._audit,
+            created=outcome.remote_sid,
+        )
+        return replace(outcome, audit=tuple(trail))
 
     async def _apply_one(self, outcome: Outcome, action: Action, *, replanned: bool) -> Outcome:
+        outcome = replace(outcome, actions=(*outcome.actions, action))
         if isinstance(action, LinkUser):
             return await self._link(outcome, action, replanned=replanned)
         if isinstance(action, CreateUser):

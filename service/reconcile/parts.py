@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.conversations.client import ConversationsClient
+from service.domain.audit import AuditPolicy
 from service.domain.backoff import FailureBackoff
 from service.domain.policy import Policy
 from service.domain.roles import RoleDirectory
@@ -28,6 +29,12 @@ class RunnerConfig:
     backoff: FailureBackoff
     error_retention: timedelta
     deletion_window: timedelta = timedelta(hours=1)
+    audit: AuditPolicy = field(default_factory=AuditPolicy)
+
+    @property
+    def trail(self) -> AuditPolicy | None:
+        """The audit trail's settings, None when it is off."""
+        return self.audit if self.audit.enabled else None
 
 
 ExecutorFor = Callable[[Callable[[], RoleDirectory]], Executor]

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service.db import deletions, leases, source
 from service.db.leases import Lease
 from service.domain.actions import DeleteUser, describe
+from service.domain.audit import held_entries, planned_entries
 from service.domain.batch import BatchPlan, Planned, plan_batch, writes_user
 from service.domain.cases import Case
 from service.domain.outcome import Outcome, deferred
@@ -136,7 +137,7 @@ class Passes:
         guarded deletions, for the deletion phase."""
         report, dry_run = run.report, run.report.request.dry_run
         plan = await self._plan(run, batch)
-        report.would_do(plan.planned, would_write=plan.would_write)
+        report.would_do(plan.planned, would_write=plan.would_write, audit=plan.audit)
         direct = await self._leased(run, plan.direct)
         report.progress.done += len(plan.ready) + len(direct)
         await gate.forget(batch, keep=[p.case for p in plan.work if writes_user(p.actions)])
@@ -207,6 +208,7 @@ class Passes:
         # (stale) deletion and an orphan there, one deletion
         planned = {a.sid for d in pending for a in d.actions if isinstance(a, DeleteUser)}
         pending += [Planned(g, (d,)) for g, d in orphans if d.sid not in planned]
+        held_before = len(report.held)
         verdict = await decide(
             self._sessions,
             pending,
@@ -216,13 +218,17 @@ class Passes:
             report=report,
             full=full,
         )
+        await self._recorder.held(report.held[held_before:], report)
         work = verdict.work
         if pending:
             report.progress.phase = Phase.DELETING
         if report.request.dry_run:
-            lines = [describe(a, run.roles) for w in work for a in w.actions]
+            actions = [a for w in work for a in w.actions]
             report.would_do(
-                lines, would_write=sum(writes_user(w.actions) for w in work), users=len(work)
+                [describe(a, run.roles) for a in actions],
+                would_write=sum(writes_user(w.actions) for w in work),
+                users=len(work),
+                audit=planned_entries(actions, roles=run.roles) + held_entries(report.held),
             )
             report.progress.done += len(work)
             return

@@ -1,9 +1,9 @@
 """What a run learns, written as it goes: each user's outcome, in batches.
 
 Outcomes are counted in the run's report and saved in batches (one transaction per batch of
-outcomes: `sync_state` upserts and `sync_error` rows). Only users the run holds the lease of
-are written, and writing releases the lease; an unchanged user whose state already says it all
-writes nothing. A dry run counts but saves no state.
+outcomes: `sync_state` upserts, `sync_error` rows and the audit trail's entries). Only users
+the run holds the lease of are written, and writing releases the lease; an unchanged user
+whose state already says it all writes nothing. A dry run counts but saves no state.
 
 Claims are exclusive in Postgres (unique indexes): if a batch would break that (a bug, or a
 race the leases did not see), the batch is written user by user, and the user whose write is
@@ -13,17 +13,19 @@ refused gets an error row and its lease back, so nobody else's outcome is lost.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.db import deletions, leases, records, writes
+from service.db import audit, deletions, leases, records, writes
 from service.db.records import ErrorRecord
 from service.domain.actions import Removal, removal_reason
+from service.domain.audit import AuditEntry, AuditPolicy, held_entries, invalid_entry
 from service.domain.backoff import FailureBackoff
-from service.domain.outcome import Outcome, state_record
+from service.domain.outcome import Failure, Outcome, Result, state_record
 from service.domain.runs import RunStatus
 from service.domain.users import SyncState
 from service.reconcile.run import RunReport, RunRequest
@@ -41,9 +43,12 @@ class Recorder:
         backoff: FailureBackoff,
         clock: Callable[[], datetime],
         on_close: Callable[[RunReport], None] | None = None,
+        audit: AuditPolicy | None = None,
     ) -> None:
+        """`audit`: the audit trail's settings (None: no trail is written)."""
         self._sessions = sessions
         self._backoff = backoff
+        self._audit = audit
         self._clock = clock
         self._on_close = on_close
 
@@ -67,7 +72,18 @@ class Recorder:
             await records.prune_errors(session, before=before)
             await deletions.prune(session, before=before)
             await writes.prune(session, before=before)
-            return await records.open_run(session, opening)
+            run_id = await records.open_run(session, opening)
+        if self._audit is not None:
+            await audit.prune(self._sessions, before=self._clock() - self._audit.retention)
+        return run_id
+
+    async def held(self, held: Sequence[Removal], report: RunReport) -> None:
+        """Deletions and suspensions the guard held: the audit trail's entries (once per held
+        deletion)."""
+        if self._audit is None or not held or report.request.dry_run:
+            return
+        async with self._sessions.begin() as session:
+            await audit.save(session, held_entries(held), run_id=report.run_id, again=True)
 
     async def close_run(self, report: RunReport, *, bug: Exception | None = None) -> None:
         """Record how the run ended (`RunReport.close`d) and log its summary line, the
@@ -114,19 +130,26 @@ class Recorder:
         states: list[SyncState] = []
         released: list[str] = []
         errors: list[ErrorRecord] = []
+        trail = _Trail()
         for outcome in outcomes:
             report.count(outcome)
             _logged(outcome)
             errors += _error_records(outcome)
-            if dry_run or not outcome.leased or outcome.user_id is None:
+            trail.add(outcome, on=self._audit is not None)
+            if dry_run:
+                continue
+            if not outcome.leased or outcome.user_id is None:
                 continue
             record = state_record(outcome, now=now, backoff=self._backoff)
             if record is None:
                 released.append(outcome.user_id)
             else:
                 states.append(record)
-        if states or errors or released:
-            await self._save(states, errors, released, run_id=report.run_id)
+        if dry_run:  # shown, not stored
+            report.would_do([], would_write=0, audit=trail.refused)
+            trail = _Trail()
+        if states or errors or released or trail:
+            await self._save(states, errors, released, trail=trail, run_id=report.run_id)
 
     async def _save(
         self,
@@ -134,18 +157,21 @@ class Recorder:
         errors: list[ErrorRecord],
         released: list[str],
         *,
+        trail: _Trail,
         run_id: int,
     ) -> None:
         try:
             async with self._sessions.begin() as session:
                 written = await records.save_states(session, states, run_id=run_id)
                 await records.save_errors(session, run_id, errors)
+                await trail.save(session, run_id=run_id)
                 await leases.release(session, released, run_id=run_id)
         except IntegrityError:
             log.exception("a batch of outcomes broke a claim; writing it user by user")
             written = await self._save_each(states, run_id=run_id)
             async with self._sessions.begin() as session:
                 await records.save_errors(session, run_id, errors)
+                await trail.save(session, run_id=run_id)
                 await leases.release(session, released, run_id=run_id)
         lost = {s.user_id for s in states} - written
         if lost:
@@ -182,6 +208,39 @@ class Recorder:
                 ],
             )
             await leases.release(session, [state.user_id], run_id=run_id)
+
+
+@dataclass(slots=True)
+class _Trail:
+    """A batch's audit entries: the writes made, and the refusals of invalid users (recorded
+    once while they stay refused)."""
+
+    writes: list[AuditEntry] = field(default_factory=list)
+    refused: list[AuditEntry] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.writes or self.refused)
+
+    def add(self, outcome: Outcome, *, on: bool) -> None:
+        if not on:
+            return
+        self.writes += outcome.audit
+        if outcome.result is Result.INVALID:
+            self.refused += [_invalid_entry(outcome, f) for f in outcome.failures]
+
+    async def save(self, session: AsyncSession, *, run_id: int) -> None:
+        await audit.save(session, self.writes, run_id=run_id)
+        await audit.save(session, self.refused, run_id=run_id, again=True)
+
+
+def _invalid_entry(outcome: Outcome, failure: Failure) -> AuditEntry:
+    local = outcome.case.local
+    return invalid_entry(
+        user_id=outcome.user_id,
+        identity=local.identity if local else outcome.identity,
+        field_name=failure.field,
+        message=failure.message,
+    )
 
 
 def _logged(outcome: Outcome) -> None:

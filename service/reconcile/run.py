@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from service.domain.actions import Removal
+from service.domain.audit import AuditEntry
 from service.domain.outcome import Failure, Outcome, Result
 from service.domain.runs import RunStatus, Scope
 from service.reconcile.progress import RunProgress
@@ -61,6 +62,8 @@ class RunReport:
     held_writes: list[tuple[str, str | None]] = field(default_factory=list)
     """The first `HELD_SHOWN` of them: (user id, identity)."""
     write_held_reason: str | None = None
+    audit: list[AuditEntry] = field(default_factory=list)
+    """A dry run: the audit trail entries it would record (it records none)."""
     failures: list[tuple[str, Failure]] = field(default_factory=list)
     held: list[Removal] = field(default_factory=list)
     held_reason: str | None = None
@@ -85,10 +88,18 @@ class RunReport:
         """A full run listed `total` remote users."""
         self.remote_total = total
 
-    def would_do(self, lines: Iterable[str], *, would_write: int, users: int | None = None) -> None:
-        """A dry run's plan lines; `users`, if given, counted `planned` here (the deletion
-        phase's users have no outcome)."""
+    def would_do(
+        self,
+        lines: Iterable[str],
+        *,
+        would_write: int,
+        users: int | None = None,
+        audit: Iterable[AuditEntry] = (),
+    ) -> None:
+        """A dry run's plan lines and the audit entries it would record; `users`, if given,
+        counted `planned` here (the deletion phase's users have no outcome)."""
         self.planned += lines
+        self.audit += audit
         self.would_write += would_write
         if users is not None:
             self.counts[Result.PLANNED] += users

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service import history
 from service.db import deletions, detail, events, status, suspensions, writes
 from service.db.events import EventStatus, NewEvent
 from service.db.source import SourceError
@@ -162,9 +163,10 @@ async def get_run(request: web.Request) -> web.Response:
         return problem(404, "not_found", f"no run {raw}")
     async with request.app[SESSIONS]() as session:
         found = await detail.run_detail(session, int(raw))
-    if found is None:
-        return problem(404, "not_found", f"no run {raw}")
-    return ok(found)
+        if found is None:
+            return problem(404, "not_found", f"no run {raw}")
+        actions = await history.run_actions(session, int(raw))
+    return ok({**as_json(found), **actions})
 
 
 async def get_user(request: web.Request) -> web.Response:

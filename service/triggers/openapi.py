@@ -188,12 +188,55 @@ def _record_paths() -> dict[str, Any]:
         },
         "/runs/{run_id}": {
             "get": _operation(
-                "One run with its errors", run, parameters=[run_id], operationId="getRun"
+                "One run with its errors and its first audit trail entries",
+                run,
+                parameters=[run_id],
+                operationId="getRun",
             )
         },
         "/users/{key}": {
             "get": _operation(
                 "A user's sync state and last error", user, parameters=[KEY], operationId="getUser"
+            )
+        },
+        **_trail_paths(run_id),
+    }
+
+
+def _trail_paths(run_id: dict[str, Any]) -> dict[str, Any]:
+    """The audit trail: a user's entries newest first, a run's in the order written."""
+    page = {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    }
+
+    def entry_id(name: str, description: str) -> dict[str, Any]:
+        schema = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+        return {"name": name, "in": "query", "description": description, "schema": schema}
+
+    bad = {"400": _error("Bad limit, before or after"), **AUTH_ERRORS}
+    user = {"200": _json(_ref("UserHistory"), "The user's entries, newest first"), **bad}
+    run = {
+        "200": _json(_ref("RunActions"), "The run's entries"),
+        "404": _error("No such run"),
+        **bad,
+    }
+    return {
+        "/users/{key}/history": {
+            "get": _operation(
+                "What the service wrote to this user, or decided not to, and why",
+                {**user, **BAD_KEY},
+                parameters=[KEY, page, entry_id("before", "entries older than this id")],
+                operationId="getUserHistory",
+            )
+        },
+        "/runs/{run_id}/actions": {
+            "get": _operation(
+                "A run's audit trail entries, in the order written",
+                run,
+                parameters=[run_id, page, entry_id("after", "entries after this id")],
+                operationId="getRunActions",
             )
         },
     }
@@ -234,6 +277,12 @@ def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[
 
 
 STRING, INT = {"type": "string"}, {"type": "integer"}
+
+
+def _array(name: str) -> dict[str, Any]:
+    return {"type": "array", "items": _ref(name)}
+
+
 NULLABLE_STRING = {"type": ["string", "null"]}
 
 SCHEMAS: dict[str, Any] = {
@@ -257,7 +306,28 @@ SCHEMAS: dict[str, Any] = {
             "errors": {"type": "array"},
             "held_deletions": {"type": "array"},
             "held_writes": {"type": "array"},
+            "actions": _array("AuditEntry"),
+            "actions_next": NULLABLE_STRING,
         }
+    ),
+    "AuditEntry": _object(
+        {
+            **dict.fromkeys(("id", "run_id"), INT),
+            **dict.fromkeys(("at", "trigger", "scope", "action", "outcome"), STRING),
+            **dict.fromkeys(("user_id", "identity", "sid", "reason"), NULLABLE_STRING),
+            **dict.fromkeys(("request_id", "message"), NULLABLE_STRING),
+            **{key: {"type": ["integer", "null"]} for key in ("http_status", "twilio_code")},
+            "changes": {"type": "object"},
+        },
+        ("id", "at", "run_id", "action", "outcome", "changes"),
+    ),
+    "UserHistory": _object(
+        {"user": STRING, "entries": _array("AuditEntry"), "next": NULLABLE_STRING},
+        ("user", "entries", "next"),
+    ),
+    "RunActions": _object(
+        {"run_id": INT, "actions": _array("AuditEntry"), "actions_next": NULLABLE_STRING},
+        ("run_id", "actions", "actions_next"),
     ),
     "UserDetail": _object(
         {

@@ -200,3 +200,22 @@ async def test_downgrading_the_suspension_revision_turns_suspended_users_back_to
     assert status == "synced"
     await migrate.upgrade(scratch_engine)
     assert await migrate.current_revision(scratch_engine) == migrate.head_revision()
+
+
+async def test_the_audit_trail_revision_goes_down_to_0005_and_up_again(
+    scratch_engine: AsyncEngine,
+):
+    await migrate.upgrade(scratch_engine)
+    assert "sync_audit" in await _tables(scratch_engine)
+
+    await migrate.downgrade(scratch_engine, "0005")
+    assert "sync_audit" not in await _tables(scratch_engine)
+    async with scratch_engine.connect() as connection:
+        leftover = await connection.scalar(
+            text("SELECT count(*) FROM pg_proc WHERE proname = 'sync_audit_append_only'")
+        )
+    assert leftover == 0
+
+    await migrate.upgrade(scratch_engine)
+    assert "sync_audit" in await _tables(scratch_engine)
+    assert await migrate.current_revision(scratch_engine) == migrate.head_revision()
