@@ -79,7 +79,8 @@ COMPANIONS: dict[str, dict[str, Any]] = {
     "retry_backoff_max": {"retry_backoff_base": 0.001},
     "failure_backoff_base": {"failure_backoff_max": 30 * 86_400},
     "failure_backoff_max": {"failure_backoff_base": 0.001},
-    "write_rate": {"write_rate_limit_raised": True},
+    "write_rate": {"write_rate_limit_raised": True, "write_rate_floor": 0.01},
+    "write_rate_floor": {"write_rate": 1_000_000, "write_rate_limit_raised": True},
     "incremental_interval": {"full_sync_interval": 30 * 86_400},
     "full_sync_interval": {"incremental_interval": 0.1},
 }
