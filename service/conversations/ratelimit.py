@@ -14,12 +14,16 @@ the one pacer of the CLI and of `serve`:
   turn ahead of bulk callers; `reserved` in-flight slots are kept for them, so an urgent read
   never waits behind bulk writes that hold slots while they wait for turns. Bulk is delayed by
   the few urgent calls, never starved.
-- **Adaptive** (`Adaptive`): r starts at the ceiling and backs off multiplicatively when a write
-  is answered 429 (20429, 50063, 50074: all say "too many writes"), at most once per round of
-  writes granted after the last cut, and climbs back additively (`increase` writes/s per second
-  of writes answered without a 429), AIMD as TCP does, never below `floor` nor above the
-  ceiling. So when another client shares the Service's 30/s the pacer settles near what is left
-  instead of taking 429s from it (and giving it 429s) at a fixed rate.
+- **Adaptive** (`Adaptive`): r starts at the ceiling and is cut to what got through (the rate
+  less the share of writes refused since the last cut), times `decrease`, when a write
+  is answered 429 (20429, 50063, 50074: all say "too many writes"), at most once per window
+  (a write granted within a second of the last cut still meets the old rate's writes in the
+  Service's window), never below `floor`. It then climbs back as TCP CUBIC does: quickly at first, flat near the rate it was
+  cut from (reached after `recovery` seconds, where the last 429 says the limit is), then
+  probing above it ever faster, up to the ceiling. Additive increase (AIMD) spends most of its
+  time well under the limit; the cubic spends it just under. So when another client shares the
+  Service's 30/s, or arrivals jitter with the network, the pacer settles just under what is
+  left instead of taking 429s from it (and giving it 429s) at a fixed rate.
 
 Reads are not rate-limited; reads and writes together are bounded by `max_in_flight`. A write
 takes its in-flight slot *before* waiting for its turn, so turns are used at once and can never
@@ -46,6 +50,9 @@ ARRIVAL_MARGIN = 0.01
 """Seconds added to a one-second window: Twilio counts arrivals, which jitter with the network,
 so at r = 30 writes paced exactly 1/30 s apart would sometimes arrive 31 in a second."""
 
+WINDOW = 1.0
+"""Seconds: Twilio counts writes over any one-second window."""
+
 TOO_MANY_WRITES = 429
 """The status of every "too many writes" answer (Twilio codes 20429, 50063 and 50074)."""
 
@@ -68,18 +75,33 @@ class Adaptive:
 
     floor: float
     """Writes per second the pacer never goes below, however many 429s it meets."""
-    decrease: float = 0.8
+    decrease: float = 0.95
     """The rate is multiplied by this on a 429 (at most once per round of writes)."""
-    increase: float = 1.0
-    """Writes per second gained per second of writes answered without a 429."""
+    recovery: float = 10.0
+    """Seconds after a cut at which the rate is back just under the rate it was cut from."""
+    margin: float = 0.03
+    """How far under the rate a 429 was met at the rate settles, as a share of the ceiling:
+    arrivals jitter by the same milliseconds at any rate, so the margin is one rate, not a
+    share of the rate left (at 30/s, 0.9 writes/s, 1 s spans 31 ms more than 30 writes)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.floor < math.inf:
             raise ValueError(f"floor must be a positive number, not {self.floor}")
         if not 0 < self.decrease < 1:
             raise ValueError(f"decrease must be in (0, 1), not {self.decrease}")
-        if not 0 < self.increase < math.inf:
-            raise ValueError(f"increase must be a positive number, not {self.increase}")
+        if not 0 <= self.margin < 1:
+            raise ValueError(f"margin must be in [0, 1), not {self.margin}")
+        if not 0 < self.recovery < math.inf:
+            raise ValueError(f"recovery must be a positive number, not {self.recovery}")
+
+    def rate(self, *, since_cut: float, cut_from: float, ceiling: float) -> float:
+        """The rate `since_cut` seconds after a cut from `cut_from` writes/s: CUBIC's curve,
+        flat at `margin` of the ceiling under `cut_from` (the rate a 429 said is too much)."""
+        start = cut_from * self.decrease
+        plateau = max(start, cut_from - self.margin * ceiling)
+        growth = (plateau - start) / self.recovery**3
+        rate = plateau + growth * (since_cut - self.recovery) ** 3
+        return min(ceiling, max(self.floor, rate))
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +137,8 @@ class WriteLimiter:
         self._slots = _Slots(max_in_flight, reserved=reserved)
         self._turns = _Turns(ceiling)
         self._last_cut = -math.inf
+        self._cut_from = ceiling
+        self._since_cut = _Answers()
         self.write_wait_seconds = 0.0
         """Cumulative seconds writes spent waiting for their turn (not for a slot)."""
         self.writes = 0
@@ -142,6 +166,7 @@ class WriteLimiter:
         await self._slots.acquire(urgent=is_urgent)
         try:
             if write:
+                self._follow(asyncio.get_running_loop().time())
                 waited = await self._turns.take(urgent=is_urgent)  # then add: others add too
                 self.write_wait_seconds += waited
                 self.writes += 1
@@ -150,29 +175,55 @@ class WriteLimiter:
             self._slots.leave()
 
     def answered(self, grant: Grant, *, status: int) -> None:
-        """What the Service answered a call: a write's 429 cuts the rate, others let it climb."""
+        """What the Service answered a call: a write's 429 cuts the rate, once per window
+        (writes granted within a second of the last cut still meet the old rate's writes in
+        the Service's one-second window: their 429s are the same congestion)."""
         if self._adaptive is None or not grant.write or status >= 500:
             return
-        if status == TOO_MANY_WRITES:
-            self._cut(grant)
-        else:
-            rate = self._turns.rate
-            self._turns.rate = min(self.ceiling, rate + self._adaptive.increase / rate)
+        if grant.at > self._last_cut:
+            self._since_cut.count(refused=status == TOO_MANY_WRITES)
+        if status == TOO_MANY_WRITES and grant.at > self._last_cut + WINDOW:
+            self._cut(self._adaptive, now=asyncio.get_running_loop().time())
 
-    def _cut(self, grant: Grant) -> None:
-        """Once per round: writes granted before the last cut were sent at the old rate."""
-        assert self._adaptive is not None
-        if grant.at <= self._last_cut:
-            return
-        self._last_cut = asyncio.get_running_loop().time()
-        self._turns.rate = max(self._adaptive.floor, self._turns.rate * self._adaptive.decrease)
+    def _cut(self, adaptive: Adaptive, *, now: float) -> None:
+        """From the rate that got through since the last cut: the share of writes refused
+        says how far over what is left the pacer was, so one cut gets near it at once."""
+        self._follow(now)
+        self._cut_from = self._turns.rate * (1 - self._since_cut.refused_share)
+        self._turns.rate = max(adaptive.floor, self._cut_from * adaptive.decrease)
+        self._last_cut = now
+        self._since_cut = _Answers()
         self.cuts += 1
+
+    def _follow(self, now: float) -> None:
+        """The rate on its way back since the last cut."""
+        if self._adaptive is not None and self.cuts:
+            since = now - self._last_cut
+            self._turns.rate = self._adaptive.rate(
+                since_cut=since, cut_from=self._cut_from, ceiling=self.ceiling
+            )
 
     def __repr__(self) -> str:
         return (
             f"WriteLimiter(rate={self.rate:g}, ceiling={self.ceiling:g}, "
             f"max_in_flight={self.max_in_flight}, in_flight={self.in_flight})"
         )
+
+
+@dataclass(slots=True)
+class _Answers:
+    """Writes answered since the last cut, and how many of them were 429s."""
+
+    answered: int = 0
+    refused: int = 0
+
+    def count(self, *, refused: bool) -> None:
+        self.answered += 1
+        self.refused += refused
+
+    @property
+    def refused_share(self) -> float:
+        return self.refused / self.answered if self.answered else 0.0
 
 
 class _Line:
