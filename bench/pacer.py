@@ -140,7 +140,8 @@ async def scenario(
 def describe(label: str, result: Result, *, left: float) -> str:
     line = (
         f"  {label:<28} {result.per_second:6.2f} writes/s = {result.per_second / left:.3f} of"
-        f" {left:g}/s; 429s {result.rejected} ({result.rejected_share:.2%}); {result.seconds:.1f} s;"
+        f" {left:g}/s; 429s {result.rejected} ({result.rejected_share:.2%});"
+        f" {result.seconds:.1f} s;"
         f" pace at end {result.rate_at_end:.1f}/s after {result.cuts} cuts"
     )
     if result.other:

@@ -14,16 +14,17 @@ the one pacer of the CLI and of `serve`:
   turn ahead of bulk callers; `reserved` in-flight slots are kept for them, so an urgent read
   never waits behind bulk writes that hold slots while they wait for turns. Bulk is delayed by
   the few urgent calls, never starved.
-- **Adaptive** (`Adaptive`): r starts at the ceiling and is cut to what got through (the rate
-  less the share of writes refused since the last cut), times `decrease`, when a write
-  is answered 429 (20429, 50063, 50074: all say "too many writes"), at most once per window
-  (a write granted within a second of the last cut still meets the old rate's writes in the
-  Service's window), never below `floor`. It then climbs back as TCP CUBIC does: quickly at first, flat near the rate it was
-  cut from (reached after `recovery` seconds, where the last 429 says the limit is), then
-  probing above it ever faster, up to the ceiling. Additive increase (AIMD) spends most of its
-  time well under the limit; the cubic spends it just under. So when another client shares the
-  Service's 30/s, or arrivals jitter with the network, the pacer settles just under what is
-  left instead of taking 429s from it (and giving it 429s) at a fixed rate.
+- **Adaptive** (`Adaptive`): r starts at the ceiling. When a write is answered 429 (20429,
+  50063, 50074: all say "too many writes"), r is cut to what got through since the last cut
+  (the rate less the share of writes refused), times `decrease`, at most once per window (a
+  write granted within a second of the last cut still meets the old rate's writes in the
+  Service's window), never below `floor`. It then climbs back as TCP CUBIC does: quickly at
+  first, flat just under the rate it was cut from (reached after `recovery` seconds: the last
+  429 says the limit is there), then probing above it ever faster, up to the ceiling.
+  Additive increase (AIMD) spends most of its time well under the limit; the cubic spends it
+  just under. So when another client shares the Service's 30/s, or arrivals jitter with the
+  network, the pacer settles just under what is left instead of taking 429s from it (and
+  giving it 429s) at a fixed rate.
 
 Reads are not rate-limited; reads and writes together are bounded by `max_in_flight`. A write
 takes its in-flight slot *before* waiting for its turn, so turns are used at once and can never
