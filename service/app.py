@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from service.config import ConfigError, Settings
 from service.conversations.client import ConversationsClient
 from service.conversations.errors import ConversationsError
-from service.conversations.ratelimit import WriteLimiter
+from service.conversations.ratelimit import Adaptive, WriteLimiter
 from service.conversations.retry import CallRetry
 from service.conversations.stats import Observer
 from service.db import affinity, connectivity, locks, migrate
@@ -59,7 +59,6 @@ from service.triggers import auth, health, http, keys, openapi, responses, trail
 from service.triggers.duties import Duties, DutiesConfig
 from service.triggers.events import ConsumerConfig
 from service.triggers.leader import LEADER_URL, Leadership
-from service.triggers.priority import PriorityLimiter
 from service.triggers.scheduler import cadences
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -132,6 +131,21 @@ def call_retry(settings: Settings) -> CallRetry:
     )
 
 
+URGENT_SHARE = 4
+"""`serve` keeps one in-flight slot in this many for urgent (event) calls."""
+
+
+def write_limiter(settings: Settings, *, reserve_for_urgent: bool = False) -> WriteLimiter:
+    """The Service's one pacer as configured; `serve` keeps slots for events."""
+    adaptive = Adaptive(floor=settings.write_rate_floor) if settings.write_rate_adaptive else None
+    return WriteLimiter(
+        settings.write_rate,
+        max_in_flight=settings.max_in_flight,
+        reserved=settings.max_in_flight // URGENT_SHARE if reserve_for_urgent else 0,
+        adaptive=adaptive,
+    )
+
+
 def conversations_client(
     session: aiohttp.ClientSession,
     settings: Settings,
@@ -150,7 +164,7 @@ def conversations_client(
         api=settings.api,
         service_sid=service_sid or settings.service_sid,
         credentials=settings.credentials(),
-        limiter=limiter or WriteLimiter(settings.write_rate, max_in_flight=settings.max_in_flight),
+        limiter=limiter or write_limiter(settings),
         webhook_enabled=settings.webhook_enabled,
         timeout=settings.request_timeout,
         retry=call_retry(settings),
@@ -311,8 +325,8 @@ class Connections:
 async def connections(
     settings: Settings, *, limiter: WriteLimiter | None = None, observer: Observer | None = None
 ) -> AsyncIterator[Connections]:
-    """`limiter` and `observer` let the served app pace by priority and count every call."""
-    limiter = limiter or WriteLimiter(settings.write_rate, max_in_flight=settings.max_in_flight)
+    """`limiter` and `observer` let the served app keep slots for events and count every call."""
+    limiter = limiter or write_limiter(settings)
     async with (
         database(settings) as engine,
         lock_database(settings, engine) as lock_engine,
@@ -388,7 +402,7 @@ async def _serving_context(
 ) -> AsyncIterator[None]:
     """The connections, then, on top of them, the replica; left in reverse."""
     settings, metrics = application[keys.SETTINGS], application[keys.METRICS]
-    limiter = PriorityLimiter(settings.write_rate, max_in_flight=settings.max_in_flight)
+    limiter = write_limiter(settings, reserve_for_urgent=True)
     metrics.watch_limiter(limiter)
     async with connections(settings, limiter=limiter, observer=metrics.observe_call) as connected:
         application[keys.ENGINE] = connected.engine

@@ -141,8 +141,14 @@ class Settings(BaseSettings):
     """Seconds: the most a retry's jittered wait may be (a 429's Retry-After may ask more)."""
 
     # --- pace -------------------------------------------------------------------------
-    write_rate: float = Field(default=25.0, ge=0.01, le=1_000_000)
-    """Writes per second per Service; over 30 requires `write_rate_limit_raised`."""
+    write_rate: float = Field(default=30.0, ge=0.01, le=1_000_000)
+    """Writes per second per Service at most (the pacer's ceiling); over 30 requires
+    `write_rate_limit_raised`. Adaptive pacing backs off below it when writes meet 429s."""
+    write_rate_adaptive: bool = True
+    """Back off when writes are answered 429 (the Service's 30/s are shared with other
+    clients) and climb back to `write_rate` when they are not; false paces at `write_rate`."""
+    write_rate_floor: float = Field(default=5.0, ge=0.01, le=1_000_000)
+    """Writes per second adaptive pacing never goes below, however many 429s it meets."""
     write_rate_limit_raised: bool = False
     """Twilio raised the account's write limit: allows a `write_rate` over 30 per second."""
     max_in_flight: int = Field(default=16, ge=1, le=256)
@@ -382,6 +388,11 @@ class Settings(BaseSettings):
                 f"USERSYNC_WRITE_RATE={self.write_rate:g} is over Twilio's limit of "
                 f"{TWILIO_WRITE_LIMIT_PER_SECOND} writes/s per Service; set "
                 "USERSYNC_WRITE_RATE_LIMIT_RAISED=true only if Twilio raised your limit"
+            )
+        if self.write_rate_floor > self.write_rate:
+            raise ValueError(
+                f"USERSYNC_WRITE_RATE_FLOOR={self.write_rate_floor:g} is over "
+                f"USERSYNC_WRITE_RATE={self.write_rate:g}"
             )
         if self.api is ApiFlavor.CHAT_V2 and self.service_sid is None:
             raise ValueError("USERSYNC_API=chat-v2 needs USERSYNC_SERVICE_SID (v2 has no default)")

@@ -73,6 +73,16 @@ class _LimiterCollector(Collector):
             "usersync_writes", "Writes let through the write limiter", value=self._limiter.writes
         )
         yield GaugeMetricFamily(
+            "usersync_write_rate",
+            "Writes per second the pacer paces at now (adaptive: below the ceiling after 429s)",
+            value=self._limiter.rate,
+        )
+        yield CounterMetricFamily(
+            "usersync_write_rate_cuts",
+            "Times the pacer cut its write rate after a write was answered 429",
+            value=self._limiter.cuts,
+        )
+        yield GaugeMetricFamily(
             "usersync_api_requests_in_flight",
             "Requests to the Users API in flight now",
             value=self._limiter.in_flight,

@@ -1,7 +1,8 @@
 """The client of the Twilio Users API (Conversations v1 or Chat v2) and its failure vocabulary.
 
-Import from here: `ConversationsClient`, the pacing (`WriteLimiter`) and retry (`CallRetry`)
-it is built with, its call accounting (`CallStats`, `CallEvent`) and every exception it raises.
+Import from here: `ConversationsClient`, the pacing (`WriteLimiter`, `Adaptive`, `urgent`)
+and retry (`CallRetry`) it is built with, its call accounting (`CallStats`, `CallEvent`) and
+every exception it raises.
 """
 
 from service.conversations.client import UNSET, ConversationsClient, Unset
@@ -24,12 +25,13 @@ from service.conversations.errors import (
     Unauthorized,
     error_from_response,
 )
-from service.conversations.ratelimit import WriteLimiter
+from service.conversations.ratelimit import Adaptive, WriteLimiter, urgent
 from service.conversations.retry import CallRetry
 from service.conversations.stats import CallEvent, CallStats, Observer
 
 __all__ = [
     "UNSET",
+    "Adaptive",
     "AlreadyExists",
     "ApiError",
     "BadRequest",
@@ -54,4 +56,5 @@ __all__ = [
     "Unset",
     "WriteLimiter",
     "error_from_response",
+    "urgent",
 ]

@@ -1,11 +1,12 @@
 """One HTTP attempt, and the one place where aiohttp's exceptions become ours.
 
 `Transport.send` takes an in-flight slot (and, for a write, its turn) from the `WriteLimiter`,
-makes one request with Basic auth and a total timeout, and returns the status, body and
-`Retry-After`. It never raises an aiohttp exception: each is translated into a
-`TransportError` (`raise ... from e`) whose message names the operation and the failure, never a
-header. Error statuses are returned, not raised: deciding what they mean is the caller's job.
-The session belongs to the caller (one per application); this class never closes it.
+makes one request with Basic auth and a total timeout, tells the limiter what the Service
+answered (a write's 429 slows it down) and returns the status, body and `Retry-After`. It
+never raises an aiohttp exception: each is translated into a `TransportError`
+(`raise ... from e`) whose message names the operation and the failure, never a header. Error
+statuses are returned, not raised: deciding what they mean is the caller's job. The session
+belongs to the caller (one per application); this class never closes it.
 """
 
 from __future__ import annotations
@@ -73,11 +74,13 @@ class Transport:
 
     async def send(self, request: Request) -> Reply:
         """Make the request once; a failure without an HTTP answer raises `TransportError`."""
-        async with self._limiter.slot(write=request.write):
+        async with self._limiter.slot(write=request.write) as grant:
             try:
-                return await self._exchange(request)
+                reply = await self._exchange(request)
             except (aiohttp.ClientError, TimeoutError) as e:
                 raise transport_error(request, e) from e
+            self._limiter.answered(grant, status=reply.status)
+            return reply
 
     async def _exchange(self, request: Request) -> Reply:
         headers = {"Authorization": self._authorization, "Accept": "application/json"}

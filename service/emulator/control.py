@@ -12,6 +12,8 @@ their numbers exactly (read as Decimals, written back as they were).
     GET    /__emulator/stats | DELETE /__emulator/stats
     POST   /__emulator/faults     {kind: status|rate_limit|drop|latency, ...} | DELETE (clear)
     PUT    /__emulator/limit      {per_second: float | null}
+    PUT    /__emulator/load       {writes_per_second: float | null, service_sid?}  another client
+    GET    /__emulator/load       what it attempted and how many writes were refused
 """
 
 from __future__ import annotations
@@ -59,10 +61,18 @@ class FaultRequest(_Body):
     operations: list[str] | None = None
     after_processing: bool = False
     seconds: float = Field(default=0.0, description="Only for kind=latency.")
+    jitter: float = Field(
+        default=0.0, description="Only for kind=latency: the standard deviation, in seconds."
+    )
 
 
 class LimitRequest(_Body):
     per_second: float | None
+
+
+class LoadRequest(_Body):
+    writes_per_second: float | None
+    service_sid: str | None = None
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -79,6 +89,8 @@ def control_routes() -> list[web.RouteDef]:
         web.post(f"{PREFIX}/faults", _guarded(add_fault)),
         web.delete(f"{PREFIX}/faults", _guarded(clear_faults)),
         web.put(f"{PREFIX}/limit", _guarded(set_limit)),
+        web.put(f"{PREFIX}/load", _guarded(set_load)),
+        web.get(f"{PREFIX}/load", _guarded(load), allow_head=False),
     ]
 
 
@@ -158,7 +170,7 @@ async def add_fault(request: web.Request) -> web.StreamResponse:
     body = FaultRequest.model_validate_json(await request.read())
     emulator = _emulator(request)
     if body.kind == "latency":
-        emulator.set_latency(body.seconds, operations=body.operations)
+        emulator.set_latency(body.seconds, jitter=body.jitter, operations=body.operations)
     else:
         emulator.inject_fault(
             body.kind,
@@ -181,3 +193,18 @@ async def set_limit(request: web.Request) -> web.StreamResponse:
     body = LimitRequest.model_validate_json(await request.read())
     _emulator(request).set_write_limit(body.per_second)
     return web.json_response({"per_second": body.per_second})
+
+
+async def set_load(request: web.Request) -> web.StreamResponse:
+    body = LoadRequest.model_validate_json(await request.read())
+    emulator = _emulator(request)
+    if body.writes_per_second is None:
+        stopped = emulator.stop_load()
+        return web.json_response(stopped.as_json() if stopped is not None else None)
+    started = emulator.start_load(body.writes_per_second, service_sid=body.service_sid)
+    return web.json_response(started.counts.as_json(), status=201)
+
+
+async def load(request: web.Request) -> web.StreamResponse:
+    running = _emulator(request).load
+    return web.json_response(running.counts.as_json() if running is not None else None)

@@ -20,6 +20,7 @@ from service.emulator.configuration import Configuration
 from service.emulator.directory import Directory, UserFields
 from service.emulator.errors import ApiError
 from service.emulator.faults import FaultPlan, fault_rule
+from service.emulator.load import Load, LoadCounts
 from service.emulator.records import Service, User, timestamp
 from service.emulator.representation import UrlForm, render_role, render_user
 from service.emulator.sids import SidFactory
@@ -41,9 +42,11 @@ class Emulator:
         """Ids of answers (`Twilio-Request-Id`): random even with a seed, as they are unique."""
         self.limiter = WriteLimiter(self.config.write_limit_per_second, clock=clock)
         self._fault_random = random.Random(self.config.seed)
-        self.faults = FaultPlan(chance=self._fault_random.random)
+        self.faults = FaultPlan(chance=self._fault_random.random, spread=self._fault_random.gauss)
         self.directory = self._new_directory()
         self.configuration = _new_configuration()
+        self.load: Load | None = None
+        """Another client spending the Service's write budget (`start_load`), if any."""
 
     def _new_directory(self) -> Directory:
         sids = SidFactory(self.config.seed)
@@ -57,6 +60,7 @@ class Emulator:
         self._fault_random.seed(self.config.seed)
         self.clear_faults()
         self.reset_stats()
+        self.stop_load()
 
     @property
     def default_service_sid(self) -> str:
@@ -125,8 +129,23 @@ class Emulator:
     def set_write_limit(self, per_second: float | None) -> None:
         self.limiter.per_second = per_second
 
-    def set_latency(self, seconds: float, *, operations: Collection[str] | None = None) -> None:
-        self.faults.set_latency(seconds, operations=operations)
+    def start_load(self, writes_per_second: float, *, service_sid: str | None = None) -> Load:
+        """Another client writing to the Service at this rate (replacing any earlier one);
+        must be called on the loop that serves the emulator."""
+        sid = self.service(service_sid).sid
+        self.stop_load()
+        self.load = Load(writes_per_second, service_sid=sid, admit=self.limiter.try_acquire)
+        return self.load
+
+    def stop_load(self) -> LoadCounts | None:
+        """Stop the other client; what it attempted and how many were refused."""
+        load, self.load = self.load, None
+        return load.stop() if load is not None else None
+
+    def set_latency(
+        self, seconds: float, *, jitter: float = 0.0, operations: Collection[str] | None = None
+    ) -> None:
+        self.faults.set_latency(seconds, jitter=jitter, operations=operations)
 
     def inject_fault(
         self,

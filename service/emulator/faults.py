@@ -7,7 +7,9 @@ of calls, until `count` have fired), or for every matching call until cleared. O
 faulted call is not processed at all, as Twilio's 429s and 5xx promise; a rule made with
 `after_processing=True` lets the call change state first and then fails it, which is how a
 client's handling of an ambiguous write (the retry meets 409 "already exists") is tested.
-Latency is separate: seconds added before every matching call.
+Latency is separate: seconds added before every matching call, drawn from a normal
+distribution around the set seconds when a `jitter` (its standard deviation) is set, never
+below zero, as real networks jitter and Twilio counts its write limit at arrival.
 """
 
 from __future__ import annotations
@@ -33,6 +35,19 @@ class Fault:
     kind: FaultKind
     status: int
     retry_after: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Seconds added to a call: a mean and a standard deviation (0: always the mean)."""
+
+    seconds: float = 0.0
+    jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, value in (("latency", self.seconds), ("jitter", self.jitter)):
+            if not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value}")
 
 
 @dataclass(slots=True)
@@ -79,32 +94,42 @@ def fault_rule(
 class FaultPlan:
     """The injected latency and fault rules in force; rules are tried in the order added."""
 
-    def __init__(self, *, chance: Callable[[], float]) -> None:
+    def __init__(
+        self, *, chance: Callable[[], float], spread: Callable[[float, float], float]
+    ) -> None:
+        """`chance()` is uniform in [0, 1); `spread(mu, sigma)` draws from a normal law."""
         self._chance = chance
+        self._spread = spread
         self._rules: list[FaultRule] = []
-        self._latency = 0.0
-        self._latency_by_operation: dict[Operation, float] = {}
+        self._latency = Latency()
+        self._latency_by_operation: dict[Operation, Latency] = {}
 
-    def set_latency(self, seconds: float, *, operations: Collection[str] | None = None) -> None:
-        """Seconds added to every matching call; operations=None sets it for all of them."""
-        if not 0 <= seconds < math.inf:
-            raise ValueError(f"latency must be a finite number of seconds >= 0, not {seconds}")
+    def set_latency(
+        self, seconds: float, *, jitter: float = 0.0, operations: Collection[str] | None = None
+    ) -> None:
+        """Seconds added to every matching call (`jitter`: their standard deviation);
+        operations=None sets it for all of them."""
+        latency = Latency(seconds, jitter)
         named = operations_named(operations)
         if named is None:
-            self._latency = seconds
+            self._latency = latency
             self._latency_by_operation.clear()
         else:
-            self._latency_by_operation.update(dict.fromkeys(named, seconds))
+            self._latency_by_operation.update(dict.fromkeys(named, latency))
 
     def latency(self, operation: Operation) -> float:
-        return self._latency_by_operation.get(operation, self._latency)
+        """This call's delay: the set seconds, or a draw around them if they jitter."""
+        latency = self._latency_by_operation.get(operation, self._latency)
+        if not latency.jitter:
+            return latency.seconds
+        return max(0.0, self._spread(latency.seconds, latency.jitter))
 
     def add(self, rule: FaultRule) -> None:
         self._rules.append(rule)
 
     def clear(self) -> None:
         self._rules.clear()
-        self._latency = 0.0
+        self._latency = Latency()
         self._latency_by_operation.clear()
 
     def take(self, operation: Operation, *, after_processing: bool) -> Fault | None:

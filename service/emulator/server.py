@@ -42,7 +42,12 @@ def create_app(emulator: Emulator) -> web.Application:
         app.add_routes(role_routes(form))
     app.add_routes(configuration_routes())
     app.add_routes(control_routes())
+    app.on_cleanup.append(_stop_load)
     return app
+
+
+async def _stop_load(app: web.Application) -> None:
+    app[EMULATOR].stop_load()
 
 
 @web.middleware

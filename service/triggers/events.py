@@ -28,13 +28,13 @@ from datetime import timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service.conversations.ratelimit import urgent
 from service.db import events
 from service.db.events import ClaimedEvent
 from service.domain.runs import Scope
 from service.metrics import Metrics
 from service.reconcile.run import RunFailed, RunInProgress, RunReport, RunRequest
 from service.reconcile.runner import Runner
-from service.triggers.priority import urgent
 
 log = structlog.get_logger(__name__)
 

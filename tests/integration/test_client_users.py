@@ -201,5 +201,5 @@ async def test_is_built_from_settings(
     await client.create_user("frank")
     assert remote_identities(emulator, service_sid) == ["frank"]
     assert emulator.emulator.stats["webhook_enabled"] == 1
-    assert client.limiter.writes_per_second == settings.write_rate
+    assert client.limiter.ceiling == client.limiter.rate == settings.write_rate
     assert client.stats.total == 1

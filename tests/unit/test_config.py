@@ -105,7 +105,7 @@ def test_secrets_can_come_from_files(monkeypatch, tmp_path):
 
 def test_defaults_follow_the_design():
     settings = Settings(_env_file=None)
-    assert settings.write_rate == 25
+    assert settings.write_rate == 30 and settings.write_rate_adaptive
     assert settings.webhook_enabled is False
     assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8080)
     assert settings.base_url == "https://conversations.twilio.com"
@@ -117,3 +117,10 @@ def test_a_deletion_grace_period_needs_the_suspended_role(monkeypatch):
         load_settings()
     monkeypatch.setenv("USERSYNC_SUSPENDED_ROLE", "suspended")
     assert load_settings().delete_grace == 604800
+
+
+def test_a_write_rate_floor_over_the_ceiling_is_refused(monkeypatch):
+    monkeypatch.setenv("USERSYNC_WRITE_RATE", "10")
+    monkeypatch.setenv("USERSYNC_WRITE_RATE_FLOOR", "12")
+    with pytest.raises(ConfigError, match="USERSYNC_WRITE_RATE_FLOOR=12 is over"):
+        load_settings()

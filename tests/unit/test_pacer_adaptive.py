@@ -1,0 +1,105 @@
+"""The pacer follows what the Service has left: a write's 429 cuts the rate, success climbs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from service.conversations.ratelimit import Adaptive, Grant, WriteLimiter
+
+
+async def _grant(limiter: WriteLimiter) -> Grant:
+    async with limiter.slot(write=True) as grant:
+        return grant
+
+
+async def test_a_429_cuts_the_rate_once_per_window_of_writes() -> None:
+    limiter = WriteLimiter(30, max_in_flight=4, adaptive=Adaptive(floor=5, decrease=0.8))
+    first, second = await _grant(limiter), await _grant(limiter)
+    limiter.answered(first, status=429)
+    limiter.answered(second, status=429)  # sent at the old rate: the same congestion
+    limiter.answered(await _grant(limiter), status=429)  # still in the old rate's window
+    assert (limiter.rate, limiter.cuts) == (pytest.approx(24.0, rel=1e-3), 1)
+    await asyncio.sleep(1.01)
+    limiter.answered(await _grant(limiter), status=429)  # a new window: cut again
+    assert limiter.rate < 24.0  # cut from where it had climbed to
+    assert limiter.cuts == 2
+
+
+async def test_the_rate_never_goes_below_the_floor() -> None:
+    limiter = WriteLimiter(30, max_in_flight=4, adaptive=Adaptive(floor=20, decrease=0.5))
+    limiter.answered(await _grant(limiter), status=429)
+    assert limiter.rate == 20
+
+
+def test_after_a_cut_the_rate_climbs_fast_flattens_at_the_old_rate_then_probes_above() -> None:
+    adaptive = Adaptive(floor=5, decrease=0.9, recovery=6, margin=0.025)
+    curve = [adaptive.rate(since_cut=t, cut_from=30, ceiling=40) for t in range(13)]
+    assert curve[0] == pytest.approx(27)
+    assert curve == sorted(curve)  # never down without a 429
+    assert curve[3] - curve[0] > curve[6] - curve[3]  # fast, then flat
+    assert curve[6] == pytest.approx(29)  # a 40th of the ceiling under the rate of the 429
+    assert 29 < curve[9] < curve[12] == pytest.approx(31)
+    assert adaptive.rate(since_cut=60, cut_from=30, ceiling=40) == 40
+
+
+async def test_writes_after_a_cut_climb_back_to_the_ceiling() -> None:
+    limiter = WriteLimiter(100, max_in_flight=4, adaptive=Adaptive(floor=5, recovery=0.05))
+    limiter.answered(await _grant(limiter), status=429)
+    assert limiter.rate == pytest.approx(90)
+    await asyncio.sleep(0.3)
+    await _grant(limiter)
+    assert limiter.rate == 100
+
+
+async def test_reads_server_errors_and_a_fixed_pace_leave_the_rate_alone() -> None:
+    adaptive = WriteLimiter(30, max_in_flight=4, adaptive=Adaptive(floor=5))
+    async with adaptive.slot(write=False) as read:
+        adaptive.answered(read, status=429)
+    adaptive.answered(await _grant(adaptive), status=503)
+    fixed = WriteLimiter(30, max_in_flight=4)
+    fixed.answered(await _grant(fixed), status=429)
+    assert (adaptive.rate, adaptive.cuts, fixed.rate, fixed.cuts) == (30, 0, 30, 0)
+
+
+def test_a_floor_over_the_ceiling_or_a_senseless_adaptation_is_refused() -> None:
+    with pytest.raises(ValueError, match="over the ceiling"):
+        WriteLimiter(10, max_in_flight=1, adaptive=Adaptive(floor=20))
+    with pytest.raises(ValueError, match="decrease"):
+        Adaptive(floor=1, decrease=1.5)
+    with pytest.raises(ValueError, match="recovery"):
+        Adaptive(floor=1, recovery=0)
+    with pytest.raises(ValueError, match="margin"):
+        Adaptive(floor=1, margin=1)
+    with pytest.raises(ValueError, match="reserved"):
+        WriteLimiter(10, max_in_flight=2, reserved=2)
+
+
+async def test_any_k_plus_one_turns_span_the_window_while_the_loop_stalls() -> None:
+    """30/s with 30 ms stalls every 100 ms: late turns are caught up, never crowded."""
+    limiter = WriteLimiter(30, max_in_flight=16)
+    loop = asyncio.get_running_loop()
+    stamps: list[float] = []
+    done = asyncio.Event()
+
+    async def stall() -> None:
+        while not done.is_set():
+            busy_until = time.perf_counter() + 0.03  # CPU work between awaits
+            while time.perf_counter() < busy_until:
+                pass
+            await asyncio.sleep(0.1)
+
+    async def write() -> None:
+        async with limiter.slot(write=True):
+            stamps.append(loop.time())
+            await asyncio.sleep(0.02)
+
+    staller = asyncio.create_task(stall())
+    await asyncio.gather(*(write() for _ in range(75)))
+    done.set()
+    await staller
+    spans = [stamps[n + 30] - stamps[n] for n in range(len(stamps) - 30)]
+    assert min(spans) >= 1.01 - 1e-6
+    assert stamps[-1] - stamps[0] < 74 / 30 + 0.3  # the stalls cost no turns
