@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -230,7 +230,7 @@ def print_status(
     _print_suspended(status, out, now)
 
 
-def _add_columns(table: Table, names: tuple[str, ...]) -> None:
+def _add_columns(table: Table, names: Sequence[str]) -> None:
     """Columns whose values are never cut: a word wider than its column (a request id, a sid,
     a user id) folds onto the next line instead of ending in `…`, however narrow the output."""
     for name in names:
@@ -284,49 +284,49 @@ def _print_held(status: StatusReport, out: Console, now: datetime) -> None:
         for u in status.waiting:
             waiting.add_row(cell(u.user_id), cell(u.last_error_message))
         out.print(waiting)
-    if status.held:
-        held = Table(title="Deletions held (release with: user-sync sync --allow-deletes)")
-        _add_columns(held, ("user", "identity", "sid", "reason", "run", "held since"))
-        for d in status.held:
-            held.add_row(
-                cell(d.user_id),
-                cell(d.identity),
-                cell(d.sid),
-                cell(d.reason),
-                str(d.run_id),
-                when(d.held_at, now),
-            )
-        out.print(held)
-    _print_held_writes(status, out, now)
-
-
-def _print_held_writes(status: StatusReport, out: Console, now: datetime) -> None:
-    if not status.held_writes:
-        return
-    held = Table(title="Writes held (release with: user-sync sync --allow-writes)")
-    _add_columns(held, ("user", "identity", "reason", "run", "held since"))
-    for w in status.held_writes:
-        held.add_row(
-            cell(w.user_id),
-            cell(w.identity),
-            cell(w.held_reason),
-            str(w.run_id),
-            when(w.held_at, now),
-        )
-    out.print(held)
+    _print_rows(
+        out,
+        "Deletions held (release with: user-sync sync --allow-deletes)",
+        ("user", "identity", "sid", "reason", "run", "held since"),
+        [
+            (cell(d.user_id), cell(d.identity), cell(d.sid), cell(d.reason), str(d.run_id),
+             when(d.held_at, now))
+            for d in status.held
+        ],
+    )  # fmt: skip
+    _print_rows(
+        out,
+        "Writes held (release with: user-sync sync --allow-writes)",
+        ("user", "identity", "reason", "run", "held since"),
+        [
+            (cell(w.user_id), cell(w.identity), cell(w.held_reason), str(w.run_id),
+             when(w.held_at, now))
+            for w in status.held_writes
+        ],
+    )  # fmt: skip
 
 
 def _print_suspended(status: StatusReport, out: Console, now: datetime) -> None:
-    if not status.suspended:
+    _print_rows(
+        out,
+        "Suspended users (deleted when their grace period ends)",
+        ("user", "identity", "sid", "status", "deleted after"),
+        [
+            (cell(u.user_id), cell(u.identity), cell(u.sid), cell(u.status),
+             when(u.delete_after, now))
+            for u in status.suspended
+        ],
+    )  # fmt: skip
+
+
+def _print_rows(
+    out: Console, title: str, columns: tuple[str, ...], rows: Sequence[Sequence[RenderableType]]
+) -> None:
+    """A table of these rows under `title`, if there are any."""
+    if not rows:
         return
-    suspended = Table(title="Suspended users (deleted when their grace period ends)")
-    _add_columns(suspended, ("user", "identity", "sid", "status", "deleted after"))
-    for u in status.suspended:
-        suspended.add_row(
-            cell(u.user_id),
-            cell(u.identity),
-            cell(u.sid),
-            cell(u.status),
-            when(u.delete_after, now),
-        )
-    out.print(suspended)
+    table = Table(title=title)
+    _add_columns(table, columns)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)

@@ -112,9 +112,9 @@ async def _local(session: AsyncSession, key: str, *, source_table: str) -> Local
 
 
 _STATE = (
-    f"SELECT {rows.select_list('s', rows.STATE_COLUMNS, 's_')} FROM sync_state s"  # noqa: S608
-    " WHERE s.user_id = ANY(:keys) OR s.identity = ANY(:keys)"
-    " ORDER BY s.user_id = ANY(:keys) DESC LIMIT 1"
+    f"SELECT {rows.select_list('sync_state', rows.STATE_COLUMNS, 's_')}"  # noqa: S608
+    " FROM sync_state WHERE sync_state.user_id = ANY(:keys) OR sync_state.identity = ANY(:keys)"
+    " ORDER BY sync_state.user_id = ANY(:keys) DESC LIMIT 1"
 )
 """The state of the user with one of these ids, else of the user claiming one as identity."""
 

@@ -88,12 +88,14 @@ async def recent_runs(session: AsyncSession, *, limit: int = 10) -> list[RunSumm
 
 
 _FAILING = (
-    f"SELECT {rows.select_list('s', rows.STATE_COLUMNS, 's_')},"  # noqa: S608
-    " (SELECT e.request_id FROM sync_error e WHERE e.user_id = s.user_id"
+    f"SELECT {rows.select_list('sync_state', rows.STATE_COLUMNS, 's_')},"  # noqa: S608
+    " (SELECT e.request_id FROM sync_error e WHERE e.user_id = sync_state.user_id"
     "  ORDER BY e.id DESC LIMIT 1) AS request_id"
-    " FROM sync_state s WHERE s.status = ANY(:statuses)"
-    " ORDER BY s.attempts DESC, s.user_id LIMIT :limit"
+    " FROM sync_state WHERE sync_state.status = ANY(:statuses)"
+    " ORDER BY sync_state.attempts DESC, sync_state.user_id LIMIT :limit"
 )
+"""Unaliased, so a column the database lacks is named as an operator knows it
+(`sync_state.attempts`)."""
 
 
 async def failing_users(

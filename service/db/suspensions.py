@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import SyncStateRow
+from service.db.rows import picked
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,17 +36,7 @@ async def suspended_users(session: AsyncSession, *, limit: int = 1000) -> list[S
         .order_by(SyncStateRow.delete_after, SyncStateRow.user_id)
         .limit(limit)
     )
-    return [
-        SuspendedUser(
-            user_id=r.user_id,
-            identity=r.identity,
-            sid=r.remote_sid,
-            status=r.status,
-            delete_after=r.delete_after,
-        )
-        for r in rows
-        if r.delete_after is not None
-    ]
+    return [picked(SuspendedUser, r, sid=r.remote_sid) for r in rows]
 
 
 async def count_due(session: AsyncSession) -> int:

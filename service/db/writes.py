@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.models import SyncWrite
+from service.db.rows import picked
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +78,7 @@ async def log_applied(
 
 async def release(session: AsyncSession, user_ids: Sequence[str], *, service_key: str) -> None:
     """These users are being written: no longer held."""
-    if user_ids:
-        await session.execute(
-            delete(SyncWrite).where(
-                SyncWrite.service_key == service_key,
-                SyncWrite.state == "held",
-                SyncWrite.user_id.in_(list(user_ids)),
-            )
-        )
+    await forget_held(session, service_key=service_key, user_ids=user_ids, keep=())
 
 
 async def hold(
@@ -149,16 +143,7 @@ async def held(session: AsyncSession, *, limit: int = 1000) -> list[HeldWrite]:
         .order_by(SyncWrite.decided_at, SyncWrite.id)
         .limit(limit)
     )
-    return [
-        HeldWrite(
-            user_id=r.user_id,
-            identity=r.identity,
-            held_reason=r.held_reason,
-            run_id=r.run_id,
-            held_at=r.decided_at,
-        )
-        for r in rows
-    ]
+    return [picked(HeldWrite, r, held_at=r.decided_at) for r in rows]
 
 
 async def count_held(session: AsyncSession) -> int:
