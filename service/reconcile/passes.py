@@ -31,7 +31,7 @@ from service.reconcile.parts import RunnerConfig, RunnerParts
 from service.reconcile.pool import ApplyPool, Work, lease_for
 from service.reconcile.progress import Phase
 from service.reconcile.run import RunReport, RunRequest
-from service.reconcile.verdict import decide, not_deleted, orphan_deletions
+from service.reconcile.verdict import Decision, decide, not_deleted, orphan_deletions
 
 PLAN_SLICE = 100
 """Users planned between yields to the event loop: planning a batch of 1,000 takes 15-30 ms of
@@ -219,22 +219,30 @@ class Passes:
             full=full,
         )
         await self._recorder.held(report.held[held_before:], report)
-        work = verdict.work
         if pending:
             report.progress.phase = Phase.DELETING
         if report.request.dry_run:
-            actions = [a for w in work for a in w.actions]
-            report.would_do(
-                [describe(a, run.roles) for a in actions],
-                would_write=sum(writes_user(w.actions) for w in work),
-                users=len(work),
-                audit=planned_entries(actions, roles=run.roles) + held_entries(report.held),
-            )
-            report.progress.done += len(work)
-            return
+            self._would_delete(run, verdict.work)
+        else:
+            await self._apply_deletions(run, verdict)
+
+    def _would_delete(self, run: RunState, work: list[Work]) -> None:
+        """A dry run's deletion phase: the lines and the audit entries it would make."""
+        report = run.report
+        actions = [a for w in work for a in w.actions]
+        report.would_do(
+            [describe(a, run.roles) for a in actions],
+            would_write=sum(writes_user(w.actions) for w in work),
+            users=len(work),
+            audit=planned_entries(actions, roles=run.roles) + held_entries(report.held),
+        )
+        report.progress.done += len(work)
+
+    async def _apply_deletions(self, run: RunState, verdict: Decision) -> None:
+        report = run.report
         pool = self._pool(run)
         try:
-            await pool.submit(work)
+            await pool.submit(verdict.work)
             outcomes = await pool.drain()
         finally:
             await self._close_pool(pool, report, dry_run=False)
