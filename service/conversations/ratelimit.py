@@ -54,6 +54,9 @@ so at r = 30 writes paced exactly 1/30 s apart would sometimes arrive 31 in a se
 WINDOW = 1.0
 """Seconds: Twilio counts writes over any one-second window."""
 
+SHARE_SAMPLE = 10
+"""Answers since the last cut before their share of 429s sizes the next cut."""
+
 TOO_MANY_WRITES = 429
 """The status of every "too many writes" answer (Twilio codes 20429, 50063 and 50074)."""
 
@@ -224,7 +227,9 @@ class _Answers:
 
     @property
     def refused_share(self) -> float:
-        return self.refused / self.answered if self.answered else 0.0
+        """The share of 429s, once there are enough answers to say (else 0: a plain cut); the
+        first answers after a cut are too few, and one 429 of one would cut to the floor."""
+        return self.refused / self.answered if self.answered >= SHARE_SAMPLE else 0.0
 
 
 class _Line:

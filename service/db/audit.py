@@ -62,9 +62,10 @@ _INSERT_AGAIN = text(
 source row that stays invalid): recorded once, not again while the user's latest entry says
 the same."""
 _PRUNE = text(
-    "DELETE FROM sync_audit WHERE ctid IN"
-    " (SELECT ctid FROM sync_audit WHERE at < :before LIMIT :batch)"
+    "DELETE FROM sync_audit WHERE ctid IN (SELECT ctid FROM sync_audit"
+    " WHERE at < :before AND service_key = :service_key LIMIT :batch)"
 )
+"""One Service's entries only: each is pruned by the retention its own replicas run with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +91,16 @@ async def save(
         await session.execute(statement, {"entries": rows, "run": run_id})
 
 
-async def prune(sessions: async_sessionmaker[AsyncSession], *, before: datetime) -> int:
-    """Delete entries older than `before`, a batch per transaction; how many went."""
+async def prune(
+    sessions: async_sessionmaker[AsyncSession], *, before: datetime, service_key: str
+) -> int:
+    """Delete the Service's entries older than `before`, a batch per transaction; how many
+    went."""
     pruned = 0
+    values = {"before": before, "batch": PRUNE_BATCH, "service_key": service_key}
     for _ in range(PRUNE_BATCHES):
         async with sessions.begin() as session:
-            result = await session.execute(_PRUNE, {"before": before, "batch": PRUNE_BATCH})
+            result = await session.execute(_PRUNE, values)
         count = int(getattr(result, "rowcount", 0) or 0)
         pruned += count
         if count < PRUNE_BATCH:
@@ -112,11 +117,15 @@ _SELECT = (
 async def of_user(
     session: AsyncSession, key: str, *, limit: int, before: int | None = None
 ) -> list[AuditRow]:
-    """A user's entries, newest first: `key` is its internal id, or the identity its state
-    holds (as `sync --user` takes either); `before`, an entry id, pages back."""
+    """A user's entries, newest first: `key` is its internal id, or else the identity its
+    state holds (as `GET /users/{key}` resolves it: an id first, so a user whose id is another
+    user's identity never shows the other's entries); `before`, an entry id, pages back."""
     statement = text(
-        f"{_SELECT} WHERE user_id IN (SELECT CAST(:key AS text) UNION"  # noqa: S608
-        " SELECT user_id FROM sync_state WHERE identity = :key)"
+        f"{_SELECT} WHERE user_id = ANY(CASE"  # noqa: S608
+        " WHEN EXISTS (SELECT 1 FROM sync_state WHERE user_id = :key)"
+        "  OR EXISTS (SELECT 1 FROM sync_audit WHERE user_id = :key)"
+        " THEN ARRAY[CAST(:key AS text)]"
+        " ELSE ARRAY(SELECT user_id FROM sync_state WHERE identity = :key) END)"
         " AND (CAST(:before AS bigint) IS NULL OR id < :before)"
         " ORDER BY at DESC, id DESC LIMIT :limit"
     )

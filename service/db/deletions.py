@@ -161,6 +161,20 @@ async def any_held(session: AsyncSession, *, service_key: str) -> bool:
     return found is not None
 
 
+async def held_among(session: AsyncSession, *, service_key: str, sids: Sequence[str]) -> int:
+    """How many of these remote users' deletions are held now (by any run)."""
+    if not sids:
+        return 0
+    count = await session.scalar(
+        select(func.count(func.distinct(SyncDeletion.sid))).where(
+            SyncDeletion.service_key == service_key,
+            SyncDeletion.state == DeletionState.HELD,
+            SyncDeletion.sid.in_(list(sids)),
+        )
+    )
+    return int(count or 0)
+
+
 async def held(session: AsyncSession, *, limit: int = 1000) -> list[HeldDeletion]:
     """Deletions held now, of every run, oldest first."""
     found = await session.scalars(

@@ -135,6 +135,20 @@ async def any_held(session: AsyncSession, *, service_key: str) -> bool:
     return found is not None
 
 
+async def held_among(session: AsyncSession, *, service_key: str, user_ids: Sequence[str]) -> int:
+    """How many of these users' writes are held now (by any run)."""
+    if not user_ids:
+        return 0
+    count = await session.scalar(
+        select(func.count()).where(
+            SyncWrite.service_key == service_key,
+            SyncWrite.state == "held",
+            SyncWrite.user_id.in_(list(user_ids)),
+        )
+    )
+    return int(count or 0)
+
+
 async def held(session: AsyncSession, *, limit: int = 1000) -> list[HeldWrite]:
     """Writes held now, of every run, oldest first."""
     rows = await session.scalars(

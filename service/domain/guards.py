@@ -46,9 +46,11 @@ def guard_deletions(
     remote_complete: bool,
     allow_deletes: bool,
     deleted_recently: int = 0,
+    held_earlier: int = 0,
 ) -> DeletionVerdict:
     """Which of this run's deletions may go ahead. `remote_total`: remote users in reach;
-    `deleted_recently`: guarded deletions already made within the window."""
+    `deleted_recently`: guarded deletions already made within the window; `held_earlier`: how
+    many of these deletions a run (an earlier pass of this one, or another run) holds now."""
     free = tuple(d for d in deletions if not d.guarded)
     guarded = tuple(d for d in deletions if d.guarded)
     if not guarded:
@@ -58,6 +60,8 @@ def guard_deletions(
     )
     reads = _Reads(source_complete=source_complete, remote_complete=remote_complete or not unknown)
     reason = _read_problem(policy, reads) or _mode_problem(policy)
+    if reason is None and held_earlier and not allow_deletes:
+        reason = HELD_EARLIER.format(held_earlier, what="deletions", flag="allow_deletes")
     if reason is None and not allow_deletes:
         reason = _limit_problem(
             len(guarded), policy=policy, remote_total=remote_total, earlier=deleted_recently
@@ -65,6 +69,14 @@ def guard_deletions(
     if reason is None:
         return DeletionVerdict(allowed=free + guarded)
     return DeletionVerdict(allowed=free, held=guarded, reason=reason)
+
+
+HELD_EARLIER = (
+    "{0} of these {what} are held already, waiting for an operator: nothing of the run is"
+    " applied until a run with {flag} releases them"
+)
+"""A held user stays held whatever a later run counts: a one-user run (an event, a follow-up
+pass for a user waiting on the held one's identity) would be under every limit on its own."""
 
 
 def _read_problem(policy: Policy, reads: _Reads) -> str | None:

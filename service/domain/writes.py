@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service.domain.guards import HELD_EARLIER
 from service.domain.policy import Policy
 
 
@@ -49,6 +50,7 @@ def guard_writes(
     linked: int,
     allow_writes: bool,
     written_recently: int = 0,
+    held_earlier: int = 0,
 ) -> WriteVerdict:
     """Whether this run's `count` users (none of them among the `written_recently` distinct
     users of the window) may be written; `linked`: users with a remote sid now."""
@@ -56,6 +58,9 @@ def guard_writes(
         return WriteVerdict(allowed=True, guarded=False)
     if count == 0:
         return WriteVerdict(allowed=True, guarded=True)
+    if held_earlier:  # `held_earlier` of them wait for an operator already
+        earlier = HELD_EARLIER.format(held_earlier, what="users' writes", flag="allow_writes")
+        return WriteVerdict(allowed=False, guarded=True, reason=earlier)
     reason = _limit_problem(count, policy=policy, linked=linked, earlier=written_recently)
     return WriteVerdict(allowed=reason is None, guarded=True, reason=reason)
 

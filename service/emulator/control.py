@@ -66,12 +66,16 @@ class FaultRequest(_Body):
     )
 
 
+MAX_LOAD = 1000.0
+"""Writes per second another client may spend (more is a busy loop, not a client)."""
+
+
 class LimitRequest(_Body):
     per_second: float | None
 
 
 class LoadRequest(_Body):
-    writes_per_second: float | None
+    writes_per_second: float | None = Field(gt=0, le=MAX_LOAD)
     service_sid: str | None = None
 
 

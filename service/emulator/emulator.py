@@ -133,9 +133,10 @@ class Emulator:
         """Another client writing to the Service at this rate (replacing any earlier one);
         must be called on the loop that serves the emulator."""
         sid = self.service(service_sid).sid
-        self.stop_load()
-        self.load = Load(writes_per_second, service_sid=sid, admit=self.limiter.try_acquire)
-        return self.load
+        load = Load(writes_per_second, service_sid=sid, admit=self.limiter.try_acquire)
+        self.stop_load()  # a refused rate (Load raised) leaves the running one alone
+        self.load = load
+        return load
 
     def stop_load(self) -> LoadCounts | None:
         """Stop the other client; what it attempted and how many were refused."""

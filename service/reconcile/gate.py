@@ -19,8 +19,12 @@ Held writes are kept as held rows (`db.writes`), shown by `status`, `GET /runs` 
 not touched, so every run that looks at it plans it again. The cost is latency, not memory: a
 guarded pass applies its writes after its last batch is planned instead of as they come.
 Follow-up passes of the run (users that waited for an identity) have a gate of their own,
-counted against the same window (the pass before may have spent it). The deletion phase has
-nothing to gate: a user with a guarded deletion is removed or inactive, and is never written.
+counted against the same window (the pass before may have spent it), and held at once if an
+earlier pass of the run held its writes (all or nothing per run); a user whose write another
+run holds stays held until a run with `allow_writes` releases it. The deletion phase is not
+gated here: its deletions and suspensions (an update that suspends a user who left) are
+removals, which the deletion guard counts and holds (`domain.guards`); a suspension is still
+a write Twilio may bill, and counts in the run's `users_written`.
 A dry run counts the same way and says whether it would be held, writing nothing.
 """
 
@@ -64,6 +68,8 @@ class WriteGate:
     linked: int
     held_before: bool
     """Held rows existed when the pass began: the pass drops those it no longer plans."""
+    named: bool
+    """The pass looks at named users only (`begin`)."""
     state: _State = _State.COUNTING
     waiting: list[Planned] = field(default_factory=list)
     counted: list[Case] = field(default_factory=list)
@@ -73,14 +79,30 @@ class WriteGate:
 
     @classmethod
     async def begin(
-        cls, sessions: async_sessionmaker[AsyncSession], *, config: GateConfig, report: RunReport
+        cls,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        config: GateConfig,
+        report: RunReport,
+        named: bool,
     ) -> WriteGate:
+        """The gate of one pass; `named`: the pass looks at named users only (an event, a
+        follow-up pass), which never write a user another run holds."""
         async with sessions() as session:
             linked = await records.count_linked_remote_users(session)
             held = await writes.any_held(session, service_key=config.service_key)
-        gate = cls(sessions=sessions, config=config, report=report, linked=linked, held_before=held)
+        gate = cls(
+            sessions=sessions,
+            config=config,
+            report=report,
+            linked=linked,
+            held_before=held,
+            named=named,
+        )
         if report.request.allow_writes or initial_sync(linked=linked):
             gate.state = _State.OPEN
+        elif report.writes_held:  # an earlier pass of this run held: all or nothing per run
+            gate.state, gate.reason = _State.SHUT, report.write_held_reason
         return gate
 
     async def admit(
@@ -128,18 +150,27 @@ class WriteGate:
                 window=self.config.window,
                 besides=[c.user_id for c in cases if c.user_id is not None],
             )
+            users = [c.user_id for c in cases if c.user_id is not None]
             verdict = guard_writes(
                 len(cases),
                 policy=self.config.policy,
                 linked=self.linked,
                 allow_writes=False,
                 written_recently=recent,
+                held_earlier=await self._held_earlier(session, users),
             )
             if verdict.allowed and not dry_run:
                 await writes.log_applied(
                     session, _writes(cases), service_key=key, run_id=self.report.run_id
                 )
         return verdict
+
+    async def _held_earlier(self, session: AsyncSession, users: Sequence[str]) -> int:
+        """A run of named users (an event, a follow-up pass) never writes a user another run
+        holds: it is under every limit on its own. Bulk runs count held users afresh."""
+        if not self.named:
+            return 0
+        return await writes.held_among(session, service_key=self.config.service_key, user_ids=users)
 
     async def forget(self, batch: Sequence[Case], *, keep: Sequence[Case]) -> None:
         """Users of a batch the pass looked at and no longer plans to write lose their held

@@ -25,13 +25,20 @@ from service.domain.batch import BatchPlan, Planned, plan_batch, writes_user
 from service.domain.cases import Case
 from service.domain.outcome import Outcome, deferred
 from service.domain.roles import RoleDirectory, names_a_role
+from service.domain.runs import Scope
 from service.domain.suspension import may_suspend
 from service.reconcile.gate import GateConfig, WriteGate
 from service.reconcile.parts import RunnerConfig, RunnerParts
 from service.reconcile.pool import ApplyPool, Work, lease_for
 from service.reconcile.progress import Phase
 from service.reconcile.run import RunReport, RunRequest
-from service.reconcile.verdict import Decision, decide, not_deleted, orphan_deletions
+from service.reconcile.verdict import (
+    Decision,
+    decide,
+    not_deleted,
+    not_tried,
+    orphan_deletions,
+)
 
 PLAN_SLICE = 100
 """Users planned between yields to the event loop: planning a batch of 1,000 takes 15-30 ms of
@@ -70,7 +77,10 @@ class Passes:
         pool = self._pool(run)
         pending: list[Planned] = []
         held = not request.dry_run and await self._any_held()
-        gate = await WriteGate.begin(self._sessions, config=self._gate, report=run.report)
+        named = request.scope is Scope.USERS
+        gate = await WriteGate.begin(
+            self._sessions, config=self._gate, report=run.report, named=named
+        )
         try:
             batches = self._parts.sides.batches(
                 run.connection, run.report, source=run.source, request=request
@@ -199,8 +209,10 @@ class Passes:
         orphans: list[tuple[Case, DeleteUser]],
         *,
         full: bool,
+        named: bool,
     ) -> None:
-        """Let the guard see every deletion of the pass, then apply what it allows."""
+        """Let the guard see every deletion of the pass, then apply what it allows; `named`:
+        the pass looked at named users only (it never deletes a user another run holds)."""
         report = run.report
         if not pending and not orphans and not full:
             return
@@ -217,6 +229,7 @@ class Passes:
             service_key=self._config.service_key,
             report=report,
             full=full,
+            named=named,
         )
         await self._recorder.held(report.held[held_before:], report)
         if pending:
@@ -246,5 +259,9 @@ class Passes:
             outcomes = await pool.drain()
         finally:
             await self._close_pool(pool, report, dry_run=False)
+            untried = not_tried(
+                self._sessions, verdict.logged, started=pool.started, run_id=report.run_id
+            )
+            await asyncio.shield(untried)
         await self._recorder.outcomes(outcomes, report, dry_run=False)
         await not_deleted(self._sessions, outcomes, verdict.logged, run_id=report.run_id)

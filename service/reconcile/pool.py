@@ -61,6 +61,8 @@ class ApplyPool:
         self._low = size // 2
         self._running: set[asyncio.Task[Outcome]] = set()
         self._finished: list[Outcome] = []
+        self.started: list[Case] = []
+        """The users whose work started (its calls may have been made, even if cancelled)."""
         self._error: BaseException | None = None
 
     async def submit(self, work: Sequence[Work]) -> None:
@@ -96,6 +98,7 @@ class ApplyPool:
             raise self._error
 
     def _start(self, work: Work) -> None:
+        self.started.append(work.case)
         task = asyncio.create_task(self.executor.apply(work.case, work.actions))
         self._running.add(task)
         leased = isinstance(work.lease, LeaseRequest)

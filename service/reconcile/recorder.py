@@ -52,9 +52,18 @@ class Recorder:
         self._clock = clock
         self._on_close = on_close
 
-    async def open_run(self, request: RunRequest, *, service_key: str, retention: timedelta) -> int:
+    async def open_run(
+        self,
+        request: RunRequest,
+        *,
+        service_key: str,
+        retention: timedelta,
+        window: timedelta,
+    ) -> int:
         """Record the run `running`; close first the Service's runs whose process is gone, and
-        forget errors and the deletion log past `retention`."""
+        (unless it is a dry run, which writes nothing) forget errors past `retention`, the
+        guards' logs past the longer of `retention` and their `window` (a log pruned inside
+        its window would let more through), and the audit trail past its own retention."""
         opening = records.RunOpening(
             service_key=service_key,
             trigger=request.trigger,
@@ -64,17 +73,19 @@ class Recorder:
             allow_deletes=request.allow_deletes,
             allow_writes=request.allow_writes,
         )
-        before = self._clock() - retention
+        now = self._clock()
         async with self._sessions.begin() as session:
             aborted = await records.abort_stale_runs(session, service_key=service_key)
             if aborted:
                 log.warning("closed runs left running by a stopped process", count=aborted)
-            await records.prune_errors(session, before=before)
-            await deletions.prune(session, before=before)
-            await writes.prune(session, before=before)
+            if not request.dry_run:
+                await records.prune_errors(session, before=now - retention)
+                await deletions.prune(session, before=now - max(retention, window))
+                await writes.prune(session, before=now - max(retention, window))
             run_id = await records.open_run(session, opening)
-        if self._audit is not None:
-            await audit.prune(self._sessions, before=self._clock() - self._audit.retention)
+        if self._audit is not None and not request.dry_run:
+            before = now - self._audit.retention
+            await audit.prune(self._sessions, before=before, service_key=service_key)
         return run_id
 
     async def held(self, held: Sequence[Removal], report: RunReport) -> None:

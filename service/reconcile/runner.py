@@ -115,6 +115,7 @@ class Runner:
             request,
             service_key=self._config.service_key,
             retention=self._config.error_retention,
+            window=self._config.deletion_window,
         )
         await locks.hold_alive(connection, run_id)
         return run_id
@@ -125,7 +126,8 @@ class Runner:
         request, passes = report.request, self._passes
         pending = await passes.apply(run, request)
         orphans = await passes.orphans(run) if request.scope is Scope.FULL else []
-        await passes.delete(run, pending, orphans, full=request.scope is Scope.FULL)
+        named = request.scope is Scope.USERS
+        await passes.delete(run, pending, orphans, full=request.scope is Scope.FULL, named=named)
         before: dict[str, str] | None = None
         for _ in range(FOLLOW_UPS):
             if report.waiting == before and not run.let_go:
@@ -139,7 +141,8 @@ class Runner:
             log.info("waiting users again", users=len(waits), let_go=len(run.let_go))
             for follow_up in (holders, waiting):
                 if follow_up is not None:
-                    await passes.delete(run, await passes.apply(run, follow_up), [], full=False)
+                    pending = await passes.apply(run, follow_up)
+                    await passes.delete(run, pending, [], full=False, named=True)
 
     def _follow_up(
         self, report: RunReport, *, also: frozenset[str]

@@ -11,6 +11,7 @@ Suspensions (`domain.suspension`) are decided, logged and held exactly like dele
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -45,6 +46,7 @@ async def decide(
     service_key: str,
     report: RunReport,
     full: bool,
+    named: bool = False,
 ) -> Decision:
     request = report.request
     counted: list[Removal] = [
@@ -65,6 +67,9 @@ async def decide(
             remote_complete=full,
             allow_deletes=request.allow_deletes,
             deleted_recently=recent,
+            held_earlier=await _held_earlier(
+                session, counted, named=named, service_key=service_key
+            ),
         )
         if not request.dry_run:
             await _log(session, verdict, service_key=service_key, run_id=report.run_id, full=full)
@@ -73,6 +78,20 @@ async def decide(
     return Decision(
         work=_work(pending, allowed),
         logged={d.sid for d in verdict.allowed if d.guarded},
+    )
+
+
+async def _held_earlier(
+    session: AsyncSession, counted: list[Removal], *, named: bool, service_key: str
+) -> int:
+    """How many of a run of named users' deletions a run holds already. Such a run (an event,
+    the follow-up pass of a user waiting for a held user's identity) is under every limit on
+    its own, so what is held stays held for it; bulk runs look at every held user again and
+    count them together, so they decide afresh (a zero window, say, lets them go)."""
+    if not named:
+        return 0
+    return await deletions.held_among(
+        session, service_key=service_key, sids=[a.sid for a in counted]
     )
 
 
@@ -105,6 +124,22 @@ async def not_deleted(
         for r in (o.case.remote, o.case.previous)
         if r is not None and r.sid in logged and _surely_not_deleted(o)
     ]
+    if missed:
+        async with sessions.begin() as session:
+            await deletions.mark_failed(session, run_id=run_id, sids=missed)
+
+
+async def not_tried(
+    sessions: async_sessionmaker[AsyncSession],
+    logged: set[str],
+    *,
+    started: Sequence[Case],
+    run_id: int,
+) -> None:
+    """Logged deletions whose work never started (the run was stopped first) surely did not
+    happen: they stop counting, and the log does not say they were made."""
+    tried = {r.sid for c in started for r in (c.remote, c.previous) if r is not None}
+    missed = sorted(logged - tried)
     if missed:
         async with sessions.begin() as session:
             await deletions.mark_failed(session, run_id=run_id, sids=missed)

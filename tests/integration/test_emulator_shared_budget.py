@@ -94,3 +94,12 @@ async def test_the_adaptive_pacer_backs_off_when_another_client_takes_the_budget
     assert len(emulator.emulator.users()) == 120
     assert limiter.cuts >= 1 and limiter.rate < 30
     assert t.client.stats.rate_limited <= 0.15 * 120, (seconds, t.client.stats.rate_limited)
+
+
+async def test_a_refused_load_leaves_the_running_one_alone(emulator: RunningEmulator) -> None:
+    assert (await control(emulator, "PUT", "load", {"writes_per_second": 5}))[0] == 201
+    for refused in (0, 1e9, -1):
+        status, _ = await control(emulator, "PUT", "load", {"writes_per_second": refused})
+        assert status == 400
+    status, running = await control(emulator, "GET", "load")
+    assert status == 200 and running is not None and running["writes_per_second"] == 5

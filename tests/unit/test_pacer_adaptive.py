@@ -46,7 +46,8 @@ def test_after_a_cut_the_rate_climbs_fast_flattens_at_the_old_rate_then_probes_a
 
 
 async def test_writes_after_a_cut_climb_back_to_the_ceiling() -> None:
-    limiter = WriteLimiter(100, max_in_flight=4, adaptive=Adaptive(floor=5, recovery=0.05))
+    adaptive = Adaptive(floor=5, decrease=0.9, recovery=0.05)
+    limiter = WriteLimiter(100, max_in_flight=4, adaptive=adaptive)
     limiter.answered(await _grant(limiter), status=429)
     assert limiter.rate == pytest.approx(90)
     await asyncio.sleep(0.3)
@@ -103,3 +104,17 @@ async def test_any_k_plus_one_turns_span_the_window_while_the_loop_stalls() -> N
     spans = [stamps[n + 30] - stamps[n] for n in range(len(stamps) - 30)]
     assert min(spans) >= 1.01 - 1e-6
     assert stamps[-1] - stamps[0] < 74 / 30 + 0.3  # the stalls cost no turns
+
+
+async def test_a_cut_follows_the_share_of_writes_refused_once_there_are_enough() -> None:
+    limiter = WriteLimiter(30, max_in_flight=4, adaptive=Adaptive(floor=2, decrease=0.9))
+    limiter.answered(await _grant(limiter), status=429)  # one answer: too few, a plain cut
+    assert limiter.rate == pytest.approx(27, rel=1e-3)
+    for status in [201] * 7 + [429] * 2:  # in the cut's window: counted, no second cut
+        limiter.answered(await _grant(limiter), status=status)
+    assert limiter.cuts == 1
+    await asyncio.sleep(1.01)
+    before = limiter.rate
+    limiter.answered(await _grant(limiter), status=429)  # 3 of 10 refused since the cut
+    assert limiter.cuts == 2
+    assert limiter.rate < before * 0.7 * 0.9 + 0.5
