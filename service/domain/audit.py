@@ -14,7 +14,7 @@ says so. Nothing here reads the clock; the database stamps each entry.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeAlias
@@ -81,9 +81,12 @@ def entries_of(
     roles: RoleDirectory,
     policy: AuditPolicy,
     created: str | None = None,
+    identities: Mapping[str, str] | None = None,
 ) -> list[AuditEntry]:
     """One entry per write of `answers`, each with the action it answered (see the module
-    docstring for how they pair); `created`, the sid a successful create made."""
+    docstring for how they pair); `created`, the sid a successful create made; `identities`,
+    the identity of each remote user the case knew by sid (a rename's old user is deleted by
+    sid, and its entry must say which identity went)."""
     entries: list[AuditEntry] = []
     left = list(answers)
     for action in actions:
@@ -92,8 +95,9 @@ def entries_of(
             entries.append(_entry(writing, left.pop(0), roles=roles, policy=policy, new=created))
         retires = getattr(action, "retires", None)
         if retires is not None and left and left[0].operation == "delete_user":
+            identity = (identities or {}).get(retires, "")
             old = DeleteUser(
-                user_id=action.user_id, sid=retires, identity="", reason=DeleteReason.RENAME
+                user_id=action.user_id, sid=retires, identity=identity, reason=DeleteReason.RENAME
             )
             entries.append(_entry(old, left.pop(0), roles=roles, policy=policy))
     return entries

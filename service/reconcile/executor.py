@@ -86,6 +86,7 @@ class Executor:
             roles=self._roles(),
             policy=self._audit,
             created=outcome.remote_sid,
+            identities={r.sid: r.identity for r in (case.remote, case.previous) if r is not None},
         )
         return replace(outcome, audit=tuple(trail))
 

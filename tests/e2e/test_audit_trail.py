@@ -116,6 +116,7 @@ async def test_a_rename_records_the_new_user_s_create_and_the_old_one_s_delete(
         "rename",
     )
     assert retired["sid"] == old["sid"] and retired["http_status"] == 204
+    assert retired["identity"] == "alice"  # which identity went, not only its sid
     assert (renamed["action"], renamed["identity"], renamed["outcome"]) == (
         "create",
         "alice.smith",
