@@ -30,6 +30,7 @@ from service.domain.actions import (
     UpdateUser,
     removal_reason,
 )
+from service.domain.cases import Case
 from service.domain.roles import RoleDirectory
 
 Changes: TypeAlias = dict[str, Any]
@@ -139,6 +140,23 @@ def held_entries(held: Iterable[Removal]) -> list[AuditEntry]:
             reason=removal_reason(d),
         )
         for d in held
+    ]
+
+
+def held_write_entries(cases: Iterable[Case], *, reason: str | None) -> list[AuditEntry]:
+    """Creates and updates the write guard held: not made, with the guard's sentence."""
+    return [
+        AuditEntry(
+            user_id=c.user_id,
+            identity=c.local.identity if c.local else None,
+            sid=c.remote.sid if c.remote else None,
+            action="update" if c.remote else "create",
+            outcome="held",
+            reason="write guard",
+            message=reason,
+        )
+        for c in cases
+        if c.user_id is not None
     ]
 
 

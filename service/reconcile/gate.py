@@ -37,7 +37,8 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.db import records, writes
+from service.db import audit, records, writes
+from service.domain.audit import held_write_entries
 from service.domain.batch import Planned, writes_user
 from service.domain.cases import Case
 from service.domain.policy import Policy
@@ -56,6 +57,8 @@ class GateConfig:
     policy: Policy
     window: timedelta
     service_key: str
+    trail: bool = False
+    """Held writes leave an audit trail entry each (`domain.audit.held_write_entries`)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -216,6 +219,9 @@ class WriteGate:
                 run_id=self.report.run_id,
                 why=self.reason,
             )
+            if self.config.trail:
+                entries = held_write_entries(cases, reason=self.reason)
+                await audit.save(session, entries, run_id=self.report.run_id, again=True)
 
     async def _release(self, cases: Sequence[Case]) -> None:
         if self.held_before and cases and not self.report.request.dry_run:

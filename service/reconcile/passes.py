@@ -68,7 +68,10 @@ class Passes:
         self._recorder = parts.recorder
         self._config = config
         self._gate = GateConfig(
-            policy=config.policy, window=config.deletion_window, service_key=config.service_key
+            policy=config.policy,
+            window=config.deletion_window,
+            service_key=config.service_key,
+            trail=config.trail is not None,
         )
 
     async def apply(self, run: RunState, request: RunRequest) -> list[Planned]:

@@ -118,3 +118,20 @@ async def test_a_key_that_is_one_users_id_and_anothers_identity_shows_only_the_f
 
     assert {e["user_id"] for e in entries} == {"alice"}
     assert {e["identity"] for e in entries} == {"bob"}
+
+
+async def test_writes_the_guard_holds_leave_an_audit_entry_once(
+    engine: AsyncEngine, database_url: str, fast_emulator: Any
+):
+    env = cli_env(database_url, fast_emulator, USERSYNC_MAX_WRITES_PER_RUN="5")
+    await insert_users(engine, [{"id": f"u{n:02d}"} for n in range(20)])
+    assert (await run_cli("sync", env=env))[0] == 0
+    await execute(engine, "UPDATE internal_users SET friendly_name = 'mass' WHERE id < 'u08'")
+
+    await run_cli("sync", env=env)
+    await run_cli("sync", env=env)  # held again: the entry is not repeated
+
+    held = [e for e in await history(env, "u01") if e["outcome"] == "held"]
+    assert len(held) == 1
+    assert (held[0]["action"], held[0]["reason"]) == ("update", "write guard")
+    assert "max_writes_per_run" in held[0]["message"]
