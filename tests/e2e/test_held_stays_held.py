@@ -107,7 +107,7 @@ async def test_the_deletion_log_is_kept_for_its_window_whatever_the_error_retent
 
 
 async def test_a_key_that_is_one_users_id_and_anothers_identity_shows_only_the_first(
-    engine: AsyncEngine, database_url: str, fast_emulator: Any
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
 ):
     env = cli_env(database_url, fast_emulator)
     users = [{"id": "42", "identity": "alice"}, {"id": "alice", "identity": "bob"}]
@@ -121,7 +121,7 @@ async def test_a_key_that_is_one_users_id_and_anothers_identity_shows_only_the_f
 
 
 async def test_writes_the_guard_holds_leave_an_audit_entry_once(
-    engine: AsyncEngine, database_url: str, fast_emulator: Any
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
 ):
     env = cli_env(database_url, fast_emulator, USERSYNC_MAX_WRITES_PER_RUN="5")
     await insert_users(engine, [{"id": f"u{n:02d}"} for n in range(20)])
