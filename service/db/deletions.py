@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import locks, rows
 from service.db.models import SyncDeletion
-from service.db.vocabulary import HELD, DeletionState
+from service.db.vocabulary import HELD, GuardState
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ async def applied_within(session: AsyncSession, *, service_key: str, window: tim
         .select_from(SyncDeletion)
         .where(
             SyncDeletion.service_key == service_key,
-            SyncDeletion.state == DeletionState.APPLIED,
+            SyncDeletion.state == GuardState.APPLIED,
             SyncDeletion.decided_at > func.now() - window,
         )
     )
@@ -74,14 +74,14 @@ async def log_applied(
     await session.execute(
         insert(SyncDeletion),
         [
-            _row(d, service_key=service_key, run_id=run_id, state=DeletionState.APPLIED)
+            _row(d, service_key=service_key, run_id=run_id, state=GuardState.APPLIED)
             for d in deletions
         ],
     )
     await session.execute(
         delete(SyncDeletion).where(
             SyncDeletion.service_key == service_key,
-            SyncDeletion.state == DeletionState.HELD,
+            SyncDeletion.state == GuardState.HELD,
             SyncDeletion.sid.in_([d.sid for d in deletions]),
         )
     )
@@ -99,7 +99,7 @@ async def hold(
     if not deletions:
         return
     values = [
-        _row(d, service_key=service_key, run_id=run_id, state=DeletionState.HELD)
+        _row(d, service_key=service_key, run_id=run_id, state=GuardState.HELD)
         | {"held_reason": why}
         for d in deletions
     ]
@@ -129,7 +129,7 @@ async def forget_held(
 ) -> None:
     """Drop held rows no longer planned: of these users (None: of everyone, after a full run
     looked at everyone), except the sids in `keep`."""
-    condition = [SyncDeletion.service_key == service_key, SyncDeletion.state == DeletionState.HELD]
+    condition = [SyncDeletion.service_key == service_key, SyncDeletion.state == GuardState.HELD]
     if user_ids is not None:
         condition.append(SyncDeletion.user_id.in_(list(user_ids)))
     if keep:
@@ -145,17 +145,17 @@ async def mark_failed(session: AsyncSession, *, run_id: int, sids: Sequence[str]
             update(SyncDeletion)
             .where(
                 SyncDeletion.run_id == run_id,
-                SyncDeletion.state == DeletionState.APPLIED,
+                SyncDeletion.state == GuardState.APPLIED,
                 SyncDeletion.sid.in_(list(sids)),
             )
-            .values(state=DeletionState.FAILED)
+            .values(state=GuardState.FAILED)
         )
 
 
 async def any_held(session: AsyncSession, *, service_key: str) -> bool:
     found = await session.scalar(
         select(SyncDeletion.id)
-        .where(SyncDeletion.service_key == service_key, SyncDeletion.state == DeletionState.HELD)
+        .where(SyncDeletion.service_key == service_key, SyncDeletion.state == GuardState.HELD)
         .limit(1)
     )
     return found is not None
@@ -168,7 +168,7 @@ async def held_among(session: AsyncSession, *, service_key: str, sids: Sequence[
     count = await session.scalar(
         select(func.count(func.distinct(SyncDeletion.sid))).where(
             SyncDeletion.service_key == service_key,
-            SyncDeletion.state == DeletionState.HELD,
+            SyncDeletion.state == GuardState.HELD,
             SyncDeletion.sid.in_(list(sids)),
         )
     )
@@ -179,7 +179,7 @@ async def held(session: AsyncSession, *, limit: int = 1000) -> list[HeldDeletion
     """Deletions held now, of every run, oldest first."""
     found = await session.scalars(
         select(SyncDeletion)
-        .where(SyncDeletion.state == DeletionState.HELD)
+        .where(SyncDeletion.state == GuardState.HELD)
         .order_by(SyncDeletion.decided_at, SyncDeletion.id)
         .limit(limit)
     )
@@ -188,9 +188,7 @@ async def held(session: AsyncSession, *, limit: int = 1000) -> list[HeldDeletion
 
 async def count_held(session: AsyncSession) -> int:
     count = await session.scalar(
-        select(func.count())
-        .select_from(SyncDeletion)
-        .where(SyncDeletion.state == DeletionState.HELD)
+        select(func.count()).select_from(SyncDeletion).where(SyncDeletion.state == GuardState.HELD)
     )
     return int(count or 0)
 
@@ -199,12 +197,12 @@ async def prune(session: AsyncSession, *, before: datetime) -> None:
     """Forget the log older than `before` (held rows stay until released or dropped)."""
     await session.execute(
         delete(SyncDeletion).where(
-            SyncDeletion.state != DeletionState.HELD, SyncDeletion.decided_at < before
+            SyncDeletion.state != GuardState.HELD, SyncDeletion.decided_at < before
         )
     )
 
 
-def _row(d: Deletion, *, service_key: str, run_id: int, state: DeletionState) -> dict[str, object]:
+def _row(d: Deletion, *, service_key: str, run_id: int, state: GuardState) -> dict[str, object]:
     return {
         "service_key": service_key,
         "run_id": run_id,

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db import locks
 from service.db.source import Source, fingerprints
-from service.db.vocabulary import DeletionState, claims_identity, sql
+from service.db.vocabulary import GuardState, claims_identity, sql
 from service.domain.users import SyncStatus
 
 
@@ -76,7 +76,7 @@ Lease = LeaseRequest | OrphanCheck
 
 
 PENDING, SYNCED = sql(SyncStatus.PENDING), sql(SyncStatus.SYNCED)
-APPLIED = sql(DeletionState.APPLIED)
+APPLIED = sql(GuardState.APPLIED)
 
 
 def _lease_sql(source: Source) -> str:

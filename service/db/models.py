@@ -176,7 +176,7 @@ class SyncError(Base):
 
 
 class SyncDeletion(Base):
-    """A deletion the guards decided (`state`, a `DeletionState`): `applied` (or `failed`) ones
+    """A deletion the guards decided (`state`, a `GuardState`): `applied` (or `failed`) ones
     are the rolling window's log, `held` ones wait for an operator's release (at most one held
     row per remote sid)."""
 
@@ -216,7 +216,7 @@ class SyncWrite(Base):
             "service_key",
             "user_id",
             unique=True,
-            postgresql_where=text("state = 'held'"),
+            postgresql_where=text(HELD),
         ),
     )
 

@@ -1,12 +1,12 @@
 """The words our tables hold in their status columns, and the SQL that reads them.
 
 `sync_state.status` holds a `domain.users.SyncStatus`, `sync_run.status` a
-`domain.runs.RunStatus` and `sync_deletion.state` a `DeletionState`. Queries and the models'
-partial indexes spell those words from the enums here, never as literals, so a status cannot be
-renamed or added with a query left behind. The words are ours, so they are inlined as SQL
-literals: there is nothing to escape. Migrations keep their literal SQL (they are history);
-tests/integration/test_migrations.py checks that the predicates built here are the ones the
-migrations created.
+`domain.runs.RunStatus`, and `sync_deletion.state` and `sync_write.state` a `GuardState`.
+Queries and the models' partial indexes spell those words from the enums here, never as
+literals, so a status cannot be renamed or added with a query left behind. The words are ours,
+so they are inlined as SQL literals: there is nothing to escape. Migrations keep their literal
+SQL (they are history); tests/integration/test_migrations.py checks that the predicates built
+here are the ones the migrations created.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from enum import StrEnum
 from service.domain.users import SyncStatus
 
 
-class DeletionState(StrEnum):
-    """Where a guarded deletion stands in `sync_deletion` (`db.deletions`)."""
+class GuardState(StrEnum):
+    """Where a guarded deletion stands in `sync_deletion` (`db.deletions`), or a guarded write
+    in `sync_write` (`db.writes`, which has no `failed` rows: its CHECK allows the other two)."""
 
     APPLIED = "applied"
     """Decided and about to be made (or made): it counts against the window."""
@@ -54,5 +55,6 @@ def claims_identity(alias: str | None = None) -> str:
     return f"{o}status <> {DELETED} AND ({o}remote_sid IS NOT NULL OR {o}status IN {UNCONFIRMED})"
 
 
-HELD = f"state = {sql(DeletionState.HELD)}"
-"""The held rows of `sync_deletion` (`uq_sync_deletion_held`, whose predicate this is)."""
+HELD = f"state = {sql(GuardState.HELD)}"
+"""The held rows of `sync_deletion` and `sync_write` (`uq_sync_deletion_held` and
+`uq_sync_write_held`, whose predicate this is)."""

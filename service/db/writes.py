@@ -23,8 +23,10 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.db import locks
 from service.db.models import SyncWrite
 from service.db.rows import picked
+from service.db.vocabulary import HELD, GuardState
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +46,7 @@ class HeldWrite:
 
 async def lock_window(session: AsyncSession, *, service_key: str) -> None:
     """Serialise write decisions of this Service until the transaction ends."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"user-sync:writes:{service_key}"},
-    )
+    await locks.hold_for_transaction(session, locks.lock_key("writes", service_key))
 
 
 async def written_within(
@@ -57,7 +56,7 @@ async def written_within(
     count = await session.scalar(
         select(func.count(func.distinct(SyncWrite.user_id))).where(
             SyncWrite.service_key == service_key,
-            SyncWrite.state == "applied",
+            SyncWrite.state == GuardState.APPLIED,
             SyncWrite.decided_at > func.now() - window,
             SyncWrite.user_id.not_in(list(besides)),
         )
@@ -72,7 +71,10 @@ async def log_applied(
     if writes:
         await session.execute(
             insert(SyncWrite),
-            [_row(w, service_key=service_key, run_id=run_id, state="applied") for w in writes],
+            [
+                _row(w, service_key=service_key, run_id=run_id, state=GuardState.APPLIED)
+                for w in writes
+            ],
         )
 
 
@@ -93,14 +95,15 @@ async def hold(
     if not writes:
         return
     rows = [
-        _row(w, service_key=service_key, run_id=run_id, state="held") | {"held_reason": why}
+        _row(w, service_key=service_key, run_id=run_id, state=GuardState.HELD)
+        | {"held_reason": why}
         for w in writes
     ]
     statement = insert(SyncWrite).values(rows)
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=[SyncWrite.service_key, SyncWrite.user_id],
-            index_where=text("state = 'held'"),
+            index_where=text(HELD),
             set_={
                 "run_id": statement.excluded.run_id,
                 "held_reason": statement.excluded.held_reason,
@@ -119,7 +122,7 @@ async def forget_held(
         await session.execute(
             delete(SyncWrite).where(
                 SyncWrite.service_key == service_key,
-                SyncWrite.state == "held",
+                SyncWrite.state == GuardState.HELD,
                 SyncWrite.user_id.in_(list(user_ids)),
                 SyncWrite.user_id.not_in(list(keep)),
             )
@@ -129,7 +132,7 @@ async def forget_held(
 async def any_held(session: AsyncSession, *, service_key: str) -> bool:
     found = await session.scalar(
         select(SyncWrite.id)
-        .where(SyncWrite.service_key == service_key, SyncWrite.state == "held")
+        .where(SyncWrite.service_key == service_key, SyncWrite.state == GuardState.HELD)
         .limit(1)
     )
     return found is not None
@@ -142,7 +145,7 @@ async def held_among(session: AsyncSession, *, service_key: str, user_ids: Seque
     count = await session.scalar(
         select(func.count()).where(
             SyncWrite.service_key == service_key,
-            SyncWrite.state == "held",
+            SyncWrite.state == GuardState.HELD,
             SyncWrite.user_id.in_(list(user_ids)),
         )
     )
@@ -153,7 +156,7 @@ async def held(session: AsyncSession, *, limit: int = 1000) -> list[HeldWrite]:
     """Writes held now, of every run, oldest first."""
     rows = await session.scalars(
         select(SyncWrite)
-        .where(SyncWrite.state == "held")
+        .where(SyncWrite.state == GuardState.HELD)
         .order_by(SyncWrite.decided_at, SyncWrite.id)
         .limit(limit)
     )
@@ -162,7 +165,7 @@ async def held(session: AsyncSession, *, limit: int = 1000) -> list[HeldWrite]:
 
 async def count_held(session: AsyncSession) -> int:
     count = await session.scalar(
-        select(func.count()).select_from(SyncWrite).where(SyncWrite.state == "held")
+        select(func.count()).select_from(SyncWrite).where(SyncWrite.state == GuardState.HELD)
     )
     return int(count or 0)
 
@@ -170,15 +173,15 @@ async def count_held(session: AsyncSession) -> int:
 async def prune(session: AsyncSession, *, before: datetime) -> None:
     """Forget the log older than `before` (held rows stay until released or dropped)."""
     await session.execute(
-        delete(SyncWrite).where(SyncWrite.state != "held", SyncWrite.decided_at < before)
+        delete(SyncWrite).where(SyncWrite.state != GuardState.HELD, SyncWrite.decided_at < before)
     )
 
 
-def _row(w: Write, *, service_key: str, run_id: int, state: str) -> dict[str, object]:
+def _row(w: Write, *, service_key: str, run_id: int, state: GuardState) -> dict[str, object]:
     return {
         "service_key": service_key,
         "run_id": run_id,
-        "state": state,
+        "state": state.value,
         "user_id": w.user_id,
         "identity": w.identity,
     }

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.db import migrate
 from service.db.engine import connect, create_engine
 from service.db.models import Base
-from service.db.vocabulary import DeletionState
+from service.db.vocabulary import GuardState
 from service.domain.runs import RunStatus
 from service.domain.users import SyncStatus
 from service.libpq.url import with_database
@@ -120,7 +120,7 @@ CHECK = """
     [
         ("sync_state", "status", SyncStatus),
         ("sync_run", "status", RunStatus),
-        ("sync_deletion", "state", DeletionState),
+        ("sync_deletion", "state", GuardState),
     ],
 )
 async def test_the_status_columns_take_exactly_the_words_of_their_enum(
