@@ -37,12 +37,13 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service.db import audit, records, writes
+from service.db import records, writes
 from service.domain.audit import held_write_entries
 from service.domain.batch import Planned, writes_user
 from service.domain.cases import Case
 from service.domain.policy import Policy
 from service.domain.writes import WriteVerdict, exceeds, guard_writes, initial_sync
+from service.reconcile.recorder import Recorder
 from service.reconcile.run import RunReport
 
 
@@ -57,8 +58,6 @@ class GateConfig:
     policy: Policy
     window: timedelta
     service_key: str
-    trail: bool = False
-    """Held writes leave an audit trail entry each (`domain.audit.held_write_entries`)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -73,6 +72,8 @@ class WriteGate:
     """Held rows existed when the pass began: the pass drops those it no longer plans."""
     named: bool
     """The pass looks at named users only (`begin`)."""
+    recorder: Recorder
+    """Records the held writes in the audit trail."""
     state: _State = _State.COUNTING
     waiting: list[Planned] = field(default_factory=list)
     counted: list[Case] = field(default_factory=list)
@@ -88,6 +89,7 @@ class WriteGate:
         config: GateConfig,
         report: RunReport,
         named: bool,
+        recorder: Recorder,
     ) -> WriteGate:
         """The gate of one pass; `named`: the pass looks at named users only (an event, a
         follow-up pass), which never write a user another run holds."""
@@ -101,6 +103,7 @@ class WriteGate:
             linked=linked,
             held_before=held,
             named=named,
+            recorder=recorder,
         )
         if report.request.allow_writes or initial_sync(linked=linked):
             gate.state = _State.OPEN
@@ -219,9 +222,7 @@ class WriteGate:
                 run_id=self.report.run_id,
                 why=self.reason,
             )
-            if self.config.trail:
-                entries = held_write_entries(cases, reason=self.reason)
-                await audit.save(session, entries, run_id=self.report.run_id, again=True)
+        await self.recorder.held(held_write_entries(cases, reason=self.reason), self.report)
 
     async def _release(self, cases: Sequence[Case]) -> None:
         if self.held_before and cases and not self.report.request.dry_run:

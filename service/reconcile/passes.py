@@ -71,7 +71,6 @@ class Passes:
             policy=config.policy,
             window=config.deletion_window,
             service_key=config.service_key,
-            trail=config.trail is not None,
         )
 
     async def apply(self, run: RunState, request: RunRequest) -> list[Planned]:
@@ -82,7 +81,11 @@ class Passes:
         held = not request.dry_run and await self._any_held()
         named = request.scope is Scope.USERS
         gate = await WriteGate.begin(
-            self._sessions, config=self._gate, report=run.report, named=named
+            self._sessions,
+            config=self._gate,
+            report=run.report,
+            named=named,
+            recorder=self._recorder,
         )
         try:
             batches = self._parts.sides.batches(
@@ -234,7 +237,7 @@ class Passes:
             full=full,
             named=named,
         )
-        await self._recorder.held(report.held[held_before:], report)
+        await self._recorder.held(held_entries(report.held[held_before:]), report)
         if pending:
             report.progress.phase = Phase.DELETING
         if report.request.dry_run:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service.db import audit, deletions, leases, records, writes
 from service.db.records import ErrorRecord
 from service.domain.actions import Removal, removal_reason
-from service.domain.audit import AuditEntry, AuditPolicy, held_entries, invalid_entry
+from service.domain.audit import AuditEntry, AuditPolicy, invalid_entry
 from service.domain.backoff import FailureBackoff
 from service.domain.outcome import Failure, Outcome, Result, state_record
 from service.domain.runs import RunStatus
@@ -88,13 +88,13 @@ class Recorder:
             await audit.prune(self._sessions, before=before, service_key=service_key)
         return run_id
 
-    async def held(self, held: Sequence[Removal], report: RunReport) -> None:
-        """Deletions and suspensions the guard held: the audit trail's entries (once per held
-        deletion)."""
-        if self._audit is None or not held or report.request.dry_run:
+    async def held(self, entries: Sequence[AuditEntry], report: RunReport) -> None:
+        """What a guard held (deletions and suspensions, creates and updates): the audit
+        trail's entries, each recorded once while it stays held."""
+        if self._audit is None or not entries or report.request.dry_run:
             return
         async with self._sessions.begin() as session:
-            await audit.save(session, held_entries(held), run_id=report.run_id, again=True)
+            await audit.save(session, entries, run_id=report.run_id, again=True)
 
     async def close_run(self, report: RunReport, *, bug: Exception | None = None) -> None:
         """Record how the run ended (`RunReport.close`d) and log its summary line, the
