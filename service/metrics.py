@@ -77,6 +77,12 @@ class _LimiterCollector(Collector):
             "Writes per second the pacer paces at now (adaptive: below the ceiling after 429s)",
             value=self._limiter.rate,
         )
+        yield GaugeMetricFamily(
+            "usersync_write_arrival_margin_seconds",
+            "Seconds beyond one second any 31 consecutive writes are spread over now (the"
+            " measured jitter of write round trips)",
+            value=self._limiter.arrival_margin,
+        )
         yield CounterMetricFamily(
             "usersync_write_rate_cuts",
             "Times the pacer cut its write rate after a write was answered 429",

@@ -9,7 +9,12 @@ the one pacer of the CLI and of `serve`:
   grid and not from each grant, so a turn granted late (a timer fires after its time, the event
   loop stalls) does not push every later turn back and the rate holds under stalls. Catching up
   must not crowd writes together, so with K = ceil(r) any K+1 consecutive turns span at least
-  K/r s and at least 1 s + `ARRIVAL_MARGIN`: at most K writes fall in any one-second window.
+  K/r s and at least 1 s + a margin: at most K writes fall in any one-second window. The
+  margin follows the network: arrivals jitter as round trips do, so it covers `SPREAD_Z`
+  standard deviations of the gap between two writes' arrivals, estimated from the spread of
+  recent write round trips (a round trip varies at least as much as its way in), and is
+  never under `ARRIVAL_MARGIN`. Alone on the Service the schedule thus settles at
+  K / (1 + margin), as close to the limit as the jitter allows, and meets almost no 429s.
 - **Events first.** Callers inside `urgent()` (event runs) take the next free slot and the next
   turn ahead of bulk callers; `reserved` in-flight slots are kept for them, so an urgent read
   never waits behind bulk writes that hold slots while they wait for turns. Bulk is delayed by
@@ -20,7 +25,9 @@ the one pacer of the CLI and of `serve`:
   write granted within a second of the last cut still meets the old rate's writes in the
   Service's window), never below `floor`. It then climbs back as TCP CUBIC does: quickly at
   first, flat just under the rate it was cut from (reached after `recovery` seconds: the last
-  429 says the limit is there), then probing above it ever faster, up to the ceiling.
+  429 says the limit is there; under by the arrival margin's share, so that our jittering
+  arrivals leave the other clients' writes room), then probing above it ever faster, up to
+  the ceiling.
   Additive increase (AIMD) spends most of its time well under the limit; the cubic spends it
   just under. So when another client shares the Service's 30/s, or arrivals jitter with the
   network, the pacer settles just under what is left instead of taking 429s from it (and
@@ -41,6 +48,7 @@ import asyncio
 import heapq
 import itertools
 import math
+import statistics
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -48,8 +56,19 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 ARRIVAL_MARGIN = 0.01
-"""Seconds added to a one-second window: Twilio counts arrivals, which jitter with the network,
-so at r = 30 writes paced exactly 1/30 s apart would sometimes arrive 31 in a second."""
+"""Seconds added to a one-second window at least: Twilio counts arrivals, which jitter with the
+network, so at r = 30 writes paced exactly 1/30 s apart would sometimes arrive 31 in a second.
+How much more is measured (`_Spread`)."""
+
+SPREAD_SAMPLES = 64
+"""Write round trips the arrival margin is measured over (about two seconds of writes)."""
+
+SPREAD_MIN_SAMPLES = 16
+"""Round trips needed before their spread is trusted; until then the margin is the minimum."""
+
+SPREAD_Z = 3.3
+"""Standard deviations of the arrival gap between two writes the margin covers: the 31st of 31
+consecutive writes arrives inside the 1st's second for at most about 0.05 % of writes."""
 
 WINDOW = 1.0
 """Seconds: Twilio counts writes over any one-second window."""
@@ -98,11 +117,16 @@ class Adaptive:
         if not 0 < self.recovery < math.inf:
             raise ValueError(f"recovery must be a positive number, not {self.recovery}")
 
-    def rate(self, *, since_cut: float, cut_from: float, ceiling: float) -> float:
+    def rate(
+        self, *, since_cut: float, cut_from: float, ceiling: float, arrival_margin: float = 0.0
+    ) -> float:
         """The rate `since_cut` seconds after a cut from `cut_from` writes/s: CUBIC's curve,
-        flat at `margin` of the ceiling under `cut_from` (the rate a 429 said is too much)."""
-        start = cut_from * self.decrease
-        plateau = max(start, cut_from - self.margin * ceiling)
+        flat under `cut_from` (the rate a 429 said is too much) by `margin` of the ceiling, or
+        by the arrival margin if more: writes spread over 1 s + that margin to stay clear of
+        the other clients' writes as ours jitter, so they take no more than cut_from /
+        (1 + margin) of the second."""
+        plateau = min(cut_from - self.margin * ceiling, cut_from / (1 + arrival_margin))
+        start = min(cut_from * self.decrease, plateau - self.margin * ceiling)
         growth = (plateau - start) / self.recovery**3
         rate = plateau + growth * (since_cut - self.recovery) ** 3
         return min(ceiling, max(self.floor, rate))
@@ -143,6 +167,7 @@ class WriteLimiter:
         self._last_cut = -math.inf
         self._cut_from = ceiling
         self._since_cut = _Answers()
+        self._spread = _Spread()
         self.write_wait_seconds = 0.0
         """Cumulative seconds writes spent waiting for their turn (not for a slot)."""
         self.writes = 0
@@ -153,6 +178,11 @@ class WriteLimiter:
     def rate(self) -> float:
         """The writes per second the schedule paces at now."""
         return self._turns.rate
+
+    @property
+    def arrival_margin(self) -> float:
+        """Seconds beyond one second that K+1 consecutive writes span at least, now."""
+        return self._turns.margin
 
     @property
     def in_flight(self) -> int:
@@ -182,7 +212,12 @@ class WriteLimiter:
         """What the Service answered a call: a write's 429 cuts the rate, once per window
         (writes granted within a second of the last cut still meet the old rate's writes in
         the Service's one-second window: their 429s are the same congestion)."""
-        if self._adaptive is None or not grant.write or status >= 500:
+        if not grant.write or status >= 500:
+            return
+        if status != TOO_MANY_WRITES:
+            self._spread.add(asyncio.get_running_loop().time() - grant.at)
+            self._turns.margin = self._spread.margin()
+        if self._adaptive is None:
             return
         if grant.at > self._last_cut:
             self._since_cut.count(refused=status == TOO_MANY_WRITES)
@@ -194,17 +229,20 @@ class WriteLimiter:
         says how far over what is left the pacer was, so one cut gets near it at once."""
         self._follow(now)
         self._cut_from = self._turns.rate * (1 - self._since_cut.refused_share)
-        self._turns.rate = max(adaptive.floor, self._cut_from * adaptive.decrease)
         self._last_cut = now
         self._since_cut = _Answers()
         self.cuts += 1
+        self._follow(now)  # the curve's start
 
     def _follow(self, now: float) -> None:
         """The rate on its way back since the last cut."""
         if self._adaptive is not None and self.cuts:
             since = now - self._last_cut
             self._turns.rate = self._adaptive.rate(
-                since_cut=since, cut_from=self._cut_from, ceiling=self.ceiling
+                since_cut=since,
+                cut_from=self._cut_from,
+                ceiling=self.ceiling,
+                arrival_margin=self._turns.margin,
             )
 
     def __repr__(self) -> str:
@@ -212,6 +250,30 @@ class WriteLimiter:
             f"WriteLimiter(rate={self.rate:g}, ceiling={self.ceiling:g}, "
             f"max_in_flight={self.max_in_flight}, in_flight={self.in_flight})"
         )
+
+
+class _Spread:
+    """The spread of recent write round trips, and the arrival margin it asks for."""
+
+    def __init__(self) -> None:
+        self._seconds: deque[float] = deque(maxlen=SPREAD_SAMPLES)
+
+    def add(self, seconds: float) -> None:
+        self._seconds.append(seconds)
+
+    def margin(self) -> float:
+        """`SPREAD_Z` standard deviations of the difference of two arrivals' delays (sqrt 2
+        times one's), the deviation read off the interquartile range, so that the odd slow
+        answer (a retry, a pause) does not widen it."""
+        if len(self._seconds) < SPREAD_MIN_SAMPLES:
+            return ARRIVAL_MARGIN
+        first, _, third = statistics.quantiles(self._seconds, n=4)
+        deviation = (third - first) / IQR_PER_DEVIATION
+        return max(ARRIVAL_MARGIN, SPREAD_Z * math.sqrt(2) * deviation)
+
+
+IQR_PER_DEVIATION = 1.349
+"""The interquartile range of a normal law, in standard deviations."""
 
 
 @dataclass(slots=True)
@@ -318,6 +380,8 @@ class _Turns:
         self._line = _Line()
         self._timer: asyncio.TimerHandle | None = None
         self._recent: deque[float] = deque(maxlen=math.ceil(rate) + 1)
+        self.margin = ARRIVAL_MARGIN
+        """Seconds beyond one second that K+1 consecutive turns span at least."""
 
     async def take(self, *, urgent: bool) -> float:
         """Wait for a turn; returns the seconds waited."""
@@ -345,7 +409,7 @@ class _Turns:
         k = math.ceil(self.rate)
         if len(self._recent) < k:
             return 0.0
-        return self._recent[-k] + max(k / self.rate, 1.0 + ARRIVAL_MARGIN) - now
+        return self._recent[-k] + max(k / self.rate, WINDOW + self.margin) - now
 
     def _book(self, now: float, *, credit: float) -> None:
         """Grant a turn now; the next is one interval after this turn's grid time, which may

@@ -170,6 +170,7 @@ async def test_metrics_are_present_and_move(
         'usersync_last_success_timestamp_seconds{scope="full"} 0.0',
         'usersync_users{status="quarantined"}',
         "usersync_write_wait_seconds_total",
+        "usersync_write_arrival_margin_seconds 0.01",  # no write answered yet: the minimum
     ):
         assert name in before, name
     await insert_users(engine, [{"id": "m1", "identity": "mia"}])

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import time
 
 import pytest
 
-from service.conversations.ratelimit import Adaptive, Grant, WriteLimiter
+from service.conversations.ratelimit import ARRIVAL_MARGIN, Adaptive, Grant, WriteLimiter
 
 
 async def _grant(limiter: WriteLimiter) -> Grant:
@@ -118,3 +120,68 @@ async def test_a_cut_follows_the_share_of_writes_refused_once_there_are_enough()
     limiter.answered(await _grant(limiter), status=429)  # 3 of 10 refused since the cut
     assert limiter.cuts == 2
     assert limiter.rate < before * 0.7 * 0.9 + 0.5
+
+
+def _answer_round_trips(limiter: WriteLimiter, seconds: list[float], *, status: int = 201) -> None:
+    """Answers to writes granted `seconds` ago (their round trips), as the transport gives them."""
+    now = asyncio.get_running_loop().time()
+    for rtt in seconds:
+        limiter.answered(Grant(write=True, at=now - rtt), status=status)
+
+
+async def test_the_arrival_margin_covers_the_jitter_of_write_round_trips() -> None:
+    """3.3 standard deviations of the gap between two arrivals: sqrt(2) x 3.3 x sigma."""
+    rng = random.Random(7)
+    steady = WriteLimiter(30, max_in_flight=4)
+    _answer_round_trips(steady, [0.05] * 64)
+    assert steady.arrival_margin == pytest.approx(ARRIVAL_MARGIN)  # never under the minimum
+
+    for sigma in (0.005, 0.015):
+        limiter = WriteLimiter(30, max_in_flight=4)
+        _answer_round_trips(limiter, [rng.gauss(0.05 + sigma * 10, sigma) for _ in range(64)])
+        assert limiter.arrival_margin == pytest.approx(3.3 * math.sqrt(2) * sigma, rel=0.3)
+
+
+async def test_the_arrival_margin_ignores_what_is_not_a_write_round_trip() -> None:
+    """Too few answers, 429s (refused, not jitter) and the odd slow answer leave it alone."""
+    limiter = WriteLimiter(30, max_in_flight=4)
+    _answer_round_trips(limiter, [0.05, 0.5] * 7)
+    assert limiter.arrival_margin == ARRIVAL_MARGIN  # 14 answers: too few to say
+    _answer_round_trips(limiter, [0.01, 0.9] * 32, status=429)
+    assert limiter.arrival_margin == ARRIVAL_MARGIN
+    _answer_round_trips(limiter, [0.05] * 60 + [2.0] * 4)  # a pause, a retry: outliers
+    assert limiter.arrival_margin == ARRIVAL_MARGIN
+
+
+async def test_any_k_plus_one_turns_span_one_second_and_the_arrival_margin() -> None:
+    limiter = WriteLimiter(30, max_in_flight=16)
+    rng = random.Random(3)
+    _answer_round_trips(limiter, [rng.gauss(0.15, 0.015) for _ in range(64)])
+    margin = limiter.arrival_margin
+    assert margin > 0.05
+    loop = asyncio.get_running_loop()
+    stamps: list[float] = []
+
+    async def write() -> None:
+        async with limiter.slot(write=True):
+            stamps.append(loop.time())
+
+    await asyncio.gather(*(write() for _ in range(62)))
+    spans = [stamps[n + 30] - stamps[n] for n in range(len(stamps) - 30)]
+    assert min(spans) >= 1 + margin - 1e-6
+    assert max(spans) < 1 + margin + 0.05  # the margin is all the schedule gives up
+
+
+def test_the_rate_settles_under_the_rate_of_the_429_by_the_arrival_margin_if_it_is_more() -> None:
+    """At 15 ms of jitter our writes spread over 1.07 s: 20/s of them take 20 / 1.07 of a
+    second's budget at most, so the other client's share stays clear; then it probes above."""
+    adaptive = Adaptive(floor=5, decrease=0.95, recovery=10, margin=0.03)
+    plateau = adaptive.rate(since_cut=10, cut_from=20, ceiling=30, arrival_margin=0.07)
+    assert plateau == pytest.approx(20 / 1.07)
+    assert adaptive.rate(since_cut=0, cut_from=20, ceiling=30, arrival_margin=0.07) == (
+        pytest.approx(20 / 1.07 - 0.9)
+    )
+    assert adaptive.rate(since_cut=10, cut_from=20, ceiling=30, arrival_margin=0.01) == (
+        pytest.approx(20 - 0.9)  # a small margin: the ceiling's share decides
+    )
+    assert adaptive.rate(since_cut=25, cut_from=20, ceiling=30, arrival_margin=0.07) > 20
