@@ -421,10 +421,11 @@ async def _changed_run(
         )
     finally:
         await connection.close()
-    async with aiohttp.ClientSession() as http:
-        await control(http, emulator.base_url, "POST", "reset")
+    async with aiohttp.ClientSession() as http:  # keep the users: no reset
+        await control(http, emulator.base_url, "DELETE", "faults")
         fault = {"kind": "latency", "seconds": latency}
         await control(http, emulator.base_url, "POST", "faults", fault)
+    await emulator_stats(emulator.base_url, reset=True)
     settings = settings_for(
         url,
         emulator.base_url,
