@@ -18,6 +18,11 @@ runs with its defaults (25 writes/s, leader retry every 2 s). Measures:
    it leads (`/readyz`) and until an UPDATE committed right after the kill reaches the emulator
    (target < 15 s), `--failovers` times.
 
+With `--latencies 0.05,0.15` it measures only (1), at each injected latency per API call, once
+reading each user before writing it (`USERSYNC_READ_BEFORE_WRITE=true`, every event before
+issue 14) and once writing from what the state remembers (the default), and prints the API
+round trips per event (reads and writes the emulator counted, divided by the events).
+
 Not a test: it prints figures, and says whether each target was met.
 """
 
@@ -331,6 +336,9 @@ async def failover(
 
 
 async def main(args: argparse.Namespace) -> None:
+    if args.latencies:
+        await by_latency(args)
+        return
     async with scratch_database() as url, running_emulator(EmulatorConfig()) as emulator:
         db = await connect(url)
         env = service_env(url, emulator)
@@ -345,6 +353,53 @@ async def main(args: argparse.Namespace) -> None:
                 for service in services:
                     await service.stop()
                 await db.close()
+
+
+async def by_latency(args: argparse.Namespace) -> None:
+    """Event latency and round trips per event at each latency, read first and from state."""
+    async with scratch_database() as url, running_emulator(EmulatorConfig()) as emulator:
+        db = await connect(url)
+        try:
+            for read_first in (True, False):
+                env = service_env(url, emulator) | {
+                    "USERSYNC_READ_BEFORE_WRITE": str(read_first).lower()
+                }
+                for latency in args.latencies:
+                    await _at_latency(args, db, emulator, env, latency=latency, read=read_first)
+        finally:
+            await db.close()
+
+
+async def _at_latency(
+    args: argparse.Namespace,
+    db: asyncpg.Connection,
+    emulator: RunningEmulator,
+    env: dict[str, str],
+    *,
+    latency: float,
+    read: bool,
+) -> None:
+    service = await Service.start(env)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        try:
+            await until(lambda: _is(service, http, "leader"), within=30)
+            users = max(1000, args.events)
+            await seed(db, emulator, users=users, drift=0)
+            run_id = await full_run(http, service)
+            await until(lambda: _finished(http, service, run_id), within=120)
+            emulator.emulator.set_latency(latency)
+            emulator.emulator.reset_stats()
+            latencies = await event_latencies(
+                db, emulator, events=args.events, rate=args.rate, users=users, tag=f"l{latency}"
+            )
+            calls = emulator.emulator.stats
+            emulator.emulator.set_latency(0.0)
+        finally:
+            await service.stop()
+    mode = "read first" if read else "from state"
+    report(f"event latency at {latency * 1000:.0f} ms per call, {mode}", latencies, target=0.25)
+    reads, writes = calls["fetch_user"] / args.events, calls["update_user"] / args.events
+    print(f"   round trips per event: {reads:.2f} reads + {writes:.2f} writes")
 
 
 async def bench_idle(
@@ -435,6 +490,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=100_000, help="users of the full run")
     parser.add_argument("--drift", type=int, default=2000, help="users out of date remotely")
     parser.add_argument("--failovers", type=int, default=3)
+    parser.add_argument(
+        "--latencies",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[],
+        help="seconds per API call: measure only event latency, read first and from state",
+    )
     return parser.parse_args()
 
 

@@ -15,6 +15,11 @@ Scenarios (targets from issue 3; figures are printed, never asserted):
   names a role, so the Roles list is not read) and wall time against the sequential paging
   floor (the client alone paging).
 - incremental: a no-change incremental run over 100,000 users: zero API calls, under 5 s.
+- changed: an incremental run that writes 360 of 3,000 linked users (new friendly names) at
+  the emulator's 30 writes/s limit, client at 29.5/s, at each `--changed-latencies` (default 50
+  and 150 ms per call), reading each user first (`USERSYNC_READ_BEFORE_WRITE=true`, what every
+  run did before issue 14) and writing from what the state remembers (the default): wall time
+  against the 12 s the writes alone take at 30/s, and the reads.
 - memory: peak RSS of `python -m service sync` (full) over 1,000,000 users, the emulator in
   another process (its RSS reported apart): target under 300 MB.
 
@@ -383,7 +388,65 @@ async def _no_change_incremental(settings: Settings, emulator: EmulatorProcess) 
     return f"no-change incremental: {timed.report.api_calls} calls, {timed.seconds:.2f} s"
 
 
-# --- 5. memory ----------------------------------------------------------------------------
+# --- 5. changed -------------------------------------------------------------------------
+
+
+async def changed(args: argparse.Namespace) -> list[str]:
+    users, writes = args.changed_users, args.changed_writes
+    print(f"\n== changed: incremental runs writing {writes} of {users:,} linked users")
+    summary = []
+    async with (
+        emulator_process(write_limit=TWILIO_LIMIT) as emulator,
+        scratch_database(args.server) as url,
+    ):
+        await seed_local(url, users)
+        await seed_remote(emulator.base_url, users)
+        await run_sync(fast_settings(url, emulator.base_url, in_flight=32), Scope.FULL)
+        for latency in args.changed_latencies:
+            for read_first in (True, False) * args.changed_repeats:
+                summary.append(await _changed_run(url, emulator, latency, writes, read_first))
+    return summary
+
+
+async def _changed_run(
+    url: str, emulator: EmulatorProcess, latency: float, writes: int, read_first: bool
+) -> str:
+    connection = await connect(url)
+    try:  # new names for the first `writes` users, different on every run
+        await connection.execute(
+            "UPDATE internal_users SET friendly_name = 'User ' || id || ' ' || $2::text"
+            " WHERE id IN (SELECT 'user-' || g FROM generate_series(1, $1::int) g)",
+            writes,
+            str(time.monotonic_ns()),
+        )
+    finally:
+        await connection.close()
+    async with aiohttp.ClientSession() as http:  # keep the users: no reset
+        await control(http, emulator.base_url, "DELETE", "faults")
+        fault = {"kind": "latency", "seconds": latency}
+        await control(http, emulator.base_url, "POST", "faults", fault)
+    await emulator_stats(emulator.base_url, reset=True)
+    settings = settings_for(
+        url,
+        emulator.base_url,
+        write_rate=29.5,
+        max_writes_percent=100,  # 360 of 3,000 is 12 percent: an everyday batch, not held
+        read_before_write=read_first,
+    )
+    timed = await run_sync(settings, Scope.INCREMENTAL)
+    stats = await emulator_stats(emulator.base_url, reset=True)
+    mode = "read first " if read_first else "from state"
+    floor = writes / TWILIO_LIMIT
+    line = (
+        f"changed {writes} writes, {latency * 1000:.0f} ms, {mode}: {timed.seconds:.2f} s ="
+        f" {timed.seconds / floor:.2f} x {floor:.0f} s, {stats['fetch_user']} reads,"
+        f" {stats['update_user']} updates"
+    )
+    print(f"   {line}  ({counts(timed.report)})")
+    return line
+
+
+# --- 6. memory ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -479,7 +542,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
         "--scenario",
-        choices=("all", "paced", "ceiling", "full", "incremental", "memory"),
+        choices=("all", "paced", "ceiling", "full", "incremental", "changed", "memory"),
         default="all",
     )
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432/postgres")
@@ -492,6 +555,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--nochange-users", type=int, default=100_000)
     parser.add_argument("--memory-users", type=_ints, default=[1_000_000])
+    parser.add_argument("--changed-users", type=int, default=3_000)
+    parser.add_argument("--changed-writes", type=int, default=360)
+    parser.add_argument("--changed-latencies", type=_floats, default=[0.05, 0.15])
+    parser.add_argument("--changed-repeats", type=int, default=2)
     return parser.parse_args(argv)
 
 
@@ -508,6 +575,8 @@ async def main(args: argparse.Namespace) -> None:
         summary += await no_change(
             args, full=both or chosen == "full", incremental=both or chosen == "incremental"
         )
+    if chosen in ("all", "changed"):
+        summary += await changed(args)
     if chosen in ("all", "memory"):
         summary += await memory(args)
     print("\n== summary")

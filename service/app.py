@@ -45,7 +45,7 @@ from service.db import affinity, connectivity, locks, migrate
 from service.db.engine import create_engine, create_sessionmaker
 from service.domain.audit import AuditPolicy
 from service.domain.backoff import FailureBackoff, next_attempt_delay
-from service.domain.policy import Policy
+from service.domain.policy import AttributesMode, Policy
 from service.domain.roles import RoleDirectory
 from service.metrics import Metrics
 from service.reconcile import failure
@@ -103,6 +103,13 @@ def service_key(service_sid: str) -> str:
     """What names the Service in locks and run records: its `IS…` sid, in one spelling (the hex
     digits are case-insensitive), however the process learnt it."""
     return service_sid[:2] + service_sid[2:].lower()
+
+
+def _plans_from_state(settings: Settings) -> bool:
+    """Whether runs outside full ones may skip the read of a user the state remembers: not in
+    merge mode, where a write from memory would drop keys others set since our last look."""
+    merge = settings.attributes_mode is AttributesMode.MERGE
+    return not settings.read_before_write and not merge
 
 
 def policy(settings: Settings) -> Policy:
@@ -293,7 +300,13 @@ class Connections:
         *,
         on_close: Callable[[RunReport], None] | None,
     ) -> RunnerParts:
-        sides = Sides(client, sessions=self.sessions, clock=utc_now, service_key=config.service_key)
+        sides = Sides(
+            client,
+            sessions=self.sessions,
+            clock=utc_now,
+            service_key=config.service_key,
+            plan_from_state=_plans_from_state(self.settings),
+        )
 
         def executor(roles: Callable[[], RoleDirectory]) -> Executor:
             return Executor(

@@ -177,6 +177,10 @@ class Settings(BaseSettings):
     over, across runs (0: each run on its own)."""
     attributes_mode: AttributesMode = AttributesMode.REPLACE
     """Who owns a remote user's attributes (`domain.policy.AttributesMode`)."""
+    read_before_write: bool = False
+    """Incremental and targeted runs (and events) read every linked user before writing it,
+    as full runs do; off: a user whose state remembers its remote user is planned from that
+    (`users.remembered`). Merge mode always reads (keys others set are known only by a read)."""
     delete_grace: float = Field(default=0.0, ge=0, le=365 * DAY)
     """Seconds a linked user gone or inactive locally stays suspended before it is deleted
     (`domain.suspension`); 0: deleted at once."""

@@ -123,6 +123,10 @@ class SyncStateRow(Base):
     """A suspended user (`domain.suspension`): when its grace period ends."""
     restore_role_sid: Mapped[str | None] = mapped_column(Text)
     """A suspended user: its role before, for a reactivation whose source names none."""
+    seen_friendly_name: Mapped[str | None] = mapped_column(Text)
+    """The linked remote user as we last left it (`SyncState.seen_attributes`)."""
+    seen_role_sid: Mapped[str | None] = mapped_column(Text)
+    seen_attributes: Mapped[str | None] = mapped_column(Text)
 
 
 class SyncRun(Base):

@@ -84,7 +84,7 @@ def sync_state(row: Values, at: int) -> SyncState | None:
     error_code, error_message, next_attempt_at, last_synced_at, retired_sid, keys, tried, *more = (
         rest
     )
-    delete_after, restore_role = more
+    delete_after, restore_role, seen_name, seen_role, seen_attributes = more
     return SyncState(
         user_id=UserId(user_id),
         remote_sid=_sid(remote_sid),
@@ -101,6 +101,9 @@ def sync_state(row: Values, at: int) -> SyncState | None:
         attempted_fingerprint=tried,
         delete_after=delete_after,
         restore_role_sid=RoleSid(restore_role) if restore_role else None,
+        seen_friendly_name=seen_name,
+        seen_role_sid=RoleSid(seen_role) if seen_role else None,
+        seen_attributes=seen_attributes,
     )
 
 
@@ -138,6 +141,9 @@ STATE_TYPES = {
     "attempted_fingerprint": "text",
     "delete_after": "timestamptz",
     "restore_role_sid": "text",
+    "seen_friendly_name": "text",
+    "seen_role_sid": "text",
+    "seen_attributes": "text",
 }
 """The `sync_state` columns a `SyncState` holds, with their SQL types, in the order
 `sync_state` reads them (and `db.records` writes them)."""

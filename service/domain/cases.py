@@ -66,6 +66,9 @@ class Case:
     due: bool = False
     """The state is suspended and its `delete_after` has passed (the gather asks the database
     clock): the grace period is over."""
+    remembered: bool = False
+    """`remote` is the user our state links as we last left it (`users.remembered`), not read:
+    a 404 on its update means it was deleted behind our back."""
 
     @property
     def user_id(self) -> UserId | None:

@@ -30,6 +30,7 @@ from service.domain.users import (
     UserSid,
     claims,
     recorded_as,
+    remembered,
 )
 
 
@@ -85,6 +86,9 @@ class Outcome:
     """The actions the executor tried for this user, in order (a re-plan's too)."""
     audit: tuple[AuditEntry, ...] = ()
     """The audit trail's entries of this user's writes (`domain.audit`)."""
+    seen: RemoteUser | None = None
+    """The user's own remote user as we leave it: the answer of this run's write, else what
+    the run read (or remembered). The state records its fields (`SyncState.seen_attributes`)."""
 
     @property
     def user_id(self) -> UserId | None:
@@ -119,6 +123,7 @@ def already_recorded(outcome: Outcome) -> bool:
         outcome.result is Result.UNCHANGED
         and state is not None
         and state.fingerprint == outcome.case.fingerprint
+        and remembered(state) == _seen(outcome)
         and recorded_as(
             state,
             sid=outcome.remote_sid,
@@ -137,7 +142,7 @@ def _succeeded(outcome: Outcome, user_id: UserId, *, now: datetime) -> SyncState
     state = outcome.case.state
     status = SyncStatus.PENDING if midway else SyncStatus.SYNCED
     suspended = not gone and _still_suspended(outcome)
-    return SyncState(
+    record = SyncState(
         user_id=user_id,
         remote_sid=None if gone else outcome.remote_sid,
         identity=outcome.identity,
@@ -153,6 +158,29 @@ def _succeeded(outcome: Outcome, user_id: UserId, *, now: datetime) -> SyncState
         managed_keys=outcome.managed_keys,
         delete_after=delete_after(state, outcome.suspension, now=now) if suspended else None,
         restore_role_sid=role_before(state, outcome.suspension) if suspended else None,
+    )
+    return _remembering(record, None if gone or suspended else _seen(outcome))
+
+
+def _seen(outcome: Outcome) -> RemoteUser | None:
+    """What the state should remember of the remote user it links afterwards: the outcome's
+    `seen`, if that is the user linked under the identity recorded."""
+    seen = outcome.seen
+    if seen is None or seen.sid != outcome.remote_sid or seen.identity != outcome.identity:
+        return None
+    return seen
+
+
+def _remembering(record: SyncState, seen: RemoteUser | None) -> SyncState:
+    """`record` with `seen`'s fields as the remote user it remembers (None: unknown, so the
+    next run reads it)."""
+    if seen is None:
+        return replace(record, seen_friendly_name=None, seen_role_sid=None, seen_attributes=None)
+    return replace(
+        record,
+        seen_friendly_name=seen.friendly_name,
+        seen_role_sid=seen.role_sid,
+        seen_attributes=seen.attributes,
     )
 
 
@@ -269,6 +297,7 @@ def unchanged(case: Case) -> Outcome:
         identity=own.identity if own else None,
         retired_sid=_still_retiring(case),
         managed_keys=state.managed_keys if state else frozenset(),
+        seen=own,
     )
 
 

@@ -102,6 +102,34 @@ class SyncState:
     restore_role_sid: RoleSid | None = None
     """A suspended user: the role it had before, given back on reactivation when the source
     names no role (a blank role is never sent otherwise)."""
+    seen_friendly_name: str | None = None
+    """The linked remote user as we last left it (the answer of our last write, or what the
+    run that last recorded it read): its friendly name, role and attributes text. Incremental
+    and targeted runs plan from it instead of reading the user (`remembered`); None
+    `seen_attributes` means unknown (read it)."""
+    seen_role_sid: RoleSid | None = None
+    seen_attributes: str | None = None
+
+
+def remembered(state: SyncState | None) -> RemoteUser | None:
+    """The remote user our state links, as we last left it, when the state knows it: synced,
+    linked, no rename to finish, its fields recorded. Anything else is read from the API."""
+    if (
+        state is None
+        or state.status is not SyncStatus.SYNCED
+        or state.remote_sid is None
+        or state.identity is None
+        or state.retired_sid is not None
+        or state.seen_attributes is None
+    ):
+        return None
+    return RemoteUser(
+        sid=state.remote_sid,
+        identity=state.identity,
+        friendly_name=state.seen_friendly_name,
+        role_sid=state.seen_role_sid,
+        attributes=state.seen_attributes,
+    )
 
 
 UNCONFIRMED = frozenset({SyncStatus.PENDING, SyncStatus.FAILED, SyncStatus.QUARANTINED})

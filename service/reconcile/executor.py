@@ -3,7 +3,9 @@
 Every API failure becomes a per-user `Failure` in the outcome and never stops the run; any
 other exception is a bug and propagates. Two answers re-plan the user with what the API just
 told us, once: 409 on create (the user exists: fetch it and, unless another user owns it, adopt
-it, updating what differs) and 404 on update (the user vanished: create it again). 404 on
+it, updating what differs) and 404 on update (the user vanished: create it again; if the user
+was planned from what our state remembers, not read, look its identity up first, since someone
+may have made it again). 404 on
 delete means already gone. A rename deletes the old remote user only after the new one exists;
 if that delete fails the old sid is kept as `retired_sid` and retried by later runs, so we
 never leave neither. The run holds the user's lease throughout (`db.leases`).
@@ -139,6 +141,7 @@ class Executor:
             retired_sid=None,
             managed_keys=action.managed_keys,
             wrote=True,
+            seen=user,
         )
         return await self._retire(created, action.retires)
 
@@ -150,7 +153,9 @@ class Executor:
                 return replace(outcome, result=Result.DELETED, remote_sid=None)
             if replanned:
                 return _failed(outcome, "update", "the user vanished while being updated")
-            return await self._replan(outcome, identity=None, result=Result.CREATED)
+            # planned from memory, not a read: someone may have made its identity again since
+            look_up = action.identity if outcome.case.remembered else None
+            return await self._replan(outcome, identity=look_up, result=Result.CREATED)
         except api.ConversationsError as e:  # an adopted user is ours from the lease on
             return replace(
                 outcome,
@@ -169,6 +174,7 @@ class Executor:
             retired_sid=None,
             managed_keys=action.managed_keys,
             wrote=True,
+            seen=user,
         )
         return await self._retire(updated, action.retires)
 
@@ -203,13 +209,15 @@ class Executor:
         if identity is not None:
             try:
                 remote = await self._client.fetch_user(identity)
+            except api.NotFound:
+                remote = None
             except api.ConversationsError as e:
                 return replace(outcome, failures=(failure("fetch", e),))
         holder = None
         user_id = outcome.case.user_id
         if remote is not None and user_id is not None:
             holder = await self._holder_of(user_id, remote)
-        case = replace(outcome.case, remote=remote, holder=holder)
+        case = replace(outcome.case, remote=remote, holder=holder, remembered=False)
         plan = plan_case(case, policy=self._policy, roles=self._roles())
         if plan.waits_for is not None:
             return replace(
@@ -237,6 +245,8 @@ def _creating(outcome: Outcome, action: CreateUser) -> Outcome:
 
 
 def _linked(outcome: Outcome, action: LinkUser) -> Outcome:
+    case = outcome.case
+    seen = next((r for r in (case.remote, case.previous) if r and r.sid == action.sid), None)
     return replace(
         outcome,
         result=Result.LINKED,
@@ -244,6 +254,7 @@ def _linked(outcome: Outcome, action: LinkUser) -> Outcome:
         identity=action.identity,
         retired_sid=None,
         managed_keys=action.managed_keys,
+        seen=seen,
     )
 
 

@@ -6,7 +6,10 @@ own connection (read ahead, so paging never waits on Postgres), and lets Postgre
 incremental and targeted runs select only their users and fetch each one's remote side (and the
 user it replaces, for a rename) by sid or identity, then ask Postgres which of those remote users
 another user owns (`gather.owners`). A full run does the same for the users its snapshot may
-be too old for (`Case.stale`: their state was written after the listing began). The
+be too old for (`Case.stale`: their state was written after the listing began). Outside full
+runs, a linked user whose state remembers its remote user as we last left it
+(`users.remembered`) is not read: the answer of its write (a 404 if it is gone) tells the rest,
+and drift on users that do not change is found by full runs. The
 progress of a run moves here: the listing, then the count of users it will look at (only when
 someone watches).
 """
@@ -29,7 +32,14 @@ from service.db.gather import Probe
 from service.db.source import Source
 from service.domain.cases import Case
 from service.domain.runs import Scope
-from service.domain.users import UNCONFIRMED, RemoteUser, SyncState, SyncStatus, UserId
+from service.domain.users import (
+    UNCONFIRMED,
+    RemoteUser,
+    SyncState,
+    SyncStatus,
+    UserId,
+    remembered,
+)
 from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.readahead import read_ahead
 from service.reconcile.run import RunReport, RunRequest
@@ -48,7 +58,11 @@ class Sides:
         sessions: async_sessionmaker[AsyncSession],
         clock: Callable[[], datetime],
         service_key: str,
+        plan_from_state: bool = False,
     ) -> None:
+        """`plan_from_state`: outside full runs, plan a linked user from what its state
+        remembers of the remote user instead of reading it (`users.remembered`)."""
+        self._plan_from_state = plan_from_state
         self._client = client
         self._sessions = sessions
         self._clock = clock
@@ -125,6 +139,8 @@ class Sides:
         return done
 
     async def _fetch_sides(self, g: Case) -> Case:
+        if (memory := self._remembered(g)) is not None:
+            return replace(g, remote=memory, previous=None, holder=None, remembered=True)
         linked = _linked_key(g.state)
         current = await self._fetch(g.local.identity if g.local else linked)
         previous = None
@@ -133,6 +149,17 @@ class Sides:
             if key and not known and previous is None:
                 previous = await self._fetch(key)
         return replace(g, remote=current, previous=previous, holder=None)
+
+    def _remembered(self, g: Case) -> RemoteUser | None:
+        """The remote user to plan from without reading it: what our state remembers, for a
+        user that keeps its identity (a rename reads both sides), unless other keys than ours
+        may be on the remote (merge mode: only a read knows them today)."""
+        if not self._plan_from_state:
+            return None
+        known = remembered(g.state)
+        if known is None or (g.local is not None and g.local.identity != known.identity):
+            return None
+        return known
 
     async def _owned(self, batch: list[Case]) -> list[Case]:
         """Apply the ownership rule to fetched sides: the holder of a local user's remote user,
