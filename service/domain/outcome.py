@@ -30,7 +30,6 @@ from service.domain.users import (
     UserSid,
     claims,
     recorded_as,
-    remembered,
 )
 
 
@@ -123,7 +122,7 @@ def already_recorded(outcome: Outcome) -> bool:
         outcome.result is Result.UNCHANGED
         and state is not None
         and state.fingerprint == outcome.case.fingerprint
-        and remembered(state) == _seen(outcome)
+        and _remembers(state, _seen(outcome))
         and recorded_as(
             state,
             sid=outcome.remote_sid,
@@ -169,6 +168,14 @@ def _seen(outcome: Outcome) -> RemoteUser | None:
     if seen is None or seen.sid != outcome.remote_sid or seen.identity != outcome.identity:
         return None
     return seen
+
+
+def _remembers(state: SyncState, seen: RemoteUser | None) -> bool:
+    """The state holds `seen`'s fields already (what `_remembering` would write), whether or
+    not its status lets a run plan from them: a state that cannot (midway through a rename)
+    is not rewritten on every full run for it."""
+    fields = (seen.friendly_name, seen.role_sid, seen.attributes) if seen else (None, None, None)
+    return (state.seen_friendly_name, state.seen_role_sid, state.seen_attributes) == fields
 
 
 def _remembering(record: SyncState, seen: RemoteUser | None) -> SyncState:
