@@ -339,9 +339,15 @@ async def no_change(args: argparse.Namespace, *, full: bool, incremental: bool) 
         print(
             f"   first full run (links every user): {first.seconds:.1f} s, {counts(first.report)}"
         )
+        if args.nochange_latency > 0:
+            async with aiohttp.ClientSession() as http:
+                fault = {"kind": "latency", "seconds": args.nochange_latency}
+                await control(http, emulator.base_url, "POST", "faults", fault)
+            print(f"   latency {args.nochange_latency * 1000:.0f} ms per call from here on")
         summary = []
         if full:
-            summary.append(await _no_change_full(settings, emulator))
+            for _ in range(args.nochange_repeats):
+                summary.append(await _no_change_full(settings, emulator))
         if incremental:
             summary.append(await _no_change_incremental(settings, emulator))
         return summary
@@ -491,6 +497,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--ceiling-in-flight", type=_ints, default=[16, 32, 64], help="max_in_flight values"
     )
     parser.add_argument("--nochange-users", type=int, default=100_000)
+    parser.add_argument(
+        "--nochange-latency", type=float, default=0.0, help="full/incremental: seconds per call"
+    )
+    parser.add_argument("--nochange-repeats", type=int, default=1, help="full: runs measured")
     parser.add_argument("--memory-users", type=_ints, default=[1_000_000])
     return parser.parse_args(argv)
 
