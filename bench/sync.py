@@ -316,6 +316,67 @@ async def ceiling(args: argparse.Namespace) -> list[str]:
     return summary
 
 
+# --- 2b. change run ----------------------------------------------------------------------
+
+
+async def change_local(url: str, count: int) -> None:
+    """Rename `count` internal users (every n-th), so a run has `count` updates to write."""
+    connection = await connect(url)
+    try:
+        await connection.execute(
+            "UPDATE internal_users SET friendly_name = friendly_name || ' (changed)' "
+            "WHERE id IN (SELECT id FROM internal_users ORDER BY id LIMIT $1)",
+            count,
+        )
+    finally:
+        await connection.close()
+
+
+async def change_run(args: argparse.Namespace) -> list[str]:
+    """A full run with `--change-writes` updates among `--change-users` linked users, at the
+    emulator's 30 writes/s and `--latency`: its floor is max(listing, writes at 30/s)."""
+    users, writes, latency = args.change_users, args.change_writes, args.latency
+    print(
+        f"\n== change run: {writes:,} updates over {users:,} users, latency {latency * 1000:.0f} ms"
+    )
+    summary = []
+    async with emulator_process(write_limit=TWILIO_LIMIT) as emulator:
+        for _ in range(args.nochange_repeats):
+            async with aiohttp.ClientSession() as http:
+                await control(http, emulator.base_url, "POST", "reset")
+            async with scratch_database(args.server) as url:
+                await seed_local(url, users)
+                await seed_remote(emulator.base_url, users)
+                settings = settings_for(
+                    url,
+                    emulator.base_url,
+                    write_rate=args.change_rate,
+                    max_writes_percent=100,  # 12% of the linked users: over the default guard
+                )
+                await run_sync(settings, Scope.FULL)
+                async with aiohttp.ClientSession() as http:
+                    fault = {"kind": "latency", "seconds": latency}
+                    await control(http, emulator.base_url, "POST", "faults", fault)
+                _pages, listing = await paging_floor(settings)
+                await change_local(url, writes)
+                await emulator_stats(emulator.base_url, reset=True)
+                timed = await run_sync(settings, Scope.FULL)
+                stats = await emulator_stats(emulator.base_url)
+            floor = max(listing, writes / TWILIO_LIMIT)
+            print(f"   run:           {timed.seconds:.2f} s, {counts(timed.report)}")
+            print(f"   updates:       {stats['update_user']:,}, 429s {stats['too_many_requests']}")
+            print(
+                f"   floor:         {floor:.2f} s = max(listing {listing:.2f} s, "
+                f"{writes} writes / 30/s); sum {listing + writes / TWILIO_LIMIT:.2f} s"
+            )
+            print(f"   wall / floor:  {timed.seconds / floor:.2f}")
+            summary.append(
+                f"change run {writes} writes over {users:,}: {timed.seconds:.2f} s = "
+                f"{timed.seconds / floor:.2f} x max(listing {listing:.2f} s, {writes / 30:.1f} s)"
+            )
+    return summary
+
+
 # --- 3 and 4. no-change runs --------------------------------------------------------------
 
 
@@ -344,9 +405,15 @@ async def no_change(args: argparse.Namespace, *, full: bool, incremental: bool) 
         print(
             f"   first full run (links every user): {first.seconds:.1f} s, {counts(first.report)}"
         )
+        if args.nochange_latency > 0:
+            async with aiohttp.ClientSession() as http:
+                fault = {"kind": "latency", "seconds": args.nochange_latency}
+                await control(http, emulator.base_url, "POST", "faults", fault)
+            print(f"   latency {args.nochange_latency * 1000:.0f} ms per call from here on")
         summary = []
         if full:
-            summary.append(await _no_change_full(settings, emulator))
+            for _ in range(args.nochange_repeats):
+                summary.append(await _no_change_full(settings, emulator))
         if incremental:
             summary.append(await _no_change_incremental(settings, emulator))
         return summary
@@ -542,7 +609,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
         "--scenario",
-        choices=("all", "paced", "ceiling", "full", "incremental", "changed", "memory"),
+        choices=("all", "paced", "ceiling", "change", "full", "incremental", "changed", "memory"),
         default="all",
     )
     parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432/postgres")
@@ -553,7 +620,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--ceiling-in-flight", type=_ints, default=[16, 32, 64], help="max_in_flight values"
     )
+    parser.add_argument("--change-users", type=int, default=3_000)
+    parser.add_argument("--change-writes", type=int, default=360)
+    parser.add_argument("--change-rate", type=float, default=29.5, help="change: write rate")
     parser.add_argument("--nochange-users", type=int, default=100_000)
+    parser.add_argument(
+        "--nochange-latency", type=float, default=0.0, help="full/incremental: seconds per call"
+    )
+    parser.add_argument("--nochange-repeats", type=int, default=1, help="full: runs measured")
     parser.add_argument("--memory-users", type=_ints, default=[1_000_000])
     parser.add_argument("--changed-users", type=int, default=3_000)
     parser.add_argument("--changed-writes", type=int, default=360)
@@ -570,6 +644,8 @@ async def main(args: argparse.Namespace) -> None:
         summary += await paced(args)
     if chosen in ("all", "ceiling"):
         summary += await ceiling(args)
+    if chosen in ("all", "change"):
+        summary += await change_run(args)
     if chosen in ("all", "full", "incremental"):
         both = chosen == "all"
         summary += await no_change(
