@@ -174,8 +174,7 @@ def _remembers(state: SyncState, seen: RemoteUser | None) -> bool:
     """The state holds `seen`'s fields already (what `_remembering` would write), whether or
     not its status lets a run plan from them: a state that cannot (midway through a rename)
     is not rewritten on every full run for it."""
-    fields = (seen.friendly_name, seen.role_sid, seen.attributes) if seen else (None, None, None)
-    return (state.seen_friendly_name, state.seen_role_sid, state.seen_attributes) == fields
+    return _remembering(state, seen) == state
 
 
 def _remembering(record: SyncState, seen: RemoteUser | None) -> SyncState:

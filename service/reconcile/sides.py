@@ -6,10 +6,11 @@ own connection (read ahead, so paging never waits on Postgres), and lets Postgre
 incremental and targeted runs select only their users and fetch each one's remote side (and the
 user it replaces, for a rename) by sid or identity, then ask Postgres which of those remote users
 another user owns (`gather.owners`). A full run does the same for the users its snapshot may
-be too old for (`Case.stale`: their state was written after the listing began). Outside full
-runs, a linked user whose state remembers its remote user as we last left it
-(`users.remembered`) is not read: the answer of its write (a 404 if it is gone) tells the rest,
-and drift on users that do not change is found by full runs. The
+be too old for (`Case.stale`: their state was written after the listing began), and always
+reads them: finding drift is what a full run is for. Outside full runs, a linked user whose
+state remembers its remote user as we last left it (`users.remembered`) is not read (when
+`plan_from_state` is on): the answer of its write (a 404 if it is gone) tells the rest, and
+drift on users that do not change is found by full runs. The
 progress of a run moves here: the listing, then the count of users it will look at (only when
 someone watches).
 """
@@ -131,15 +132,15 @@ class Sides:
         todo = [n for n, g in enumerate(batch) if not full or g.stale]
         if not todo:
             return batch
-        fetched = await asyncio.gather(*(self._fetch_sides(batch[n]) for n in todo))
+        fetched = await asyncio.gather(*(self._fetch_sides(batch[n], full=full) for n in todo))
         owned = await self._owned(fetched)
         done = list(batch)
         for n, g in zip(todo, owned, strict=True):
             done[n] = g
         return done
 
-    async def _fetch_sides(self, g: Case) -> Case:
-        if (memory := self._remembered(g)) is not None:
+    async def _fetch_sides(self, g: Case, *, full: bool) -> Case:
+        if not full and (memory := self._remembered(g)) is not None:
             return replace(g, remote=memory, previous=None, holder=None, remembered=True)
         linked = _linked_key(g.state)
         current = await self._fetch(g.local.identity if g.local else linked)
@@ -152,8 +153,9 @@ class Sides:
 
     def _remembered(self, g: Case) -> RemoteUser | None:
         """The remote user to plan from without reading it: what our state remembers, for a
-        user that keeps its identity (a rename reads both sides), unless other keys than ours
-        may be on the remote (merge mode: only a read knows them today)."""
+        user that keeps its identity (a rename reads both sides). Whether runs may plan from
+        memory at all (`plan_from_state`) is the caller's choice (`app`: never in merge mode,
+        where only a read knows the keys others set)."""
         if not self._plan_from_state:
             return None
         known = remembered(g.state)

@@ -6,6 +6,7 @@ HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -132,3 +133,27 @@ async def test_merge_mode_reads_before_writing(engine: AsyncEngine, sync: Any, f
 
     found = remote(fast_emulator, "alice")  # a write from memory would have dropped "k"
     assert json.loads(found["attributes"]) == {"k": 2, "ours": 1}
+
+
+async def test_a_full_run_reads_a_user_another_run_wrote_while_it_listed(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    """The user is stale in the full run's snapshot (its state was written after the listing
+    began): the full run reads it again instead of trusting what the state remembers, and so
+    finds the drift made after the other run's write."""
+    await alice_synced(engine, sync)
+    fast_emulator.emulator.set_latency(2.0, operations=["list_users"])
+    full = asyncio.create_task(sync(Scope.FULL, request_timeout=10.0))
+    async with asyncio.timeout(10):
+        while not await fetch_all(engine, "SELECT 1 FROM sync_run WHERE status = 'running'"):
+            await asyncio.sleep(0.02)
+    await rename_alice(engine, "Alice B")
+    assert (await sync(Scope.USERS, targets=["u1"])).counts["updated"] == 1
+    service = fast_emulator.emulator.service()
+    user = next(u for u in fast_emulator.emulator.directory.users(service.sid))
+    fast_emulator.emulator.directory.update_user(service, user, UserFields(attributes='{"d": 1}'))
+
+    report = await full
+
+    assert report.counts["updated"] == 1
+    assert remote(fast_emulator, "alice")["attributes"] == "{}"
