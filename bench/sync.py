@@ -428,6 +428,7 @@ async def _no_change_full(settings: Settings, emulator: EmulatorProcess) -> str:
     writes = stats["create_user"] + stats["update_user"] + stats["delete_user"]
     print("-- full run, nothing to change")
     print(f"   run:           {timed.seconds:.2f} s, {counts(timed.report)}")
+    print(f"   not planned:   {timed.report.unplanned:,} users left unchanged in SQL")
     print(
         f"   API calls:     {timed.report.api_calls:,} (emulator saw {stats['list_users']:,} "
         f"list pages, {stats['list_roles']} roles list, {writes} writes)"

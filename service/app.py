@@ -45,7 +45,7 @@ from service.db import affinity, connectivity, locks, migrate
 from service.db.engine import create_engine, create_sessionmaker
 from service.domain.audit import AuditPolicy
 from service.domain.backoff import FailureBackoff, next_attempt_delay
-from service.domain.policy import AttributesMode, Policy
+from service.domain.policy import AttributesMode, Policy, plan_context
 from service.domain.roles import RoleDirectory
 from service.metrics import Metrics
 from service.reconcile import failure
@@ -306,6 +306,7 @@ class Connections:
             clock=utc_now,
             service_key=config.service_key,
             plan_from_state=_plans_from_state(self.settings),
+            plan_context=plan_context(config.policy),
         )
 
         def executor(roles: Callable[[], RoleDirectory]) -> Executor:

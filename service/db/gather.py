@@ -28,7 +28,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db import rows
+from service.db import unchanged as unchanged_sql
 from service.db.source import Source, per_id
+from service.db.unchanged import Unchanged
 from service.db.vocabulary import DELETED, RETRYING, UNCONFIRMED, claims_identity, sql
 from service.domain.cases import Case
 from service.domain.runs import RunStatus
@@ -133,8 +135,15 @@ _FULL_JOINS = f"""
         LEFT JOIN {REMOTE_TABLE} p ON p.sid = pick.prev"""
 
 
-def full(*, source: Source, listed_since: datetime) -> Selection:
-    """Every internal user (and every state of a removed one) with its remote users."""
+_FULL_WHERE = f"NOT (l.id IS NULL AND s.status = {DELETED} AND k.sid IS NULL AND r3.sid IS NULL)"
+
+
+def full(
+    *, source: Source, listed_since: datetime, unchanged: Unchanged | None = None
+) -> Selection:
+    """Every internal user (and every state of a removed one) with its remote users; with
+    `unchanged`, but for the users `db.unchanged` leaves to Postgres (`count_unchanged`)."""
+    skip = f"AND NOT {unchanged_sql.CONDITION}" if unchanged is not None else ""
     query = f"""
         SELECT {rows.select_list("r", rows.REMOTE_COLUMNS, "r_")},
             {rows.select_list("p", rows.REMOTE_COLUMNS, "p_")},
@@ -142,9 +151,23 @@ def full(*, source: Source, listed_since: datetime) -> Selection:
             COALESCE(s.updated_at >= :listed_since, false) AS stale,
             {_local_and_state(per_id(source))}
         {_FULL_JOINS}
-        WHERE NOT (l.id IS NULL AND s.status = {DELETED} AND k.sid IS NULL AND r3.sid IS NULL)
+        WHERE {_FULL_WHERE} {skip}
     """
-    return Selection(query, {"listed_since": listed_since})
+    params = {"listed_since": listed_since, **(unchanged.params if unchanged else {})}
+    return Selection(query, params)
+
+
+async def count_unchanged(
+    connection: AsyncConnection, *, source: Source, listed_since: datetime, unchanged: Unchanged
+) -> int:
+    """How many users `full(..., unchanged=unchanged)` leaves out."""
+    query = f"""
+        SELECT count(*) FROM ({per_id(source)}) l FULL JOIN sync_state s ON s.user_id = l.id
+        {_FULL_JOINS}
+        WHERE {_FULL_WHERE} AND {unchanged_sql.CONDITION}
+    """
+    params = {"listed_since": listed_since, **unchanged.params}
+    return int(await connection.scalar(text(query), params) or 0)
 
 
 def incremental(*, source: Source, now: datetime) -> Selection:

@@ -156,6 +156,8 @@ class SyncRun(Base):
     held_writes: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
     error: Mapped[str | None] = mapped_column(Text)
     pid: Mapped[int | None] = mapped_column(Integer)
+    plan_context: Mapped[str | None] = mapped_column(Text)
+    """What the run planned under (`domain.policy.plan_context`)."""
 
 
 class SyncError(Base):

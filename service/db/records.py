@@ -48,6 +48,7 @@ class RunOpening:
     dry_run: bool
     allow_deletes: bool
     allow_writes: bool = False
+    plan_context: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

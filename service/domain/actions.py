@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import ClassVar, Literal, TypeAlias
 
 from service.domain.roles import RoleDirectory
-from service.domain.users import RoleSid, UserId, UserSid
+from service.domain.users import RemoteUser, RoleSid, UserId, UserSid
 
 
 class ActionKind(StrEnum):
@@ -39,6 +39,7 @@ class DeleteReason(StrEnum):
 
 
 ChangedField: TypeAlias = Literal["friendly_name", "attributes", "role_sid"]
+_MANAGED_FIELDS: tuple[ChangedField, ...] = ("friendly_name", "attributes", "role_sid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,13 @@ class CreateUser:
     retires: UserSid | None = None
     managed_keys: frozenset[str] = frozenset()
 
+    def answered_as_meant(self, answer: RemoteUser) -> bool:
+        """The created user holds what was sent (fields not sent are the Service's own)."""
+        sent = {"friendly_name": self.friendly_name, "role_sid": self.role_sid}
+        return answer.attributes == self.attributes_json and all(
+            value is None or getattr(answer, name) == value for name, value in sent.items()
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpdateUser:
@@ -96,6 +104,15 @@ class UpdateUser:
     def parameters(self) -> dict[str, str]:
         """Keyword arguments for the client's update: only the fields that change."""
         return {change.field: change.new for change in self.changes}
+
+    def answered_as_meant(self, answer: RemoteUser, *, planned_from: RemoteUser | None) -> bool:
+        """The updated user holds what was sent, and the fields not sent are still what the
+        plan saw (`planned_from`): no one else changed it between the plan and the write."""
+        if planned_from is None:
+            return False
+        meant: dict[str, object] = {name: getattr(planned_from, name) for name in _MANAGED_FIELDS}
+        meant.update(self.parameters())
+        return all(getattr(answer, name) == value for name, value in meant.items())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

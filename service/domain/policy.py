@@ -62,3 +62,17 @@ class Policy:
         return self.protected_identity is not None and bool(
             self.protected_identity.search(identity)
         )
+
+
+PLANNER_VERSION = 1
+"""Raised whenever the planner would decide differently for the same source row, remote user
+and state (how attributes render or compare, which fields it manages): the first full run of a
+new version then plans every user again instead of trusting states an older planner wrote."""
+
+
+def plan_context(policy: Policy) -> str:
+    """What decides whether a synced user whose source row and remote user are as its state
+    recorded needs a write: the planner and who owns the attributes (a switch to replace mode
+    must drop the keys merge mode kept). Full runs skip such users in SQL only when every run
+    since the last complete full run planned under the same context (`db.gather`)."""
+    return f"planner={PLANNER_VERSION};attributes={policy.attributes_mode.value}"

@@ -123,11 +123,17 @@ def _friendly_name(local: LocalUser) -> InvalidUser | None:
     return None if problem is None else invalid(local, "friendly_name", problem)
 
 
-def _role(local: LocalUser, *, roles: RoleDirectory) -> RoleSid | InvalidUser | None:
-    if local.role is None or not names_a_role(local.role):
+def wanted_role(role: str | None, *, roles: RoleDirectory) -> RoleSid | None:
+    """The role sid a source role text asks for: None for a blank one (the role is left as it
+    is), else the role it resolves to (`UnknownRole` if none)."""
+    if role is None or not names_a_role(role):
         return None
+    return roles.resolve(role)
+
+
+def _role(local: LocalUser, *, roles: RoleDirectory) -> RoleSid | InvalidUser | None:
     try:
-        return roles.resolve(local.role)
+        return wanted_role(local.role, roles=roles)
     except UnknownRole as e:
         return InvalidUser(
             user_id=local.id,

@@ -141,7 +141,7 @@ class Executor:
             retired_sid=None,
             managed_keys=action.managed_keys,
             wrote=True,
-            seen=user,
+            seen=user if action.answered_as_meant(user) else None,
         )
         return await self._retire(created, action.retires)
 
@@ -174,7 +174,7 @@ class Executor:
             retired_sid=None,
             managed_keys=action.managed_keys,
             wrote=True,
-            seen=user,
+            seen=_as_meant(outcome.case, action, user),
         )
         return await self._retire(updated, action.retires)
 
@@ -242,6 +242,13 @@ def _creating(outcome: Outcome, action: CreateUser) -> Outcome:
         identity=action.identity,
         retired_sid=action.retires or outcome.retired_sid,
     )
+
+
+def _as_meant(case: Case, action: UpdateUser, answer: RemoteUser) -> RemoteUser | None:
+    """The answer of an update, to remember, if it is what we meant the remote user to be;
+    else None (unknown: the next run reads it, and a full run plans it)."""
+    base = next((r for r in (case.remote, case.previous) if r and r.sid == action.sid), None)
+    return answer if action.answered_as_meant(answer, planned_from=base) else None
 
 
 def _linked(outcome: Outcome, action: LinkUser) -> Outcome:

@@ -89,7 +89,11 @@ class Passes:
         )
         try:
             batches = self._parts.sides.batches(
-                run.connection, run.report, source=run.source, request=request
+                run.connection,
+                run.report,
+                source=run.source,
+                request=request,
+                roles=lambda: self._read_roles(run),
             )
             async for batch in batches:
                 pending += await self._process(run, batch, pool, held=held, gate=gate)
@@ -121,7 +125,11 @@ class Passes:
         named = any(c.local is not None and names_a_role(c.local.role) for c in batch)
         if self._config.policy.suspends:  # the suspended role, for users who may be suspended
             named = named or any(may_suspend(c) for c in batch)
-        if named and not run.roles.read:
+        return await self._read_roles(run) if named else run.roles
+
+    async def _read_roles(self, run: RunState) -> RoleDirectory:
+        """The Service's roles, read once per run."""
+        if not run.roles.read:
             run.roles = RoleDirectory(await self._client.list_roles())
         return run.roles
 

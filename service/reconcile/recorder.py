@@ -59,6 +59,7 @@ class Recorder:
         service_key: str,
         retention: timedelta,
         window: timedelta,
+        plan_context: str | None = None,
     ) -> int:
         """Record the run `running`; close first the Service's runs whose process is gone, and
         (unless it is a dry run, which writes nothing) forget errors past `retention`, the
@@ -72,6 +73,7 @@ class Recorder:
             dry_run=request.dry_run,
             allow_deletes=request.allow_deletes,
             allow_writes=request.allow_writes,
+            plan_context=plan_context,
         )
         now = self._clock()
         async with self._sessions.begin() as session:
@@ -129,6 +131,7 @@ class Recorder:
             deletions_held=len(report.held),
             users_written=report.users_written,
             writes_held=report.writes_held,
+            unplanned=report.unplanned,
             error=report.error,
             exc_info=bug or False,
             **{k: v for k, v in report.counts.items()},

@@ -70,6 +70,8 @@ class RunReport:
     error: str | None = None
     remote_total: int | None = None
     """Remote users listed by a full run (the base of the percent guard in mirror mode)."""
+    unplanned: int = 0
+    """Of the `unchanged` users, those a full run left to Postgres (`db.unchanged`)."""
     deferred: list[str] = field(default_factory=list)
     """Users left to another run (it held them, or they changed after this run planned)."""
     deferred_keys: set[str] = field(default_factory=set)
@@ -87,6 +89,13 @@ class RunReport:
     def listed(self, total: int) -> None:
         """A full run listed `total` remote users."""
         self.remote_total = total
+
+    def left_unchanged(self, users: int) -> None:
+        """A full run left `users` unchanged users to Postgres (`db.unchanged`): counted as
+        unchanged and done, never planned."""
+        self.counts[Result.UNCHANGED] += users
+        self.unplanned += users
+        self.progress.done += users
 
     def would_do(
         self,

@@ -27,6 +27,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db import locks, source
+from service.domain.policy import plan_context
 from service.domain.runs import RunStatus, Scope
 from service.domain.waits import cycle_breakers
 from service.reconcile import failure
@@ -116,6 +117,7 @@ class Runner:
             service_key=self._config.service_key,
             retention=self._config.error_retention,
             window=self._config.deletion_window,
+            plan_context=plan_context(self._config.policy),
         )
         await locks.hold_alive(connection, run_id)
         return run_id

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 
@@ -29,9 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from service.conversations import errors as api
 from service.conversations.client import ConversationsClient
 from service.db import gather
+from service.db import unchanged as unchanged_sql
 from service.db.gather import Probe
 from service.db.source import Source
+from service.db.unchanged import Unchanged
 from service.domain.cases import Case
+from service.domain.roles import RoleDirectory, names_a_role
 from service.domain.runs import Scope
 from service.domain.users import (
     UNCONFIRMED,
@@ -60,10 +63,15 @@ class Sides:
         clock: Callable[[], datetime],
         service_key: str,
         plan_from_state: bool = False,
+        plan_context: str | None = None,
     ) -> None:
         """`plan_from_state`: outside full runs, plan a linked user from what its state
-        remembers of the remote user instead of reading it (`users.remembered`)."""
+        remembers of the remote user instead of reading it (`users.remembered`).
+        `plan_context`: what this process plans under (`domain.policy.plan_context`); full
+        runs leave unchanged users to Postgres when every recent run planned under it too
+        (`db.unchanged`). None: they never do."""
         self._plan_from_state = plan_from_state
+        self._plan_context = plan_context
         self._client = client
         self._sessions = sessions
         self._clock = clock
@@ -76,17 +84,26 @@ class Sides:
         *,
         source: Source,
         request: RunRequest | None = None,
+        roles: Callable[[], Awaitable[RoleDirectory]] | None = None,
     ) -> AsyncIterator[list[Case]]:
-        """The users of `request`'s scope (default: the report's) with both sides read."""
+        """The users of `request`'s scope (default: the report's) with both sides read; a
+        full run's unchanged users are only counted (`db.unchanged`; `roles` reads the
+        Service's roles if the source names any)."""
         request, progress = request or report.request, report.progress
-        listed_since = None
+        listed_since, unchanged = None, None
         if request.scope is Scope.FULL:
             listed_since = await gather.database_now(connection)
             report.listed(await self._snapshot_remote(connection, progress))
-        selection = await self._selection(connection, request, source, listed_since)
+            unchanged = await self._unchanged(connection, source, roles)
+        selection = await self._selection(connection, request, source, listed_since, unchanged)
         progress.phase = Phase.RECONCILING
+        if unchanged is not None and listed_since is not None:
+            left = await gather.count_unchanged(
+                connection, source=source, listed_since=listed_since, unchanged=unchanged
+            )
+            report.left_unchanged(left)
         if progress.watched and progress.total is None:
-            progress.total = await gather.count(connection, selection)
+            progress.total = await gather.count(connection, selection) + progress.done
         async for rows in gather.stream(connection, selection):
             batch = await self._completed(rows, full=listed_since is not None)
             if listed_since is not None and await self._overlapped(report, listed_since):
@@ -106,13 +123,32 @@ class Sides:
         request: RunRequest,
         source: Source,
         listed_since: datetime | None,
+        unchanged: Unchanged | None,
     ) -> gather.Selection:
         if listed_since is not None:
-            return gather.full(source=source, listed_since=listed_since)
+            return gather.full(source=source, listed_since=listed_since, unchanged=unchanged)
         if request.scope is Scope.INCREMENTAL:
             return gather.incremental(source=source, now=self._clock())
         ids = await gather.named_ids(connection, source=source, targets=request.targets)
         return gather.named(source=source, ids=ids)
+
+    async def _unchanged(
+        self,
+        connection: AsyncConnection,
+        source: Source,
+        roles: Callable[[], Awaitable[RoleDirectory]] | None,
+    ) -> Unchanged | None:
+        """What lets a full run skip unchanged users, if it may (`db.unchanged`)."""
+        context = self._plan_context
+        if context is None or roles is None:
+            return None
+        if not await unchanged_sql.may_skip(
+            connection, service_key=self._service_key, context=context
+        ):
+            return None
+        names = await unchanged_sql.role_names(connection, source=source)
+        named = any(names_a_role(n) for n in names)
+        return Unchanged.resolving(names, await roles() if named else RoleDirectory.unread())
 
     async def _snapshot_remote(self, connection: AsyncConnection, progress: RunProgress) -> int:
         progress.phase = Phase.LISTING
