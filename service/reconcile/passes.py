@@ -27,6 +27,7 @@ from service.domain.outcome import Outcome, deferred
 from service.domain.roles import RoleDirectory, names_a_role
 from service.domain.runs import Scope
 from service.domain.suspension import may_suspend
+from service.reconcile.early import EarlyDone, EarlyParts, EarlyWrites
 from service.reconcile.gate import GateConfig, WriteGate
 from service.reconcile.parts import RunnerConfig, RunnerParts
 from service.reconcile.pool import ApplyPool, Work, lease_for
@@ -87,16 +88,58 @@ class Passes:
             named=named,
             recorder=self._recorder,
         )
+        early = self._early(run, request, gate)
         try:
             batches = self._parts.sides.batches(
                 run.connection, run.report, source=run.source, request=request
             )
             async for batch in batches:
-                pending += await self._process(run, batch, pool, held=held, gate=gate)
+                if rest := await early.without(batch):
+                    pending += await self._process(run, rest, pool, held=held, gate=gate)
+            pending += await self._again(run, await early.finish(), pool, held=held, gate=gate)
             await pool.submit([Work.of(p.case, p.actions) for p in await gate.settle()])
             await self._recorder.outcomes(await pool.drain(), run.report, dry_run=request.dry_run)
         finally:
+            await early.close()
             await self._close_pool(pool, run.report, dry_run=request.dry_run)
+        return pending
+
+    def _early(self, run: RunState, request: RunRequest, gate: WriteGate) -> EarlyWrites:
+        """A full pass's writes that need no listing, started now (`reconcile.early`)."""
+        sides = self._parts.sides
+        if request.scope is not Scope.FULL or request.dry_run or not self._config.early_writes:
+            return EarlyWrites.none()
+        if not sides.plans_from_state:  # merge mode, or every user is read before its write
+            return EarlyWrites.none()
+
+        async def plan(cases: Sequence[Case]) -> BatchPlan:
+            return await self._plan(run, cases)
+
+        parts = EarlyParts(
+            sessions=self._sessions,
+            sides=sides,
+            recorder=self._recorder,
+            report=run.report,
+            source=run.source,
+            gate=gate,
+            pool=self._pool(run),
+            plan=plan,
+        )
+        return EarlyWrites(parts)
+
+    async def _again(
+        self, run: RunState, done: EarlyDone, pool: ApplyPool, *, held: bool, gate: WriteGate
+    ) -> list[Planned]:
+        """The users written early, planned once more from what their writes answered (newer
+        than the listing): drift in the fields the source did not change is written now."""
+        if held:  # chosen users have no deletion planned: their held ones go, as in a pass
+            await self._forget_held(done.chosen, keep=[])
+        pending: list[Planned] = []
+        batches = self._parts.sides.named_batches(
+            run.connection, source=run.source, ids=done.written
+        )
+        async for batch in batches:
+            pending += await self._process(run, batch, pool, held=held, gate=gate, again=True)
         return pending
 
     async def _close_pool(self, pool: ApplyPool, report: RunReport, *, dry_run: bool) -> None:
@@ -147,21 +190,24 @@ class Passes:
         *,
         held: bool,
         gate: WriteGate,
+        again: bool = False,
     ) -> list[Planned]:
         """Plan a batch; lease and record the users whose outcome needs no call, start applying
         the others, record the users of earlier batches the pool has finished; the users with
-        guarded deletions, for the deletion phase."""
+        guarded deletions, for the deletion phase. `again`: users this run applied already
+        (`_again`), whose outcome is not counted twice when nothing is left to do."""
         report, dry_run = run.report, run.report.request.dry_run
         plan = await self._plan(run, batch)
         report.would_do(plan.planned, would_write=plan.would_write, audit=plan.audit)
         direct = await self._leased(run, plan.direct)
-        report.progress.done += len(plan.ready) + len(direct)
+        ready = [] if again else plan.ready
+        if again and report.progress.total is not None:
+            report.progress.total += len(batch) - len(plan.ready)
+        report.progress.done += len(ready) + len(direct)
         await gate.forget(batch, keep=[p.case for p in plan.work if writes_user(p.actions)])
         admitted = await gate.admit(plan.work, counted=plan.writers)
         await pool.submit([Work.of(p.case, p.actions) for p in admitted])
-        await self._recorder.outcomes(
-            plan.ready + direct + pool.finished(), report, dry_run=dry_run
-        )
+        await self._recorder.outcomes(ready + direct + pool.finished(), report, dry_run=dry_run)
         if held:
             await self._forget_held(batch, keep=[p.case for p in plan.deletions])
         return plan.deletions

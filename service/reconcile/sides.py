@@ -92,6 +92,38 @@ class Sides:
                 batch = [replace(g, confirm=True) for g in batch]
             yield batch
 
+    @property
+    def plans_from_state(self) -> bool:
+        """Whether runs may plan a linked user from what its state remembers."""
+        return self._plan_from_state
+
+    async def remembered_sides(
+        self, connection: AsyncConnection, selection: gather.Selection, *, limit: int
+    ) -> list[Case]:
+        """The selected users (the first `limit`) whose state remembers their remote user,
+        with that memory as their remote side, not read (`_remembered`), and the ownership
+        rule applied; the others are left out (the caller's run reads them as usual)."""
+        found: list[Case] = []
+        async for rows in gather.stream(connection, selection):
+            if len(found) >= limit:
+                break
+            memories = [(g, self._remembered(g)) for g in rows]
+            sides = [
+                replace(g, remote=m, previous=None, holder=None, remembered=True)
+                for g, m in memories
+                if m is not None
+            ]
+            found += await self._owned(sides)
+        return found[:limit]
+
+    async def named_batches(
+        self, connection: AsyncConnection, *, source: Source, ids: list[UserId]
+    ) -> AsyncIterator[list[Case]]:
+        """The users with these internal ids, both sides read as a run of named users reads
+        them (by exact id: an identity equal to one of them names nobody here)."""
+        async for rows in gather.stream(connection, gather.named(source=source, ids=ids)):
+            yield await self._completed(rows, full=False)
+
     async def _overlapped(self, report: RunReport, since: datetime) -> bool:
         async with self._sessions() as session:
             connection = await session.connection()

@@ -1,0 +1,209 @@
+"""Full runs write while they list (`reconcile.early`): a linked user whose source row changed
+and whose state remembers its remote user is written as the listing starts, under the write
+guard, once, and drift behind our back on it is still found. Real Postgres, the emulator over
+HTTP (a slow listing through its latency control).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.domain.runs import RunStatus, Scope
+from service.emulator.directory import UserFields
+from service.reconcile.progress import Phase, RunProgress
+from tests.e2e.conftest import execute, fetch_all, insert_users
+
+SLOW_LISTING = 1.5
+"""Seconds each list page takes: long enough to see a write land before the listing ends."""
+
+
+def remote(emulator: Any, identity: str) -> dict[str, Any] | None:
+    return next((u for u in emulator.emulator.users() if u["identity"] == identity), None)
+
+
+def updates(emulator: Any) -> int:
+    return int(emulator.emulator.stats.get("update_user", 0))
+
+
+def writes_made(emulator: Any) -> int:
+    return int(emulator.emulator.stats.get("create_user", 0)) + updates(emulator)
+
+
+def directory_user(emulator: Any, identity: str) -> Any:
+    service = emulator.emulator.service()
+    return next(u for u in emulator.emulator.directory.users(service.sid) if u.identity == identity)
+
+
+async def users_synced(engine: AsyncEngine, sync: Any, count: int, **settings: Any) -> None:
+    rows = [
+        {"id": f"u{n:02d}", "identity": f"user{n:02d}", "friendly_name": "Old"}
+        for n in range(count)
+    ]
+    await insert_users(engine, rows)
+    assert (await sync(Scope.FULL, **settings)).status is RunStatus.SUCCEEDED
+
+
+async def rename(engine: AsyncEngine, ids: list[str], name: str = "New") -> None:
+    await execute(
+        engine, "UPDATE internal_users SET friendly_name = :n WHERE id = ANY(:ids)", n=name, ids=ids
+    )
+
+
+async def test_the_writes_of_changed_users_start_before_the_listing_ends(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await users_synced(engine, sync, 3)
+    await rename(engine, ["u01"])
+    fast_emulator.emulator.set_latency(SLOW_LISTING, operations={"list_users"})
+    fast_emulator.emulator.reset_stats()
+    progress = RunProgress(watched=True)
+
+    run = asyncio.create_task(sync(Scope.FULL, progress=progress))
+    while remote(fast_emulator, "user01")["friendly_name"] != "New":
+        assert not run.done()
+        await asyncio.sleep(0.02)
+    phase_when_written = progress.phase
+    report = await run
+
+    assert phase_when_written is Phase.LISTING
+    assert report.status is RunStatus.SUCCEEDED
+    assert (report.counts["updated"], report.counts["unchanged"]) == (1, 2)
+    assert (updates(fast_emulator), report.users_written) == (1, 1)  # not written twice
+    state = await fetch_all(
+        engine,
+        "SELECT fingerprint IS NOT NULL AS f, seen_friendly_name FROM sync_state"
+        " WHERE user_id = 'u01'",
+    )
+    assert state == [{"f": True, "seen_friendly_name": "New"}]
+
+    fast_emulator.emulator.set_latency(0)
+    again = await sync(Scope.FULL)
+    assert (again.counts["unchanged"], updates(fast_emulator)) == (3, 1)
+
+
+async def test_without_early_writes_the_write_waits_for_the_listing(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await users_synced(engine, sync, 3)
+    await rename(engine, ["u01"])
+    fast_emulator.emulator.set_latency(SLOW_LISTING, operations={"list_users"})
+    progress = RunProgress(watched=True)
+
+    run = asyncio.create_task(sync(Scope.FULL, progress=progress, early_writes=False))
+    while remote(fast_emulator, "user01")["friendly_name"] != "New":
+        assert not run.done()
+        await asyncio.sleep(0.02)
+    phase_when_written = progress.phase
+    await run
+
+    assert phase_when_written is not Phase.LISTING
+
+
+async def test_an_early_group_over_the_write_limit_is_held_with_nothing_written(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    limits = {"max_writes_per_run": 5, "max_writes_percent": 100}
+    await users_synced(engine, sync, 20, **limits)
+    await rename(engine, [f"u{n:02d}" for n in range(8)])
+    fast_emulator.emulator.reset_stats()
+
+    run = await sync(Scope.FULL, **limits)
+
+    assert writes_made(fast_emulator) == 0
+    assert (run.writes_held, run.users_written) == (8, 0)
+    assert run.write_held_reason is not None and "max_writes_per_run (5)" in run.write_held_reason
+    assert {u["friendly_name"] for u in fast_emulator.emulator.users()} == {"Old"}
+
+
+async def test_new_users_count_with_the_early_group_so_the_change_is_held_as_a_whole(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    limits = {"max_writes_per_run": 5, "max_writes_percent": 100}
+    await users_synced(engine, sync, 10, **limits)
+    await rename(engine, ["u00", "u01", "u02"])  # 3 early updates: under the limit alone
+    await insert_users(engine, [{"id": f"new{n}"} for n in range(4)])  # 4 creates
+    fast_emulator.emulator.reset_stats()
+
+    run = await sync(Scope.FULL, **limits)
+
+    assert writes_made(fast_emulator) == 0
+    assert (run.writes_held, run.users_written) == (7, 0)
+
+
+async def test_an_early_group_within_the_limit_is_written_and_logged_against_the_window(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    limits = {"max_writes_per_run": 5, "max_writes_percent": 100}
+    await users_synced(engine, sync, 10, **limits)
+    await rename(engine, ["u00", "u01", "u02"])
+    fast_emulator.emulator.reset_stats()
+
+    run = await sync(Scope.FULL, **limits)
+    logged = await fetch_all(
+        engine, "SELECT user_id FROM sync_write WHERE state = 'applied' ORDER BY user_id"
+    )
+
+    assert (run.users_written, run.writes_held, updates(fast_emulator)) == (3, 0, 3)
+    assert [r["user_id"] for r in logged] == ["u00", "u01", "u02"]
+    await rename(engine, ["u03", "u04", "u05"], name="Newer")  # 3 more: 6 in the window
+    later = await sync(Scope.FULL, **limits)
+    assert (later.writes_held, later.users_written, updates(fast_emulator)) == (3, 0, 3)
+
+
+async def test_an_early_user_deleted_behind_our_back_is_created_again(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await users_synced(engine, sync, 3)
+    old_sid = remote(fast_emulator, "user01")["sid"]
+    fast_emulator.emulator.directory.delete_user(directory_user(fast_emulator, "user01"))
+    await rename(engine, ["u01"])
+
+    run = await sync(Scope.FULL)
+
+    again = remote(fast_emulator, "user01")
+    assert run.status is RunStatus.SUCCEEDED
+    assert again is not None and again["sid"] != old_sid and again["friendly_name"] == "New"
+    state = await fetch_all(engine, "SELECT remote_sid, status FROM sync_state WHERE user_id='u01'")
+    assert state == [{"remote_sid": again["sid"], "status": "synced"}]
+    assert len(fast_emulator.emulator.users()) == 3
+
+
+async def test_drift_on_an_early_user_in_fields_the_source_kept_is_written_too(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await users_synced(engine, sync, 3)
+    service = fast_emulator.emulator.service()
+    user = directory_user(fast_emulator, "user01")
+    fast_emulator.emulator.directory.update_user(
+        service, user, UserFields(attributes='{"drift": 1}')
+    )
+    await rename(engine, ["u01"])
+    fast_emulator.emulator.reset_stats()
+
+    run = await sync(Scope.FULL)
+
+    found = remote(fast_emulator, "user01")
+    assert run.status is RunStatus.SUCCEEDED
+    assert (found["friendly_name"], json.loads(found["attributes"])) == ("New", {})
+    seen = await fetch_all(engine, "SELECT seen_attributes FROM sync_state WHERE user_id='u01'")
+    assert json.loads(seen[0]["seen_attributes"]) == {}
+    assert updates(fast_emulator) == 2  # the early write, then the drift its answer showed
+
+
+async def test_a_dry_run_writes_nothing_early(engine: AsyncEngine, sync: Any, fast_emulator: Any):
+    await users_synced(engine, sync, 3)
+    await rename(engine, ["u01"])
+    fast_emulator.emulator.reset_stats()
+    before = await fetch_all(engine, "SELECT * FROM sync_state ORDER BY user_id")
+
+    run = await sync(Scope.FULL, dry_run=True)
+
+    assert writes_made(fast_emulator) == 0
+    assert remote(fast_emulator, "user01")["friendly_name"] == "Old"
+    assert [line for line in run.planned if "user01" in line or "u01" in line] != []
+    assert run.users_written == 1  # would write
+    assert await fetch_all(engine, "SELECT * FROM sync_state ORDER BY user_id") == before
