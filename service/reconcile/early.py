@@ -41,7 +41,7 @@ from service.db.source import Source
 from service.domain.actions import UpdateUser
 from service.domain.batch import BatchPlan, Planned
 from service.domain.cases import Case
-from service.domain.outcome import Outcome
+from service.domain.outcome import Outcome, Result
 from service.domain.users import UserId
 from service.reconcile.gate import WriteGate
 from service.reconcile.pool import ApplyPool, Work
@@ -49,6 +49,14 @@ from service.reconcile.recorder import Recorder
 from service.reconcile.run import RunReport
 from service.reconcile.sides import Sides
 
+EARLY_SLOTS = 0.5
+"""The share of the client's in-flight slots the early users may hold: a write takes its slot
+before it waits for its turn (`conversations.ratelimit`), so a pool of early writes as large as
+a pass's would hold every slot and page the listing at the write rate; half of them keep the
+write schedule full (at 30 writes/s a write's round trip of 50-150 ms needs 2-5) and leave
+the listing its reads."""
+RECORD_EVERY = 1.0
+"""Seconds between two recordings of the early users that finished."""
 EARLY_LIMIT = 10_000
 """At most this many users are written early (they are held in memory until their writes are
 done); the others of a larger change are planned from the listing, as before."""
@@ -75,8 +83,8 @@ class EarlyDone:
 
     chosen: list[Case]
     """Every user chosen to be written early (left out of the full selection)."""
-    written: list[UserId]
-    """Those whose write went through: planned once more from what it answered."""
+    again: list[UserId]
+    """Those to plan once more (`_again`): written, from what the write answered; deferred."""
 
 
 class EarlyWrites:
@@ -106,8 +114,8 @@ class EarlyWrites:
         if self._writing is None:
             return EarlyDone([], [])
         outcomes = await self._writing
-        written = [o.user_id for o in outcomes if o.wrote and not o.failures and o.user_id]
-        return EarlyDone([p.case for p in self._chosen], written)
+        again = [o.user_id for o in outcomes if o.user_id is not None and _again(o)]
+        return EarlyDone([p.case for p in self._chosen], again)
 
     async def close(self) -> None:
         """Whatever ends the pass, the early writes stop and what was applied is recorded."""
@@ -131,11 +139,11 @@ class EarlyWrites:
         """Select, plan and guard the early users; start their writes if the guard allows."""
         async with parts.sessions() as session:
             connection = await session.connection()
-            expected = await changed.changed_count(connection, source=parts.source)
             selection = changed.remembered_changed(source=parts.source)
             cases = await parts.sides.remembered_sides(connection, selection, limit=EARLY_LIMIT)
-        if not cases:
-            return
+            if not cases:  # a no-change run: one query, beside the listing
+                return
+            expected = await changed.changed_count(connection, source=parts.source)
         plan = await parts.plan(cases)
         work = [p for p in plan.work if _updates_only(p)]
         if await parts.gate.admit_ahead(work, expected=expected):
@@ -143,10 +151,31 @@ class EarlyWrites:
             self._writing = asyncio.create_task(self._write(parts, work))
 
     async def _write(self, parts: EarlyParts, work: list[Planned]) -> list[Outcome]:
-        await parts.pool.submit([Work.of(p.case, p.actions) for p in work])
-        outcomes = await parts.pool.drain()
-        await asyncio.shield(parts.recorder.outcomes(outcomes, parts.report, dry_run=False))
+        """Apply the early users, recording what finished every `RECORD_EVERY` seconds (a
+        user's lease is released when its outcome is recorded: an event waits no longer)."""
+        pool, done = parts.pool, list[Outcome]()
+        submitting = asyncio.create_task(pool.submit([Work.of(p.case, p.actions) for p in work]))
+        try:
+            while not submitting.done():
+                await asyncio.wait({submitting}, timeout=RECORD_EVERY)
+                done += await self._record(parts, pool.finished())
+            await submitting
+            return done + await self._record(parts, await pool.drain())
+        finally:
+            await _stopped(submitting)
+
+    async def _record(self, parts: EarlyParts, outcomes: list[Outcome]) -> list[Outcome]:
+        if outcomes:
+            await asyncio.shield(parts.recorder.outcomes(outcomes, parts.report, dry_run=False))
         return outcomes
+
+
+def _again(outcome: Outcome) -> bool:
+    """Whether the pass looks at an early user once more: it was written (its answer may show
+    drift), or deferred (another run held it, or its source row changed since it was chosen:
+    the pass plans it from the row and state as they are now). A failed user is not tried
+    twice in one run."""
+    return (outcome.wrote and not outcome.failures) or outcome.result is Result.DEFERRED
 
 
 def _updates_only(planned: Planned) -> bool:

@@ -27,7 +27,7 @@ from service.domain.outcome import Outcome, deferred
 from service.domain.roles import RoleDirectory, names_a_role
 from service.domain.runs import Scope
 from service.domain.suspension import may_suspend
-from service.reconcile.early import EarlyDone, EarlyParts, EarlyWrites
+from service.reconcile.early import EARLY_SLOTS, EarlyDone, EarlyParts, EarlyWrites
 from service.reconcile.gate import GateConfig, WriteGate
 from service.reconcile.parts import RunnerConfig, RunnerParts
 from service.reconcile.pool import ApplyPool, Work, lease_for
@@ -100,8 +100,10 @@ class Passes:
             await pool.submit([Work.of(p.case, p.actions) for p in await gate.settle()])
             await self._recorder.outcomes(await pool.drain(), run.report, dry_run=request.dry_run)
         finally:
-            await early.close()
-            await self._close_pool(pool, run.report, dry_run=request.dry_run)
+            try:
+                await early.close()
+            finally:
+                await self._close_pool(pool, run.report, dry_run=request.dry_run)
         return pending
 
     def _early(self, run: RunState, request: RunRequest, gate: WriteGate) -> EarlyWrites:
@@ -122,7 +124,7 @@ class Passes:
             report=run.report,
             source=run.source,
             gate=gate,
-            pool=self._pool(run),
+            pool=self._pool(run, share=EARLY_SLOTS),
             plan=plan,
         )
         return EarlyWrites(parts)
@@ -131,13 +133,12 @@ class Passes:
         self, run: RunState, done: EarlyDone, pool: ApplyPool, *, held: bool, gate: WriteGate
     ) -> list[Planned]:
         """The users written early, planned once more from what their writes answered (newer
-        than the listing): drift in the fields the source did not change is written now."""
+        than the listing: drift in the fields the source did not change is written now), and
+        those deferred, from their row and state as they are now."""
         if held:  # chosen users have no deletion planned: their held ones go, as in a pass
             await self._forget_held(done.chosen, keep=[])
         pending: list[Planned] = []
-        batches = self._parts.sides.named_batches(
-            run.connection, source=run.source, ids=done.written
-        )
+        batches = self._parts.sides.named_batches(run.connection, source=run.source, ids=done.again)
         async for batch in batches:
             pending += await self._process(run, batch, pool, held=held, gate=gate, again=True)
         return pending
@@ -148,9 +149,10 @@ class Passes:
         if unrecorded:
             await asyncio.shield(self._recorder.outcomes(unrecorded, report, dry_run=dry_run))
 
-    def _pool(self, run: RunState) -> ApplyPool:
-        """Users in progress: enough that every in-flight slot has a request waiting for it."""
-        size = 2 * self._client.limiter.max_in_flight
+    def _pool(self, run: RunState, *, share: float = 2.0) -> ApplyPool:
+        """Users in progress: enough that every in-flight slot has a request waiting for it
+        (`share` of the slots: fewer leave the rest to other calls of the run)."""
+        size = max(1, int(share * self._client.limiter.max_in_flight))
 
         async def lease(requests: Sequence[Lease]) -> set[str]:
             return await self._lease(run, requests)
