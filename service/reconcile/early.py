@@ -41,7 +41,7 @@ from service.db.source import Source
 from service.domain.actions import UpdateUser
 from service.domain.batch import BatchPlan, Planned
 from service.domain.cases import Case
-from service.domain.outcome import Outcome, Result
+from service.domain.outcome import Outcome
 from service.domain.users import UserId
 from service.reconcile.gate import WriteGate
 from service.reconcile.pool import ApplyPool, Work
@@ -84,7 +84,7 @@ class EarlyDone:
     chosen: list[Case]
     """Every user chosen to be written early (left out of the full selection)."""
     again: list[UserId]
-    """Those to plan once more (`_again`): written, from what the write answered; deferred."""
+    """Those written: planned once more from what their writes answered (`_again`)."""
 
 
 class EarlyWrites:
@@ -137,12 +137,12 @@ class EarlyWrites:
 
     async def _decide(self, parts: EarlyParts) -> None:
         """Select, plan and guard the early users; start their writes if the guard allows."""
+        selection = changed.remembered_changed(source=parts.source)
+        cases = await parts.sides.remembered_sides(selection, limit=EARLY_LIMIT)
+        if not cases:  # a no-change run: one query, beside the listing
+            return
         async with parts.sessions() as session:
             connection = await session.connection()
-            selection = changed.remembered_changed(source=parts.source)
-            cases = await parts.sides.remembered_sides(connection, selection, limit=EARLY_LIMIT)
-            if not cases:  # a no-change run: one query, beside the listing
-                return
             expected = await changed.changed_count(connection, source=parts.source)
         plan = await parts.plan(cases)
         work = [p for p in plan.work if _updates_only(p)]
@@ -171,11 +171,11 @@ class EarlyWrites:
 
 
 def _again(outcome: Outcome) -> bool:
-    """Whether the pass looks at an early user once more: it was written (its answer may show
-    drift), or deferred (another run held it, or its source row changed since it was chosen:
-    the pass plans it from the row and state as they are now). A failed user is not tried
-    twice in one run."""
-    return (outcome.wrote and not outcome.failures) or outcome.result is Result.DEFERRED
+    """Whether the pass looks at an early user once more: it was written, and its answer may
+    show drift. A deferred user is left to the run that holds it or the next one, as in any
+    pass (its source row changed since it was chosen: that change's run); a failed one is
+    not tried twice in one run."""
+    return outcome.wrote and not outcome.failures
 
 
 def _updates_only(planned: Planned) -> bool:

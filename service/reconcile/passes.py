@@ -133,8 +133,7 @@ class Passes:
         self, run: RunState, done: EarlyDone, pool: ApplyPool, *, held: bool, gate: WriteGate
     ) -> list[Planned]:
         """The users written early, planned once more from what their writes answered (newer
-        than the listing: drift in the fields the source did not change is written now), and
-        those deferred, from their row and state as they are now."""
+        than the listing): drift in the fields the source did not change is written now."""
         if held:  # chosen users have no deletion planned: their held ones go, as in a pass
             await self._forget_held(done.chosen, keep=[])
         pending: list[Planned] = []

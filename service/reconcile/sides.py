@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime
+from typing import cast
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
@@ -97,24 +98,24 @@ class Sides:
         """Whether runs may plan a linked user from what its state remembers."""
         return self._plan_from_state
 
-    async def remembered_sides(
-        self, connection: AsyncConnection, selection: gather.Selection, *, limit: int
-    ) -> list[Case]:
+    async def remembered_sides(self, selection: gather.Selection, *, limit: int) -> list[Case]:
         """The selected users (the first `limit`) whose state remembers their remote user,
         with that memory as their remote side, not read (`_remembered`), and the ownership
-        rule applied; the others are left out (the caller's run reads them as usual)."""
+        rule applied; the others are left out (the caller's run reads them as usual). One
+        pool connection at a time (the selection's, then the owners')."""
         found: list[Case] = []
-        async for rows in gather.stream(connection, selection):
-            if len(found) >= limit:
-                break
-            memories = [(g, self._remembered(g)) for g in rows]
-            sides = [
-                replace(g, remote=m, previous=None, holder=None, remembered=True)
-                for g, m in memories
-                if m is not None
-            ]
-            found += await self._owned(sides)
-        return found[:limit]
+        async with self._sessions() as session:
+            rows = gather.stream(await session.connection(), selection)
+            async with contextlib.aclosing(cast(AsyncGenerator[list[Case]], rows)) as batches:
+                async for batch in batches:
+                    found += [
+                        replace(g, remote=m, previous=None, holder=None, remembered=True)
+                        for g in batch
+                        if (m := self._remembered(g)) is not None
+                    ]
+                    if len(found) >= limit:
+                        break
+        return await self._owned(found[:limit])
 
     async def named_batches(
         self, connection: AsyncConnection, *, source: Source, ids: list[UserId]

@@ -7,9 +7,11 @@ HTTP (a slow listing through its latency control).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.runs import RunStatus, Scope
@@ -53,8 +55,9 @@ async def rename(engine: AsyncEngine, ids: list[str], name: str = "New") -> None
     )
 
 
+@pytest.mark.parametrize("in_flight", [32, 2])  # 2: one request of the listing, one write
 async def test_the_writes_of_changed_users_start_before_the_listing_ends(
-    engine: AsyncEngine, sync: Any, fast_emulator: Any
+    engine: AsyncEngine, sync: Any, fast_emulator: Any, in_flight: int
 ):
     await users_synced(engine, sync, 3)
     await rename(engine, ["u01"])
@@ -62,7 +65,7 @@ async def test_the_writes_of_changed_users_start_before_the_listing_ends(
     fast_emulator.emulator.reset_stats()
     progress = RunProgress(watched=True)
 
-    run = asyncio.create_task(sync(Scope.FULL, progress=progress))
+    run = asyncio.create_task(sync(Scope.FULL, progress=progress, max_in_flight=in_flight))
     while remote(fast_emulator, "user01")["friendly_name"] != "New":
         assert not run.done()
         await asyncio.sleep(0.02)
@@ -83,6 +86,23 @@ async def test_the_writes_of_changed_users_start_before_the_listing_ends(
     fast_emulator.emulator.set_latency(0)
     again = await sync(Scope.FULL)
     assert (again.counts["unchanged"], updates(fast_emulator)) == (3, 1)
+
+
+async def test_one_request_at_a_time_early_writes_share_the_pool_of_two_connections(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await users_synced(engine, sync, 3)
+    await rename(engine, ["u01", "u02"])
+    fast_emulator.emulator.reset_stats()
+
+    async with asyncio.timeout(20):  # a connection held while another is awaited: 30 s
+        report = await sync(Scope.FULL, max_in_flight=1)
+
+    assert (report.status, report.counts["updated"], updates(fast_emulator)) == (
+        RunStatus.SUCCEEDED,
+        2,
+        2,
+    )
 
 
 async def test_without_early_writes_the_write_waits_for_the_listing(
@@ -207,3 +227,65 @@ async def test_a_dry_run_writes_nothing_early(engine: AsyncEngine, sync: Any, fa
     assert [line for line in run.planned if "user01" in line or "u01" in line] != []
     assert run.users_written == 1  # would write
     assert await fetch_all(engine, "SELECT * FROM sync_state ORDER BY user_id") == before
+
+
+async def wait_until_leased(engine: AsyncEngine, user_id: str) -> None:
+    async with asyncio.timeout(10):
+        while not await fetch_all(
+            engine,
+            "SELECT 1 FROM sync_state WHERE user_id = :u AND lease_run IS NOT NULL",
+            u=user_id,
+        ):
+            await asyncio.sleep(0.01)
+
+
+async def test_an_early_user_another_run_is_writing_is_left_to_that_run(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await users_synced(engine, sync, 3)
+    await rename(engine, ["u01"])
+    fast_emulator.emulator.set_latency(1.0, operations={"update_user"})
+    fast_emulator.emulator.reset_stats()
+
+    event = asyncio.create_task(sync(Scope.USERS, targets=["u01"]))
+    await wait_until_leased(engine, "u01")  # the event run is writing u01
+    full = await sync(Scope.FULL)
+    await event
+
+    assert (full.counts["deferred"], full.counts["unchanged"], full.users_written) == (1, 2, 0)
+    assert updates(fast_emulator) == 1  # the event run's: the full run wrote nobody
+    assert remote(fast_emulator, "user01")["friendly_name"] == "New"
+    fast_emulator.emulator.set_latency(0)
+    after = await sync(Scope.FULL)
+    assert (after.counts["unchanged"], updates(fast_emulator)) == (3, 1)
+
+
+async def test_a_run_stopped_during_its_listing_records_the_early_writes_it_made(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await users_synced(engine, sync, 3)
+    await rename(engine, ["u01"])
+    fast_emulator.emulator.set_latency(5.0, operations={"list_users"})
+    progress = RunProgress(watched=True)
+
+    run = asyncio.create_task(sync(Scope.FULL, progress=progress))
+    async with asyncio.timeout(4):
+        while remote(fast_emulator, "user01")["friendly_name"] != "New":
+            await asyncio.sleep(0.02)
+        while progress.done < 1:  # the write answered, its outcome not yet recorded
+            await asyncio.sleep(0.01)
+    assert progress.phase is Phase.LISTING
+    run.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await run
+
+    recorded = await fetch_all(
+        engine, "SELECT seen_friendly_name, lease_run FROM sync_state WHERE user_id = 'u01'"
+    )
+    assert recorded == [{"seen_friendly_name": "New", "lease_run": None}]
+    aborted = await fetch_all(engine, "SELECT status FROM sync_run ORDER BY id DESC LIMIT 1")
+    assert aborted == [{"status": "aborted"}]
+    fast_emulator.emulator.set_latency(0)
+    fast_emulator.emulator.reset_stats()
+    incremental = await sync(Scope.INCREMENTAL)
+    assert (incremental.users_written, updates(fast_emulator)) == (0, 0)
