@@ -6,7 +6,9 @@ once, and the others go to the pool, which leases each user before its first cal
 (`db.leases`) and hands back what finished. Deletions wait for the end of the pass: the guard
 sees every deletion of the pass, and those already made within the window, before any is made
 (`reconcile.verdict`). A run makes one pass over its scope, then a few short follow-up passes
-over users that waited for an identity (`reconcile.runner`).
+over users that waited for an identity (`reconcile.runner`). A full pass writes the changed
+users its state remembers while its listing runs (`reconcile.early`), and leaves them out of
+the batches that follow the listing.
 """
 
 from __future__ import annotations
