@@ -139,6 +139,8 @@ class Passes:
         if held:  # chosen users have no deletion planned: their held ones go, as in a pass
             await self._forget_held(done.chosen, keep=[])
         pending: list[Planned] = []
+        if not done.again:
+            return pending
         batches = self._parts.sides.named_batches(run.connection, source=run.source, ids=done.again)
         async for batch in batches:
             pending += await self._process(run, batch, pool, held=held, gate=gate, again=True)
