@@ -105,15 +105,23 @@ async def test_one_request_at_a_time_early_writes_share_the_pool_of_two_connecti
     )
 
 
+OFF = {
+    "early_writes off": {"early_writes": False},
+    "merge mode": {"attributes_mode": "merge"},
+    "read before write": {"read_before_write": True},
+}
+
+
+@pytest.mark.parametrize("settings", list(OFF))
 async def test_without_early_writes_the_write_waits_for_the_listing(
-    engine: AsyncEngine, sync: Any, fast_emulator: Any
+    engine: AsyncEngine, sync: Any, fast_emulator: Any, settings: str
 ):
-    await users_synced(engine, sync, 3)
+    await users_synced(engine, sync, 3, **OFF[settings])
     await rename(engine, ["u01"])
     fast_emulator.emulator.set_latency(SLOW_LISTING, operations={"list_users"})
     progress = RunProgress(watched=True)
 
-    run = asyncio.create_task(sync(Scope.FULL, progress=progress, early_writes=False))
+    run = asyncio.create_task(sync(Scope.FULL, progress=progress, **OFF[settings]))
     while remote(fast_emulator, "user01")["friendly_name"] != "New":
         assert not run.done()
         await asyncio.sleep(0.02)
@@ -285,6 +293,28 @@ async def test_a_run_stopped_during_its_listing_records_the_early_writes_it_made
     assert recorded == [{"seen_friendly_name": "New", "lease_run": None}]
     aborted = await fetch_all(engine, "SELECT status FROM sync_run ORDER BY id DESC LIMIT 1")
     assert aborted == [{"status": "aborted"}]
+    fast_emulator.emulator.set_latency(0)
+    fast_emulator.emulator.reset_stats()
+    incremental = await sync(Scope.INCREMENTAL)
+    assert (incremental.users_written, updates(fast_emulator)) == (0, 0)
+
+
+async def test_a_row_changed_again_after_its_early_write_is_written_again_in_the_run(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await users_synced(engine, sync, 3)
+    await rename(engine, ["u01"])
+    fast_emulator.emulator.set_latency(SLOW_LISTING, operations={"list_users"})
+
+    run = asyncio.create_task(sync(Scope.FULL))
+    async with asyncio.timeout(5):
+        while remote(fast_emulator, "user01")["friendly_name"] != "New":
+            await asyncio.sleep(0.02)
+    await rename(engine, ["u01"], name="Newer")  # while the listing still runs
+    report = await run
+
+    assert report.status is RunStatus.SUCCEEDED
+    assert remote(fast_emulator, "user01")["friendly_name"] == "Newer"
     fast_emulator.emulator.set_latency(0)
     fast_emulator.emulator.reset_stats()
     incremental = await sync(Scope.INCREMENTAL)
