@@ -11,6 +11,9 @@ Scenarios (targets from issue 3; figures are printed, never asserted):
   29.5/s; 25/s caps it at 0.83) and 429s (target 0). The emulator runs in its own process.
 - ceiling: initial sync of 20,000 users with the emulator's limit off, the emulator in its own
   process so it does not share a core with the engine: users/s (target >= 1,000).
+- change: a full run that updates 360 of 3,000 linked users at the emulator's 30 writes/s and
+  `--latency` (50 ms), client at 29.5/s: wall time against max(listing, 12 s of writes); the
+  changed users the state remembers are written while the listing runs (`reconcile.early`).
 - full: a no-change full run over 100,000 users: API calls (must be the list pages; nobody
   names a role, so the Roles list is not read) and wall time against the sequential paging
   floor (the client alone paging).

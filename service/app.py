@@ -191,6 +191,7 @@ def runner_config(settings: Settings, *, service_sid: str) -> RunnerConfig:
         ),
         error_retention=timedelta(days=settings.error_retention_days),
         deletion_window=timedelta(seconds=settings.deletion_window),
+        early_writes=settings.early_writes,
         audit=AuditPolicy(
             enabled=settings.audit,
             values=settings.audit_attribute_values,

@@ -181,6 +181,10 @@ class Settings(BaseSettings):
     """Incremental and targeted runs (and events) read every linked user before writing it,
     as full runs do; off: a user whose state remembers its remote user is planned from that
     (`users.remembered`). Merge mode always reads (keys others set are known only by a read)."""
+    early_writes: bool = True
+    """Full runs start the writes of linked users whose source row changed, planned from what
+    their state remembers, while the listing runs (`reconcile.early`); off: a full run plans
+    every user from its listing. Never in merge mode or with `read_before_write`."""
     delete_grace: float = Field(default=0.0, ge=0, le=365 * DAY)
     """Seconds a linked user gone or inactive locally stays suspended before it is deleted
     (`domain.suspension`); 0: deleted at once."""

@@ -13,6 +13,13 @@ counting. The gate keeps the pass all-or-nothing this way:
 - When the pass has planned everyone (`settle`), the gate decides under the Service's write
   lock with the distinct users already written within the window: allowed, the waiting users
   are logged against the window and applied together; over a limit, all are held.
+- A full run's changed users that need no listing to be planned (`reconcile.early`) are
+  decided before the listing ends (`admit_ahead`), the same way under the same lock, counted
+  with every user whose source row changed: allowed, they are logged and applied at once, and
+  the rest of the pass is judged at `settle` with them in the window; over a limit, none is
+  written early and the pass counts them with the rest, as if nothing had been found early.
+  So a change the guard holds as a whole is held as a whole; what only the listing reveals
+  (drift, remote users deleted behind our back) may still be held after the early writes.
 
 Held writes are kept as held rows (`db.writes`), shown by `status`, `GET /runs` and the
 `usersync_writes_held` gauge, and released by a run with `allow_writes`; a held user's state is
@@ -143,9 +150,27 @@ class WriteGate:
         waiting, self.waiting = self.waiting, []
         return waiting
 
-    async def _decide(self, cases: Sequence[Case]) -> WriteVerdict:
-        """Under the Service's write lock: the guard over these users and the window's other
-        users; allowed ones are logged against the window in the same transaction."""
+    async def admit_ahead(self, work: Sequence[Planned], *, expected: int) -> bool:
+        """Whether writers the pass found before planning everyone (a full run's changed
+        users that need no listing, `reconcile.early`) may be applied now, judged under the
+        window's lock as `settle` judges, counting `expected` users to write (the whole
+        change, if more); allowed, they are logged against the window, so the rest of the
+        pass is counted with them. False: they are left to the pass, planned again and
+        counted with the rest as if nothing had been found early."""
+        cases = [p.case for p in work]
+        if self.state is _State.SHUT or not cases:
+            return False
+        if self.state is _State.COUNTING:
+            verdict = await self._decide(cases, count=max(expected, len(cases)))
+            if not verdict.allowed:
+                return False
+        await self._release(cases)
+        return True
+
+    async def _decide(self, cases: Sequence[Case], *, count: int | None = None) -> WriteVerdict:
+        """Under the Service's write lock: the guard over these users (`count` of them, if
+        more) and the window's other users; allowed ones are logged against the window in
+        the same transaction."""
         dry_run, key = self.report.request.dry_run, self.config.service_key
         async with self.sessions.begin() as session:
             if not dry_run:
@@ -158,7 +183,7 @@ class WriteGate:
             )
             users = [c.user_id for c in cases if c.user_id is not None]
             verdict = guard_writes(
-                len(cases),
+                len(cases) if count is None else count,
                 policy=self.config.policy,
                 linked=self.linked,
                 allow_writes=False,

@@ -30,6 +30,9 @@ class RunnerConfig:
     error_retention: timedelta
     deletion_window: timedelta = timedelta(hours=1)
     audit: AuditPolicy = field(default_factory=AuditPolicy)
+    early_writes: bool = True
+    """Full runs write the changed users their state remembers while they list
+    (`reconcile.early`)."""
 
     @property
     def trail(self) -> AuditPolicy | None:

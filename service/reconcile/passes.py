@@ -6,7 +6,9 @@ once, and the others go to the pool, which leases each user before its first cal
 (`db.leases`) and hands back what finished. Deletions wait for the end of the pass: the guard
 sees every deletion of the pass, and those already made within the window, before any is made
 (`reconcile.verdict`). A run makes one pass over its scope, then a few short follow-up passes
-over users that waited for an identity (`reconcile.runner`).
+over users that waited for an identity (`reconcile.runner`). A full pass writes the changed
+users its state remembers while its listing runs (`reconcile.early`), and leaves them out of
+the batches that follow the listing.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from service.domain.outcome import Outcome, deferred
 from service.domain.roles import RoleDirectory, names_a_role
 from service.domain.runs import Scope
 from service.domain.suspension import may_suspend
+from service.reconcile.early import EARLY_SLOTS, EarlyDone, EarlyParts, EarlyWrites
 from service.reconcile.gate import GateConfig, WriteGate
 from service.reconcile.parts import RunnerConfig, RunnerParts
 from service.reconcile.pool import ApplyPool, Work, lease_for
@@ -87,6 +90,7 @@ class Passes:
             named=named,
             recorder=self._recorder,
         )
+        early = self._early(run, request, gate)
         try:
             batches = self._parts.sides.batches(
                 run.connection,
@@ -96,11 +100,54 @@ class Passes:
                 roles=lambda: self._read_roles(run),
             )
             async for batch in batches:
-                pending += await self._process(run, batch, pool, held=held, gate=gate)
+                if rest := await early.without(batch):
+                    pending += await self._process(run, rest, pool, held=held, gate=gate)
+            pending += await self._again(run, await early.finish(), pool, held=held, gate=gate)
             await pool.submit([Work.of(p.case, p.actions) for p in await gate.settle()])
             await self._recorder.outcomes(await pool.drain(), run.report, dry_run=request.dry_run)
         finally:
-            await self._close_pool(pool, run.report, dry_run=request.dry_run)
+            try:
+                await early.close()
+            finally:
+                await self._close_pool(pool, run.report, dry_run=request.dry_run)
+        return pending
+
+    def _early(self, run: RunState, request: RunRequest, gate: WriteGate) -> EarlyWrites:
+        """A full pass's writes that need no listing, started now (`reconcile.early`)."""
+        sides = self._parts.sides
+        if request.scope is not Scope.FULL or request.dry_run or not self._config.early_writes:
+            return EarlyWrites.none()
+        if not sides.plans_from_state:  # merge mode, or every user is read before its write
+            return EarlyWrites.none()
+
+        async def plan(cases: Sequence[Case]) -> BatchPlan:
+            return await self._plan(run, cases)
+
+        parts = EarlyParts(
+            sessions=self._sessions,
+            sides=sides,
+            recorder=self._recorder,
+            report=run.report,
+            source=run.source,
+            gate=gate,
+            pool=self._pool(run, share=EARLY_SLOTS),
+            plan=plan,
+        )
+        return EarlyWrites(parts)
+
+    async def _again(
+        self, run: RunState, done: EarlyDone, pool: ApplyPool, *, held: bool, gate: WriteGate
+    ) -> list[Planned]:
+        """The users written early, planned once more from what their writes answered (newer
+        than the listing): drift in the fields the source did not change is written now."""
+        if held:  # chosen users have no deletion planned: their held ones go, as in a pass
+            await self._forget_held(done.chosen, keep=[])
+        pending: list[Planned] = []
+        if not done.again:
+            return pending
+        batches = self._parts.sides.named_batches(run.connection, source=run.source, ids=done.again)
+        async for batch in batches:
+            pending += await self._process(run, batch, pool, held=held, gate=gate, again=True)
         return pending
 
     async def _close_pool(self, pool: ApplyPool, report: RunReport, *, dry_run: bool) -> None:
@@ -109,9 +156,10 @@ class Passes:
         if unrecorded:
             await asyncio.shield(self._recorder.outcomes(unrecorded, report, dry_run=dry_run))
 
-    def _pool(self, run: RunState) -> ApplyPool:
-        """Users in progress: enough that every in-flight slot has a request waiting for it."""
-        size = 2 * self._client.limiter.max_in_flight
+    def _pool(self, run: RunState, *, share: float = 2.0) -> ApplyPool:
+        """Users in progress: enough that every in-flight slot has a request waiting for it
+        (`share` of the slots: fewer leave the rest to other calls of the run)."""
+        size = max(1, int(share * self._client.limiter.max_in_flight))
 
         async def lease(requests: Sequence[Lease]) -> set[str]:
             return await self._lease(run, requests)
@@ -155,21 +203,24 @@ class Passes:
         *,
         held: bool,
         gate: WriteGate,
+        again: bool = False,
     ) -> list[Planned]:
         """Plan a batch; lease and record the users whose outcome needs no call, start applying
         the others, record the users of earlier batches the pool has finished; the users with
-        guarded deletions, for the deletion phase."""
+        guarded deletions, for the deletion phase. `again`: users this run applied already
+        (`_again`), whose outcome is not counted twice when nothing is left to do."""
         report, dry_run = run.report, run.report.request.dry_run
         plan = await self._plan(run, batch)
         report.would_do(plan.planned, would_write=plan.would_write, audit=plan.audit)
         direct = await self._leased(run, plan.direct)
-        report.progress.done += len(plan.ready) + len(direct)
+        ready = [] if again else plan.ready
+        if again and report.progress.total is not None:
+            report.progress.total += len(batch) - len(plan.ready)
+        report.progress.done += len(ready) + len(direct)
         await gate.forget(batch, keep=[p.case for p in plan.work if writes_user(p.actions)])
         admitted = await gate.admit(plan.work, counted=plan.writers)
         await pool.submit([Work.of(p.case, p.actions) for p in admitted])
-        await self._recorder.outcomes(
-            plan.ready + direct + pool.finished(), report, dry_run=dry_run
-        )
+        await self._recorder.outcomes(ready + direct + pool.finished(), report, dry_run=dry_run)
         if held:
             await self._forget_held(batch, keep=[p.case for p in plan.deletions])
         return plan.deletions

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
+from typing import cast
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
@@ -109,6 +110,38 @@ class Sides:
             if listed_since is not None and await self._overlapped(report, listed_since):
                 batch = [replace(g, confirm=True) for g in batch]
             yield batch
+
+    @property
+    def plans_from_state(self) -> bool:
+        """Whether runs may plan a linked user from what its state remembers."""
+        return self._plan_from_state
+
+    async def remembered_sides(self, selection: gather.Selection, *, limit: int) -> list[Case]:
+        """The selected users (the first `limit`) whose state remembers their remote user,
+        with that memory as their remote side, not read (`_remembered`), and the ownership
+        rule applied; the others are left out (the caller's run reads them as usual). One
+        pool connection at a time (the selection's, then the owners')."""
+        found: list[Case] = []
+        async with self._sessions() as session:
+            rows = gather.stream(await session.connection(), selection)
+            async with contextlib.aclosing(cast(AsyncGenerator[list[Case]], rows)) as batches:
+                async for batch in batches:
+                    found += [
+                        replace(g, remote=m, previous=None, holder=None, remembered=True)
+                        for g in batch
+                        if (m := self._remembered(g)) is not None
+                    ]
+                    if len(found) >= limit:
+                        break
+        return await self._owned(found[:limit])
+
+    async def named_batches(
+        self, connection: AsyncConnection, *, source: Source, ids: list[UserId]
+    ) -> AsyncIterator[list[Case]]:
+        """The users with these internal ids, both sides read as a run of named users reads
+        them (by exact id: an identity equal to one of them names nobody here)."""
+        async for rows in gather.stream(connection, gather.named(source=source, ids=ids)):
+            yield await self._completed(rows, full=False)
 
     async def _overlapped(self, report: RunReport, since: datetime) -> bool:
         async with self._sessions() as session:

@@ -34,8 +34,10 @@ async def wait_until_leased(engine: AsyncEngine, user_id: str) -> None:
             await asyncio.sleep(0.01)
 
 
-SLOW = {"max_in_flight": 1, "max_deletes_percent": 100}
-"""One request at a time, so the full run's later users wait behind the slow ones."""
+SLOW = {"max_in_flight": 1, "max_deletes_percent": 100, "early_writes": False}
+"""One request at a time, so the full run's later users wait behind the slow ones; every user
+planned from the listing, so the slow user's lease says the others are planned (a changed user
+the state remembers is otherwise written as the listing starts: tests/e2e/test_early_writes.py)."""
 
 
 async def test_a_full_run_does_not_delete_a_user_reactivated_and_synced_meanwhile(
