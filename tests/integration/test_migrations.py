@@ -219,3 +219,26 @@ async def test_the_audit_trail_revision_goes_down_to_0005_and_up_again(
     await migrate.upgrade(scratch_engine)
     assert "sync_audit" in await _tables(scratch_engine)
     assert await migrate.current_revision(scratch_engine) == migrate.head_revision()
+
+
+def test_the_head_the_code_checks_against_is_the_migrations_head():
+    assert migrate.head_revision() == migrate.scripts_head()
+
+
+async def test_the_revision_read_without_alembic_is_the_one_alembic_reads(
+    scratch_engine: AsyncEngine,
+):
+    def alembics(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    seen = []
+    for step in (None, "head", "-1", "base"):
+        if step == "head":
+            await migrate.upgrade(scratch_engine)
+        elif step is not None:
+            await migrate.downgrade(scratch_engine, step)
+        async with scratch_engine.connect() as connection:
+            expected = await connection.run_sync(alembics)
+        assert await migrate.current_revision(scratch_engine) == expected
+        seen.append(expected)
+    assert seen[0] is None and seen[1] == migrate.HEAD and seen[2] not in (None, migrate.HEAD)
