@@ -138,36 +138,61 @@ _FULL_JOINS = f"""
 _FULL_WHERE = f"NOT (l.id IS NULL AND s.status = {DELETED} AND k.sid IS NULL AND r3.sid IS NULL)"
 
 
-def full(
-    *, source: Source, listed_since: datetime, unchanged: Unchanged | None = None
-) -> Selection:
+def full(*, source: Source, listed_since: datetime, set_aside: bool = False) -> Selection:
     """Every internal user (and every state of a removed one) with its remote users; with
-    `unchanged`, but for the users `db.unchanged` leaves to Postgres (`count_unchanged`)."""
-    skip = f"AND NOT {unchanged_sql.CONDITION}" if unchanged is not None else ""
+    `set_aside`, but for the users `set_aside_unchanged` put aside (left out on both sides of
+    the join before any other, so they cost nothing more)."""
+    users, states = per_id(source), "sync_state"
+    if set_aside:
+        users = f"SELECT * FROM ({users}) x WHERE NOT EXISTS ({_ASIDE.format(id='x.id')})"
+        states = f"(SELECT * FROM sync_state y WHERE NOT EXISTS ({_ASIDE.format(id='y.user_id')}))"
     query = f"""
         SELECT {rows.select_list("r", rows.REMOTE_COLUMNS, "r_")},
             {rows.select_list("p", rows.REMOTE_COLUMNS, "p_")},
             COALESCE(o1.user_id, o2.user_id, o3.user_id) AS holder,
             COALESCE(s.updated_at >= :listed_since, false) AS stale,
-            {_local_and_state(per_id(source))}
+            {_COLUMNS} FROM ({users}) l FULL JOIN {states} s ON s.user_id = l.id
         {_FULL_JOINS}
-        WHERE {_FULL_WHERE} {skip}
+        WHERE {_FULL_WHERE}
     """
-    params = {"listed_since": listed_since, **(unchanged.params if unchanged else {})}
-    return Selection(query, params)
+    return Selection(query, {"listed_since": listed_since})
 
 
-async def count_unchanged(
+ASIDE_TABLE = "unplanned_users"
+_ASIDE = f"SELECT 1 FROM {ASIDE_TABLE} a WHERE a.id = {{id}}"
+_CANDIDATES = f"""
+        JOIN sync_state s ON s.user_id = l.id
+        JOIN {REMOTE_TABLE} r1 ON r1.identity = l.identity
+        LEFT JOIN sync_state o1 ON o1.remote_sid = r1.sid AND o1.user_id <> l.id
+        LEFT JOIN sync_state o2 ON o2.retired_sid = r1.sid AND o2.user_id <> l.id
+        LEFT JOIN sync_state o3 ON o3.identity = l.identity AND o3.user_id <> l.id
+            AND {claims_identity("o3")}"""
+"""The joins `unchanged_sql.CONDITION` reads, as `_FULL_JOINS` makes them: the rows it keeps
+have a local user, a state and a listed remote user with the local identity."""
+
+
+async def set_aside_unchanged(
     connection: AsyncConnection, *, source: Source, listed_since: datetime, unchanged: Unchanged
 ) -> int:
-    """How many users `full(..., unchanged=unchanged)` leaves out."""
-    query = f"""
-        SELECT count(*) FROM ({per_id(source)}) l FULL JOIN sync_state s ON s.user_id = l.id
-        {_FULL_JOINS}
-        WHERE {_FULL_WHERE} AND {unchanged_sql.CONDITION}
-    """
-    params = {"listed_since": listed_since, **unchanged.params}
-    return int(await connection.scalar(text(query), params) or 0)
+    """Put the users `db.unchanged` leaves to Postgres in a temporary table of the run's
+    connection (`full(set_aside=True)` leaves them out); how many. One evaluation of the
+    condition, so what is counted is exactly what is left out."""
+    await connection.execute(
+        text(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {ASIDE_TABLE} (id text PRIMARY KEY)"
+            " ON COMMIT PRESERVE ROWS"
+        )
+    )
+    await connection.execute(text(f"TRUNCATE {ASIDE_TABLE}"))
+    found = await connection.execute(
+        text(
+            f"INSERT INTO {ASIDE_TABLE} SELECT l.id FROM ({per_id(source)}) l {_CANDIDATES}"
+            f" WHERE {unchanged_sql.CONDITION} ON CONFLICT DO NOTHING"
+        ),
+        {"listed_since": listed_since, **unchanged.params},
+    )
+    await connection.execute(text(f"ANALYZE {ASIDE_TABLE}"))
+    return max(0, found.rowcount)
 
 
 def incremental(*, source: Source, now: datetime) -> Selection:
@@ -218,9 +243,12 @@ async def stream(connection: AsyncConnection, selection: Selection) -> AsyncIter
     """The selected users in batches of `BATCH`, in user id order."""
     ordered = f"{selection.query} ORDER BY COALESCE(l.id, s.user_id)"
     result = await connection.stream(text(ordered), selection.params)
-    layout = _Layout.of(list(result.keys()))
-    async for partition in result.partitions(BATCH):
-        yield [layout.case(row) for row in partition]
+    try:
+        layout = _Layout.of(list(result.keys()))
+        async for partition in result.partitions(BATCH):
+            yield [layout.case(row) for row in partition]
+    finally:  # the cursor goes with the last row: its tables can be truncated on this connection
+        await result.close()
 
 
 async def count(connection: AsyncConnection, selection: Selection) -> int:

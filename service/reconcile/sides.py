@@ -91,18 +91,19 @@ class Sides:
         full run's unchanged users are only counted (`db.unchanged`; `roles` reads the
         Service's roles if the source names any)."""
         request, progress = request or report.request, report.progress
-        listed_since, unchanged = None, None
+        listed_since, set_aside = None, False
         if request.scope is Scope.FULL:
             listed_since = await gather.database_now(connection)
             report.listed(await self._snapshot_remote(connection, progress))
             unchanged = await self._unchanged(connection, source, roles)
-        selection = await self._selection(connection, request, source, listed_since, unchanged)
+            if unchanged is not None:
+                set_aside = True
+                aside = await gather.set_aside_unchanged(
+                    connection, source=source, listed_since=listed_since, unchanged=unchanged
+                )
+                report.left_unchanged(aside)
+        selection = await self._selection(connection, request, source, listed_since, set_aside)
         progress.phase = Phase.RECONCILING
-        if unchanged is not None and listed_since is not None:
-            left = await gather.count_unchanged(
-                connection, source=source, listed_since=listed_since, unchanged=unchanged
-            )
-            report.left_unchanged(left)
         if progress.watched and progress.total is None:
             progress.total = await gather.count(connection, selection) + progress.done
         async for rows in gather.stream(connection, selection):
@@ -156,10 +157,10 @@ class Sides:
         request: RunRequest,
         source: Source,
         listed_since: datetime | None,
-        unchanged: Unchanged | None,
+        set_aside: bool,
     ) -> gather.Selection:
         if listed_since is not None:
-            return gather.full(source=source, listed_since=listed_since, unchanged=unchanged)
+            return gather.full(source=source, listed_since=listed_since, set_aside=set_aside)
         if request.scope is Scope.INCREMENTAL:
             return gather.incremental(source=source, now=self._clock())
         ids = await gather.named_ids(connection, source=source, targets=request.targets)

@@ -158,10 +158,12 @@ async def sides_now(
         everyone |= {c.user_id for c in batch if c.user_id}
         plan = plan_batch(batch, policy=Policy(), roles=roles, dry_run=False)
         ready |= {o.user_id for o in plan.ready if o.result is Result.UNCHANGED and o.user_id}
-    selection = gather.full(source=src, listed_since=since, unchanged=skip)
+    left = await gather.set_aside_unchanged(
+        connection, source=src, listed_since=since, unchanged=skip
+    )
+    selection = gather.full(source=src, listed_since=since, set_aside=True)
     async for batch in gather.stream(connection, selection):
         kept |= {c.user_id for c in batch if c.user_id}
-    left = await gather.count_unchanged(connection, source=src, listed_since=since, unchanged=skip)
     skipped = everyone - kept
     assert left == len(skipped)
     return everyone, skipped, ready
