@@ -10,7 +10,7 @@ write, or what the last run that planned it read), nothing else of it is in flig
 suspension, claim by another user, held write or deletion; its state was not written since the
 listing began) and the role its row names still resolves to the role the remote user has.
 Such a user's plan is "unchanged, already recorded" (`domain.outcome.already_recorded`), and
-a test keeps the two equal on tricky data (tests/integration/test_unchanged_in_sql.py).
+a test keeps the two equal on tricky data (tests/e2e/test_unchanged_in_sql.py).
 
 Two more things decide a plan besides the rows: the planner's code and who owns the attributes
 (`domain.policy.plan_context`). So the skip is allowed only when every run since the last
