@@ -21,7 +21,8 @@ runs with its defaults (25 writes/s, leader retry every 2 s). Measures:
 With `--latencies 0.05,0.15` it measures only (1), at each injected latency per API call, once
 reading each user before writing it (`USERSYNC_READ_BEFORE_WRITE=true`, every event before
 issue 14) and once writing from what the state remembers (the default), and prints the API
-round trips per event (reads and writes the emulator counted, divided by the events).
+round trips per event (reads and writes the emulator counted, divided by the events); the
+target there is p99 < two round trips + 100 ms (200 ms at 50 ms per call, 400 ms at 150 ms).
 
 Not a test: it prints figures, and says whether each target was met.
 """
@@ -51,6 +52,8 @@ from service.emulator import EmulatorConfig, RunningEmulator, running_emulator
 
 TOKEN = "bench-admin-token-0123456789"
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+IDLE_ALLOWANCE = 0.1
+"""Seconds an event may take beyond two API round trips at an injected latency (issue 14)."""
 
 
 # --- the database ------------------------------------------------------------------------
@@ -379,12 +382,14 @@ async def _at_latency(
     latency: float,
     read: bool,
 ) -> None:
+    users = max(1000, args.events)
+    # seeded before the service starts: a TRUNCATE beside a run (of an event the last service
+    # left) waits for the run's snapshot while the run waits for it, and the bench hangs
+    await seed(db, emulator, users=users, drift=0)
     service = await Service.start(env)
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
         try:
             await until(lambda: _is(service, http, "leader"), within=30)
-            users = max(1000, args.events)
-            await seed(db, emulator, users=users, drift=0)
             run_id = await full_run(http, service)
             await until(lambda: _finished(http, service, run_id), within=120)
             emulator.emulator.set_latency(latency)
@@ -397,7 +402,8 @@ async def _at_latency(
         finally:
             await service.stop()
     mode = "read first" if read else "from state"
-    report(f"event latency at {latency * 1000:.0f} ms per call, {mode}", latencies, target=0.25)
+    target = 2 * latency + IDLE_ALLOWANCE  # issue 14: two round trips and 100 ms
+    report(f"event latency at {latency * 1000:.0f} ms per call, {mode}", latencies, target=target)
     reads, writes = calls["fetch_user"] / args.events, calls["update_user"] / args.events
     print(f"   round trips per event: {reads:.2f} reads + {writes:.2f} writes")
 

@@ -8,6 +8,11 @@ whose state already says it all writes nothing. A dry run counts but saves no st
 Claims are exclusive in Postgres (unique indexes): if a batch would break that (a bug, or a
 race the leases did not see), the batch is written user by user, and the user whose write is
 refused gets an error row and its lease back, so nobody else's outcome is lost.
+
+Opening a run prunes what is past its retention (errors, the guards' logs, the audit trail),
+at most once per `PRUNE_EVERY` in a process: an event run opens every few hundred
+milliseconds, and four statements a run only find rows a day old or more a minute later. A
+late prune keeps rows longer, never shorter (the guards count their window in SQL).
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ from service.reconcile.run import RunReport, RunRequest
 
 log = structlog.get_logger(__name__)
 
+PRUNE_EVERY = timedelta(minutes=1)
+"""How often (at most) a process prunes at run open; retentions are a day or more."""
+
 
 class Recorder:
     """Writes runs (opened, closed) and users' outcomes."""
@@ -44,13 +52,18 @@ class Recorder:
         clock: Callable[[], datetime],
         on_close: Callable[[RunReport], None] | None = None,
         audit: AuditPolicy | None = None,
+        prune_every: timedelta = PRUNE_EVERY,
     ) -> None:
-        """`audit`: the audit trail's settings (None: no trail is written)."""
+        """`audit`: the audit trail's settings (None: no trail is written); `prune_every`:
+        the least time between two prunes at run open."""
         self._sessions = sessions
         self._backoff = backoff
         self._audit = audit
         self._clock = clock
         self._on_close = on_close
+        self._prune_every = prune_every
+        self._pruned_at: datetime | None = None
+        """When this recorder last pruned (None: not yet, the first run it opens prunes)."""
 
     async def open_run(
         self,
@@ -62,9 +75,10 @@ class Recorder:
         plan_context: str | None = None,
     ) -> int:
         """Record the run `running`; close first the Service's runs whose process is gone, and
-        (unless it is a dry run, which writes nothing) forget errors past `retention`, the
-        guards' logs past the longer of `retention` and their `window` (a log pruned inside
-        its window would let more through), and the audit trail past its own retention."""
+        (unless it is a dry run, which writes nothing, or this recorder pruned less than
+        `prune_every` ago) forget errors past `retention`, the guards' logs past the longer of
+        `retention` and their `window` (a log pruned inside its window would let more
+        through), and the audit trail past its own retention."""
         opening = records.RunOpening(
             service_key=service_key,
             trigger=request.trigger,
@@ -76,19 +90,28 @@ class Recorder:
             plan_context=plan_context,
         )
         now = self._clock()
+        prune = not request.dry_run and self._prune_due(now)
         async with self._sessions.begin() as session:
             aborted = await records.abort_stale_runs(session, service_key=service_key)
             if aborted:
                 log.warning("closed runs left running by a stopped process", count=aborted)
-            if not request.dry_run:
+            if prune:
                 await records.prune_errors(session, before=now - retention)
                 await deletions.prune(session, before=now - max(retention, window))
                 await writes.prune(session, before=now - max(retention, window))
             run_id = await records.open_run(session, opening)
-        if self._audit is not None and not request.dry_run:
+        if self._audit is not None and prune:
             before = now - self._audit.retention
             await audit.prune(self._sessions, before=before, service_key=service_key)
+        if prune:
+            self._pruned_at = now
         return run_id
+
+    def _prune_due(self, now: datetime) -> bool:
+        """Whether this run open prunes: the first of the recorder, then once per interval
+        (a clock set back prunes at once)."""
+        last = self._pruned_at
+        return last is None or not last <= now < last + self._prune_every
 
     async def held(self, entries: Sequence[AuditEntry], report: RunReport) -> None:
         """What a guard held (deletions and suspensions, creates and updates): the audit
