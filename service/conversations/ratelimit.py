@@ -66,9 +66,17 @@ SPREAD_SAMPLES = 64
 SPREAD_MIN_SAMPLES = 16
 """Round trips needed before their spread is trusted; until then the margin is the minimum."""
 
+SPREAD_EVERY = 8
+"""Round trips between two measures of their spread (an eighth of the samples is new)."""
+
 SPREAD_Z = 3.3
 """Standard deviations of the arrival gap between two writes the margin covers: the 31st of 31
 consecutive writes arrives inside the 1st's second for at most about 0.05 % of writes."""
+
+SPARE_Z = 2.0
+"""The same at or under the plateau after a cut, where every window keeps a spare write for the
+other clients: our K+1 consecutive writes arriving in one second (2 % of them) then take the
+spare, which costs a 429 only if one of the others' writes jitters into that same instant."""
 
 WINDOW = 1.0
 """Seconds: Twilio counts writes over any one-second window."""
@@ -94,41 +102,65 @@ def urgent() -> Iterator[None]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Adaptive:
-    """How the write rate follows what the Service has left (AIMD)."""
+    """How the write rate follows what the Service has left: cut, climb, hold, probe."""
 
     floor: float
     """Writes per second the pacer never goes below, however many 429s it meets."""
-    decrease: float = 0.95
-    """The rate is multiplied by this on a 429 (at most once per round of writes)."""
-    recovery: float = 10.0
-    """Seconds after a cut at which the rate is back just under the rate it was cut from."""
+    decrease: float = 0.7
+    """The climb after a cut starts at most at this share of the rate that got through: deep,
+    so that our writes of the second before the cut, still in the Service's window, leave
+    it sooner."""
+    recovery: float = 5.0
+    """Seconds after a cut at which the rate is back at the plateau."""
+    hold: float = 60.0
+    """Seconds the rate then stays at the plateau before it probes above it: a probe has to
+    take the others' spare write to learn whether they are still there, which costs them a
+    429 or two, so it comes rarely."""
+    probe: float = 3.0
+    """Seconds a probe takes to climb as far above the plateau as the climb started under it:
+    short, as the probe's first writes over the plateau cost the others their 429s and only
+    the ones after tell the pacer (its own 429)."""
     margin: float = 0.03
-    """How far under the rate a 429 was met at the rate settles, as a share of the ceiling:
-    arrivals jitter by the same milliseconds at any rate, so the margin is one rate, not a
-    share of the rate left (at 30/s, 0.9 writes/s, 1 s spans 31 ms more than 30 writes)."""
+    """How far under the plateau the climb starts at least, as a share of the ceiling (the
+    cubic's depth: with none, there is no curve to climb or probe along)."""
+    spare: float = 1.0
+    """Writes of each one-second window the plateau leaves to the other clients, beyond what
+    they took when the 429 came: their writes jitter too, and one of theirs arriving a little
+    early would otherwise find the window full."""
 
     def __post_init__(self) -> None:
         if not 0 < self.floor < math.inf:
             raise ValueError(f"floor must be a positive number, not {self.floor}")
         if not 0 < self.decrease < 1:
             raise ValueError(f"decrease must be in (0, 1), not {self.decrease}")
-        if not 0 <= self.margin < 1:
-            raise ValueError(f"margin must be in [0, 1), not {self.margin}")
-        if not 0 < self.recovery < math.inf:
-            raise ValueError(f"recovery must be a positive number, not {self.recovery}")
+        if not 0 < self.margin < 1:
+            raise ValueError(f"margin must be in (0, 1), not {self.margin}")
+        if not 0 <= self.spare < math.inf:
+            raise ValueError(f"spare must be a number of writes >= 0, not {self.spare}")
+        for name in ("recovery", "probe"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be a positive number, not {getattr(self, name)}")
+        if not 0 <= self.hold < math.inf:
+            raise ValueError(f"hold must be a number of seconds >= 0, not {self.hold}")
 
-    def rate(
-        self, *, since_cut: float, cut_from: float, ceiling: float, arrival_margin: float = 0.0
-    ) -> float:
-        """The rate `since_cut` seconds after a cut from `cut_from` writes/s: CUBIC's curve,
-        flat under `cut_from` (the rate a 429 said is too much) by `margin` of the ceiling, or
-        by the arrival margin if more: writes spread over 1 s + that margin to stay clear of
-        the other clients' writes as ours jitter, so they take no more than cut_from /
-        (1 + margin) of the second."""
-        plateau = min(cut_from - self.margin * ceiling, cut_from / (1 + arrival_margin))
-        start = min(cut_from * self.decrease, plateau - self.margin * ceiling)
-        growth = (plateau - start) / self.recovery**3
-        rate = plateau + growth * (since_cut - self.recovery) ** 3
+    def plateau(self, *, cut_from: float) -> float:
+        """Where the rate holds after a cut from `cut_from` writes/s (what got through, so
+        what the others left): the whole writes of that less a `spare` write. The schedule
+        lets K = ceil(rate) writes into a second, so at this rate K is what the others left
+        less the spare, and the window rule spreads them over a second and the margin."""
+        return float(math.floor(cut_from - self.spare))
+
+    def rate(self, *, since_cut: float, cut_from: float, ceiling: float) -> float:
+        """The rate `since_cut` seconds after a cut from `cut_from` writes/s: up to the
+        plateau along CUBIC's concave curve in `recovery` s, flat there for `hold` s, then up
+        along its convex mirror, `probe` s to the depth, ever faster up to the ceiling."""
+        plateau = self.plateau(cut_from=cut_from)
+        depth = plateau - min(cut_from * self.decrease, plateau - self.margin * ceiling)
+        if since_cut < self.recovery:
+            rate = plateau - depth * (1 - since_cut / self.recovery) ** 3
+        else:
+            probing = max(0.0, since_cut - self.recovery - self.hold)
+            rate = plateau + depth * (probing / self.probe) ** 3
         return min(ceiling, max(self.floor, rate))
 
 
@@ -165,8 +197,10 @@ class WriteLimiter:
         self._slots = _Slots(max_in_flight, reserved=reserved)
         self._turns = _Turns(ceiling)
         self._last_cut = -math.inf
+        self._last_refused = -math.inf
         self._cut_from = ceiling
         self._since_cut = _Answers()
+        self._through = _Through()
         self._spread = _Spread()
         self.write_wait_seconds = 0.0
         """Cumulative seconds writes spent waiting for their turn (not for a slot)."""
@@ -214,25 +248,41 @@ class WriteLimiter:
         the Service's one-second window: their 429s are the same congestion)."""
         if not grant.write or status >= 500:
             return
+        now = asyncio.get_running_loop().time()
         if status != TOO_MANY_WRITES:
-            self._spread.add(asyncio.get_running_loop().time() - grant.at)
-            self._turns.margin = self._spread.margin()
+            self._spread.add(now - grant.at)
+            self._turns.margin = self._spread.margin(z=self._z())
+            self._through.add(now)
         if self._adaptive is None:
             return
         if grant.at > self._last_cut:
             self._since_cut.count(refused=status == TOO_MANY_WRITES)
-        if status == TOO_MANY_WRITES and grant.at > self._last_cut + WINDOW:
-            self._cut(self._adaptive, now=asyncio.get_running_loop().time())
+        if status != TOO_MANY_WRITES:
+            return
+        if grant.at <= self._last_cut + WINDOW:  # the same congestion: it may say less was left
+            self._cut_from = min(self._cut_from, self._left(now))
+            self._follow(now)
+        elif grant.at - self._last_refused <= WINDOW:
+            self._cut(now)
+        self._last_refused = max(self._last_refused, grant.at)
 
-    def _cut(self, adaptive: Adaptive, *, now: float) -> None:
-        """From the rate that got through since the last cut: the share of writes refused
-        says how far over what is left the pacer was, so one cut gets near it at once."""
+    def _cut(self, now: float) -> None:
+        """To what got through: the rate less the share of writes refused since the last cut,
+        and no more than what the others left."""
         self._follow(now)
-        self._cut_from = self._turns.rate * (1 - self._since_cut.refused_share)
+        got_through = self._turns.rate * (1 - self._since_cut.refused_share)
+        self._cut_from = min(got_through, self._left(now))
         self._last_cut = now
         self._since_cut = _Answers()
         self.cuts += 1
         self._follow(now)  # the curve's start
+
+    def _left(self, now: float) -> float:
+        """The writes answered in the last second: the Service's window was full when a 429'd
+        write arrived, and what of it was ours is what the others left; if the pacer was busy
+        enough for that count to say (else infinity: no bound)."""
+        through = self._through.count(now)
+        return through if through >= SHARE_SAMPLE else math.inf
 
     def _follow(self, now: float) -> None:
         """The rate on its way back since the last cut."""
@@ -242,8 +292,16 @@ class WriteLimiter:
                 since_cut=since,
                 cut_from=self._cut_from,
                 ceiling=self.ceiling,
-                arrival_margin=self._turns.margin,
             )
+            self._turns.margin = self._spread.margin(z=self._z())
+
+    def _z(self) -> float:
+        """The standard deviations of the arrival gap the margin covers now: `SPARE_Z` at or
+        under the plateau, where a spare write is left in every window, else `SPREAD_Z`."""
+        if self._adaptive is None or not self.cuts:
+            return SPREAD_Z
+        plateau = self._adaptive.plateau(cut_from=self._cut_from)
+        return SPARE_Z if self._turns.rate <= plateau else SPREAD_Z
 
     def __repr__(self) -> str:
         return (
@@ -257,23 +315,51 @@ class _Spread:
 
     def __init__(self) -> None:
         self._seconds: deque[float] = deque(maxlen=SPREAD_SAMPLES)
+        self._added = 0
+        self._gap = 0.0
+        """The standard deviation of the gap between two arrivals, as last measured: every
+        `SPREAD_EVERY` round trips, as its quartiles cost more than the rest of an answer's
+        bookkeeping (a few microseconds) and it moves slowly."""
 
     def add(self, seconds: float) -> None:
         self._seconds.append(seconds)
+        self._added += 1
+        if self._added % SPREAD_EVERY == 0 and len(self._seconds) >= SPREAD_MIN_SAMPLES:
+            self._gap = self._measure()
 
-    def margin(self) -> float:
-        """`SPREAD_Z` standard deviations of the difference of two arrivals' delays (sqrt 2
-        times one's), the deviation read off the interquartile range, so that the odd slow
-        answer (a retry, a pause) does not widen it."""
-        if len(self._seconds) < SPREAD_MIN_SAMPLES:
-            return ARRIVAL_MARGIN
+    def margin(self, *, z: float) -> float:
+        """`z` standard deviations of the gap between two arrivals, never under the minimum."""
+        return max(ARRIVAL_MARGIN, z * self._gap)
+
+    def _measure(self) -> float:
+        """The difference of two arrivals' delays varies sqrt 2 times as much as one's; the
+        deviation is read off the interquartile range, so that the odd slow answer (a retry,
+        a pause) does not widen it."""
         first, _, third = statistics.quantiles(self._seconds, n=4)
-        deviation = (third - first) / IQR_PER_DEVIATION
-        return max(ARRIVAL_MARGIN, SPREAD_Z * math.sqrt(2) * deviation)
+        return math.sqrt(2) * (third - first) / IQR_PER_DEVIATION
 
 
 IQR_PER_DEVIATION = 1.349
 """The interquartile range of a normal law, in standard deviations."""
+
+
+class _Through:
+    """When the writes answered in the last second were answered (all but 429s)."""
+
+    def __init__(self) -> None:
+        self._at: deque[float] = deque()
+
+    def add(self, now: float) -> None:
+        self._at.append(now)
+        self._forget(now)
+
+    def count(self, now: float) -> int:
+        self._forget(now)
+        return len(self._at)
+
+    def _forget(self, now: float) -> None:
+        while self._at and self._at[0] <= now - WINDOW:
+            self._at.popleft()
 
 
 @dataclass(slots=True)
