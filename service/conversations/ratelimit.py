@@ -19,19 +19,30 @@ the one pacer of the CLI and of `serve`:
   turn ahead of bulk callers; `reserved` in-flight slots are kept for them, so an urgent read
   never waits behind bulk writes that hold slots while they wait for turns. Bulk is delayed by
   the few urgent calls, never starved.
-- **Adaptive** (`Adaptive`): r starts at the ceiling. When a write is answered 429 (20429,
-  50063, 50074: all say "too many writes"), r is cut to what got through since the last cut
-  (the rate less the share of writes refused), times `decrease`, at most once per window (a
-  write granted within a second of the last cut still meets the old rate's writes in the
-  Service's window), never below `floor`. It then climbs back as TCP CUBIC does: quickly at
-  first, flat just under the rate it was cut from (reached after `recovery` seconds: the last
-  429 says the limit is there; under by the arrival margin's share, so that our jittering
-  arrivals leave the other clients' writes room), then probing above it ever faster, up to
-  the ceiling.
-  Additive increase (AIMD) spends most of its time well under the limit; the cubic spends it
-  just under. So when another client shares the Service's 30/s, or arrivals jitter with the
-  network, the pacer settles just under what is left instead of taking 429s from it (and
-  giving it 429s) at a fixed rate.
+- **Adaptive** (`Adaptive`): r starts at the ceiling. A write answered 429 (20429, 50063,
+  50074: all say "too many writes") alone is the jitter the margins allow for; two granted
+  within a second of each other are congestion, and cut r, at most once per window (a write
+  granted within a second of the last cut still meets the old rate's writes in the Service's
+  window: its 429 is the same congestion). The cut is to what got through: the rate less the
+  share of writes refused since the last cut, and no more than the writes answered in the
+  last second (the Service's window was full when the 429'd write arrived: what of it was ours
+  is what the others left), the least such count of the cut's window. From there r climbs as
+  TCP CUBIC does, from `decrease` of it (deep, so that our writes of the old rate leave the
+  Service's window sooner), quickly at first, to a **plateau** in `recovery` s: the whole
+  writes that got through less a `spare` one. With K = ceil(r) writes in any second, the
+  other clients keep every write they had when the 429 came and one more, as theirs jitter
+  too (without it, one of theirs arriving early finds the window full: beside a client
+  writing 10/s, a pacer at 20 per window gave it 3-5 % of 429s and met almost none itself).
+  The spare write also takes the crowding of our own arrivals, so at or under the plateau the
+  margin covers only `SPARE_Z` deviations: it takes ours crowding and theirs at the same
+  instant for a 429. r holds there for `hold` s, then probes above it, ever faster (`probe`
+  s to climb as far above as the climb started under), up to the ceiling. A probe must take
+  the spare write (and a write per window more, to meet its own 429) to learn that the others
+  have gone, which costs them a 429 or two: so it comes rarely, and quickly.
+  Additive increase (AIMD) spends most of its time well under the limit; this spends it just
+  under what is left. So when another client shares the Service's 30/s the pacer settles a
+  write per second under what that client leaves, instead of taking 429s from it (and giving
+  it 429s) at a fixed rate.
 
 Reads are not rate-limited; reads and writes together are bounded by `max_in_flight`. A write
 takes its in-flight slot *before* waiting for its turn, so turns are used at once and can never
@@ -243,23 +254,28 @@ class WriteLimiter:
             self._slots.leave()
 
     def answered(self, grant: Grant, *, status: int) -> None:
-        """What the Service answered a call: a write's 429 cuts the rate, once per window
-        (writes granted within a second of the last cut still meet the old rate's writes in
-        the Service's one-second window: their 429s are the same congestion)."""
+        """What the Service answered a call: a write's round trip feeds the arrival margin,
+        and its 429 may cut the rate (`_refused`)."""
         if not grant.write or status >= 500:
             return
         now = asyncio.get_running_loop().time()
-        if status != TOO_MANY_WRITES:
+        refused = status == TOO_MANY_WRITES
+        if not refused:
             self._spread.add(now - grant.at)
             self._turns.margin = self._spread.margin(z=self._z())
             self._through.add(now)
         if self._adaptive is None:
             return
         if grant.at > self._last_cut:
-            self._since_cut.count(refused=status == TOO_MANY_WRITES)
-        if status != TOO_MANY_WRITES:
-            return
-        if grant.at <= self._last_cut + WINDOW:  # the same congestion: it may say less was left
+            self._since_cut.count(refused=refused)
+        if refused:
+            self._refused(grant, now=now)
+
+    def _refused(self, grant: Grant, *, now: float) -> None:
+        """A 429 granted within a second of the last cut is the same congestion (it met the
+        old rate's writes in the Service's window), and may only say less was left; after
+        that, the second of two 429s granted within a second of each other cuts the rate."""
+        if grant.at <= self._last_cut + WINDOW:
             self._cut_from = min(self._cut_from, self._left(now))
             self._follow(now)
         elif grant.at - self._last_refused <= WINDOW:
