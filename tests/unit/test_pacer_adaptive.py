@@ -9,15 +9,14 @@ import time
 
 import pytest
 
-from service.conversations.ratelimit import (
+from service.conversations.adaptive import (
     ARRIVAL_MARGIN,
     SPARE_Z,
     SPREAD_EVERY,
     SPREAD_Z,
     Adaptive,
-    Grant,
-    WriteLimiter,
 )
+from service.conversations.ratelimit import Grant, WriteLimiter
 
 
 async def _grant(limiter: WriteLimiter) -> Grant:
