@@ -16,7 +16,8 @@ slots for events), 32 writers at once:
   <= 0.1 % 429s);
 - **beside another client** writing `--other`/s (the emulator's `PUT /__emulator/load`):
   our writes/s as a share of what is left (target >= 0.9) and the share of the other client's
-  writes refused (target <= 1 %), adaptive and fixed at 30 and at 30 - other;
+  writes refused (target <= 1 %), adaptive and fixed at 30, at 30 - other and one under
+  (the adaptive pacer's plateau: a spare write per second for the other client);
 - **stalled**: the event loop blocked 30 ms every 200 ms (CPU work between awaits), fixed at
   29.5: the rate the schedule still holds.
 
@@ -200,6 +201,7 @@ async def shared(emulator: EmulatorProcess, args: argparse.Namespace, **common: 
         ("adaptive, ceiling 30", {}),
         ("fixed 30", fixed),
         (f"fixed {left:g}", {**fixed, "write_rate": left}),
+        (f"fixed {left - 1:g}", {**fixed, "write_rate": left - 1}),  # the plateau's pace
     )
     for label, overrides in rows[:1] if args.adaptive_only else rows:
         trace = args.trace and not overrides

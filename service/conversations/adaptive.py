@@ -15,7 +15,7 @@ from dataclasses import dataclass
 ARRIVAL_MARGIN = 0.01
 """Seconds added to a one-second window at least: Twilio counts arrivals, which jitter with the
 network, so at r = 30 writes paced exactly 1/30 s apart would sometimes arrive 31 in a second.
-How much more is measured (`_Spread`)."""
+How much more is measured (`Spread`)."""
 
 SPREAD_SAMPLES = 64
 """Write round trips the arrival margin is measured over (about two seconds of writes)."""
@@ -38,8 +38,15 @@ spare, which costs a 429 only if one of the others' writes jitters into that sam
 WINDOW = 1.0
 """Seconds: Twilio counts writes over any one-second window."""
 
+PLATEAU_PAIR = 5.0
+"""Seconds within which two 429s at the plateau say its spare write is not there: one there is
+the rare crowding of ours and the others' arrivals at one instant (about one a minute or less
+at 19 writes/s beside 10), a write too many gives one every few seconds."""
+
 SHARE_SAMPLE = 10
-"""Answers since the last cut before their share of 429s sizes the next cut."""
+"""Answers since the last cut before their share of 429s sizes the next cut, and answers in the
+last second before their count bounds it (fewer: the pacer was not using the Service's budget,
+and a 429 then says the others took it, not how much they left)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -35,10 +35,12 @@ the one pacer of the CLI and of `serve`:
   writing 10/s, a pacer at 20 per window gave it 3-5 % of 429s and met almost none itself).
   The spare write also takes the crowding of our own arrivals, so at or under the plateau the
   margin covers only `SPARE_Z` deviations: it takes ours crowding and theirs at the same
-  instant for a 429. r holds there for `hold` s, then probes above it, ever faster (`probe`
-  s to climb as far above as the climb started under), up to the ceiling. A probe must take
-  the spare write (and a write per window more, to meet its own 429) to learn that the others
-  have gone, which costs them a 429 or two: so it comes rarely, and quickly.
+  instant for a 429. Two 429s there within `PLATEAU_PAIR` s say the spare is not there
+  (the count took in a write the others had just lost): the plateau goes down a write. r
+  holds there for `hold` s, then probes above it, ever faster (`probe` s to climb as far
+  above as the climb started under), up to the ceiling. A probe must take the spare write
+  (and a write per window more, to meet its own 429) to learn that the others have gone,
+  which costs them a 429 or two: so it comes rarely, and quickly.
   Additive increase (AIMD) spends most of its time well under the limit; this spends it just
   under what is left. So when another client shares the Service's 30/s the pacer settles a
   write per second under what that client leaves, instead of taking 429s from it (and giving
@@ -67,6 +69,7 @@ from dataclasses import dataclass
 
 from service.conversations.adaptive import (
     ARRIVAL_MARGIN,
+    PLATEAU_PAIR,
     SHARE_SAMPLE,
     SPARE_Z,
     SPREAD_Z,
@@ -127,6 +130,7 @@ class WriteLimiter:
         self._turns = _Turns(ceiling)
         self._last_cut = -math.inf
         self._last_refused = -math.inf
+        self._lowered = -math.inf
         self._cut_from = ceiling
         self._since_cut = Answers()
         self._through = Through()
@@ -191,14 +195,28 @@ class WriteLimiter:
 
     def _refused(self, grant: Grant, *, now: float) -> None:
         """A 429 granted within a second of the last cut is the same congestion (it met the
-        old rate's writes in the Service's window), and may only say less was left; after
-        that, the second of two 429s granted within a second of each other cuts the rate."""
+        old rate's writes in the Service's window), and may only say less was left. After
+        that, two 429s granted within a second of each other cut the rate; at or under the
+        plateau, two within `PLATEAU_PAIR` s say the spare write is not there (what got
+        through counted a write the others had lost): the plateau goes down a write, at most
+        once a second."""
+        since = grant.at - self._last_refused
+        self._last_refused = max(self._last_refused, grant.at)
         if grant.at <= self._last_cut + WINDOW:
             self._cut_from = min(self._cut_from, self._left(now))
-            self._follow(now)
-        elif grant.at - self._last_refused <= WINDOW:
+        elif since <= WINDOW:
             self._cut(now)
-        self._last_refused = max(self._last_refused, grant.at)
+            return
+        elif self._at_plateau() and since <= PLATEAU_PAIR and grant.at > self._lowered + WINDOW:
+            self._cut_from -= 1
+            self._lowered = now
+        self._follow(now)
+
+    def _at_plateau(self) -> bool:
+        """After a cut, not probing above the plateau (where a spare write is left)."""
+        if self._adaptive is None or not self.cuts:
+            return False
+        return self._turns.rate <= self._adaptive.plateau(cut_from=self._cut_from)
 
     def _cut(self, now: float) -> None:
         """To what got through: the rate less the share of writes refused since the last cut,
@@ -232,10 +250,7 @@ class WriteLimiter:
     def _z(self) -> float:
         """The standard deviations of the arrival gap the margin covers now: `SPARE_Z` at or
         under the plateau, where a spare write is left in every window, else `SPREAD_Z`."""
-        if self._adaptive is None or not self.cuts:
-            return SPREAD_Z
-        plateau = self._adaptive.plateau(cut_from=self._cut_from)
-        return SPARE_Z if self._turns.rate <= plateau else SPREAD_Z
+        return SPARE_Z if self._at_plateau() else SPREAD_Z
 
     def __repr__(self) -> str:
         return (

@@ -79,6 +79,24 @@ async def test_the_429s_of_the_cuts_window_may_say_less_was_left() -> None:
     )
 
 
+async def test_429s_under_the_plateau_say_the_spare_write_is_not_there_it_goes_down_one() -> None:
+    """21 got through as the other client lost a write: a plateau of 20 takes its spare."""
+    adaptive = Adaptive(floor=2)
+    limiter = WriteLimiter(30, max_in_flight=4, adaptive=adaptive)
+    loop = asyncio.get_running_loop()
+    _answer_round_trips(limiter, [0.05] * 21)
+    _refuse(limiter)
+    cut_at = loop.time()
+    await asyncio.sleep(1.1)
+    _answer_round_trips(limiter, [0.05], status=429)  # 1.05 s after the last: not a cut
+    since_cut = loop.time() - cut_at
+    assert limiter.cuts == 1
+    assert limiter.rate == pytest.approx(
+        adaptive.rate(since_cut=since_cut, cut_from=20, ceiling=30), rel=0.01
+    )
+    assert adaptive.plateau(cut_from=20) == 19
+
+
 def test_after_a_cut_the_rate_climbs_fast_holds_under_the_old_rate_then_probes_above() -> None:
     adaptive = Adaptive(floor=5, decrease=0.9, recovery=6, hold=20, probe=3, margin=0.025)
     curve = [adaptive.rate(since_cut=t, cut_from=30, ceiling=40) for t in range(40)]
