@@ -59,8 +59,9 @@ class Adaptive:
     """The climb after a cut starts at most at this share of the rate that got through: deep,
     so that our writes of the second before the cut, still in the Service's window, leave
     it sooner."""
-    recovery: float = 5.0
-    """Seconds after a cut at which the rate is back at the plateau."""
+    recovery: float = 3.0
+    """Seconds after a cut at which the rate is back at the plateau: the old rate's writes
+    have left the Service's window a second after the cut, so the climb need not be long."""
     hold: float = 60.0
     """Seconds the rate then stays at the plateau before it probes above it: a probe has to
     take the others' spare write to learn whether they are still there, which costs them a
