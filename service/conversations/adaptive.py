@@ -38,10 +38,10 @@ spare, which costs a 429 only if one of the others' writes jitters into that sam
 WINDOW = 1.0
 """Seconds: Twilio counts writes over any one-second window."""
 
-PLATEAU_PAIR = 5.0
+PLATEAU_PAIR = 15.0
 """Seconds within which two 429s at the plateau say its spare write is not there: one there is
-the rare crowding of ours and the others' arrivals at one instant (about one a minute or less
-at 19 writes/s beside 10), a write too many gives one every few seconds."""
+the rare crowding of ours and the others' arrivals at one instant (one in a minute or two at
+19 writes/s beside 10), a write too many gives one every few seconds."""
 
 SHARE_SAMPLE = 10
 """Answers since the last cut before their share of 429s sizes the next cut, and answers in the
