@@ -24,7 +24,8 @@ SPREAD_MIN_SAMPLES = 16
 """Round trips needed before their spread is trusted; until then the margin is the minimum."""
 
 SPREAD_EVERY = 8
-"""Round trips between two measures of their spread (an eighth of the samples is new)."""
+"""Round trips between two measures of their spread once there are `SPREAD_SAMPLES` (an eighth
+of them is new each time)."""
 
 SPREAD_Z = 3.3
 """Standard deviations of the arrival gap between two writes the margin covers: the 31st of 31
@@ -121,14 +122,17 @@ class Spread:
         self._seconds: deque[float] = deque(maxlen=SPREAD_SAMPLES)
         self._added = 0
         self._gap = 0.0
-        """The standard deviation of the gap between two arrivals, as last measured: every
-        `SPREAD_EVERY` round trips, as its quartiles cost more than the rest of an answer's
-        bookkeeping (a few microseconds) and it moves slowly."""
+        """The standard deviation of the gap between two arrivals, as last measured: on each
+        round trip until there are `SPREAD_SAMPLES`, then every `SPREAD_EVERY`, as its
+        quartiles cost more than the rest of an answer's bookkeeping and it moves slowly."""
 
     def add(self, seconds: float) -> None:
         self._seconds.append(seconds)
         self._added += 1
-        if self._added % SPREAD_EVERY == 0 and len(self._seconds) >= SPREAD_MIN_SAMPLES:
+        filling = len(self._seconds) < SPREAD_SAMPLES  # every new one counts: measure each
+        if len(self._seconds) >= SPREAD_MIN_SAMPLES and (
+            filling or self._added % SPREAD_EVERY == 0
+        ):
             self._gap = self._measure()
 
     def margin(self, *, z: float) -> float:
