@@ -1,7 +1,8 @@
 """The one pacer against the Service's shared 30 writes/s: alone, beside another client, stalled.
 
     .venv/bin/python bench/pacer.py [--writes 900] [--latency 0.05 0.15] [--jitter 0.1]
-                                    [--other 10] [--repeat 1]
+                                    [--other 10] [--repeat 1] [--trace]
+                                    [--adaptive-only] [--shared-only]
 
 The emulator runs in its own process at Twilio's 30 writes/s per Service, with latency drawn
 around each `--latency` (standard deviation `--jitter` times it). Each scenario creates
@@ -15,11 +16,14 @@ slots for events), 32 writers at once:
   <= 0.1 % 429s);
 - **beside another client** writing `--other`/s (the emulator's `PUT /__emulator/load`):
   our writes/s as a share of what is left (target >= 0.9) and the share of the other client's
-  writes refused (target <= 1 %), adaptive and fixed at 30 and at 30 - other;
+  writes refused (target <= 1 %), adaptive and fixed at 30, at 30 - other and one under
+  (the adaptive pacer's plateau: a spare write per second for the other client);
 - **stalled**: the event loop blocked 30 ms every 200 ms (CPU work between awaits), fixed at
   29.5: the rate the schedule still holds.
 
-Not a test: it prints figures and says whether each target was met.
+Not a test: it prints figures and says whether each target was met. `--trace` also puts the
+other client's 429s down to what the pacer was doing (`bench/pacer_trace.py`);
+`--adaptive-only` and `--shared-only` leave rows out for a quicker run.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import pacer_trace
 import sync
 from sync import EmulatorProcess, control, emulator_process
 
@@ -50,6 +55,7 @@ class Result:
     rate_at_end: float
     cuts: int
     other: dict[str, Any] | None = None
+    trace: str | None = None
 
     @property
     def per_second(self) -> float:
@@ -88,9 +94,16 @@ async def prepare(
         await asyncio.sleep(1.0)  # the other client is writing before we start
 
 
-async def create_users(settings: Settings, *, count: int, stall: bool) -> tuple[float, Any]:
-    """Seconds to create `count` users through serve's pacer; the limiter."""
+async def create_users(
+    settings: Settings, *, count: int, stall: bool, trace: list[pacer_trace.Sample] | None = None
+) -> tuple[float, Any]:
+    """Seconds to create `count` users through serve's pacer; the limiter. With `trace`, the
+    pacer and the emulator are sampled into it all along."""
     limiter = app.write_limiter(settings, reserve_for_urgent=True)
+    sampler = None
+    if trace is not None:
+        sampler = asyncio.create_task(pacer_trace.sample(settings.api_base_url, limiter, trace))
+        pacer_trace.log_429s(limiter, pacer_trace.LOG)
     async with aiohttp.ClientSession() as session:
         client = app.conversations_client(session, settings, limiter=limiter)
         names = iter(range(count))
@@ -103,8 +116,9 @@ async def create_users(settings: Settings, *, count: int, stall: bool) -> tuple[
         started = time.perf_counter()
         await asyncio.gather(*(writer() for _ in range(WRITERS)))
         seconds = time.perf_counter() - started
-        if staller is not None:
-            staller.cancel()
+        for task in (staller, sampler):
+            if task is not None:
+                task.cancel()
     return seconds, limiter
 
 
@@ -124,16 +138,19 @@ async def scenario(
     jitter: float,
     other: float | None = None,
     stall: bool = False,
+    trace: bool = False,
     **overrides: Any,
 ) -> Result:
+    samples: list[pacer_trace.Sample] | None = [] if trace else None
     async with aiohttp.ClientSession() as http:
         await prepare(http, emulator, latency=latency, jitter=jitter, other=other)
         settings = settings_for(emulator.base_url, **overrides)
-        seconds, limiter = await create_users(settings, count=count, stall=stall)
+        seconds, limiter = await create_users(settings, count=count, stall=stall, trace=samples)
         stats = await control(http, emulator.base_url, "GET", "stats")
         load = await control(http, emulator.base_url, "PUT", "load", {"writes_per_second": None})
+    report = pacer_trace.report(samples) if samples else None
     return Result(
-        count, seconds, stats.get("too_many_requests", 0), limiter.rate, limiter.cuts, load
+        count, seconds, stats.get("too_many_requests", 0), limiter.rate, limiter.cuts, load, report
     )
 
 
@@ -149,7 +166,7 @@ def describe(label: str, result: Result, *, left: float) -> str:
             f"; other client {result.other['attempted']} writes,"
             f" {result.other['refused']} refused ({result.other_refused_share:.2%})"
         )
-    return line
+    return line if result.trace is None else f"{line}\n{result.trace}"
 
 
 async def repeated(times: int, emulator: EmulatorProcess, **kwargs: Any) -> Result:
@@ -168,7 +185,7 @@ ALONE = (
 
 async def alone(emulator: EmulatorProcess, args: argparse.Namespace, **common: Any) -> None:
     print(" alone:")
-    for label, overrides in ALONE:
+    for label, overrides in ALONE[:1] if args.adaptive_only else ALONE:
         result = await repeated(args.repeat, emulator, **common, **overrides)
         print(describe(label, result, left=TWILIO_LIMIT))
         if not overrides:
@@ -180,12 +197,17 @@ async def shared(emulator: EmulatorProcess, args: argparse.Namespace, **common: 
     left = TWILIO_LIMIT - args.other
     print(f" beside another client writing {args.other:g}/s ({left:g}/s left):")
     fixed = {"write_rate_adaptive": False}
-    for label, overrides in (
+    rows: tuple[tuple[str, dict[str, Any]], ...] = (
         ("adaptive, ceiling 30", {}),
         ("fixed 30", fixed),
         (f"fixed {left:g}", {**fixed, "write_rate": left}),
-    ):
-        result = await repeated(args.repeat, emulator, **common, other=args.other, **overrides)
+        (f"fixed {left - 1:g}", {**fixed, "write_rate": left - 1}),  # the plateau's pace
+    )
+    for label, overrides in rows[:1] if args.adaptive_only else rows:
+        trace = args.trace and not overrides
+        result = await repeated(
+            args.repeat, emulator, **common, other=args.other, trace=trace, **overrides
+        )
         print(describe(label, result, left=left))
         if not overrides:
             met = result.per_second >= 0.9 * left and result.other_refused_share <= 0.01
@@ -204,8 +226,11 @@ async def main(args: argparse.Namespace) -> None:
                 f"latency {latency * 1000:.0f} ms ± {args.jitter * latency * 1000:.1f} ms (sd),"
                 f" {args.writes} creates, {WRITERS} writers, emulator at 30 writes/s"
             )
-            await alone(emulator, args, **common)
+            if not args.shared_only:
+                await alone(emulator, args, **common)
             await shared(emulator, args, **common)
+            if args.adaptive_only:
+                continue
             print(" stalled loop (30 ms every 200 ms):")
             stalled = {"stall": True, "write_rate": 29.5, "write_rate_adaptive": False}
             result = await repeated(args.repeat, emulator, **common, **stalled)
@@ -224,4 +249,13 @@ if __name__ == "__main__":
     )
     parser.add_argument("--other", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="beside the other client, adaptive: its 429s by what the pacer was doing",
+    )
+    parser.add_argument(
+        "--adaptive-only", action="store_true", help="only the adaptive rows, no stalled loop"
+    )
+    parser.add_argument("--shared-only", action="store_true", help="only beside the other client")
     asyncio.run(main(parser.parse_args()))

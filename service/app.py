@@ -36,9 +36,10 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.config import ConfigError, Settings
+from service.conversations.adaptive import Adaptive
 from service.conversations.client import ConversationsClient
 from service.conversations.errors import ConversationsError
-from service.conversations.ratelimit import Adaptive, WriteLimiter
+from service.conversations.ratelimit import WriteLimiter
 from service.conversations.retry import CallRetry
 from service.conversations.stats import Observer
 from service.db import affinity, connectivity, locks, migrate

@@ -5,6 +5,7 @@ and retry (`CallRetry`) it is built with, its call accounting (`CallStats`, `Cal
 every exception it raises.
 """
 
+from service.conversations.adaptive import Adaptive
 from service.conversations.client import UNSET, ConversationsClient, Unset
 from service.conversations.errors import (
     AlreadyExists,
@@ -25,7 +26,7 @@ from service.conversations.errors import (
     Unauthorized,
     error_from_response,
 )
-from service.conversations.ratelimit import Adaptive, WriteLimiter, urgent
+from service.conversations.ratelimit import WriteLimiter, urgent
 from service.conversations.retry import CallRetry
 from service.conversations.stats import CallEvent, CallStats, Observer
 

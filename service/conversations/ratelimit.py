@@ -19,19 +19,32 @@ the one pacer of the CLI and of `serve`:
   turn ahead of bulk callers; `reserved` in-flight slots are kept for them, so an urgent read
   never waits behind bulk writes that hold slots while they wait for turns. Bulk is delayed by
   the few urgent calls, never starved.
-- **Adaptive** (`Adaptive`): r starts at the ceiling. When a write is answered 429 (20429,
-  50063, 50074: all say "too many writes"), r is cut to what got through since the last cut
-  (the rate less the share of writes refused), times `decrease`, at most once per window (a
-  write granted within a second of the last cut still meets the old rate's writes in the
-  Service's window), never below `floor`. It then climbs back as TCP CUBIC does: quickly at
-  first, flat just under the rate it was cut from (reached after `recovery` seconds: the last
-  429 says the limit is there; under by the arrival margin's share, so that our jittering
-  arrivals leave the other clients' writes room), then probing above it ever faster, up to
-  the ceiling.
-  Additive increase (AIMD) spends most of its time well under the limit; the cubic spends it
-  just under. So when another client shares the Service's 30/s, or arrivals jitter with the
-  network, the pacer settles just under what is left instead of taking 429s from it (and
-  giving it 429s) at a fixed rate.
+- **Adaptive** (`Adaptive`): r starts at the ceiling. A write answered 429 (20429, 50063,
+  50074: all say "too many writes") alone is the jitter the margins allow for; two granted
+  within a second of each other are congestion, and cut r, at most once per window (a write
+  granted within a second of the last cut still meets the old rate's writes in the Service's
+  window: its 429 is the same congestion). The cut is to what got through: the rate less the
+  share of writes refused since the last cut, and no more than the writes answered in the
+  last second (the Service's window was full when the 429'd write arrived: what of it was ours
+  is what the others left), the least such count of the cut's window. From there r climbs as
+  TCP CUBIC does, from `decrease` of it (deep, so that our writes of the old rate leave the
+  Service's window sooner), quickly at first, to a **plateau** in `recovery` s: the whole
+  writes that got through less a `spare` one. With K = ceil(r) writes in any second, the
+  other clients keep every write they had when the 429 came and one more, as theirs jitter
+  too (without it, one of theirs arriving early finds the window full: beside a client
+  writing 10/s, a pacer at 20 per window gave it 3-5 % of 429s and met almost none itself).
+  The spare write also takes the crowding of our own arrivals, so at or under the plateau the
+  margin covers only `SPARE_Z` deviations: it takes ours crowding and theirs at the same
+  instant for a 429. Two 429s there within `PLATEAU_PAIR` s say the spare is not there
+  (the count took in a write the others had just lost): the plateau goes down a write. r
+  holds there for `hold` s, then probes above it, ever faster (`probe` s to climb as far
+  above as the climb started under), up to the ceiling. A probe must take the spare write
+  (and a write per window more, to meet its own 429) to learn that the others have gone,
+  which costs them a 429 or two: so it comes rarely, and quickly.
+  Additive increase (AIMD) spends most of its time well under the limit; this spends it just
+  under what is left. So when another client shares the Service's 30/s the pacer settles a
+  write per second under what that client leaves, instead of taking 429s from it (and giving
+  it 429s) at a fixed rate.
 
 Reads are not rate-limited; reads and writes together are bounded by `max_in_flight`. A write
 takes its in-flight slot *before* waiting for its turn, so turns are used at once and can never
@@ -48,33 +61,24 @@ import asyncio
 import heapq
 import itertools
 import math
-import statistics
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-ARRIVAL_MARGIN = 0.01
-"""Seconds added to a one-second window at least: Twilio counts arrivals, which jitter with the
-network, so at r = 30 writes paced exactly 1/30 s apart would sometimes arrive 31 in a second.
-How much more is measured (`_Spread`)."""
-
-SPREAD_SAMPLES = 64
-"""Write round trips the arrival margin is measured over (about two seconds of writes)."""
-
-SPREAD_MIN_SAMPLES = 16
-"""Round trips needed before their spread is trusted; until then the margin is the minimum."""
-
-SPREAD_Z = 3.3
-"""Standard deviations of the arrival gap between two writes the margin covers: the 31st of 31
-consecutive writes arrives inside the 1st's second for at most about 0.05 % of writes."""
-
-WINDOW = 1.0
-"""Seconds: Twilio counts writes over any one-second window."""
-
-SHARE_SAMPLE = 10
-"""Answers since the last cut before their share of 429s sizes the next cut."""
+from service.conversations.adaptive import (
+    ARRIVAL_MARGIN,
+    PLATEAU_PAIR,
+    SHARE_SAMPLE,
+    SPARE_Z,
+    SPREAD_Z,
+    WINDOW,
+    Adaptive,
+    Answers,
+    Spread,
+    Through,
+)
 
 TOO_MANY_WRITES = 429
 """The status of every "too many writes" answer (Twilio codes 20429, 50063 and 50074)."""
@@ -90,46 +94,6 @@ def urgent() -> Iterator[None]:
         yield
     finally:
         URGENT.reset(token)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Adaptive:
-    """How the write rate follows what the Service has left (AIMD)."""
-
-    floor: float
-    """Writes per second the pacer never goes below, however many 429s it meets."""
-    decrease: float = 0.95
-    """The rate is multiplied by this on a 429 (at most once per round of writes)."""
-    recovery: float = 10.0
-    """Seconds after a cut at which the rate is back just under the rate it was cut from."""
-    margin: float = 0.03
-    """How far under the rate a 429 was met at the rate settles, as a share of the ceiling:
-    arrivals jitter by the same milliseconds at any rate, so the margin is one rate, not a
-    share of the rate left (at 30/s, 0.9 writes/s, 1 s spans 31 ms more than 30 writes)."""
-
-    def __post_init__(self) -> None:
-        if not 0 < self.floor < math.inf:
-            raise ValueError(f"floor must be a positive number, not {self.floor}")
-        if not 0 < self.decrease < 1:
-            raise ValueError(f"decrease must be in (0, 1), not {self.decrease}")
-        if not 0 <= self.margin < 1:
-            raise ValueError(f"margin must be in [0, 1), not {self.margin}")
-        if not 0 < self.recovery < math.inf:
-            raise ValueError(f"recovery must be a positive number, not {self.recovery}")
-
-    def rate(
-        self, *, since_cut: float, cut_from: float, ceiling: float, arrival_margin: float = 0.0
-    ) -> float:
-        """The rate `since_cut` seconds after a cut from `cut_from` writes/s: CUBIC's curve,
-        flat under `cut_from` (the rate a 429 said is too much) by `margin` of the ceiling, or
-        by the arrival margin if more: writes spread over 1 s + that margin to stay clear of
-        the other clients' writes as ours jitter, so they take no more than cut_from /
-        (1 + margin) of the second."""
-        plateau = min(cut_from - self.margin * ceiling, cut_from / (1 + arrival_margin))
-        start = min(cut_from * self.decrease, plateau - self.margin * ceiling)
-        growth = (plateau - start) / self.recovery**3
-        rate = plateau + growth * (since_cut - self.recovery) ** 3
-        return min(ceiling, max(self.floor, rate))
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,9 +129,12 @@ class WriteLimiter:
         self._slots = _Slots(max_in_flight, reserved=reserved)
         self._turns = _Turns(ceiling)
         self._last_cut = -math.inf
+        self._last_refused = -math.inf
+        self._lowered = -math.inf
         self._cut_from = ceiling
-        self._since_cut = _Answers()
-        self._spread = _Spread()
+        self._since_cut = Answers()
+        self._through = Through()
+        self._spread = Spread()
         self.write_wait_seconds = 0.0
         """Cumulative seconds writes spent waiting for their turn (not for a slot)."""
         self.writes = 0
@@ -209,30 +176,65 @@ class WriteLimiter:
             self._slots.leave()
 
     def answered(self, grant: Grant, *, status: int) -> None:
-        """What the Service answered a call: a write's 429 cuts the rate, once per window
-        (writes granted within a second of the last cut still meet the old rate's writes in
-        the Service's one-second window: their 429s are the same congestion)."""
+        """What the Service answered a call: a write's round trip feeds the arrival margin,
+        and its 429 may cut the rate (`_refused`)."""
         if not grant.write or status >= 500:
             return
-        if status != TOO_MANY_WRITES:
-            self._spread.add(asyncio.get_running_loop().time() - grant.at)
-            self._turns.margin = self._spread.margin()
+        now = asyncio.get_running_loop().time()
+        refused = status == TOO_MANY_WRITES
+        if not refused:
+            self._spread.add(now - grant.at)
+            self._turns.margin = self._spread.margin(z=self._z())
+            self._through.add(now)
         if self._adaptive is None:
             return
         if grant.at > self._last_cut:
-            self._since_cut.count(refused=status == TOO_MANY_WRITES)
-        if status == TOO_MANY_WRITES and grant.at > self._last_cut + WINDOW:
-            self._cut(self._adaptive, now=asyncio.get_running_loop().time())
+            self._since_cut.count(refused=refused)
+        if refused:
+            self._refused(grant, now=now)
 
-    def _cut(self, adaptive: Adaptive, *, now: float) -> None:
-        """From the rate that got through since the last cut: the share of writes refused
-        says how far over what is left the pacer was, so one cut gets near it at once."""
+    def _refused(self, grant: Grant, *, now: float) -> None:
+        """A 429 granted within a second of the last cut is the same congestion (it met the
+        old rate's writes in the Service's window), and may only say less was left. After
+        that, two 429s granted within a second of each other cut the rate; at or under the
+        plateau, two within `PLATEAU_PAIR` s say the spare write is not there (what got
+        through counted a write the others had lost): the plateau goes down a write, at most
+        once a second."""
+        since = grant.at - self._last_refused
+        self._last_refused = max(self._last_refused, grant.at)
+        if grant.at <= self._last_cut + WINDOW:
+            self._cut_from = min(self._cut_from, self._left(now))
+        elif since <= WINDOW:
+            self._cut(now)
+            return
+        elif self._at_plateau() and since <= PLATEAU_PAIR and grant.at > self._lowered + WINDOW:
+            self._cut_from -= 1
+            self._lowered = now
         self._follow(now)
-        self._cut_from = self._turns.rate * (1 - self._since_cut.refused_share)
+
+    def _at_plateau(self) -> bool:
+        """After a cut, not probing above the plateau (where a spare write is left)."""
+        if self._adaptive is None or not self.cuts:
+            return False
+        return self._turns.rate <= self._adaptive.plateau(cut_from=self._cut_from)
+
+    def _cut(self, now: float) -> None:
+        """To what got through: the rate less the share of writes refused since the last cut,
+        and no more than what the others left."""
+        self._follow(now)
+        got_through = self._turns.rate * (1 - self._since_cut.refused_share)
+        self._cut_from = min(got_through, self._left(now))
         self._last_cut = now
-        self._since_cut = _Answers()
+        self._since_cut = Answers()
         self.cuts += 1
         self._follow(now)  # the curve's start
+
+    def _left(self, now: float) -> float:
+        """The writes answered in the last second: the Service's window was full when a 429'd
+        write arrived, and what of it was ours is what the others left; if the pacer was busy
+        enough for that count to say (else infinity: no bound)."""
+        through = self._through.count(now)
+        return through if through >= SHARE_SAMPLE else math.inf
 
     def _follow(self, now: float) -> None:
         """The rate on its way back since the last cut."""
@@ -242,56 +244,19 @@ class WriteLimiter:
                 since_cut=since,
                 cut_from=self._cut_from,
                 ceiling=self.ceiling,
-                arrival_margin=self._turns.margin,
             )
+            self._turns.margin = self._spread.margin(z=self._z())
+
+    def _z(self) -> float:
+        """The standard deviations of the arrival gap the margin covers now: `SPARE_Z` at or
+        under the plateau, where a spare write is left in every window, else `SPREAD_Z`."""
+        return SPARE_Z if self._at_plateau() else SPREAD_Z
 
     def __repr__(self) -> str:
         return (
             f"WriteLimiter(rate={self.rate:g}, ceiling={self.ceiling:g}, "
             f"max_in_flight={self.max_in_flight}, in_flight={self.in_flight})"
         )
-
-
-class _Spread:
-    """The spread of recent write round trips, and the arrival margin it asks for."""
-
-    def __init__(self) -> None:
-        self._seconds: deque[float] = deque(maxlen=SPREAD_SAMPLES)
-
-    def add(self, seconds: float) -> None:
-        self._seconds.append(seconds)
-
-    def margin(self) -> float:
-        """`SPREAD_Z` standard deviations of the difference of two arrivals' delays (sqrt 2
-        times one's), the deviation read off the interquartile range, so that the odd slow
-        answer (a retry, a pause) does not widen it."""
-        if len(self._seconds) < SPREAD_MIN_SAMPLES:
-            return ARRIVAL_MARGIN
-        first, _, third = statistics.quantiles(self._seconds, n=4)
-        deviation = (third - first) / IQR_PER_DEVIATION
-        return max(ARRIVAL_MARGIN, SPREAD_Z * math.sqrt(2) * deviation)
-
-
-IQR_PER_DEVIATION = 1.349
-"""The interquartile range of a normal law, in standard deviations."""
-
-
-@dataclass(slots=True)
-class _Answers:
-    """Writes answered since the last cut, and how many of them were 429s."""
-
-    answered: int = 0
-    refused: int = 0
-
-    def count(self, *, refused: bool) -> None:
-        self.answered += 1
-        self.refused += refused
-
-    @property
-    def refused_share(self) -> float:
-        """The share of 429s, once there are enough answers to say (else 0: a plain cut); the
-        first answers after a cut are too few, and one 429 of one would cut to the floor."""
-        return self.refused / self.answered if self.answered >= SHARE_SAMPLE else 0.0
 
 
 class _Line:

@@ -15,7 +15,8 @@ import time
 import aiohttp
 import pytest
 
-from service.conversations.ratelimit import Adaptive, WriteLimiter
+from service.conversations.adaptive import Adaptive
+from service.conversations.ratelimit import WriteLimiter
 from service.emulator import RunningEmulator
 from service.emulator.faults import FaultPlan
 from tests.fixtures.emulator import account_auth

@@ -9,7 +9,14 @@ import time
 
 import pytest
 
-from service.conversations.ratelimit import ARRIVAL_MARGIN, Adaptive, Grant, WriteLimiter
+from service.conversations.adaptive import (
+    ARRIVAL_MARGIN,
+    SPARE_Z,
+    SPREAD_EVERY,
+    SPREAD_Z,
+    Adaptive,
+)
+from service.conversations.ratelimit import Grant, WriteLimiter
 
 
 async def _grant(limiter: WriteLimiter) -> Grant:
@@ -17,40 +24,103 @@ async def _grant(limiter: WriteLimiter) -> Grant:
         return grant
 
 
-async def test_a_429_cuts_the_rate_once_per_window_of_writes() -> None:
+def _refuse(limiter: WriteLimiter, times: int = 2) -> None:
+    """`times` writes granted just now answered 429 (two make a congestion)."""
+    _answer_round_trips(limiter, [0.05] * times, status=429)
+
+
+async def test_one_429_is_jitter_two_in_a_window_cut_the_rate_once_per_window() -> None:
     limiter = WriteLimiter(30, max_in_flight=4, adaptive=Adaptive(floor=5, decrease=0.8))
-    first, second = await _grant(limiter), await _grant(limiter)
-    limiter.answered(first, status=429)
-    limiter.answered(second, status=429)  # sent at the old rate: the same congestion
-    limiter.answered(await _grant(limiter), status=429)  # still in the old rate's window
+    _refuse(limiter, 1)
+    assert (limiter.rate, limiter.cuts) == (30, 0)  # what the margins allow for: no cut
+    _refuse(limiter, 1)
     assert (limiter.rate, limiter.cuts) == (pytest.approx(24.0, rel=1e-3), 1)
-    await asyncio.sleep(1.01)
-    limiter.answered(await _grant(limiter), status=429)  # a new window: cut again
+    _refuse(limiter, 3)  # granted in the cut's window: the same congestion
+    assert limiter.cuts == 1
+    await asyncio.sleep(1.1)  # the refused writes were granted 50 ms before they were answered
+    _refuse(limiter)  # a new window: cut again
     assert limiter.rate < 24.0  # cut from where it had climbed to
     assert limiter.cuts == 2
 
 
 async def test_the_rate_never_goes_below_the_floor() -> None:
     limiter = WriteLimiter(30, max_in_flight=4, adaptive=Adaptive(floor=20, decrease=0.5))
-    limiter.answered(await _grant(limiter), status=429)
+    _refuse(limiter)
     assert limiter.rate == 20
 
 
-def test_after_a_cut_the_rate_climbs_fast_flattens_at_the_old_rate_then_probes_above() -> None:
-    adaptive = Adaptive(floor=5, decrease=0.9, recovery=6, margin=0.025)
-    curve = [adaptive.rate(since_cut=t, cut_from=30, ceiling=40) for t in range(13)]
-    assert curve[0] == pytest.approx(27)
+async def test_a_cut_goes_to_what_the_others_left_the_writes_answered_in_the_last_second() -> None:
+    """The Service's window was full when the 429'd writes arrived: of it, 20 were ours."""
+    adaptive = Adaptive(floor=2, decrease=0.7)
+    limiter = WriteLimiter(30, max_in_flight=4, adaptive=adaptive)
+    _answer_round_trips(limiter, [0.05] * 20)
+    _refuse(limiter)
+    assert limiter.rate == pytest.approx(14)  # 0.7 of the 20 that got through
+    assert adaptive.plateau(cut_from=20) == 19  # one write of each window left spare
+
+    few = WriteLimiter(30, max_in_flight=4, adaptive=adaptive)
+    _answer_round_trips(few, [0.05] * 7)  # too few to say: the rate decides
+    _refuse(few)
+    assert few.rate == pytest.approx(21)
+
+
+async def test_the_429s_of_the_cuts_window_may_say_less_was_left() -> None:
+    adaptive = Adaptive(floor=2, decrease=0.7)
+    limiter = WriteLimiter(30, max_in_flight=4, adaptive=adaptive)
+    _answer_round_trips(limiter, [0.05] * 25)
+    _refuse(limiter)
+    assert limiter.rate == pytest.approx(0.7 * 25)
+    await asyncio.sleep(1.05)  # the 25 are out of the last second
+    _answer_round_trips(limiter, [0.05] * 12)
+    _answer_round_trips(limiter, [1.0], status=429)  # granted in the cut's window
+    assert limiter.cuts == 1
+    assert limiter.rate == pytest.approx(
+        adaptive.rate(since_cut=1.05, cut_from=12, ceiling=30), rel=0.01
+    )
+
+
+async def test_429s_under_the_plateau_say_the_spare_write_is_not_there_it_goes_down_one() -> None:
+    """21 got through as the other client lost a write: a plateau of 20 takes its spare."""
+    adaptive = Adaptive(floor=2)
+    limiter = WriteLimiter(30, max_in_flight=4, adaptive=adaptive)
+    loop = asyncio.get_running_loop()
+    _answer_round_trips(limiter, [0.05] * 21)
+    _refuse(limiter)
+    cut_at = loop.time()
+    await asyncio.sleep(1.1)
+    _answer_round_trips(limiter, [0.05], status=429)  # 1.05 s after the last: not a cut
+    since_cut = loop.time() - cut_at
+    assert limiter.cuts == 1
+    assert limiter.rate == pytest.approx(
+        adaptive.rate(since_cut=since_cut, cut_from=20, ceiling=30), rel=0.01
+    )
+    assert adaptive.plateau(cut_from=20) == 19
+
+
+def test_after_a_cut_the_rate_climbs_fast_holds_under_the_old_rate_then_probes_above() -> None:
+    adaptive = Adaptive(floor=5, decrease=0.9, recovery=6, hold=20, probe=3, margin=0.025)
+    curve = [adaptive.rate(since_cut=t, cut_from=30, ceiling=40) for t in range(40)]
+    assert curve[0] == pytest.approx(27)  # 0.9 of 30
     assert curve == sorted(curve)  # never down without a 429
     assert curve[3] - curve[0] > curve[6] - curve[3]  # fast, then flat
-    assert curve[6] == pytest.approx(29)  # a 40th of the ceiling under the rate of the 429
-    assert 29 < curve[9] < curve[12] == pytest.approx(31)
-    assert adaptive.rate(since_cut=60, cut_from=30, ceiling=40) == 40
+    assert curve[6] == curve[26] == 29  # a spare write under the rate of the 429, held
+    assert 29 < curve[27] < curve[28] < curve[29] == pytest.approx(31)  # probing, faster
+    assert curve[29] - curve[28] > curve[28] - curve[27]
+    assert curve[33] == 40
+
+
+def test_the_plateau_leaves_a_spare_write_of_the_whole_writes_that_got_through() -> None:
+    """The schedule lets ceil(rate) writes into a second: at 19/s, 19 of the 20 left."""
+    assert Adaptive(floor=1).plateau(cut_from=20) == 19
+    assert Adaptive(floor=1).plateau(cut_from=20.9) == 19
+    assert Adaptive(floor=1, spare=2).plateau(cut_from=20) == 18
+    assert Adaptive(floor=1, spare=0).plateau(cut_from=20) == 20
 
 
 async def test_writes_after_a_cut_climb_back_to_the_ceiling() -> None:
-    adaptive = Adaptive(floor=5, decrease=0.9, recovery=0.05)
+    adaptive = Adaptive(floor=5, decrease=0.9, recovery=0.05, hold=0.05, probe=0.05)
     limiter = WriteLimiter(100, max_in_flight=4, adaptive=adaptive)
-    limiter.answered(await _grant(limiter), status=429)
+    _refuse(limiter)
     assert limiter.rate == pytest.approx(90)
     await asyncio.sleep(0.3)
     await _grant(limiter)
@@ -61,9 +131,11 @@ async def test_reads_server_errors_and_a_fixed_pace_leave_the_rate_alone() -> No
     adaptive = WriteLimiter(30, max_in_flight=4, adaptive=Adaptive(floor=5))
     async with adaptive.slot(write=False) as read:
         adaptive.answered(read, status=429)
+        adaptive.answered(read, status=429)
+    adaptive.answered(await _grant(adaptive), status=503)
     adaptive.answered(await _grant(adaptive), status=503)
     fixed = WriteLimiter(30, max_in_flight=4)
-    fixed.answered(await _grant(fixed), status=429)
+    _refuse(fixed)
     assert (adaptive.rate, adaptive.cuts, fixed.rate, fixed.cuts) == (30, 0, 30, 0)
 
 
@@ -76,6 +148,12 @@ def test_a_floor_over_the_ceiling_or_a_senseless_adaptation_is_refused() -> None
         Adaptive(floor=1, recovery=0)
     with pytest.raises(ValueError, match="margin"):
         Adaptive(floor=1, margin=1)
+    with pytest.raises(ValueError, match="probe"):
+        Adaptive(floor=1, probe=0)
+    with pytest.raises(ValueError, match="hold"):
+        Adaptive(floor=1, hold=-1)
+    with pytest.raises(ValueError, match="spare"):
+        Adaptive(floor=1, spare=-1)
     with pytest.raises(ValueError, match="reserved"):
         WriteLimiter(10, max_in_flight=2, reserved=2)
 
@@ -109,17 +187,20 @@ async def test_any_k_plus_one_turns_span_the_window_while_the_loop_stalls() -> N
 
 
 async def test_a_cut_follows_the_share_of_writes_refused_once_there_are_enough() -> None:
-    limiter = WriteLimiter(30, max_in_flight=4, adaptive=Adaptive(floor=2, decrease=0.9))
-    limiter.answered(await _grant(limiter), status=429)  # one answer: too few, a plain cut
+    adaptive = Adaptive(floor=2, decrease=0.9)
+    limiter = WriteLimiter(30, max_in_flight=4, adaptive=adaptive)
+    _refuse(limiter)  # two answers: too few, a plain cut
     assert limiter.rate == pytest.approx(27, rel=1e-3)
-    for status in [201] * 7 + [429] * 2:  # in the cut's window: counted, no second cut
+    for status in [201] * 6 + [429] * 2:  # in the cut's window: counted, no second cut
         limiter.answered(await _grant(limiter), status=status)
     assert limiter.cuts == 1
-    await asyncio.sleep(1.01)
+    await asyncio.sleep(1.1)
     before = limiter.rate
-    limiter.answered(await _grant(limiter), status=429)  # 3 of 10 refused since the cut
+    _refuse(limiter)  # 4 of 10 refused since the cut
     assert limiter.cuts == 2
-    assert limiter.rate < before * 0.7 * 0.9 + 0.5
+    expected = adaptive.rate(since_cut=0, cut_from=before * 0.6, ceiling=30)
+    assert limiter.rate == pytest.approx(expected, rel=0.01)
+    assert limiter.rate < before * 0.6
 
 
 def _answer_round_trips(limiter: WriteLimiter, seconds: list[float], *, status: int = 201) -> None:
@@ -172,16 +253,28 @@ async def test_any_k_plus_one_turns_span_one_second_and_the_arrival_margin() -> 
     assert max(spans) < 1 + margin + 0.05  # the margin is all the schedule gives up
 
 
-def test_the_rate_settles_under_the_rate_of_the_429_by_the_arrival_margin_if_it_is_more() -> None:
-    """At 15 ms of jitter our writes spread over 1.07 s: 20/s of them take 20 / 1.07 of a
-    second's budget at most, so the other client's share stays clear; then it probes above."""
-    adaptive = Adaptive(floor=5, decrease=0.95, recovery=10, margin=0.03)
-    plateau = adaptive.rate(since_cut=10, cut_from=20, ceiling=30, arrival_margin=0.07)
-    assert plateau == pytest.approx(20 / 1.07)
-    assert adaptive.rate(since_cut=0, cut_from=20, ceiling=30, arrival_margin=0.07) == (
-        pytest.approx(20 / 1.07 - 0.9)
-    )
-    assert adaptive.rate(since_cut=10, cut_from=20, ceiling=30, arrival_margin=0.01) == (
-        pytest.approx(20 - 0.9)  # a small margin: the ceiling's share decides
-    )
-    assert adaptive.rate(since_cut=25, cut_from=20, ceiling=30, arrival_margin=0.07) > 20
+async def test_the_arrival_margin_follows_the_jitter_measured_every_few_answers() -> None:
+    """The quartiles are read every `SPREAD_EVERY` round trips, not on every answer."""
+    rng = random.Random(5)
+    limiter = WriteLimiter(30, max_in_flight=4)
+    _answer_round_trips(limiter, [rng.gauss(0.1, 0.02) for _ in range(64)])
+    wide = limiter.arrival_margin
+    assert wide == pytest.approx(3.3 * math.sqrt(2) * 0.02, rel=0.3)
+    _answer_round_trips(limiter, [rng.gauss(0.1, 0.005) for _ in range(SPREAD_EVERY - 1)])
+    assert limiter.arrival_margin == wide  # not measured again yet
+    _answer_round_trips(limiter, [rng.gauss(0.1, 0.005) for _ in range(65 - SPREAD_EVERY)])
+    narrow = limiter.arrival_margin
+    assert narrow == pytest.approx(3.3 * math.sqrt(2) * 0.005, rel=0.4)
+    assert narrow < wide / 2
+    _answer_round_trips(limiter, [rng.gauss(0.1, 0.02) for _ in range(64)])
+    assert limiter.arrival_margin > 2 * narrow  # and back
+
+
+async def test_at_the_plateau_the_margin_covers_fewer_deviations_the_spare_write_the_rest() -> None:
+    rng = random.Random(11)
+    limiter = WriteLimiter(30, max_in_flight=4, adaptive=Adaptive(floor=2))
+    _answer_round_trips(limiter, [rng.gauss(0.15, 0.015) for _ in range(64)])
+    alone = limiter.arrival_margin
+    _refuse(limiter)  # 64 answered in the last second: the plateau is 63, over the ceiling
+    assert limiter.arrival_margin == pytest.approx(alone * SPARE_Z / SPREAD_Z)
+    assert SPARE_Z < SPREAD_Z
