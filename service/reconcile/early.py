@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -41,7 +41,7 @@ from service.db.source import Source
 from service.domain.actions import UpdateUser
 from service.domain.batch import BatchPlan, Planned
 from service.domain.cases import Case
-from service.domain.outcome import Outcome
+from service.domain.outcome import Outcome, Result
 from service.domain.users import UserId
 from service.reconcile.gate import WriteGate
 from service.reconcile.pool import ApplyPool, Work
@@ -84,7 +84,10 @@ class EarlyDone:
     chosen: list[Case]
     """Every user chosen to be written early (left out of the full selection)."""
     again: list[UserId]
-    """Those written: planned once more from what their writes answered (`_again`)."""
+    """Those written, planned once more from what their writes answered, and those another
+    run held then, planned from what is there after the listing (`_again`)."""
+    outcomes: dict[UserId, Outcome] = field(default_factory=dict)
+    """The early outcome of each of `again`, counted already (the last outcome replaces it)."""
 
 
 class EarlyWrites:
@@ -113,9 +116,8 @@ class EarlyWrites:
         await self._decided()
         if self._writing is None:
             return EarlyDone([], [])
-        outcomes = await self._writing
-        again = [o.user_id for o in outcomes if o.user_id is not None and _again(o)]
-        return EarlyDone([p.case for p in self._chosen], again)
+        outcomes = {o.user_id: o for o in await self._writing if o.user_id and _again(o)}
+        return EarlyDone([p.case for p in self._chosen], list(outcomes), outcomes)
 
     async def close(self) -> None:
         """Whatever ends the pass, the early writes stop and what was applied is recorded."""
@@ -172,9 +174,12 @@ class EarlyWrites:
 
 def _again(outcome: Outcome) -> bool:
     """Whether the pass looks at an early user once more: it was written, and its answer may
-    show drift. A deferred user is left to the run that holds it or the next one, as in any
-    pass (its source row changed since it was chosen: that change's run); a failed one is
-    not tried twice in one run."""
+    show drift; or another run held it when it was chosen (the listing began before that run
+    was done: planned only now, it is as a pass would have planned it from the listing, a
+    user still held then being deferred as in any pass). A failed one is not tried twice in
+    one run."""
+    if outcome.result is Result.DEFERRED:
+        return True
     return outcome.wrote and not outcome.failures
 
 

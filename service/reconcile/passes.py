@@ -139,12 +139,15 @@ class Passes:
         self, run: RunState, done: EarlyDone, pool: ApplyPool, *, held: bool, gate: WriteGate
     ) -> list[Planned]:
         """The users written early, planned once more from what their writes answered (newer
-        than the listing): drift in the fields the source did not change is written now."""
+        than the listing): drift in the fields the source did not change is written now; and
+        those another run held then, planned now from what is there. Each is counted once,
+        by its last outcome (`RunReport.replacing`)."""
         if held:  # chosen users have no deletion planned: their held ones go, as in a pass
             await self._forget_held(done.chosen, keep=[])
         pending: list[Planned] = []
         if not done.again:
             return pending
+        run.report.replacing = {u: done.outcomes[u] for u in done.again if u in done.outcomes}
         batches = self._parts.sides.named_batches(run.connection, source=run.source, ids=done.again)
         async for batch in batches:
             pending += await self._process(run, batch, pool, held=held, gate=gate, again=True)
@@ -213,10 +216,10 @@ class Passes:
         plan = await self._plan(run, batch)
         report.would_do(plan.planned, would_write=plan.would_write, audit=plan.audit)
         direct = await self._leased(run, plan.direct)
-        ready = [] if again else plan.ready
+        ready = [o for o in plan.ready if o.user_id in report.replacing] if again else plan.ready
         if again and report.progress.total is not None:
             report.progress.total += len(batch) - len(plan.ready)
-        report.progress.done += len(ready) + len(direct)
+        report.progress.done += (0 if again else len(ready)) + len(direct)
         await gate.forget(batch, keep=[p.case for p in plan.work if writes_user(p.actions)])
         admitted = await gate.admit(plan.work, counted=plan.writers)
         await pool.submit([Work.of(p.case, p.actions) for p in admitted])

@@ -79,6 +79,9 @@ class RunReport:
     waiting: dict[str, str] = field(default_factory=dict)
     """Users waiting for their identity, and the user holding it."""
     progress: RunProgress = field(default_factory=lambda: RunProgress(watched=False))
+    replacing: dict[str, Outcome] = field(default_factory=dict)
+    """Outcomes counted already that a later outcome of the same user replaces in the counts
+    (a full run's early writes, looked at again after the listing: `reconcile.early`)."""
 
     @property
     def users_written(self) -> int:
@@ -114,10 +117,14 @@ class RunReport:
             self.counts[Result.PLANNED] += users
 
     def count(self, outcome: Outcome) -> None:
-        """One user's outcome: its result, failures, and whether it was deferred or waits."""
-        failed = outcome.failures and outcome.result is not Result.INVALID
-        self.written += outcome.wrote
-        self.counts[Result.FAILED if failed else outcome.result] += 1
+        """One user's outcome: its result, failures, and whether it was deferred or waits
+        (in place of the user's earlier outcome, if it is `replacing`)."""
+        before = self.replacing.pop(outcome.user_id, None) if outcome.user_id else None
+        if before is not None:
+            if before.wrote and outcome.result is Result.UNCHANGED and not outcome.failures:
+                return  # written earlier in the run, nothing more since: the write stands
+            self._uncount(before)
+        self._tally(outcome, by=1)
         user_id = outcome.user_id
         if outcome.result is Result.DEFERRED and user_id is not None:
             self.deferred.append(user_id)
@@ -126,6 +133,24 @@ class RunReport:
         if outcome.result is Result.WAITING and user_id is not None and outcome.waits_for:
             self.waiting[user_id] = outcome.waits_for
         self.failures += [(user_id or outcome.identity or "?", f) for f in outcome.failures]
+
+    def _tally(self, outcome: Outcome, *, by: int) -> None:
+        failed = outcome.failures and outcome.result is not Result.INVALID
+        self.written += by * outcome.wrote
+        self.counts[Result.FAILED if failed else outcome.result] += by
+
+    def _uncount(self, outcome: Outcome) -> None:
+        """Take back what `count` added for `outcome` (a user counted again)."""
+        self._tally(outcome, by=-1)
+        user_id = outcome.user_id
+        if user_id is None:
+            return
+        if outcome.result is Result.DEFERRED:
+            self.deferred = [u for u in self.deferred if u != user_id]
+            local = outcome.case.local
+            self.deferred_keys -= {user_id, local.identity} if local else {user_id}
+        self.waiting.pop(user_id, None)
+        self.failures = [(u, f) for u, f in self.failures if u != user_id]
 
     def hold(self, held: Sequence[Removal], *, reason: str | None) -> int:
         """Deletions the guard held: each counted once, however many passes of the run held

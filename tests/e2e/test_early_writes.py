@@ -220,6 +220,7 @@ async def test_drift_on_an_early_user_in_fields_the_source_kept_is_written_too(
     seen = await fetch_all(engine, "SELECT seen_attributes FROM sync_state WHERE user_id='u01'")
     assert json.loads(seen[0]["seen_attributes"]) == {}
     assert updates(fast_emulator) == 2  # the early write, then the drift its answer showed
+    assert (run.counts["updated"], run.counts["unchanged"], run.users_written) == (1, 2, 1)
 
 
 async def test_a_dry_run_writes_nothing_early(engine: AsyncEngine, sync: Any, fast_emulator: Any):
@@ -319,3 +320,30 @@ async def test_a_row_changed_again_after_its_early_write_is_written_again_in_the
     fast_emulator.emulator.reset_stats()
     incremental = await sync(Scope.INCREMENTAL)
     assert (incremental.users_written, updates(fast_emulator)) == (0, 0)
+
+
+async def test_an_early_user_another_run_held_is_planned_after_the_listing_and_its_drift_fixed(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    """The other run writes from memory only the field the source changed, and its answer
+    shows drift it leaves (its state then remembers nothing): the full run, whose listing
+    ends after that run, plans the user it could not lease early and writes the drift away."""
+    await users_synced(engine, sync, 3)
+    service = fast_emulator.emulator.service()
+    user = directory_user(fast_emulator, "user01")
+    fast_emulator.emulator.directory.update_user(
+        service, user, UserFields(attributes='{"drift": 1}')
+    )
+    await rename(engine, ["u01"])
+    fast_emulator.emulator.set_latency(1.0, operations={"update_user"})
+
+    event = asyncio.create_task(sync(Scope.USERS, targets=["u01"], request_timeout=10.0))
+    await wait_until_leased(engine, "u01")
+    fast_emulator.emulator.set_latency(2.0, operations={"list_users"})
+    full = await sync(Scope.FULL, request_timeout=10.0)
+    assert (await event).counts["updated"] == 1
+
+    found = remote(fast_emulator, "user01")
+    assert (found["friendly_name"], json.loads(found["attributes"])) == ("New", {})
+    assert (full.counts["updated"], full.counts["deferred"], full.counts["unchanged"]) == (1, 0, 2)
+    assert full.users_written == 1 and full.deferred == []

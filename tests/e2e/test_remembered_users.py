@@ -143,7 +143,8 @@ async def test_a_full_run_reads_a_user_another_run_wrote_while_it_listed(
     finds the drift made after the other run's write."""
     await alice_synced(engine, sync)
     fast_emulator.emulator.set_latency(2.0, operations=["list_users"])
-    full = asyncio.create_task(sync(Scope.FULL, request_timeout=10.0))
+    # early writes off: the other run, not the full run's early phase, writes the user
+    full = asyncio.create_task(sync(Scope.FULL, request_timeout=10.0, early_writes=False))
     async with asyncio.timeout(10):
         while not await fetch_all(engine, "SELECT 1 FROM sync_run WHERE status = 'running'"):
             await asyncio.sleep(0.02)
