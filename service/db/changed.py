@@ -16,12 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db.gather import Selection, _local_and_state
 from service.db.source import Source, per_id
-from service.db.vocabulary import sql
-from service.domain.users import SyncStatus
-
-REMEMBERED = f"""s.status = {sql(SyncStatus.SYNCED)} AND s.remote_sid IS NOT NULL
-           AND s.retired_sid IS NULL AND s.seen_attributes IS NOT NULL"""
-"""The states `domain.users.remembered` plans from (its conditions, in SQL)."""
+from service.db.vocabulary import remembers_remote
 
 
 def remembered_changed(*, source: Source) -> Selection:
@@ -30,7 +25,7 @@ def remembered_changed(*, source: Source) -> Selection:
     query = f"""
         SELECT {_local_and_state(per_id(source))}
         WHERE l.id IS NOT NULL AND l.active AND l.fingerprint IS DISTINCT FROM s.fingerprint
-          AND s.identity = l.identity AND {REMEMBERED}
+          AND s.identity = l.identity AND {remembers_remote("s")}
     """
     return Selection(query, {})
 

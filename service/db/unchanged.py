@@ -29,18 +29,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db.source import Source
-from service.db.vocabulary import GuardState, sql
+from service.db.vocabulary import GuardState, remembers_remote, sql
 from service.domain.roles import RoleDirectory, UnknownRole
 from service.domain.runs import RunStatus, Scope
-from service.domain.users import SyncStatus
 from service.domain.validation import wanted_role
 
 CONDITION = f"""(
     l.id IS NOT NULL AND l.active AND l.copies = 1 AND l.fingerprint = s.fingerprint
-    AND s.status = {sql(SyncStatus.SYNCED)} AND s.identity = l.identity
-    AND s.remote_sid IS NOT NULL AND s.retired_sid IS NULL
+    AND {remembers_remote("s")} AND s.identity = l.identity
     AND s.delete_after IS NULL AND s.restore_role_sid IS NULL
-    AND s.seen_attributes IS NOT NULL AND s.updated_at < :listed_since
+    AND s.updated_at < :listed_since
     AND r1.sid = s.remote_sid
     AND r1.friendly_name IS NOT DISTINCT FROM s.seen_friendly_name
     AND NULLIF(r1.role_sid, '') IS NOT DISTINCT FROM NULLIF(s.seen_role_sid, '')

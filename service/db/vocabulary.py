@@ -55,6 +55,16 @@ def claims_identity(alias: str | None = None) -> str:
     return f"{o}status <> {DELETED} AND ({o}remote_sid IS NOT NULL OR {o}status IN {UNCONFIRMED})"
 
 
+def remembers_remote(alias: str) -> str:
+    """The states `domain.users.remembered` plans from (of table alias `alias`): synced,
+    linked, no rename to finish, the remote user's fields recorded."""
+    o = f"{alias}."
+    return (
+        f"{o}status = {sql(SyncStatus.SYNCED)} AND {o}remote_sid IS NOT NULL"
+        f" AND {o}retired_sid IS NULL AND {o}seen_attributes IS NOT NULL"
+    )
+
+
 HELD = f"state = {sql(GuardState.HELD)}"
 """The held rows of `sync_deletion` and `sync_write` (`uq_sync_deletion_held` and
 `uq_sync_write_held`, whose predicate this is)."""

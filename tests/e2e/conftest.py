@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -147,3 +148,14 @@ async def empty_database(postgres_server: str) -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def wait_until_leased(engine: AsyncEngine, user_id: str) -> None:
+    """A run is applying `user_id` (it holds its lease)."""
+    async with asyncio.timeout(10):
+        while not await fetch_all(
+            engine,
+            "SELECT 1 FROM sync_state WHERE user_id = :u AND lease_run IS NOT NULL",
+            u=user_id,
+        ):
+            await asyncio.sleep(0.01)

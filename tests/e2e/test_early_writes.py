@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.domain.runs import RunStatus, Scope
 from service.emulator.directory import UserFields
 from service.reconcile.progress import Phase, RunProgress
-from tests.e2e.conftest import execute, fetch_all, insert_users
+from tests.e2e.conftest import execute, fetch_all, insert_users, wait_until_leased
 
 SLOW_LISTING = 1.5
 """Seconds each list page takes: long enough to see a write land before the listing ends."""
@@ -236,16 +236,6 @@ async def test_a_dry_run_writes_nothing_early(engine: AsyncEngine, sync: Any, fa
     assert [line for line in run.planned if "user01" in line or "u01" in line] != []
     assert run.users_written == 1  # would write
     assert await fetch_all(engine, "SELECT * FROM sync_state ORDER BY user_id") == before
-
-
-async def wait_until_leased(engine: AsyncEngine, user_id: str) -> None:
-    async with asyncio.timeout(10):
-        while not await fetch_all(
-            engine,
-            "SELECT 1 FROM sync_state WHERE user_id = :u AND lease_run IS NOT NULL",
-            u=user_id,
-        ):
-            await asyncio.sleep(0.01)
 
 
 async def test_an_early_user_another_run_is_writing_is_left_to_that_run(

@@ -16,22 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.domain.runs import Scope
 from service.reconcile.run import RunReport
-from tests.e2e.conftest import execute, fetch_all, insert_users
+from tests.e2e.conftest import execute, fetch_all, insert_users, wait_until_leased
 
 
 def remote_by_identity(emulator: Any) -> dict[str, dict[str, Any]]:
     return {u["identity"]: u for u in emulator.emulator.users()}
-
-
-async def wait_until_leased(engine: AsyncEngine, user_id: str) -> None:
-    """The full run is applying `user_id` (it holds its lease)."""
-    async with asyncio.timeout(10):
-        while not await fetch_all(
-            engine,
-            "SELECT 1 FROM sync_state WHERE user_id = :u AND lease_run IS NOT NULL",
-            u=user_id,
-        ):
-            await asyncio.sleep(0.01)
 
 
 SLOW = {"max_in_flight": 1, "max_deletes_percent": 100, "early_writes": False}
