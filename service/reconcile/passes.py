@@ -159,16 +159,23 @@ class Passes:
         if unrecorded:
             await asyncio.shield(self._recorder.outcomes(unrecorded, report, dry_run=dry_run))
 
-    def _pool(self, run: RunState, *, share: float = 2.0) -> ApplyPool:
+    def _pool(self, run: RunState, *, share: float = 2.0, keeps_started: bool = False) -> ApplyPool:
         """Users in progress: enough that every in-flight slot has a request waiting for it
-        (`share` of the slots: fewer leave the rest to other calls of the run)."""
+        (`share` of the slots: fewer leave the rest to other calls of the run);
+        `keeps_started`: the pool remembers whom it started (`ApplyPool.started`)."""
         size = max(1, int(share * self._client.limiter.max_in_flight))
 
         async def lease(requests: Sequence[Lease]) -> set[str]:
             return await self._lease(run, requests)
 
         executor = self._parts.executor(lambda: run.roles)
-        return ApplyPool(executor, size=size, progress=run.report.progress, lease=lease)
+        return ApplyPool(
+            executor,
+            size=size,
+            progress=run.report.progress,
+            lease=lease,
+            keeps_started=keeps_started,
+        )
 
     async def _roles(self, run: RunState, batch: Sequence[Case]) -> RoleDirectory:
         """The Service's roles, read the first time a user of the run names one: a run whose
@@ -321,7 +328,7 @@ class Passes:
 
     async def _apply_deletions(self, run: RunState, verdict: Decision) -> None:
         report = run.report
-        pool = self._pool(run)
+        pool = self._pool(run, keeps_started=True)
         try:
             await pool.submit(verdict.work)
             outcomes = await pool.drain()

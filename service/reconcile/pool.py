@@ -51,7 +51,13 @@ class Work:
 
 class ApplyPool:
     def __init__(
-        self, executor: Executor, *, size: int, progress: RunProgress, lease: TakeLeases
+        self,
+        executor: Executor,
+        *,
+        size: int,
+        progress: RunProgress,
+        lease: TakeLeases,
+        keeps_started: bool = False,
     ) -> None:
         self.executor = executor
         self._progress = progress
@@ -61,8 +67,11 @@ class ApplyPool:
         self._low = size // 2
         self._running: set[asyncio.Task[Outcome]] = set()
         self._finished: list[Outcome] = []
+        self._keeps_started = keeps_started
         self.started: list[Case] = []
-        """The users whose work started (its calls may have been made, even if cancelled)."""
+        """With `keeps_started` (a pool of deletions, which the guard bounds): the users whose
+        work started (its calls may have been made, even if cancelled). A pass's pool keeps
+        none: it holds a pool's worth of users whatever the size of the source."""
         self._error: BaseException | None = None
 
     async def submit(self, work: Sequence[Work]) -> None:
@@ -98,7 +107,8 @@ class ApplyPool:
             raise self._error
 
     def _start(self, work: Work) -> None:
-        self.started.append(work.case)
+        if self._keeps_started:
+            self.started.append(work.case)
         task = asyncio.create_task(self.executor.apply(work.case, work.actions))
         self._running.add(task)
         leased = isinstance(work.lease, LeaseRequest)
