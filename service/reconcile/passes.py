@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db import deletions, leases, source
-from service.db.leases import Lease
+from service.db.leases import Lease, LeaseRequest
+from service.db.statistics import StateGrowth
 from service.domain.actions import DeleteUser, describe
 from service.domain.audit import held_entries, planned_entries
 from service.domain.batch import BatchPlan, Planned, plan_batch, writes_user
@@ -59,6 +60,8 @@ class RunState:
     """The Service's roles, once a user of the run names one (`_roles`)."""
     let_go: frozenset[str] = frozenset()
     """Users that break a cycle of waits in this pass (`domain.waits`)."""
+    growth: StateGrowth = field(default_factory=StateGrowth)
+    """The state rows the run's leases made, for the table's statistics (`db.statistics`)."""
 
 
 class Passes:
@@ -192,14 +195,18 @@ class Passes:
         return run.roles
 
     async def _lease(self, run: RunState, requests: Sequence[Lease]) -> set[str]:
+        """Lease what can be leased now; a lease of a user with no state row makes its row."""
         async with self._sessions.begin() as session:
-            return await leases.take(
+            leased = await leases.take(
                 session,
                 requests,
                 run_id=run.report.run_id,
                 source=run.source,
                 service_key=self._config.service_key,
             )
+        made = [r for r in requests if isinstance(r, LeaseRequest) and r.version is None]
+        await run.growth.grew(self._sessions, sum(r.key in leased for r in made))
+        return leased
 
     async def _any_held(self) -> bool:
         async with self._sessions() as session:
