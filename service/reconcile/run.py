@@ -82,6 +82,10 @@ class RunReport:
     replacing: dict[str, Outcome] = field(default_factory=dict)
     """Outcomes counted already that a later outcome of the same user replaces in the counts
     (a full run's early writes, looked at again after the listing: `reconcile.early`)."""
+    counted_before: set[str] = field(default_factory=set)
+    """Users a follow-up pass looks at again whose outcome an earlier pass of the run counted
+    (the holders others waited for, the users that let go of an identity): found unchanged
+    now, they are not counted twice."""
 
     @property
     def users_written(self) -> int:
@@ -120,6 +124,13 @@ class RunReport:
         """One user's outcome: its result, failures, and whether it was deferred or waits
         (in place of the user's earlier outcome, if it is `replacing`)."""
         before = self.replacing.pop(outcome.user_id, None) if outcome.user_id else None
+        if outcome.result is Result.WAITING and outcome.user_id in self.waiting:
+            self.waiting[outcome.user_id] = outcome.waits_for or self.waiting[outcome.user_id]
+            return  # looked at twice in one follow-up (a holder that also let go): one wait
+        if outcome.user_id in self.counted_before:
+            self.counted_before.discard(outcome.user_id)
+            if outcome.result is Result.UNCHANGED and not outcome.failures:
+                return  # counted by the pass that looked at it first, nothing more since
         if before is not None:
             if before.wrote and outcome.result is Result.UNCHANGED and not outcome.failures:
                 return  # written earlier in the run, nothing more since: the write stands

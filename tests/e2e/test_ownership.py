@@ -71,6 +71,8 @@ async def test_an_identity_given_to_another_user_in_one_run_gets_a_fresh_remote_
     run = await sync(scope, max_deletes_percent=100)
 
     assert run.status is RunStatus.SUCCEEDED
+    assert sum(run.counts.values()) == 2, run.counts  # each user counted once, by its outcome
+    assert run.counts["unchanged"] == 0
     remote = remote_by_identity(fast_emulator)
     assert remote["alice"]["sid"] != old_sid  # the old owner's user was not handed over
     assert remote["alice"]["friendly_name"] == "Another Alice"
@@ -359,6 +361,7 @@ async def test_two_users_swapping_identities_end_with_each_others_identity_in_on
 
     assert run.status is RunStatus.SUCCEEDED
     assert run.waiting == {}
+    assert (run.counts["waiting"], run.counts["created"]) == (0, 2), run.counts
     remote = remote_by_identity(fast_emulator)
     assert set(remote) == {"alice", "bob"}
     assert (remote["bob"]["friendly_name"], remote["alice"]["friendly_name"]) == ("One", "Two")
