@@ -83,9 +83,10 @@ class RunReport:
     """Outcomes counted already that a later outcome of the same user replaces in the counts
     (a full run's early writes, looked at again after the listing: `reconcile.early`)."""
     counted_before: set[str] = field(default_factory=set)
-    """Users a follow-up pass looks at again whose outcome an earlier pass of the run counted
-    (the holders others waited for, the users that let go of an identity): found unchanged
-    now, they are not counted twice."""
+    """Users a follow-up pass looks at again that are not waiting (the holders others waited
+    for, the users that let go of an identity): found unchanged now, they are not counted, as
+    an earlier pass counted them (a full run looks at everyone) or had no change of theirs to
+    count (an incremental or named run, whose holder lay outside its changes or names)."""
 
     @property
     def users_written(self) -> int:
