@@ -36,11 +36,9 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.config import ConfigError, Settings
-from service.conversations.adaptive import Adaptive
 from service.conversations.client import ConversationsClient
 from service.conversations.errors import ConversationsError
 from service.conversations.ratelimit import WriteLimiter
-from service.conversations.retry import CallRetry
 from service.conversations.stats import Observer
 from service.db import affinity, connectivity, locks, migrate
 from service.db.engine import create_engine, create_sessionmaker
@@ -48,14 +46,18 @@ from service.domain.audit import AuditPolicy
 from service.domain.backoff import FailureBackoff, next_attempt_delay
 from service.domain.policy import AttributesMode, Policy, plan_context
 from service.domain.roles import RoleDirectory
+from service.domain.users import RemoteUser
+from service.headstart import HeadStart, Listed
 from service.metrics import Metrics
 from service.reconcile import failure
 from service.reconcile.executor import Executor
 from service.reconcile.parts import RunnerConfig, RunnerParts
+from service.reconcile.readahead import ReadAhead
 from service.reconcile.recorder import Recorder
 from service.reconcile.run import RunReport
 from service.reconcile.runner import Runner
 from service.reconcile.sides import Sides
+from service.remote import conversations_client, write_limiter
 from service.triggers import auth, health, http, keys, openapi, responses, trail, webhooks
 from service.triggers.duties import Duties, DutiesConfig
 from service.triggers.events import ConsumerConfig
@@ -94,6 +96,8 @@ class Runtime:
     service_sid: str
     sessions: async_sessionmaker[AsyncSession]
     """The connections' one sessionmaker, for what reads beside the runs (the demo's status)."""
+    listing: ReadAhead[RemoteUser] | None = None
+    """The listing a head start began (`service.headstart`), for the one run it is for."""
 
 
 def utc_now() -> datetime:
@@ -127,56 +131,6 @@ def policy(settings: Settings) -> Policy:
         max_writes_per_run=settings.max_writes_per_run,
         max_writes_percent=settings.max_writes_percent,
         max_writes_percent_floor=settings.max_writes_percent_floor,
-    )
-
-
-def call_retry(settings: Settings) -> CallRetry:
-    """How the client retries a failed call: `USERSYNC_MAX_RETRIES`, `USERSYNC_RETRY_BACKOFF_*`."""
-    return CallRetry(
-        max_retries=settings.max_retries,
-        backoff_base=settings.retry_backoff_base,
-        backoff_max=settings.retry_backoff_max,
-    )
-
-
-URGENT_SHARE = 4
-"""`serve` keeps one in-flight slot in this many for urgent (event) calls."""
-
-
-def write_limiter(settings: Settings, *, reserve_for_urgent: bool = False) -> WriteLimiter:
-    """The Service's one pacer as configured; `serve` keeps slots for events."""
-    adaptive = Adaptive(floor=settings.write_rate_floor) if settings.write_rate_adaptive else None
-    return WriteLimiter(
-        settings.write_rate,
-        max_in_flight=settings.max_in_flight,
-        reserved=settings.max_in_flight // URGENT_SHARE if reserve_for_urgent else 0,
-        adaptive=adaptive,
-    )
-
-
-def conversations_client(
-    session: aiohttp.ClientSession,
-    settings: Settings,
-    *,
-    service_sid: str | None = None,
-    limiter: WriteLimiter | None = None,
-    observer: Observer | None = None,
-) -> ConversationsClient:
-    """A client as configured; pass `limiter` to share one with other clients of the Service.
-
-    `service_sid` is the Service to address, `settings.service_sid` when not given (the
-    composition root passes the account's default once it has resolved it)."""
-    return ConversationsClient(
-        session,
-        base_url=settings.base_url,
-        api=settings.api,
-        service_sid=service_sid or settings.service_sid,
-        credentials=settings.credentials(),
-        limiter=limiter or write_limiter(settings),
-        webhook_enabled=settings.webhook_enabled,
-        timeout=settings.request_timeout,
-        retry=call_retry(settings),
-        observer=observer,
     )
 
 
@@ -286,14 +240,27 @@ class Connections:
         )
 
     def runtime(
-        self, service_sid: str, *, on_close: Callable[[RunReport], None] | None = None
+        self,
+        service_sid: str,
+        *,
+        on_close: Callable[[RunReport], None] | None = None,
+        listed: Listed | None = None,
     ) -> Runtime:
         """The client and runner of the Service `service_sid`, addressed by its sid;
-        `on_close` sees every run's report as it is recorded (the served app's metrics)."""
-        client = self.client(service_sid)
+        `on_close` sees every run's report as it is recorded (the served app's metrics);
+        `listed`: a head start's client and listing (`service.headstart`)."""
+        client = listed.client if listed else self.client(service_sid)
         config = runner_config(self.settings, service_sid=service_sid)
         runner = Runner(self.runner_parts(client, config, on_close=on_close), config=config)
-        return Runtime(self.settings, self.engine, client, runner, service_sid, self.sessions)
+        return Runtime(
+            self.settings,
+            self.engine,
+            client,
+            runner,
+            service_sid,
+            self.sessions,
+            listing=listed.listing if listed else None,
+        )
 
     def runner_parts(
         self,
@@ -339,18 +306,32 @@ class Connections:
 
 @asynccontextmanager
 async def connections(
-    settings: Settings, *, limiter: WriteLimiter | None = None, observer: Observer | None = None
+    settings: Settings,
+    *,
+    limiter: WriteLimiter | None = None,
+    observer: Observer | None = None,
+    session: aiohttp.ClientSession | None = None,
 ) -> AsyncIterator[Connections]:
-    """`limiter` and `observer` let the served app keep slots for events and count every call."""
+    """`limiter` and `observer` let the served app keep slots for events and count every call;
+    `session`: the one ClientSession, made (and closed) by the caller (a head start's)."""
     limiter = limiter or write_limiter(settings)
     async with (
         database(settings) as engine,
         lock_database(settings, engine) as lock_engine,
-        aiohttp.ClientSession() as session,
+        _client_session(session) as http,
     ):
-        yield Connections(
-            settings, engine, lock_engine, session, limiter, observer, sessions(engine)
-        )
+        yield Connections(settings, engine, lock_engine, http, limiter, observer, sessions(engine))
+
+
+@asynccontextmanager
+async def _client_session(
+    made: aiohttp.ClientSession | None,
+) -> AsyncIterator[aiohttp.ClientSession]:
+    if made is not None:
+        yield made
+        return
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 async def resolve_service_sid(connected: Connections) -> str:
@@ -363,22 +344,55 @@ async def resolve_service_sid(connected: Connections) -> str:
     try:
         sid = await connected.client(None).fetch_default_service_sid()
     except ConversationsError as e:
-        cause = failure.explain(e, api_url=connected.settings.base_url)
-        raise ServiceUnresolved(f"{UNRESOLVED}: {cause}") from e
+        raise _unresolved(e, connected.settings) from e
     if sid is None:
-        raise ServiceUnresolved(f"{UNRESOLVED}: the account names none; set USERSYNC_SERVICE_SID")
+        raise ServiceUnresolved(NONE_NAMED)
     return sid
+
+
+NONE_NAMED = f"{UNRESOLVED}: the account names none; set USERSYNC_SERVICE_SID"
+
+
+def _unresolved(error: ConversationsError, settings: Settings) -> ServiceUnresolved:
+    return ServiceUnresolved(f"{UNRESOLVED}: {failure.explain(error, api_url=settings.base_url)}")
+
+
+async def head_started(head_start: HeadStart) -> Listed:
+    """What a head start learnt (`service.headstart`), named as `resolve_service_sid` names
+    its failures; awaited once the database side is ready, so that its failures come first."""
+    try:
+        listed = await head_start.listed()
+    except ConversationsError as e:
+        raise _unresolved(e, head_start.settings) from e
+    if listed is None:
+        raise ServiceUnresolved(NONE_NAMED)
+    return listed
 
 
 @asynccontextmanager
 async def runtime(
-    settings: Settings, *, limiter: WriteLimiter | None = None, observer: Observer | None = None
+    settings: Settings,
+    *,
+    limiter: WriteLimiter | None = None,
+    observer: Observer | None = None,
+    head_start: HeadStart | None = None,
 ) -> AsyncIterator[Runtime]:
     """Everything a run needs, for the Service resolved once, here, before anything runs (and
-    only once the session URL has proven it keeps sessions)."""
+    only once the session URL has proven it keeps sessions). `head_start`: the session, pacer,
+    Service and listing a full sync began before this (`service.headstart`)."""
     await refuse_pooled_sessions(settings)
-    async with connections(settings, limiter=limiter, observer=observer) as connected:
-        yield connected.runtime(await resolve_service_sid(connected))
+    if head_start is not None:
+        limiter, session = head_start.limiter, head_start.session
+    else:
+        session = None
+    async with connections(
+        settings, limiter=limiter, observer=observer, session=session
+    ) as connected:
+        if head_start is None:
+            yield connected.runtime(await resolve_service_sid(connected))
+            return
+        listed = await head_started(head_start)
+        yield connected.runtime(listed.service_sid, listed=listed)
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

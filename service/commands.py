@@ -24,6 +24,7 @@ from service.db.connectivity import DatabaseUnavailable
 from service.db.embedded import EmbeddedPostgresMissing, EmbeddedPostgresUnavailable
 from service.db.status import as_json, status_report
 from service.domain.runs import Scope
+from service.headstart import HeadStart
 from service.libpq.url import shown
 from service.logs import configure_logging
 from service.reconcile.progress import RunProgress
@@ -62,16 +63,22 @@ def _run_command(args: argparse.Namespace, settings: Settings) -> int:
     shutdown = _shutdown(args, settings)
     try:
         return asyncio.run(shutdown.run(_dispatch(args, settings, shutdown)))
-    except ConfigError as e:
-        print(f"user-sync: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except (DatabaseUnavailable, migrate.SchemaNotCurrent, app.CannotListen) as e:
-        print(f"user-sync: {e}", file=sys.stderr)
-        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # the last resort: one line here, the traceback in the log
-        return _unexpected(args.command, e)
+    except Exception as e:
+        return failed(args.command, e)
+
+
+def failed(command: str, error: Exception) -> int:
+    """The exit code of a command that `error` ended, and its one line on stderr (a full
+    sync's head start, `service.headstart`, ends the same way)."""
+    if isinstance(error, ConfigError):
+        print(f"user-sync: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(error, (DatabaseUnavailable, migrate.SchemaNotCurrent, app.CannotListen)):
+        print(f"user-sync: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    return _unexpected(command, error)  # the last resort: one line here, the traceback in the log
 
 
 def _unexpected(command: str, error: Exception) -> int:
@@ -112,7 +119,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings, shutdown: Shut
     if args.command == "serve":
         await app.serve(settings, until=shutdown.requested.wait)
         return EXIT_OK
-    return await _sync(args, settings)
+    return await sync(args, settings)
 
 
 async def _migrate(settings: Settings) -> int:
@@ -134,12 +141,15 @@ def _request(args: argparse.Namespace) -> RunRequest:
     )
 
 
-async def _sync(args: argparse.Namespace, settings: Settings) -> int:
+async def sync(
+    args: argparse.Namespace, settings: Settings, *, head_start: HeadStart | None = None
+) -> int:
     """Print the run's report whatever became of it (a failed run's names its cause); a run
-    that could not start says why in one line (with `--json`, as JSON on stdout too)."""
+    that could not start says why in one line (with `--json`, as JSON on stdout too).
+    `head_start`: a full sync's listing, begun before this module loaded (`service.headstart`)."""
     settings.credentials()  # fail early, naming the settings, before touching anything
     try:
-        outcome = await _reconcile(args, settings)
+        outcome = await _reconcile(args, settings, head_start=head_start)
     except RunFailed as e:  # recorded and logged by the runner: its report says why
         outcome = e.report
     except app.ServiceUnresolved as e:  # nothing ran: no lock taken, no run recorded
@@ -163,15 +173,18 @@ def _not_run(error: Exception, *, code: int, as_json_output: bool) -> int:
     return code
 
 
-async def _reconcile(args: argparse.Namespace, settings: Settings) -> RunReport:
+async def _reconcile(
+    args: argparse.Namespace, settings: Settings, *, head_start: HeadStart | None
+) -> RunReport:
     bar = Console(stderr=True)
-    async with app.runtime(settings) as runtime:
+    async with app.runtime(settings, head_start=head_start) as runtime:
         await migrate.require_head(runtime.engine, where=_where(settings))
+        listing = runtime.listing
         if bar.is_terminal and not args.json:
             progress = RunProgress()
-            run = runtime.runner.run(_request(args), progress=progress)
+            run = runtime.runner.run(_request(args), progress=progress, listing=listing)
             return await report.with_progress(run, progress, bar)
-        return await runtime.runner.run(_request(args))
+        return await runtime.runner.run(_request(args), listing=listing)
 
 
 async def _status(settings: Settings, *, as_json_output: bool) -> int:

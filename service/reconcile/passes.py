@@ -36,6 +36,7 @@ from service.reconcile.parts import RunnerConfig, RunnerParts
 from service.reconcile.pool import ApplyPool, Work, lease_for
 from service.reconcile.progress import Phase
 from service.reconcile.run import RunReport, RunRequest
+from service.reconcile.sides import Listing
 from service.reconcile.verdict import (
     Decision,
     decide,
@@ -62,6 +63,9 @@ class RunState:
     """Users that break a cycle of waits in this pass (`domain.waits`)."""
     growth: StateGrowth = field(default_factory=StateGrowth)
     """The state rows the run's leases made, for the table's statistics (`db.statistics`)."""
+    listing: Listing | None = None
+    """A full run's listing started before the run opened (`service.headstart`), until its
+    full pass takes it."""
 
 
 class Passes:
@@ -101,6 +105,7 @@ class Passes:
                 source=run.source,
                 request=request,
                 roles=lambda: self._read_roles(run),
+                listing=self._listing(run, request),
             )
             async for batch in batches:
                 if rest := await early.without(batch):
@@ -114,6 +119,14 @@ class Passes:
             finally:
                 await self._close_pool(pool, run.report, dry_run=request.dry_run)
         return pending
+
+    @staticmethod
+    def _listing(run: RunState, request: RunRequest) -> Listing | None:
+        """The listing started for this run, taken by its full pass (once)."""
+        listing = run.listing if request.scope is Scope.FULL else None
+        if listing is not None:
+            run.listing = None
+        return listing
 
     def _early(self, run: RunState, request: RunRequest, gate: WriteGate) -> EarlyWrites:
         """A full pass's writes that need no listing, started now (`reconcile.early`)."""

@@ -2,47 +2,75 @@
 
 A full run lists every remote user page by page (sequential: each page's token comes from the
 previous one) and COPYs them into Postgres. Done in turn, every COPY delays the next page by
-its own round trip. `read_ahead` runs the listing in a task of its own, a few pages ahead, and
-hands the caller chunks of at least `rows` items, so the listing never waits for Postgres and
-Postgres gets a few large COPYs instead of one per page. The listing's failure is raised in
-the caller, as if it had iterated the source itself; closing the generator (use
-`contextlib.aclosing`) cancels the listing.
+its own round trip. `ReadAhead` runs the listing in a task of its own, up to `depth` pages
+ahead (then the listing waits: a full run can be a million users), and hands the caller chunks
+of at least `rows` items, so the listing never waits for Postgres and Postgres gets a few large
+COPYs instead of one per page. It starts when it is made: the CLI's full sync makes it before
+the database layer is loaded (`service.headstart`) and the run consumes it later, whole, once
+(`started` says when the listing began, for the run's `listed_since`). The listing's failure
+is raised in the caller, as if it had iterated the source itself; `close` (or closing the
+generator `read_ahead` returns, use `contextlib.aclosing`) cancels the listing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
+
+READ_AHEAD = 64
+"""List pages read ahead of the COPY into Postgres (64 pages of 50 or 100 users)."""
 
 
 class _End:
     """The source is exhausted."""
 
 
-async def read_ahead(
+class ReadAhead(Generic[Item]):
+    """The pages of `source`, read from now on, up to `depth` ahead of whoever takes them."""
+
+    def __init__(self, source: AsyncIterator[list[Item]], *, depth: int = READ_AHEAD) -> None:
+        self.started = time.monotonic()
+        """When the listing began (`time.monotonic`): no page was asked for before."""
+        self._queue: asyncio.Queue[list[Item] | _End | Exception] = asyncio.Queue(depth)
+        self._task = asyncio.create_task(_pump(source, self._queue), name="read-ahead")
+        self._taken = False
+
+    async def chunks(self, *, rows: int) -> AsyncGenerator[list[Item], None]:
+        """The items in chunks of at least `rows` (the last may be smaller); only once: a
+        listing is planned from whole, by one run. Closing the generator closes the listing."""
+        if self._taken:
+            raise RuntimeError("this listing was already taken")
+        self._taken = True
+        try:
+            chunk: list[Item] = []
+            while not isinstance(page := await self._queue.get(), _End):
+                if isinstance(page, Exception):
+                    raise page
+                chunk += page
+                if len(chunk) >= rows:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Cancel the listing (nothing if it has ended) and wait until it has stopped."""
+        self._task.cancel()
+        await asyncio.wait([self._task])  # never raises the task's cancellation as ours
+
+
+def read_ahead(
     source: AsyncIterator[list[Item]], *, rows: int, depth: int
 ) -> AsyncGenerator[list[Item], None]:
     """The items of `source` in chunks of at least `rows` (the last may be smaller), read up to
-    `depth` pages ahead of the caller."""
-    queue: asyncio.Queue[list[Item] | _End | Exception] = asyncio.Queue(depth)
-    task = asyncio.create_task(_pump(source, queue))
-    try:
-        chunk: list[Item] = []
-        while not isinstance(page := await queue.get(), _End):
-            if isinstance(page, Exception):
-                raise page
-            chunk += page
-            if len(chunk) >= rows:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
-    finally:
-        task.cancel()
-        await asyncio.wait([task])  # never raises the task's cancellation as ours
+    `depth` pages ahead of the caller, from now on."""
+    return ReadAhead(source, depth=depth).chunks(rows=rows)
 
 
 async def _pump(

@@ -35,6 +35,7 @@ from service.reconcile.parts import RunnerConfig, RunnerParts
 from service.reconcile.passes import Passes, RunState
 from service.reconcile.progress import RunProgress
 from service.reconcile.run import RunFailed, RunInProgress, RunReport, RunRequest
+from service.reconcile.sides import Listing
 
 log = structlog.get_logger(__name__)
 
@@ -65,9 +66,12 @@ class Runner:
         *,
         on_open: Callable[[int], None] | None = None,
         progress: RunProgress | None = None,
+        listing: Listing | None = None,
     ) -> RunReport:
         """Reconcile; `on_open` gets the run id as soon as the run is recorded (before work);
-        `progress`, if given, is kept up to date as the run goes."""
+        `progress`, if given, is kept up to date as the run goes; `listing`, a full run's
+        listing started before (`service.headstart`), is what the run plans from (its owner
+        closes it if the run never gets to it)."""
         key = locks.lock_key(_lock_kind(request.scope), self._config.service_key)
         try:
             async with locks.holding(self._lock_engine, key) as connection:
@@ -76,7 +80,7 @@ class Runner:
                 report = RunReport(run_id=run_id, request=request, progress=watching)
                 if on_open is not None:
                     on_open(report.run_id)
-                return await self._locked_run(connection, report)
+                return await self._locked_run(connection, report, listing=listing)
         except locks.LockHeld:
             raise RunInProgress(
                 f"a reconcile of {self._config.service_key} is already running"
@@ -89,7 +93,9 @@ class Runner:
                 raise asyncio.CancelledError from e
             raise
 
-    async def _locked_run(self, connection: AsyncConnection, report: RunReport) -> RunReport:
+    async def _locked_run(
+        self, connection: AsyncConnection, report: RunReport, *, listing: Listing | None
+    ) -> RunReport:
         request = report.request
         structlog.contextvars.bind_contextvars(
             run_id=report.run_id, trigger=request.trigger, scope=request.scope.value
@@ -97,7 +103,7 @@ class Runner:
         calls_before = self._client.stats.total
         bug: Exception | None = None
         try:
-            await self._reconcile(connection, report)
+            await self._reconcile(connection, report, listing=listing)
         except asyncio.CancelledError as e:
             report.end(RunStatus.ABORTED, error=_why_cancelled(e))
             raise
@@ -122,9 +128,11 @@ class Runner:
         await locks.hold_alive(connection, run_id)
         return run_id
 
-    async def _reconcile(self, connection: AsyncConnection, report: RunReport) -> None:
+    async def _reconcile(
+        self, connection: AsyncConnection, report: RunReport, *, listing: Listing | None
+    ) -> None:
         checked = await source.inspect(connection, self._config.source_table)
-        run = RunState(connection, report, checked)
+        run = RunState(connection, report, checked, listing=listing)
         request, passes = report.request, self._passes
         pending = await passes.apply(run, request)
         orphans = await passes.orphans(run) if request.scope is Scope.FULL else []

@@ -2,7 +2,8 @@
 Postgres, and the remote users from the API.
 
 A full run lists every remote user first, COPYing the pages into a snapshot table on the run's
-own connection (read ahead, so paging never waits on Postgres), and lets Postgres join the three;
+own connection (read ahead, so paging never waits on Postgres; the CLI's full sync starts that
+listing before the run opens, `service.headstart`), and lets Postgres join the three;
 incremental and targeted runs select only their users and fetch each one's remote side (and the
 user it replaces, for a rename) by sid or identity, then ask Postgres which of those remote users
 another user owns (`gather.owners`). A full run does the same for the users its snapshot may
@@ -19,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
 import structlog
@@ -46,13 +48,13 @@ from service.domain.users import (
     remembered,
 )
 from service.reconcile.progress import Phase, RunProgress
-from service.reconcile.readahead import read_ahead
+from service.reconcile.readahead import ReadAhead
 from service.reconcile.run import RunReport, RunRequest
 
 log = structlog.get_logger(__name__)
 
-READ_AHEAD = 64
-"""List pages read ahead of the COPY into Postgres (64 pages of 50 or 100 users)."""
+Listing = ReadAhead[RemoteUser]
+"""The pages of a full run's listing, read ahead (`reconcile.readahead`)."""
 
 
 class Sides:
@@ -86,15 +88,20 @@ class Sides:
         source: Source,
         request: RunRequest | None = None,
         roles: Callable[[], Awaitable[RoleDirectory]] | None = None,
+        listing: Listing | None = None,
     ) -> AsyncIterator[list[Case]]:
         """The users of `request`'s scope (default: the report's) with both sides read; a
         full run's unchanged users are only counted (`db.unchanged`; `roles` reads the
-        Service's roles if the source names any)."""
+        Service's roles if the source names any). `listing`: a full run's listing, started
+        before the run opened (`service.headstart`); None: the run starts its own here."""
         request, progress = request or report.request, report.progress
         listed_since, set_aside = None, False
         if request.scope is Scope.FULL:
-            listed_since = await gather.database_now(connection)
-            report.listed(await self._snapshot_remote(connection, progress))
+            if listing is None:  # the run lists from now on
+                listed_since = await gather.database_now(connection)
+            else:
+                listed_since = await _began(connection, listing=listing)
+            report.listed(await self._snapshot_remote(connection, progress, listing))
             unchanged = await self._unchanged(connection, source, roles)
             if unchanged is not None:
                 set_aside = True
@@ -184,11 +191,13 @@ class Sides:
         named = any(names_a_role(n) for n in names)
         return Unchanged.resolving(names, await roles() if named else RoleDirectory.unread())
 
-    async def _snapshot_remote(self, connection: AsyncConnection, progress: RunProgress) -> int:
+    async def _snapshot_remote(
+        self, connection: AsyncConnection, progress: RunProgress, listing: Listing | None
+    ) -> int:
         progress.phase = Phase.LISTING
         await gather.create_remote_snapshot(connection)
-        pages = read_ahead(self._client.iter_user_pages(), rows=gather.BATCH, depth=READ_AHEAD)
-        async with contextlib.aclosing(pages) as chunks:
+        listing = listing or ReadAhead(self._client.iter_user_pages())
+        async with contextlib.aclosing(listing.chunks(rows=gather.BATCH)) as chunks:
             async for chunk in chunks:
                 await gather.copy_remote_page(connection, chunk)
                 progress.listed += len(chunk)
@@ -256,6 +265,15 @@ class Sides:
             return await self._client.fetch_user(sid_or_identity)
         except api.NotFound:
             return None
+
+
+async def _began(connection: AsyncConnection, *, listing: Listing) -> datetime:
+    """When `listing`, started before the run, began, in the database's clock (which writes
+    `sync_state.updated_at`): its clock now, less the time since the listing began measured
+    after the answer, so never later than the listing's first request: the users whose state
+    was written since are read again (`Case.stale`), as in a run that lists after this."""
+    now = await gather.database_now(connection)
+    return now - timedelta(seconds=time.monotonic() - listing.started)
 
 
 def _probes(g: Case) -> list[Probe]:

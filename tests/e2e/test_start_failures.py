@@ -231,3 +231,35 @@ async def test_a_session_url_that_cannot_be_used_names_its_own_setting(
         "check USERSYNC_LEADER_DATABASE_URL"
     )
     assert SECRET not in out + err
+
+
+@pytest.mark.parametrize("json_output", [False, True])
+async def test_a_full_sync_whose_database_fails_while_it_lists_ends_as_it_always_did(
+    fast_emulator: Any, json_output: bool
+):
+    """The listing begins before the database is tried (`service.headstart`): it is dropped,
+    nothing is written, and the command ends in the same one line and exit code."""
+    fast_emulator.emulator.seed_users([{"identity": f"u{n}"} for n in range(500)])
+    fast_emulator.emulator.set_latency(0.2, operations={"list_users"})  # still listing then
+    fast_emulator.emulator.reset_stats()
+    url = f"postgresql://postgres:{SECRET}@127.0.0.1:{closed_port()}/x"
+    args = ("sync", "--full", "--json") if json_output else ("sync", "--full")
+
+    code, out, err = await run_cli(*args, env=cli_env(url, fast_emulator), wait=30)
+
+    assert code == 1
+    line = only_line(err)
+    assert line.startswith("user-sync: cannot connect to the database at ")
+    assert ":***@127.0.0.1:" in line and ": connection refused" in line
+    assert line.endswith("; check USERSYNC_DATABASE_URL")
+    if json_output:
+        assert json.loads(out) == {
+            "run_id": None,
+            "status": "not_started",
+            "error": line.removeprefix("user-sync: "),
+        }
+    else:
+        assert out == ""
+    stats = fast_emulator.emulator.stats
+    assert stats.get("list_users", 0) >= 1  # the listing had begun
+    assert sum(stats.get(k, 0) for k in ("create_user", "update_user", "delete_user")) == 0

@@ -61,3 +61,25 @@ def test_a_command_loads_the_application_once_its_settings_are_read() -> None:
 
     assert code == 1  # the database cannot be reached: one line, exit 1
     assert "service.commands" in loaded and "sqlalchemy" in loaded
+
+
+def test_a_full_sync_can_begin_listing_before_the_database_layer_loads() -> None:
+    """What `service.headstart` needs to begin listing: the settings and the client. The driver,
+    the async engine, the ORM, the run's own code and the served app load meanwhile."""
+    probe = "import json, sys, service.headstart; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(done.stdout))
+
+    assert {"aiohttp", "service.conversations.client", "service.reconcile.readahead"} <= loaded
+    later = (
+        "asyncpg",
+        "alembic",
+        "sqlalchemy.ext.asyncio",
+        "sqlalchemy.orm",
+        "service.db",
+        "service.app",
+        "service.commands",
+        "service.reconcile.sides",
+        "service.triggers",
+    )
+    assert [name for name in later if name in loaded] == []
