@@ -9,7 +9,7 @@ COPYs instead of one per page. It starts when it is made: the CLI's full sync ma
 the database layer is loaded (`service.headstart`) and the run consumes it later, whole, once
 (`started` says when the listing began, for the run's `listed_since`). The listing's failure
 is raised in the caller, as if it had iterated the source itself; `close` (or closing the
-generator `read_ahead` returns, use `contextlib.aclosing`) cancels the listing.
+generator `chunks` returns, use `contextlib.aclosing`) cancels the listing.
 """
 
 from __future__ import annotations
@@ -63,14 +63,6 @@ class ReadAhead(Generic[Item]):
         """Cancel the listing (nothing if it has ended) and wait until it has stopped."""
         self._task.cancel()
         await asyncio.wait([self._task])  # never raises the task's cancellation as ours
-
-
-def read_ahead(
-    source: AsyncIterator[list[Item]], *, rows: int, depth: int
-) -> AsyncGenerator[list[Item], None]:
-    """The items of `source` in chunks of at least `rows` (the last may be smaller), read up to
-    `depth` pages ahead of the caller, from now on."""
-    return ReadAhead(source, depth=depth).chunks(rows=rows)
 
 
 async def _pump(
