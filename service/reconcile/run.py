@@ -82,6 +82,10 @@ class RunReport:
     replacing: dict[str, Outcome] = field(default_factory=dict)
     """Outcomes counted already that a later outcome of the same user replaces in the counts
     (a full run's early writes, looked at again after the listing: `reconcile.early`)."""
+    remembered: set[str] = field(default_factory=set)
+    """The users of the follow-up passes: their outcomes are kept in `replacing`, so that a
+    later pass's outcome of the same user replaces them in the counts (bounded: follow-ups
+    look at `FOLLOW_UP_LIMIT` users at most)."""
     counted_before: set[str] = field(default_factory=set)
     """Users a follow-up pass looks at again that are not waiting (the holders others waited
     for, the users that let go of an identity): found unchanged now, they are not counted, as
@@ -124,19 +128,11 @@ class RunReport:
     def count(self, outcome: Outcome) -> None:
         """One user's outcome: its result, failures, and whether it was deferred or waits
         (in place of the user's earlier outcome, if it is `replacing`)."""
-        before = self.replacing.pop(outcome.user_id, None) if outcome.user_id else None
-        if outcome.result is Result.WAITING and outcome.user_id in self.waiting:
-            self.waiting[outcome.user_id] = outcome.waits_for or self.waiting[outcome.user_id]
-            return  # looked at twice in one follow-up (a holder that also let go): one wait
-        if outcome.user_id in self.counted_before:
-            self.counted_before.discard(outcome.user_id)
-            if outcome.result is Result.UNCHANGED and not outcome.failures:
-                return  # counted by the pass that looked at it first, nothing more since
-        if before is not None:
-            if before.wrote and outcome.result is Result.UNCHANGED and not outcome.failures:
-                return  # written earlier in the run, nothing more since: the write stands
-            self._uncount(before)
+        if self._counted_already(outcome):
+            return
         self._tally(outcome, by=1)
+        if outcome.user_id in self.remembered:  # a follow-up's user: a later pass may replace it
+            self.replacing[outcome.user_id] = outcome
         user_id = outcome.user_id
         if outcome.result is Result.DEFERRED and user_id is not None:
             self.deferred.append(user_id)
@@ -145,6 +141,32 @@ class RunReport:
         if outcome.result is Result.WAITING and user_id is not None and outcome.waits_for:
             self.waiting[user_id] = outcome.waits_for
         self.failures += [(user_id or outcome.identity or "?", f) for f in outcome.failures]
+
+    def _counted_already(self, outcome: Outcome) -> bool:
+        """Whether `outcome` adds nothing to the counts (its user's earlier outcome stands);
+        else the earlier outcome it replaces, if known, is taken back."""
+        user_id = outcome.user_id
+        if user_id is None:
+            return False
+        nothing_more = outcome.result is Result.UNCHANGED and not outcome.failures
+        if outcome.result is Result.WAITING and user_id in self.waiting:
+            self.waiting[user_id] = outcome.waits_for or self.waiting[user_id]
+            return True  # looked at twice in one follow-up (a holder that also let go): one wait
+        before = self.replacing.pop(user_id, None)
+        if user_id in self.counted_before:
+            self.counted_before.discard(user_id)
+            if nothing_more:
+                if before is not None:
+                    self.replacing[user_id] = before
+                return True  # counted by the pass that looked at it first, nothing more since
+        if before is None:
+            return False
+        if before.wrote and nothing_more:
+            if user_id in self.remembered:
+                self.replacing[user_id] = before
+            return True  # written earlier in the run, nothing more since: the write stands
+        self._uncount(before)
+        return False
 
     def _tally(self, outcome: Outcome, *, by: int) -> None:
         failed = outcome.failures and outcome.result is not Result.INVALID
@@ -188,6 +210,8 @@ class RunReport:
         waiting = dict(self.waiting)
         self.counts[Result.WAITING] -= len(waiting)
         self.waiting.clear()
+        for user_id in waiting:  # taken out of the counts here: not to be taken out again
+            self.replacing.pop(user_id, None)
         return waiting
 
     def end(self, status: RunStatus, *, error: str) -> None:

@@ -152,6 +152,7 @@ class Runner:
             for follow_up in (holders, waiting):
                 if follow_up is not None:
                     report.counted_before = set(follow_up.targets) - waits.keys()
+                    report.remembered |= set(follow_up.targets)
                     pending = await passes.apply(run, follow_up)
                     await passes.delete(run, pending, [], full=False, named=True)
 

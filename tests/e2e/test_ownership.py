@@ -361,11 +361,65 @@ async def test_two_users_swapping_identities_end_with_each_others_identity_in_on
 
     assert run.status is RunStatus.SUCCEEDED
     assert run.waiting == {}
-    assert (run.counts["waiting"], run.counts["created"]) == (0, 2), run.counts
+    assert sum(run.counts.values()) == 2, run.counts  # each user counted once, by its outcome
+    assert run.counts["created"] == 2
     remote = remote_by_identity(fast_emulator)
     assert set(remote) == {"alice", "bob"}
     assert (remote["bob"]["friendly_name"], remote["alice"]["friendly_name"]) == ("One", "Two")
     assert not {remote["alice"]["sid"], remote["bob"]["sid"]} & set(before.values())
     found = await states(engine)
     assert (found["u1"]["identity"], found["u2"]["identity"]) == ("bob", "alice")
+    await assert_one_owner_per_sid(engine, fast_emulator)
+
+
+ROTATIONS = {
+    "chain": (  # u3 takes u2's identity, u2 takes u1's, u1 a new one
+        {"u1": "alice", "u2": "bob", "u3": "carol"},
+        {"u1": "dave", "u2": "alice", "u3": "bob"},
+    ),
+    "cycle of three": (
+        {"u1": "alice", "u2": "bob", "u3": "carol"},
+        {"u1": "bob", "u2": "carol", "u3": "alice"},
+    ),
+}
+ROTATION_RUNS = {
+    "full": {"scope": Scope.FULL},
+    "incremental": {"scope": Scope.INCREMENTAL},
+    "sync --user of all three": {"scope": Scope.USERS, "targets": ["u1", "u2", "u3"]},
+}
+
+
+@pytest.mark.parametrize("run_as", list(ROTATION_RUNS))
+@pytest.mark.parametrize("rotation", list(ROTATIONS))
+async def test_identities_passed_round_end_right_and_each_user_counts_once(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any, rotation: str, run_as: str
+):
+    before, after = ROTATIONS[rotation]
+    await insert_users(engine, [{"id": u, "identity": i} for u, i in before.items()])
+    await sync(Scope.FULL)
+    async with engine.begin() as connection:  # one transaction: by way of free identities
+        for user in after:
+            await connection.execute(
+                text("UPDATE internal_users SET identity = :i WHERE id = :u"),
+                {"u": user, "i": f"moving-{user}"},
+            )
+        for user, identity in after.items():
+            await connection.execute(
+                text("UPDATE internal_users SET identity = :i WHERE id = :u"),
+                {"u": user, "i": identity},
+            )
+
+    run = await sync(**ROTATION_RUNS[run_as], max_deletes_percent=100)
+
+    assert run.status is RunStatus.SUCCEEDED
+    assert run.waiting == {}
+    assert sum(run.counts.values()) == 3, run.counts
+    remote = remote_by_identity(fast_emulator)
+    assert set(remote) == set(after.values())
+    found = await states(engine)
+    for user, identity in after.items():
+        assert (found[user]["identity"], found[user]["remote_sid"]) == (
+            identity,
+            remote[identity]["sid"],
+        )
     await assert_one_owner_per_sid(engine, fast_emulator)
