@@ -110,7 +110,8 @@ class HeadStart:
         client = conversations_client(
             self.session, self.settings, service_sid=sid, limiter=self.limiter
         )
-        return Listed(sid, client, ReadAhead(client.iter_user_pages()))
+        listing = ReadAhead(client.iter_user_pages(), calls_before=client.stats.total)
+        return Listed(sid, client, listing)
 
     async def _close(self) -> None:
         """Cancel what is still going: the learning of the Service, or the listing."""

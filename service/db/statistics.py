@@ -11,16 +11,20 @@ time in the lease statement, 45 ms a batch at the end).
 So a run that adds state rows analyzes the table each time it has added as many as the
 statistics knew of (at least `AT_LEAST`): about ten ANALYZEs over a first run of a million
 users, each of which also makes Postgres plan the cached statements again. ANALYZE reads a
-sample, blocks no reader or writer, and where the role may not analyze the table Postgres only
-warns (the run goes on with the plans it has).
+sample and blocks no reader or writer. Only the table's owner may analyze it: a database user
+that is not says so in the log (`sync_state not analyzed`) each time it would have, and the
+run goes on with the plans it has.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+log = structlog.get_logger(__name__)
 
 AT_LEAST = 1_000
 """Rows a run adds before it analyzes the table, however small the table was."""
@@ -38,12 +42,19 @@ class StateGrowth:
         """`rows` new state rows were committed; analyze once they outgrow the statistics."""
         if rows <= 0:
             return
-        if self.known is None:
-            self.known = await described_rows(sessions)
-        self.added += rows
-        if self.added < max(AT_LEAST, self.known):
+        known = self.known if self.known is not None else await described_rows(sessions)
+        self.known, self.added = known, self.added + rows
+        if self.added < max(AT_LEAST, known):
             return
-        await analyze(sessions)
+        if not await analyze(sessions):
+            log.warning(
+                "sync_state not analyzed: the database user does not own it",
+                hint="run the service as the role that ran `user-sync migrate` (the tables'"
+                " owner), or keep autovacuum on: without fresh statistics a first run slows"
+                " down as it grows the table",
+            )
+            self.known, self.added = known + self.added, 0  # said again as the table doubles
+            return
         self.known, self.added = await described_rows(sessions), 0
 
 
@@ -56,6 +67,19 @@ async def described_rows(sessions: async_sessionmaker[AsyncSession]) -> int:
     return max(0, int(rows or 0))
 
 
-async def analyze(sessions: async_sessionmaker[AsyncSession]) -> None:
+MAY_ANALYZE = """
+    SELECT pg_has_role(current_user, c.relowner, 'USAGE')
+        OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+    FROM pg_class c WHERE c.oid = 'sync_state'::regclass
+"""
+"""Whether Postgres lets this user analyze `sync_state` (its owner, a member of the owning
+role, or a superuser); otherwise ANALYZE only warns, and nobody would see it."""
+
+
+async def analyze(sessions: async_sessionmaker[AsyncSession]) -> bool:
+    """ANALYZE `sync_state`; False if this database user may not."""
     async with sessions.begin() as session:
+        if not await session.scalar(text(MAY_ANALYZE)):
+            return False
         await session.execute(text("ANALYZE sync_state"))
+    return True

@@ -32,9 +32,14 @@ class _End:
 class ReadAhead(Generic[Item]):
     """The pages of `source`, read from now on, up to `depth` ahead of whoever takes them."""
 
-    def __init__(self, source: AsyncIterator[list[Item]], *, depth: int = READ_AHEAD) -> None:
+    def __init__(
+        self, source: AsyncIterator[list[Item]], *, depth: int = READ_AHEAD, calls_before: int = 0
+    ) -> None:
         self.started = time.monotonic()
         """When the listing began (`time.monotonic`): no page was asked for before."""
+        self.calls_before = calls_before
+        """The calls its client had made when the listing began: the run that takes it counts
+        its API calls from there, the pages read before it opened included."""
         self._queue: asyncio.Queue[list[Item] | _End | Exception] = asyncio.Queue(depth)
         self._task = asyncio.create_task(_pump(source, self._queue), name="read-ahead")
         self._taken = False

@@ -100,7 +100,7 @@ class Runner:
         structlog.contextvars.bind_contextvars(
             run_id=report.run_id, trigger=request.trigger, scope=request.scope.value
         )
-        calls_before = self._client.stats.total
+        calls_before = self._client.stats.total if listing is None else listing.calls_before
         bug: Exception | None = None
         try:
             await self._reconcile(connection, report, listing=listing)

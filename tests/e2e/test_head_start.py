@@ -5,6 +5,7 @@ that lists after it opens, and the run takes that listing whole, once."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aiohttp
@@ -80,3 +81,16 @@ async def test_a_listing_is_taken_by_one_run_only(
     assert "this listing was already taken" in (again.value.report.error or "")
     assert first.status.value == "succeeded"
     assert first.counts.get("unchanged") == 3
+
+
+async def test_a_full_sync_counts_the_pages_it_read_before_its_run_opened(
+    engine: AsyncEngine, db: Any, database_url: str, fast_emulator: Any
+):
+    from tests.e2e.test_cli import cli_env, run_cli  # noqa: PLC0415 - the CLI's helpers
+
+    await generate_users(engine, 120)  # 3 pages of 50
+
+    code, out, _ = await run_cli("sync", "--json", env=cli_env(database_url, fast_emulator))
+
+    assert code == 0
+    assert json.loads(out)["api_calls"] == fast_emulator.emulator.stats["list_users"] + 120

@@ -176,6 +176,7 @@ async def test_a_sync_waiting_on_an_api_that_does_not_answer_stops_on_sigterm(
     env = env_for(database_url, fast_emulator, USERSYNC_REQUEST_TIMEOUT="300")
     command = await start([*USER_SYNC, "sync", "--full"], env=env, as_pid1=as_pid1)
     await eventually(lambda: _listing(fast_emulator), within=30)
+    await eventually(lambda: _opened(engine), within=30)  # the listing may come first
 
     command.signal(signal.SIGTERM)
     signalled = time.monotonic()
@@ -193,6 +194,11 @@ async def test_a_sync_waiting_on_an_api_that_does_not_answer_stops_on_sigterm(
 
 async def _listing(emulator: Any) -> bool:
     return bool(emulator.emulator.stats.get("list_users", 0))
+
+
+async def _opened(engine: AsyncEngine) -> bool:
+    """The run is recorded open (a full sync lists while it loads: `service.headstart`)."""
+    return bool(await runs(engine))
 
 
 @contextlib.asynccontextmanager

@@ -12,15 +12,19 @@ then the rows a run adds, counted through `StateGrowth` as a run counts them.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import structlog.testing
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from service.db import gather, leases, source
+from service.db.engine import create_engine, create_sessionmaker
 from service.db.statistics import AT_LEAST, StateGrowth, described_rows
+from service.libpq.url import parse_database_url
 
 STATES = 20_000
 BATCH = 128
@@ -47,6 +51,11 @@ async def stale(
     finally:
         async with engine.begin() as connection:
             await connection.execute(text("ALTER TABLE sync_state RESET (autovacuum_enabled)"))
+
+
+async def execute(engine: AsyncEngine, sql: str) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(text(sql))
 
 
 async def grow_state(engine: AsyncEngine, first: int, count: int) -> None:
@@ -139,3 +148,26 @@ async def test_growth_analyzes_each_time_the_table_doubles(
         seen.append(await described_rows(db))
 
     assert sorted(set(seen)) == [0, AT_LEAST, 2 * AT_LEAST, 4 * AT_LEAST]
+
+
+async def test_a_user_that_does_not_own_the_table_says_it_was_not_analyzed(
+    engine: AsyncEngine, db: async_sessionmaker[AsyncSession], database_url: str
+):
+    role = f"usersync_app_{secrets.token_hex(3)}"
+    await execute(engine, f"CREATE ROLE {role} LOGIN")
+    await execute(engine, f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+    url = parse_database_url(database_url).url.set(drivername="postgresql", username=role)
+    app_engine = create_engine(url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        with structlog.testing.capture_logs() as logged:
+            await grow_state(engine, 1, AT_LEAST)
+            await StateGrowth().grew(create_sessionmaker(app_engine), AT_LEAST)
+    finally:
+        await app_engine.dispose()
+        await execute(engine, f"DROP OWNED BY {role}")
+        await execute(engine, f"DROP ROLE {role}")
+
+    assert await described_rows(db) == 0  # never analyzed
+    assert [e["event"] for e in logged] == [
+        "sync_state not analyzed: the database user does not own it"
+    ]
