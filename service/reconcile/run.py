@@ -9,7 +9,7 @@ and to the renderers (tables, JSON, metrics). The report is written only through
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from service.domain.actions import Removal
@@ -82,7 +82,7 @@ class RunReport:
     replacing: dict[str, Outcome] = field(default_factory=dict)
     """Outcomes counted already that a later outcome of the same user replaces in the counts
     (a full run's early writes, looked at again after the listing: `reconcile.early`)."""
-    remembered: set[str] = field(default_factory=set)
+    followed_up: set[str] = field(default_factory=set)
     """The users of the follow-up passes: their outcomes are kept in `replacing`, so that a
     later pass's outcome of the same user replaces them in the counts (bounded: follow-ups
     look at `FOLLOW_UP_LIMIT` users at most)."""
@@ -131,7 +131,7 @@ class RunReport:
         if self._counted_already(outcome):
             return
         self._tally(outcome, by=1)
-        if outcome.user_id in self.remembered:  # a follow-up's user: a later pass may replace it
+        if outcome.user_id in self.followed_up:  # a later pass may replace it
             self.replacing[outcome.user_id] = outcome
         user_id = outcome.user_id
         if outcome.result is Result.DEFERRED and user_id is not None:
@@ -162,7 +162,7 @@ class RunReport:
         if before is None:
             return False
         if before.wrote and nothing_more:
-            if user_id in self.remembered:
+            if user_id in self.followed_up:
                 self.replacing[user_id] = before
             return True  # written earlier in the run, nothing more since: the write stands
         self._uncount(before)
@@ -204,6 +204,12 @@ class RunReport:
         self.held_writes += users[: max(0, HELD_SHOWN - len(self.held_writes))]
         if users:
             self.write_held_reason = reason
+
+    def follow_up(self, targets: Iterable[str], *, waiting: Mapping[str, str]) -> None:
+        """A follow-up pass looks at `targets` again; `waiting`, those `look_again` took out
+        of the counts: the others were counted already (`counted_before`)."""
+        self.counted_before = set(targets) - waiting.keys()
+        self.followed_up |= set(targets)
 
     def look_again(self) -> dict[str, str]:
         """The waiting users, taken out of the counts and of `waiting` to be looked at again."""

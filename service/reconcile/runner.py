@@ -151,8 +151,7 @@ class Runner:
             log.info("waiting users again", users=len(waits), let_go=len(run.let_go))
             for follow_up in (holders, waiting):
                 if follow_up is not None:
-                    report.counted_before = set(follow_up.targets) - waits.keys()
-                    report.remembered |= set(follow_up.targets)
+                    report.follow_up(follow_up.targets, waiting=waits)
                     pending = await passes.apply(run, follow_up)
                     await passes.delete(run, pending, [], full=False, named=True)
 

@@ -25,6 +25,7 @@ from service.db import gather, leases, source
 from service.db.engine import create_engine, create_sessionmaker
 from service.db.statistics import AT_LEAST, StateGrowth, described_rows
 from service.libpq.url import parse_database_url
+from tests.e2e.conftest import execute
 
 STATES = 20_000
 BATCH = 128
@@ -51,11 +52,6 @@ async def stale(
     finally:
         async with engine.begin() as connection:
             await connection.execute(text("ALTER TABLE sync_state RESET (autovacuum_enabled)"))
-
-
-async def execute(engine: AsyncEngine, sql: str) -> None:
-    async with engine.begin() as connection:
-        await connection.execute(text(sql))
 
 
 async def grow_state(engine: AsyncEngine, first: int, count: int) -> None:
