@@ -10,9 +10,12 @@ under one, `serve` drains and exits 0).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 """The exit codes this docstring's top lists (argparse's own usage errors are 2 as well)."""
@@ -111,9 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(args_list)
     gc.disable()  # while the command's modules load: see `loaded`
     try:
-        return _run(args)
+        with _signals_kept():
+            code = _run(args)
     finally:
         gc.enable()  # if the command ended before it loaded (a bad setting): as it was
+    if (number := early_signal()) is not None:  # it ended before any `Shutdown` took it
+        print(f"user-sync: stopped by {number.name}", file=sys.stderr)
+        return 128 + number
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -146,3 +154,47 @@ def loaded() -> None:
     last collections at exit (a quarter of a second)."""
     gc.freeze()
     gc.enable()
+
+
+EARLY_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_early: list[signal.Signals] = []
+
+
+@contextlib.contextmanager
+def _signals_kept() -> Iterator[None]:
+    """SIGTERM and SIGINT that arrive while the command loads (half a second to a second,
+    before its `service.shutdown.Shutdown` handles them): kept for it, which stops the command
+    with the first as soon as it runs (`early_signal`), where they would otherwise kill the
+    process mid-import (SIGINT with a traceback) or, as PID 1, be dropped. A second one ends
+    the process at once, as it does under a `Shutdown`. The handlers are put back after."""
+    _early.clear()
+    before = {number: signal.getsignal(number) for number in EARLY_SIGNALS}
+    try:
+        for number in EARLY_SIGNALS:
+            signal.signal(number, _keep)
+    except ValueError:  # not the main thread (a caller in-process): its handlers stay
+        yield
+        return
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            if handler is not None:  # None: not set from Python, nothing to put back
+                signal.signal(number, handler)
+
+
+def _keep(number: int, _frame: object) -> None:
+    if not _early:
+        _early.append(signal.Signals(number))
+        return
+    first, now = _early[0], signal.Signals(number)
+    again = "again" if now == first else f"after {first.name}"  # as `Shutdown` says it
+    with contextlib.suppress(OSError):
+        os.write(2, f"user-sync: {now.name} {again}: stopping at once\n".encode())
+    os._exit(128 + first)
+
+
+def early_signal() -> signal.Signals | None:
+    """The signal that arrived while the command loaded, taken once: a `Shutdown` takes it
+    when it starts (`main` says it if none did)."""
+    return _early.pop() if _early else None

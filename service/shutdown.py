@@ -10,6 +10,7 @@ does nothing, and the runtime kills it after its grace period. So every command 
   (`serve` drains its runs) is told through `requested` instead;
 - the process exits 128 + the signal's number (143 for SIGTERM, 130 for SIGINT) after one line
   on stderr, or with a draining command's own code when it stopped in order;
+- a signal that arrived while the command loaded (`service.cli` keeps it) counts as the first;
 - a second signal (either one), or the command still going `deadline` seconds after the
   first, ends the process at once with the first signal's code (`os._exit`); a run it had
   open stays `running` until the next run of its Service closes it `aborted`.
@@ -29,6 +30,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 import structlog
+
+from service import cli
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 PROGRAM = "user-sync"
@@ -63,6 +66,8 @@ class Shutdown:
         loop = asyncio.get_running_loop()
         for number in SIGNALS:
             loop.add_signal_handler(number, self._signalled, number)
+        if (early := cli.early_signal()) is not None:  # it came while the command loaded
+            loop.call_soon(self._signalled, early)
         previous = loop.get_exception_handler()
         loop.set_exception_handler(self._loop_error)
         try:

@@ -28,6 +28,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from service.shutdown import cancel_message
 from tests.e2e.conftest import fetch_all, generate_users
 from tests.e2e.serving import TOKEN, eventually
 from tests.e2e.test_cli import USER_SYNC, cli_env
@@ -36,6 +37,8 @@ GRACE = 5.0
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"]
 """`--kill-child`: the command (PID 1 inside) dies with unshare, whatever ends unshare."""
 STUBBORN = Path(__file__).with_name("stubborn_command.py")
+SLOW_IMPORT = Path(__file__).with_name("slow_import")
+"""A `sitecustomize` that makes one module's import slow (see its docstring)."""
 BARE = {"PATH": os.environ.get("PATH", os.defpath)}
 
 
@@ -292,6 +295,74 @@ async def _logged(stream: asyncio.StreamReader, needle: str) -> None:
     async with asyncio.timeout(30):
         while needle not in (await stream.readline()).decode():
             pass
+
+
+def slow_import(env: dict[str, str], module: str, seconds: float, *, mark: Path) -> dict[str, str]:
+    """`env` for a command whose import of `module` creates `mark`, then takes `seconds`."""
+    path = os.pathsep.join(filter(None, [str(SLOW_IMPORT), env.get("PYTHONPATH")]))
+    return env | {
+        "PYTHONPATH": path,
+        "SLOW_IMPORT": module,
+        "SLOW_IMPORT_MARK": str(mark),
+        "SLOW_IMPORT_SECONDS": str(seconds),
+    }
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    ("args", "module"),
+    [(["sync", "--full"], "service.headstart"), (["migrate"], "service.commands")],
+    ids=["sync", "migrate"],
+)
+async def test_a_signal_while_the_command_loads_stops_it_once_it_runs(
+    engine: AsyncEngine,
+    db: Any,
+    database_url: str,
+    fast_emulator: Any,
+    as_pid1: bool,
+    tmp_path: Path,
+    args: list[str],
+    module: str,
+    number: signal.Signals,
+):
+    """Signalled while it imports the command's modules (before any `Shutdown` handles a
+    signal): neither killed mid-import nor, as PID 1, deaf to it; it stops at once as if
+    signalled a moment later, and writes nothing."""
+    await generate_users(engine, 5)
+    importing = tmp_path / "importing"
+    env = slow_import(env_for(database_url, fast_emulator), module, 1.0, mark=importing)
+    command = await start([*USER_SYNC, *args], env=env, as_pid1=as_pid1)
+    await eventually(lambda: asyncio.to_thread(importing.exists), within=30, every=0.01)
+
+    command.signal(number)
+    code, out, err = await command.finish(within=30)
+
+    assert code == 128 + number
+    assert messages(err) == [f"user-sync: {cancel_message(number)}"]
+    assert_no_traceback(out, err)
+    assert "KeyboardInterrupt" not in err
+    assert fast_emulator.emulator.users() == []
+    assert [run["status"] for run in await runs(engine)] in ([], ["aborted"])
+
+
+async def test_a_second_signal_while_the_command_loads_ends_it_at_once(
+    db: Any, database_url: str, fast_emulator: Any, as_pid1: bool, tmp_path: Path
+):
+    importing = tmp_path / "importing"
+    env = slow_import(
+        env_for(database_url, fast_emulator), "service.headstart", 20.0, mark=importing
+    )
+    command = await start([*USER_SYNC, "sync"], env=env, as_pid1=as_pid1)
+    await eventually(lambda: asyncio.to_thread(importing.exists), within=30, every=0.01)
+
+    command.signal(signal.SIGTERM)
+    await asyncio.sleep(0.1)
+    command.signal(signal.SIGINT)
+    code, out, err = await command.finish(within=GRACE)  # not the 20 s import
+
+    assert code == 143
+    assert messages(err) == ["user-sync: SIGINT after SIGTERM: stopping at once"]
+    assert_no_traceback(out, err)
 
 
 def stubborn(deadline: float) -> list[str]:
