@@ -53,7 +53,7 @@ def secret_values(settings: Settings) -> list[str]:
         if url is not None:
             from service.libpq.url import parse_database_url  # noqa: PLC0415 - keep logs light
 
-            password = parse_database_url(url.get_secret_value()).url.password
+            password = parse_database_url(url.get_secret_value()).password
             if password:
                 values.append(str(password))
     return values

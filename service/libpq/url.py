@@ -11,6 +11,10 @@ must not quietly connect without TLS.
 Pure: no files are read here (the TLS files named by the URL are read by `service.libpq.tls`).
 Messages name parameters, never the password; `DatabaseUrl`'s repr hides it too.
 
+SQLAlchemy is loaded only when the driver's URL is asked for (`DatabaseUrl.url`): the settings
+check every URL at start (`service.config`), and SQLAlchemy takes a quarter of a second to
+import; what its parser could refuse (a port that is not a number) is checked before.
+
 Limits: one value per parameter; query values are percent-decoded as libpq does (`+` stays a
 plus sign) and, as libpq, a `%` not followed by two hex digits (or `%00`) is refused; ports are
 1 to 65535 as libpq checks them, but here at parse time; several hosts, or a socket directory, in
@@ -27,10 +31,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 ASYNC_DRIVER = "postgresql+asyncpg"
 SCHEMES = ("postgresql", "postgres")
@@ -82,17 +87,63 @@ class Tls:
 
 @dataclass(frozen=True, slots=True)
 class DatabaseUrl:
-    """A parsed URL: `url` for the driver (password hidden in its repr) and the rest typed."""
+    """A parsed URL: `url` for the driver (password hidden in the repr) and the rest typed."""
 
-    url: URL
+    driver: DriverUrl = field(repr=False)
     tls: Tls = Tls()
     connect_timeout: float | None = None
     """Seconds; None is the driver's default, `inf` waits for ever (libpq's 0)."""
     server_settings: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def url(self) -> URL:
+        """The URL SQLAlchemy's asyncpg dialect takes (libpq parameters taken out)."""
+        return self.driver.url()
+
+    @property
+    def password(self) -> str | None:
+        """The password the driver is given (`url.password`), read without SQLAlchemy: the
+        logs hide it from the start (`service.logs`)."""
+        if "password" in self.driver.parameters:
+            return self.driver.parameters["password"]
+        matched = _SQLALCHEMY_AUTHORITY.match(self.driver.text)
+        given = matched["password"] if matched else None
+        return None if given is None else unquote(given)
+
     def dsn(self) -> str:
         """The URL as `asyncpg.connect()` takes it (only host and port left in the query)."""
         return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"DatabaseUrl(url={self.url!r}, tls={self.tls!r}, connect_timeout="
+            f"{self.connect_timeout!r}, server_settings={self.server_settings!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DriverUrl:
+    """The driver's URL, checked, before SQLAlchemy parses it (`url`): `text` for its parser,
+    and the parts the query gives instead (libpq's `user`, `password`, `dbname`)."""
+
+    text: str = field(repr=False)
+    parameters: Mapping[str, str] = field(repr=False)
+    query: Mapping[str, str] = field(repr=False)
+
+    def url(self) -> URL:
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 - see the module docstring
+        from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+        try:
+            parsed = make_url(self.text)
+        except (ArgumentError, ValueError):  # `_authority_port` leaves it nothing to refuse
+            raise DatabaseUrlError("the URL cannot be parsed (check its host and port)") from None
+        return parsed.set(
+            username=self.parameters.get("user", parsed.username),
+            password=self.parameters.get("password", parsed.password),
+            database=self.parameters.get("dbname", parsed.database),
+            query=self.query,
+        )
 
 
 def parse_database_url(url: str) -> DatabaseUrl:
@@ -106,7 +157,7 @@ def parse_database_url(url: str) -> DatabaseUrl:
             f"(supported: {', '.join(sorted(SUPPORTED))})"
         )
     return DatabaseUrl(
-        url=_driver_url(base, parameters),
+        driver=_driver_url(base, parameters),
         tls=_tls(parameters),
         connect_timeout=_connect_timeout(parameters.get("connect_timeout")),
         server_settings={k: v for k, v in parameters.items() if k in SESSION_PARAMETERS},
@@ -161,7 +212,7 @@ def _decoded(text: str, where: str) -> str:
     return unquote(text)
 
 
-def _driver_url(base: str, parameters: Mapping[str, str]) -> URL:
+def _driver_url(base: str, parameters: Mapping[str, str]) -> DriverUrl:
     scheme, separator, rest = base.partition("://")
     if not separator or scheme not in SCHEMES:
         raise DatabaseUrlError("the URL must start with postgresql:// or postgres://")
@@ -177,18 +228,31 @@ def _driver_url(base: str, parameters: Mapping[str, str]) -> URL:
         query = {"host": hosts, "port": ports} | query
         hostspec = ""
     query = _checked_hosts(query)
+    text = f"{ASYNC_DRIVER}://{userinfo}{at}{hostspec}{slash}{path}"
+    _authority_port(text)
+    return DriverUrl(text, parameters, query)
+
+
+_SQLALCHEMY_AUTHORITY = re.compile(
+    r"[\w+]+://(?:[^:/]*(?::(?P<password>[^@]*))?@)?"
+    r"(?:(?:\[[^/?]+\]|[^/:?]+)?(?::(?P<port>[^/?]*))?)?"
+)
+"""What SQLAlchemy's URL parser (`sqlalchemy.engine.url._parse_url`) reads as the password
+(before it percent-decodes it) and the port."""
+
+
+def _authority_port(text: str) -> None:
+    """Refuse the port SQLAlchemy's parser would refuse (one that is not a whole number) and
+    the one libpq would (outside 1 to 65535), without loading SQLAlchemy."""
+    matched = _SQLALCHEMY_AUTHORITY.match(text)
+    port = matched["port"] if matched else None
+    if port is None:
+        return
     try:
-        parsed = make_url(f"{ASYNC_DRIVER}://{userinfo}{at}{hostspec}{slash}{path}")
-    except (ArgumentError, ValueError):
+        int(port)  # as SQLAlchemy reads it (an empty one too: "db:/app" is refused)
+    except ValueError:
         raise DatabaseUrlError("the URL cannot be parsed (check its host and port)") from None
-    if parsed.port is not None:
-        _port(str(parsed.port))
-    return parsed.set(
-        username=parameters.get("user", parsed.username),
-        password=parameters.get("password", parsed.password),
-        database=parameters.get("dbname", parsed.database),
-        query=query,
-    )
+    _port(port)
 
 
 def _endpoints(hostspec: str) -> tuple[str, str]:

@@ -8,17 +8,27 @@ tests/integration/test_database_urls.py.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.config import ConfigError, load_settings
 from service.db.engine import connect_args, connect_kwargs
 from service.libpq.tls import ssl_argument
 from service.libpq.url import (
+    ASYNC_DRIVER,
+    MAX_PORT,
+    DatabaseUrl,
     DatabaseUrlError,
+    DriverUrl,
     SslMode,
     Tls,
+    _authority_port,
     parse_database_url,
     shown,
     with_database,
@@ -266,3 +276,49 @@ def test_with_database_keeps_several_hosts():
     assert with_database("postgresql://u@a:1,b:2/postgres?sslmode=require", "x y") == (
         "postgresql://u@a:1,b:2/x%20y?sslmode=require"
     )
+
+
+AUTHORITY_CHARACTERS = st.sampled_from(list("ab1:9@[]/?%_+- 0"))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(AUTHORITY_CHARACTERS, max_size=16))
+def test_the_settings_read_port_and_password_as_sqlalchemy_does_without_loading_it(tail: str):
+    """The settings check a URL without SQLAlchemy (a quarter second to import), so what its
+    parser reads as the port must be read the same way here: a URL the settings took never
+    fails later, when the engine is made, and the range is libpq's either way."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+    text = f"{ASYNC_DRIVER}://{tail}"
+    try:
+        parsed = make_url(text)
+        port = parsed.port
+    except (ArgumentError, ValueError):
+        with pytest.raises(DatabaseUrlError, match="cannot be parsed"):
+            _authority_port(text)
+        return
+    read = DatabaseUrl(DriverUrl(text, parameters={}, query={}))
+    assert read.password == parsed.password  # what the logs hide, read without SQLAlchemy
+    if port is None or 1 <= port <= MAX_PORT:
+        _authority_port(text)
+    else:
+        with pytest.raises(DatabaseUrlError, match="invalid port number"):
+            _authority_port(text)
+
+
+def test_reading_the_settings_does_not_load_sqlalchemy():
+    code = (
+        "import sys; from service.config import load_settings; import service.logs;"
+        " from service.logs import configure_logging; configure_logging(load_settings());"
+        " print(sorted(m for m in sys.modules if m.startswith('sqlalchemy')))"
+    )
+    env = {
+        "PATH": os.defpath,
+        "USERSYNC_DATABASE_URL": "postgresql://u:p@db:6543/app?sslmode=require",
+    }
+    env |= {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "t" * 32}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
