@@ -345,6 +345,26 @@ async def test_a_signal_while_the_command_loads_stops_it_once_it_runs(
     assert [run["status"] for run in await runs(engine)] in ([], ["aborted"])
 
 
+async def test_a_signal_kept_for_a_command_that_ends_before_it_runs_still_ends_it_so(
+    db: Any, database_url: str, fast_emulator: Any, tmp_path: Path
+):
+    """A command refused for a bad setting never runs under a `Shutdown`: the signal that came
+    while its settings loaded is not lost, the exit says it, after the setting's own line."""
+    importing = tmp_path / "importing"
+    env = env_for(database_url, fast_emulator, USERSYNC_MAX_IN_FLIGHT="none")
+    env = slow_import(env, "service.config", 1.0, mark=importing)
+    command = await start([*USER_SYNC, "sync"], env=env, as_pid1=False)
+    await eventually(lambda: asyncio.to_thread(importing.exists), within=30, every=0.01)
+
+    command.signal(signal.SIGTERM)
+    code, out, err = await command.finish(within=30)
+
+    assert code == 143
+    assert messages(err)[-1] == "user-sync: stopped by SIGTERM"
+    assert any("USERSYNC_MAX_IN_FLIGHT" in line for line in messages(err)[:-1])
+    assert_no_traceback(out, err)
+
+
 async def test_a_second_signal_while_the_command_loads_ends_it_at_once(
     db: Any, database_url: str, fast_emulator: Any, as_pid1: bool, tmp_path: Path
 ):
