@@ -48,11 +48,20 @@ def test_help_and_bad_usage_load_nothing_of_the_application(args: list[str]) -> 
 
 
 def test_a_bad_setting_is_refused_before_the_application_loads() -> None:
-    code, loaded = loaded_by("status", USERSYNC_WRITE_RATE="-1")
+    url = "postgresql://u:p@db:6543/app?sslmode=require"  # checked without SQLAlchemy
+    code, loaded = loaded_by("status", USERSYNC_WRITE_RATE="-1", USERSYNC_DATABASE_URL=url)
 
     assert code == 2
-    assert [name for name in ("aiohttp", "asyncpg", "alembic", "rich") if name in loaded] == []
-    assert "service.commands" not in loaded  # (sqlalchemy is loaded: its URL parser reads URLs)
+    skipped = ("aiohttp", "asyncpg", "alembic", "rich", "sqlalchemy", "croniter")
+    assert [name for name in skipped if name in loaded] == []
+    assert "service.commands" not in loaded
+
+
+def test_a_cron_to_check_loads_croniter() -> None:
+    code, loaded = loaded_by("status", USERSYNC_FULL_SYNC_CRON="0 0 30 2 *")
+
+    assert code == 2
+    assert "croniter" in loaded  # only a cron to check loads it
 
 
 def test_a_command_loads_the_application_once_its_settings_are_read() -> None:
