@@ -76,13 +76,32 @@ class Shutdown:
             loop.set_exception_handler(previous)
             for number in SIGNALS:
                 loop.remove_signal_handler(number)
+            self._second_ends_it()
+
+    def _second_ends_it(self) -> None:
+        """After a signal, the process may live on past the command: `asyncio.run` waits for
+        the executor's threads (a full sync's head start imports in one) and the interpreter
+        exits. A second signal then still ends it at once, as it would have on the loop."""
+        if self.received is None:
+            return
+        for number in SIGNALS:
+            with contextlib.suppress(ValueError):  # not the main thread: nothing to keep
+                signal.signal(number, self._signalled_late)
+
+    def _signalled_late(self, number: int, _frame: object) -> None:
+        self._signalled(signal.Signals(number))
 
     def disarm(self) -> None:
         """Cancel the deadline a signal armed. A command leaves it armed on purpose: it also
         bounds the process's exit after `run` returns (asyncio.run waits for executor threads).
-        Only a caller that goes on living after the command (a test in-process) disarms it."""
+        Only a caller that goes on living after the command (a test in-process) disarms it;
+        the handlers that end the process on a second signal are taken back too."""
         if self._deadline is not None:
             self._deadline.cancel()
+        for number in SIGNALS:
+            with contextlib.suppress(ValueError):
+                if signal.getsignal(number) == self._signalled_late:
+                    signal.signal(number, signal.SIG_DFL)
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Errors nobody awaited (asyncio's "Future exception was never retrieved"), as log

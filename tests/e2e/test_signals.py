@@ -385,6 +385,28 @@ async def test_a_second_signal_while_the_command_loads_ends_it_at_once(
     assert_no_traceback(out, err)
 
 
+async def test_a_second_signal_after_the_command_stopped_but_before_the_process_exits_ends_it(
+    db: Any, database_url: str, fast_emulator: Any, as_pid1: bool, tmp_path: Path
+):
+    """A full sync stopped while its head start imports the rest in a thread: the process
+    waits for that thread before it exits; a second signal then still ends it at once."""
+    importing = tmp_path / "importing"
+    env = slow_import(
+        env_for(database_url, fast_emulator), "service.commands", 20.0, mark=importing
+    )
+    command = await start([*USER_SYNC, "sync"], env=env, as_pid1=as_pid1)
+    await eventually(lambda: asyncio.to_thread(importing.exists), within=30, every=0.01)
+
+    command.signal(signal.SIGTERM)
+    await asyncio.sleep(0.3)  # the command's task is cancelled, the import thread goes on
+    command.signal(signal.SIGINT)
+    code, out, err = await command.finish(within=GRACE)  # not the 20 s import
+
+    assert code == 143
+    assert messages(err)[-1] == "user-sync: SIGINT after SIGTERM: stopping at once"
+    assert_no_traceback(out, err)
+
+
 def stubborn(deadline: float) -> list[str]:
     """A command that ignores the cancel: only the deadline or a second signal ends it."""
     return [sys.executable, str(STUBBORN), str(deadline)]
