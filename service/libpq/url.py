@@ -54,6 +54,8 @@ SUPPORTED = (
 )
 MIN_CONNECT_TIMEOUT = 2
 """libpq's floor: a `connect_timeout` of 1 waits 2 seconds."""
+MAX_CONNECT_TIMEOUT = 2**31 - 1
+"""libpq's ceiling (an `int`)."""
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})|%00")
 
 
@@ -136,7 +138,7 @@ class DriverUrl:
 
         try:
             parsed = make_url(self.text)
-        except (ArgumentError, ValueError):  # `_authority_port` leaves it nothing to refuse
+        except (ArgumentError, ValueError):  # `_check_authority` leaves it nothing to refuse
             raise DatabaseUrlError("the URL cannot be parsed (check its host and port)") from None
         return parsed.set(
             username=self.parameters.get("user", parsed.username),
@@ -229,22 +231,25 @@ def _driver_url(base: str, parameters: Mapping[str, str]) -> DriverUrl:
         hostspec = ""
     query = _checked_hosts(query)
     text = f"{ASYNC_DRIVER}://{userinfo}{at}{hostspec}{slash}{path}"
-    _authority_port(text)
+    _check_authority(text)
     return DriverUrl(text, parameters, query)
 
 
 _SQLALCHEMY_AUTHORITY = re.compile(
     r"[\w+]+://(?:[^:/]*(?::(?P<password>[^@]*))?@)?"
-    r"(?:(?:\[[^/?]+\]|[^/:?]+)?(?::(?P<port>[^/?]*))?)?"
+    r"(?:(?:\[(?P<ipv6>[^/?]+)\]|(?P<host>[^/:?]+))?(?::(?P<port>[^/?]*))?)?"
 )
 """What SQLAlchemy's URL parser (`sqlalchemy.engine.url._parse_url`) reads as the password
-(before it percent-decodes it) and the port."""
+(before it percent-decodes it), the host and the port."""
 
 
-def _authority_port(text: str) -> None:
-    """Refuse the port SQLAlchemy's parser would refuse (one that is not a whole number) and
-    the one libpq would (outside 1 to 65535), without loading SQLAlchemy."""
+def _check_authority(text: str) -> None:
+    """Refuse, without loading SQLAlchemy, the port its parser would refuse (one that is not
+    a whole number) and the one libpq would (outside 1 to 65535, or not in ASCII digits), and
+    a host name no connection could look up (`_host_name`)."""
     matched = _SQLALCHEMY_AUTHORITY.match(text)
+    if matched and matched["host"]:
+        _host_name(matched["host"])
     port = matched["port"] if matched else None
     if port is None:
         return
@@ -274,6 +279,13 @@ def _checked_hosts(query: Mapping[str, str]) -> dict[str, str]:
     """Ports as libpq checks them; with several hosts every one gets a port (the driver's
     need: a missing one is 5432). Refuses a count of ports libpq could not match to hosts."""
     hosts = query["host"].split(",") if "host" in query else [""]
+    if len(hosts) > 1 and not all(hosts):
+        raise DatabaseUrlError(
+            "an empty host in the list of hosts (name each one; a socket directory as"
+            " %2Fvar%2Frun%2Fpostgresql)"
+        )
+    for host in hosts:
+        _host_name(host)
     ports = [_port(p) if p else "" for p in query.get("port", "").split(",")]
     checked = {k: v for k, v in query.items() if v}
     if len(ports) not in {1, len(hosts)}:
@@ -286,12 +298,34 @@ def _checked_hosts(query: Mapping[str, str]) -> dict[str, str]:
     return checked
 
 
+_LIBPQ_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+"""An integer as libpq's `strtol` reads one: ASCII digits, a sign, blanks around (Python's
+`int` takes more: `1_000`, other scripts' digits)."""
+
+
+def _integer(value: str) -> int | None:
+    return int(value) if _LIBPQ_INTEGER.fullmatch(value) else None
+
+
+def _host_name(host: str) -> None:
+    """Refuse a host name the resolver cannot be asked for (Python's IDNA encoding, which
+    every connection's lookup uses, refuses an empty label or one of over 63 characters)."""
+    if not host or host.startswith("/"):  # the default, or a socket directory
+        return
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise DatabaseUrlError(
+            f"the host name {host!r} in the URL is not valid (each part between dots must be"
+            " 1 to 63 characters)"
+        ) from None
+
+
 def _port(value: str) -> str:
     """libpq's check of a port: a whole number from 1 to 65535."""
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise DatabaseUrlError(f"invalid port number {value!r} in the URL") from None
+    number = _integer(value)
+    if number is None:
+        raise DatabaseUrlError(f"invalid port number {value!r} in the URL")
     if not 1 <= number <= MAX_PORT:
         raise DatabaseUrlError(f"invalid port number {value!r} in the URL (1 to {MAX_PORT})")
     return str(number)
@@ -325,10 +359,11 @@ def _connect_timeout(value: str | None) -> float | None:
     """libpq's rules: whole seconds, at least 2; zero or less waits for ever."""
     if value is None:
         return None
-    try:
-        seconds = int(value.strip())
-    except ValueError:
-        raise DatabaseUrlError("connect_timeout must be a whole number of seconds") from None
+    seconds = _integer(value)
+    if seconds is None:
+        raise DatabaseUrlError("connect_timeout must be a whole number of seconds")
+    if seconds > MAX_CONNECT_TIMEOUT:
+        raise DatabaseUrlError(f"connect_timeout must be at most {MAX_CONNECT_TIMEOUT} seconds")
     if seconds <= 0:
         return float("inf")
     return float(max(seconds, MIN_CONNECT_TIMEOUT))

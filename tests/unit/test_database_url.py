@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ from service.libpq.url import (
     DriverUrl,
     SslMode,
     Tls,
-    _authority_port,
+    _check_authority,
     parse_database_url,
     shown,
     with_database,
@@ -286,25 +287,54 @@ AUTHORITY_CHARACTERS = st.sampled_from(list("ab1:9@[]/?%_+- 0"))
 def test_the_settings_read_port_and_password_as_sqlalchemy_does_without_loading_it(tail: str):
     """The settings check a URL without SQLAlchemy (a quarter second to import), so what its
     parser reads as the port must be read the same way here: a URL the settings took never
-    fails later, when the engine is made, and the range is libpq's either way."""
+    fails later, when the engine is made or a connection looks its host up."""
     from sqlalchemy.engine import make_url  # noqa: PLC0415
     from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
 
     text = f"{ASYNC_DRIVER}://{tail}"
     try:
         parsed = make_url(text)
-        port = parsed.port
     except (ArgumentError, ValueError):
-        with pytest.raises(DatabaseUrlError, match="cannot be parsed"):
-            _authority_port(text)
+        with pytest.raises(DatabaseUrlError):
+            _check_authority(text)
         return
     read = DatabaseUrl(DriverUrl(text, parameters={}, query={}))
     assert read.password == parsed.password  # what the logs hide, read without SQLAlchemy
-    if port is None or 1 <= port <= MAX_PORT:
-        _authority_port(text)
-    else:
-        with pytest.raises(DatabaseUrlError, match="invalid port number"):
-            _authority_port(text)
+    try:
+        _check_authority(text)
+    except DatabaseUrlError:
+        return  # refusing more than SQLAlchemy is allowed (libpq's rules)
+    assert parsed.port is None or 1 <= parsed.port <= MAX_PORT
+    assert parsed.host is None or parsed.host.startswith("/") or parsed.host.encode("idna")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://u@,db/app", "an empty host in the list of hosts"),
+        ("postgresql://u@db:5432,,db2/app", "an empty host in the list of hosts"),
+        ("postgresql://u@db/app?host=,db2", "an empty host in the list of hosts"),
+        ("postgresql://u@a..b:5432/app", "the host name 'a..b' in the URL is not valid"),
+        ("postgresql://u@db/app?host=a..b", "the host name 'a..b' in the URL is not valid"),
+        (f"postgresql://u@{'x' * 64}.example/app", "is not valid"),
+        ("postgresql://u@db:1_000/app", "invalid port number '1_000'"),
+        ("postgresql://u@db/app?port=5_432", "invalid port number '5_432'"),
+        ("postgresql://u@db:\u0665\u0664\u0663\u0662/app", "invalid port number"),
+        ("postgresql://u@db/app?connect_timeout=1_0", "connect_timeout must be a whole number"),
+        (f"postgresql://u@db/app?connect_timeout=1{'0' * 400}", "at most 2147483647 seconds"),
+    ],
+)
+def test_what_would_fail_later_is_refused_with_the_settings(url: str, message: str):
+    """Found by an adversary: each of these passed the settings and failed when a connection
+    was made, as "a bug of user-sync" with a traceback (or, for the timeout, at once with one);
+    psql refuses them too (an empty host in a list means the default socket to psql)."""
+    with pytest.raises(DatabaseUrlError, match=re.escape(message)):
+        parse_database_url(url)
+
+
+def test_a_port_as_libpq_reads_it_blanks_and_sign_included():
+    for port in ("5432", "+5432", " 5432", "05432"):
+        assert parse_database_url(f"postgresql://u@db:{port}/app").url.port == 5432
 
 
 def test_reading_the_settings_does_not_load_sqlalchemy():
