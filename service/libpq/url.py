@@ -140,12 +140,32 @@ class DriverUrl:
             parsed = make_url(self.text)
         except (ArgumentError, ValueError):  # `_check_authority` leaves it nothing to refuse
             raise DatabaseUrlError("the URL cannot be parsed (check its host and port)") from None
-        return parsed.set(
-            username=self.parameters.get("user", parsed.username),
-            password=self.parameters.get("password", parsed.password),
-            database=self.parameters.get("dbname", parsed.database),
-            query=self.query,
+        return _query_wins(
+            parsed.set(
+                username=self.parameters.get("user", parsed.username),
+                password=self.parameters.get("password", parsed.password),
+                database=self.parameters.get("dbname", parsed.database),
+            ),
+            self.query,
         )
+
+
+def _query_wins(url: URL, query: Mapping[str, str]) -> URL:
+    """`host` and `port` from the query win over the authority's, as in libpq, for every
+    reader of the URL: SQLAlchemy's dialect lets the query win, but asyncpg's own DSN parser
+    (the raw sessions: locks, the leader) lets the authority win. So the two are not left
+    side by side: one host and port go into the authority; several hosts or a socket
+    directory stay in the query, with the authority's port if the query gives none."""
+    host, port = query.get("host"), query.get("port")
+    if host is None and port is None:
+        return url.set(query=query)
+    if (host is None or not ("," in host or host.startswith("/"))) and "," not in (port or ""):
+        rest = {k: v for k, v in query.items() if k not in DRIVER_PARAMETERS}
+        return url.set(host=host or url.host, port=int(port) if port else url.port, query=rest)
+    moved = dict(query)
+    if port is None and url.port is not None:
+        moved["port"] = str(url.port)
+    return url.set(query=moved)._replace(host=None, port=None)  # `set` skips None values
 
 
 def parse_database_url(url: str) -> DatabaseUrl:

@@ -116,6 +116,30 @@ async def test_several_hosts_in_the_authority_are_tried_in_turn(tls_server: TlsS
     assert await over_socket_both_ways(url) == (False, False)
 
 
+@pytest.mark.parametrize(
+    "where",
+    ["port", "host", "socket"],
+    ids=["port in the query", "host in the query", "socket in the query"],
+)
+async def test_host_and_port_in_the_query_win_over_the_authority_for_every_session(
+    tls_server: TlsServer, where: str
+):
+    """As in libpq, and for the pool and the raw sessions alike (found by an adversary: the
+    pool took the query's port, the lock and leader sessions the authority's, so `status`
+    worked and `sync` could not connect)."""
+    right, wrong = tls_server.port, closed_port()
+    url = {
+        "port": f"postgresql://postgres@127.0.0.1:{wrong}/usersync_tls?port={right}",
+        "host": f"postgresql://postgres@nosuchhost.invalid:{right}/usersync_tls?host=127.0.0.1",
+        "socket": (
+            f"postgresql://postgres@127.0.0.1:{right}/usersync_tls?host={tls_server.socket_dir}"
+        ),
+    }[where]
+    assert await over_socket_both_ways(url) == (
+        (True, True) if where == "socket" else (False, False)
+    )
+
+
 async def test_a_percent_encoded_password_logs_in_and_a_wrong_one_is_not_echoed(
     tls_server: TlsServer,
 ):
