@@ -170,8 +170,8 @@ def _query_wins(url: URL, query: Mapping[str, str]) -> URL:
 
 def parse_database_url(url: str) -> DatabaseUrl:
     """Read a libpq URL or raise DatabaseUrlError naming what is wrong."""
-    base, _, query = url.partition("?")
-    parameters = _query(query)
+    cut = _Split.of(url)
+    parameters = _query(cut.query)
     unknown = sorted(parameters.keys() - SUPPORTED)
     if unknown:
         raise DatabaseUrlError(
@@ -179,25 +179,59 @@ def parse_database_url(url: str) -> DatabaseUrl:
             f"(supported: {', '.join(sorted(SUPPORTED))})"
         )
     return DatabaseUrl(
-        driver=_driver_url(base, parameters),
+        driver=_driver_url(cut, parameters),
         tls=_tls(parameters),
         connect_timeout=_connect_timeout(parameters.get("connect_timeout")),
         server_settings={k: v for k, v in parameters.items() if k in SESSION_PARAMETERS},
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """A URL cut into its parts the way libpq's parser cuts it (`conninfo_uri_parse_options`):
+    the user and password end at the first `@` (so a `?`, `,` or `&` in a password is the
+    password's, and an `@` in it must be written %40), unless a `/` comes first; the hosts end
+    at the first `/` or `?`; the query begins at the first `?` after them."""
+
+    scheme: str
+    separator: str
+    userinfo: str
+    at: str
+    hosts: str
+    path: str
+    """`/` and the database name, or empty."""
+    question: str
+    query: str
+
+    @classmethod
+    def of(cls, url: str) -> _Split:
+        scheme, separator, rest = url.partition("://")
+        userinfo = at = ""
+        cut = _first(rest, "@/")
+        if cut is not None and rest[cut] == "@":
+            userinfo, at, rest = rest[:cut], "@", rest[cut + 1 :]
+        end = _first(rest, "/?")
+        hosts, rest = (rest, "") if end is None else (rest[:end], rest[end:])
+        path, question, query = rest.partition("?")
+        return cls(scheme, separator, userinfo, at, hosts, path, question, query)
+
+
+def _first(text: str, characters: str) -> int | None:
+    """Where the first of `characters` is in `text`, or None."""
+    found = [i for i in map(text.find, characters) if i >= 0]
+    return min(found) if found else None
+
+
 def shown(url: str) -> str:
     """The URL to show an operator: as written, but with the password (in the authority or as a
     `password` parameter) replaced by `***`; a URL that cannot be read shows as its scheme."""
-    base, question, query = url.partition("?")
-    scheme, separator, rest = base.partition("://")
-    if not separator:
-        return f"{scheme}://…"
-    userinfo, at, hosts_and_path = rest.rpartition("@")
-    user, colon, _ = userinfo.partition(":")
-    rendered = f"{scheme}://{user}{':***' if colon else ''}{at}{hosts_and_path}"
-    pairs = [p for p in query.split("&") if unquote(p.partition("=")[0]) != "password"]
-    return rendered + (question + "&".join(pairs) if pairs else "")
+    cut = _Split.of(url)
+    if not cut.separator:
+        return f"{cut.scheme}://…"
+    user, colon, _ = cut.userinfo.partition(":")
+    rendered = f"{cut.scheme}://{user}{':***' if colon else ''}{cut.at}{cut.hosts}{cut.path}"
+    pairs = [p for p in cut.query.split("&") if unquote(p.partition("=")[0]) != "password"]
+    return rendered + (cut.question + "&".join(pairs) if pairs else "")
 
 
 def async_url(url: str) -> URL:
@@ -207,10 +241,9 @@ def async_url(url: str) -> URL:
 
 def with_database(url: str, database: str) -> str:
     """The same URL naming another database; everything else is kept exactly as written."""
-    base, question, query = url.partition("?")
-    scheme, _, rest = base.partition("://")
-    authority = rest.partition("/")[0]
-    return f"{scheme}://{authority}/{quote(database, safe='')}{question}{query}"
+    cut = _Split.of(url)
+    authority = f"{cut.userinfo}{cut.at}{cut.hosts}"
+    return f"{cut.scheme}://{authority}/{quote(database, safe='')}{cut.question}{cut.query}"
 
 
 def _query(query: str) -> dict[str, str]:
@@ -234,12 +267,14 @@ def _decoded(text: str, where: str) -> str:
     return unquote(text)
 
 
-def _driver_url(base: str, parameters: Mapping[str, str]) -> DriverUrl:
-    scheme, separator, rest = base.partition("://")
-    if not separator or scheme not in SCHEMES:
+def _driver_url(cut: _Split, parameters: Mapping[str, str]) -> DriverUrl:
+    if not cut.separator or cut.scheme not in SCHEMES:
         raise DatabaseUrlError("the URL must start with postgresql:// or postgres://")
-    authority, slash, path = rest.partition("/")
-    userinfo, at, hostspec = authority.rpartition("@")
+    userinfo, at, hostspec, path = cut.userinfo, cut.at, cut.hosts, cut.path
+    if "@" in hostspec:  # named without echoing: what follows the first `@` is the password's
+        raise DatabaseUrlError(
+            "a second '@' in the URL: an '@' in the user or password is written %40"
+        )
     user, _, password = userinfo.partition(":")
     _decoded(user, "the user")
     _decoded(password, "the password")
@@ -250,7 +285,7 @@ def _driver_url(base: str, parameters: Mapping[str, str]) -> DriverUrl:
         query = {"host": hosts, "port": ports} | query
         hostspec = ""
     query = _checked_hosts(query)
-    text = f"{ASYNC_DRIVER}://{userinfo}{at}{hostspec}{slash}{path}"
+    text = f"{ASYNC_DRIVER}://{userinfo}{at}{hostspec}{path}"
     _check_authority(text)
     return DriverUrl(text, parameters, query)
 

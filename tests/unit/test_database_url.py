@@ -352,3 +352,24 @@ def test_reading_the_settings_does_not_load_sqlalchemy():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("password", ["s?cret99", "s?cret99=1", "s&c,ret99", "se:cr#et"])
+def test_a_password_is_read_up_to_the_first_at_sign_as_libpq_reads_it(password: str):
+    """Found by an adversary: the URL was cut at its first `?` before the password was read,
+    so psql's `postgresql://u:s?cret99@db/app` was refused, naming the password's tail as a
+    parameter in the message."""
+    url = f"postgresql://u:{password}@db:6543/app?sslmode=require"
+    parsed = parse_database_url(url)
+
+    assert (parsed.password, parsed.url.password) == (password, password)
+    assert (parsed.url.host, parsed.url.port, parsed.url.database) == ("db", 6543, "app")
+    assert parsed.tls.mode is SslMode.REQUIRE
+    assert shown(url) == "postgresql://u:***@db:6543/app?sslmode=require"
+    assert with_database(url, "other") == f"postgresql://u:{password}@db:6543/other?sslmode=require"
+
+
+def test_a_second_at_sign_is_refused_without_showing_what_follows_the_first():
+    with pytest.raises(DatabaseUrlError, match="a second '@'") as refused:
+        parse_database_url("postgresql://u:s@cret99@127.0.0.1:5432/app")
+    assert "cret99" not in str(refused.value)
