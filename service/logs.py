@@ -143,3 +143,25 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(cast("TextIO", out)),
         cache_logger_on_first_use=False,
     )
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, LibraryLogs)]:
+        root.removeHandler(handler)  # configured again (in-process callers): one of them
+    root.addHandler(LibraryLogs())
+    root.setLevel(logging.WARNING)
+
+
+class LibraryLogs(logging.Handler):
+    """What libraries log through the standard `logging` (SQLAlchemy's pool, asyncpg, aiohttp)
+    as the service's own lines, scrubbed and rendered alike, where it would otherwise reach
+    stderr as raw text (Python's last-resort handler: a pool's "Exception closing connection"
+    with its traceback when a signal cancels the close, unscrubbed)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger = structlog.get_logger(record.name)
+        fields: dict[str, Any] = {"logger": record.name}
+        if record.exc_info:
+            fields["exc_info"] = record.exc_info
+        try:
+            logger.log(record.levelno, record.getMessage(), **fields)
+        except Exception:  # never let a library's log line fail the code that logged it
+            self.handleError(record)
