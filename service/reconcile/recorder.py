@@ -91,6 +91,9 @@ class Recorder:
         )
         now = self._clock()
         prune = not request.dry_run and self._prune_due(now)
+        if self._audit is not None and prune:  # first: once the run is recorded, nothing waits
+            before = now - self._audit.retention  # before its caller can close it if cancelled
+            await audit.prune(self._sessions, before=before, service_key=service_key)
         async with self._sessions.begin() as session:
             aborted = await records.abort_stale_runs(session, service_key=service_key)
             if aborted:
@@ -100,9 +103,6 @@ class Recorder:
                 await deletions.prune(session, before=now - max(retention, window))
                 await writes.prune(session, before=now - max(retention, window))
             run_id = await records.open_run(session, opening)
-        if self._audit is not None and prune:
-            before = now - self._audit.retention
-            await audit.prune(self._sessions, before=before, service_key=service_key)
         if prune:
             self._pruned_at = now
         return run_id

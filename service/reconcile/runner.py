@@ -75,7 +75,7 @@ class Runner:
         key = locks.lock_key(_lock_kind(request.scope), self._config.service_key)
         try:
             async with locks.holding(self._lock_engine, key) as connection:
-                run_id = await self._open(connection, request)
+                run_id = await self._open(request)
                 watching = progress or RunProgress(watched=False)
                 report = RunReport(run_id=run_id, request=request, progress=watching)
                 if on_open is not None:
@@ -103,6 +103,7 @@ class Runner:
         calls_before = self._client.stats.total if listing is None else listing.calls_before
         bug: Exception | None = None
         try:
+            await locks.hold_alive(connection, report.run_id)  # here: a cancel closes the run
             await self._reconcile(connection, report, listing=listing)
         except asyncio.CancelledError as e:
             report.end(RunStatus.ABORTED, error=_why_cancelled(e))
@@ -117,16 +118,17 @@ class Runner:
             structlog.contextvars.unbind_contextvars("run_id", "trigger", "scope")
         return report
 
-    async def _open(self, connection: AsyncConnection, request: RunRequest) -> int:
-        run_id = await self._recorder.open_run(
+    async def _open(self, request: RunRequest) -> int:
+        """Record the run open. Nothing is awaited between its commit and `_locked_run`'s
+        `try`, so a cancel from then on records the run `aborted` (a SIGTERM just after the
+        run appeared left it `running` while the run's alive lock was being taken)."""
+        return await self._recorder.open_run(
             request,
             service_key=self._config.service_key,
             retention=self._config.error_retention,
             window=self._config.deletion_window,
             plan_context=plan_context(self._config.policy),
         )
-        await locks.hold_alive(connection, run_id)
-        return run_id
 
     async def _reconcile(
         self, connection: AsyncConnection, report: RunReport, *, listing: Listing | None
