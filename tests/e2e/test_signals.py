@@ -308,6 +308,16 @@ def slow_import(env: dict[str, str], module: str, seconds: float, *, mark: Path)
     }
 
 
+async def start_while_importing(
+    args: list[str], env: dict[str, str], module: str, seconds: float, *, as_pid1: bool, mark: Path
+) -> Command:
+    """The command, started with its import of `module` slowed (`slow_import`), once that
+    import has begun: a signal sent now reaches it while it loads."""
+    command = await start(args, env=slow_import(env, module, seconds, mark=mark), as_pid1=as_pid1)
+    await eventually(lambda: asyncio.to_thread(mark.exists), within=30, every=0.01)
+    return command
+
+
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize(
     ("args", "module"),
@@ -329,10 +339,10 @@ async def test_a_signal_while_the_command_loads_stops_it_once_it_runs(
     signal): neither killed mid-import nor, as PID 1, deaf to it; it stops at once as if
     signalled a moment later, and writes nothing."""
     await generate_users(engine, 5)
-    importing = tmp_path / "importing"
-    env = slow_import(env_for(database_url, fast_emulator), module, 1.0, mark=importing)
-    command = await start([*USER_SYNC, *args], env=env, as_pid1=as_pid1)
-    await eventually(lambda: asyncio.to_thread(importing.exists), within=30, every=0.01)
+    env = env_for(database_url, fast_emulator)
+    command = await start_while_importing(
+        [*USER_SYNC, *args], env, module, 1.0, as_pid1=as_pid1, mark=tmp_path / "importing"
+    )
 
     command.signal(number)
     code, out, err = await command.finish(within=30)
@@ -350,11 +360,10 @@ async def test_a_signal_kept_for_a_command_that_ends_before_it_runs_still_ends_i
 ):
     """A command refused for a bad setting never runs under a `Shutdown`: the signal that came
     while its settings loaded is not lost, the exit says it, after the setting's own line."""
-    importing = tmp_path / "importing"
     env = env_for(database_url, fast_emulator, USERSYNC_MAX_IN_FLIGHT="none")
-    env = slow_import(env, "service.config", 1.0, mark=importing)
-    command = await start([*USER_SYNC, "sync"], env=env, as_pid1=False)
-    await eventually(lambda: asyncio.to_thread(importing.exists), within=30, every=0.01)
+    command = await start_while_importing(
+        [*USER_SYNC, "sync"], env, "service.config", 1.0, as_pid1=False, mark=tmp_path / "m"
+    )
 
     command.signal(signal.SIGTERM)
     code, out, err = await command.finish(within=30)
@@ -368,12 +377,10 @@ async def test_a_signal_kept_for_a_command_that_ends_before_it_runs_still_ends_i
 async def test_a_second_signal_while_the_command_loads_ends_it_at_once(
     db: Any, database_url: str, fast_emulator: Any, as_pid1: bool, tmp_path: Path
 ):
-    importing = tmp_path / "importing"
-    env = slow_import(
-        env_for(database_url, fast_emulator), "service.headstart", 20.0, mark=importing
+    env = env_for(database_url, fast_emulator)
+    command = await start_while_importing(
+        [*USER_SYNC, "sync"], env, "service.headstart", 20.0, as_pid1=as_pid1, mark=tmp_path / "m"
     )
-    command = await start([*USER_SYNC, "sync"], env=env, as_pid1=as_pid1)
-    await eventually(lambda: asyncio.to_thread(importing.exists), within=30, every=0.01)
 
     command.signal(signal.SIGTERM)
     await asyncio.sleep(0.1)
@@ -390,12 +397,10 @@ async def test_a_second_signal_after_the_command_stopped_but_before_the_process_
 ):
     """A full sync stopped while its head start imports the rest in a thread: the process
     waits for that thread before it exits; a second signal then still ends it at once."""
-    importing = tmp_path / "importing"
-    env = slow_import(
-        env_for(database_url, fast_emulator), "service.commands", 20.0, mark=importing
+    env = env_for(database_url, fast_emulator)
+    command = await start_while_importing(
+        [*USER_SYNC, "sync"], env, "service.commands", 20.0, as_pid1=as_pid1, mark=tmp_path / "m"
     )
-    command = await start([*USER_SYNC, "sync"], env=env, as_pid1=as_pid1)
-    await eventually(lambda: asyncio.to_thread(importing.exists), within=30, every=0.01)
 
     command.signal(signal.SIGTERM)
     await asyncio.sleep(0.3)  # the command's task is cancelled, the import thread goes on
