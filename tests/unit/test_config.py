@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from service import config
 from service.config import ConfigError, Settings, load_settings
 
 ACCOUNT = "AC" + "1" * 32
@@ -124,3 +127,17 @@ def test_a_write_rate_floor_over_the_ceiling_is_refused(monkeypatch):
     monkeypatch.setenv("USERSYNC_WRITE_RATE_FLOOR", "12")
     with pytest.raises(ConfigError, match="USERSYNC_WRITE_RATE_FLOOR=12 is over"):
         load_settings()
+
+
+def test_the_unquoted_name_classes_are_postgres_letters_on_every_code_point():
+    """`_LETTER` says by exclusion what Postgres' scanner takes for a letter: ASCII letters,
+    `_` and every non-ASCII character but surrogates; `_LETTER_OR_DIGIT` adds digits and `$`."""
+    ranges = "A-Za-z_\u0080-\ud7ff\ue000-\U0010ffff"
+    pairs = [
+        (re.compile(f"[{config._LETTER}]"), re.compile(f"[{ranges}]")),
+        (re.compile(f"[{config._LETTER_OR_DIGIT}]"), re.compile(f"[{ranges}0-9$]")),
+    ]
+    for ours, spelled_out in pairs:
+        points = (chr(c) for c in range(0x110000))
+        differ = [c for c in points if bool(ours.match(c)) != bool(spelled_out.match(c))]
+        assert differ == []
