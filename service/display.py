@@ -9,9 +9,10 @@ return that would overwrite the line) is shown as its escape, `\\x1b`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from rich.markup import escape
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.text import Text
 
 
 def printable(text: str) -> str:
@@ -23,11 +24,15 @@ def printable(text: str) -> str:
 
 def safe(text: str) -> str:
     """Data to put in a markup string: printable, its brackets escaped."""
+    from rich.markup import escape  # noqa: PLC0415 - the logs take `printable` without rich
+
     return escape(printable(text))
 
 
 def cell(value: object) -> Text:
     """A table cell from data: plain, printable text."""
+    from rich.text import Text  # noqa: PLC0415 - as in `safe`
+
     return Text("" if value is None else printable(str(value)))
 
 

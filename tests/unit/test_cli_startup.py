@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -22,18 +23,25 @@ except SystemExit as e:
     code = e.code
 tops = {name.split(".")[0] for name in sys.modules}
 loaded = sorted(tops | {name for name in sys.modules if name.startswith("service.")})
-print(json.dumps({"code": code, "loaded": loaded}))
+structlog = sys.modules.get("structlog")
+hidden = structlog is not None and structlog.dev.rich is None
+print(json.dumps({"code": code, "loaded": loaded, "rich_hidden_from_structlog": hidden}))
 """
 
 
 def loaded_by(*args: str, **settings: str) -> tuple[object, list[str]]:
+    result = probed(*args, **settings)
+    return result["code"], result["loaded"]
+
+
+def probed(*args: str, **settings: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("USERSYNC_", "TWILIO_"))}
     env |= {"USERSYNC_SECRETS_DIR": "/nonexistent", **settings}
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True, env=env
     )
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    return result["code"], result["loaded"]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 @pytest.mark.parametrize(
@@ -70,6 +78,17 @@ def test_a_command_loads_the_application_once_its_settings_are_read() -> None:
 
     assert code == 1  # the database cannot be reached: one line, exit 1
     assert "service.commands" in loaded and "sqlalchemy" in loaded
+
+
+def test_a_command_imports_structlog_without_rich_and_rich_after_it() -> None:
+    """structlog's rich tracebacks and reprs are not used (exceptions are text before any
+    renderer): the command imports structlog with rich hidden, then rich for its own output."""
+    closed = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2"
+    result = probed("status", USERSYNC_DATABASE_URL=closed, USERSYNC_LOG_FORMAT="console")
+
+    assert result["code"] == 1
+    assert result["rich_hidden_from_structlog"] is True
+    assert "rich" in result["loaded"]  # the status tables' own import of it still works
 
 
 def test_a_full_sync_can_begin_listing_before_the_database_layer_loads() -> None:
