@@ -31,7 +31,14 @@ from service.db import rows
 from service.db import unchanged as unchanged_sql
 from service.db.source import Source, per_id
 from service.db.unchanged import Unchanged
-from service.db.vocabulary import DELETED, RETRYING, UNCONFIRMED, claims_identity, sql
+from service.db.vocabulary import (
+    DELETED,
+    RETRYING,
+    UNCONFIRMED,
+    GuardState,
+    claims_identity,
+    sql,
+)
 from service.domain.cases import Case
 from service.domain.runs import RunStatus
 from service.domain.users import RemoteUser, SyncStatus, UserId
@@ -195,9 +202,19 @@ async def set_aside_unchanged(
     return max(0, found.rowcount)
 
 
+_HELD_HERE = f"""EXISTS (SELECT 1 FROM sync_write w
+               WHERE w.user_id = s.user_id AND w.state = {sql(GuardState.HELD)})
+           OR EXISTS (SELECT 1 FROM sync_deletion d
+               WHERE d.user_id = s.user_id AND d.state = {sql(GuardState.HELD)})"""
+"""A write or a deletion of the user is held for review."""
+
+
 def incremental(*, source: Source, now: datetime) -> Selection:
     """Users whose source row changed since last applied, removed ones (suspended ones once
-    their grace period is over), due retries, and users waiting for an identity."""
+    their grace period is over), due retries, users waiting for an identity, and users a
+    guard holds: one whose row was put back is planned as unchanged, and the pass drops its
+    hold (`reconcile.gate`), which would otherwise stay until a full run and keep holding
+    the user's next change in every one-user run."""
     query = f"""
         SELECT {_local_and_state(per_id(source))}
         WHERE (l.id IS NOT NULL AND s.user_id IS NULL)
@@ -210,6 +227,7 @@ def incremental(*, source: Source, now: datetime) -> Selection:
            OR (s.status IN {UNCONFIRMED} AND s.next_attempt_at <= :now)
            OR s.status = {sql(SyncStatus.WAITING)}
            OR s.retired_sid IS NOT NULL
+           OR {_HELD_HERE}
     """
     return Selection(query, {"now": now})
 

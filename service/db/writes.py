@@ -7,7 +7,9 @@ Writes the guard holds are kept as `held` rows, one per user however many runs h
 `status`, the HTTP API and the metrics show them, and a run with `allow_writes` releases them
 (each held user is still planned by the runs that look at it: its state is not touched). A
 user a run looks at and no longer plans to write (its source row was put back) loses its held
-row. Writes of an initial sync or of `allow_writes` are not logged: they spend no budget.
+row, and so does a user no run can look at any more: in neither the source nor `sync_state` (a
+new user whose create was held, then whose row was removed). Writes of an initial sync or of
+`allow_writes` are not logged: they spend no budget.
 
 The decision is made under a per-Service transaction lock (`lock_window`), so two runs never
 both spend the window's last writes.
@@ -26,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.db import locks
 from service.db.models import SyncWrite
 from service.db.rows import picked
-from service.db.vocabulary import HELD, GuardState
+from service.db.source import Source
+from service.db.vocabulary import HELD, GuardState, sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,21 @@ async def forget_held(
                 SyncWrite.user_id.not_in(list(keep)),
             )
         )
+
+
+async def forget_vanished(session: AsyncSession, *, service_key: str, source: Source) -> None:
+    """Drop the held rows of users in neither the source nor `sync_state`: no pass will look
+    at them again to drop them. (A row another run holds was read from the source
+    before that run committed the hold, so this statement sees the row if it sees the hold.)"""
+    await session.execute(
+        text(
+            f"DELETE FROM sync_write w WHERE w.service_key = :key"
+            f" AND w.state = {sql(GuardState.HELD)}"
+            " AND NOT EXISTS (SELECT 1 FROM sync_state s WHERE s.user_id = w.user_id)"
+            f" AND NOT EXISTS (SELECT 1 FROM {source.relation} l WHERE l.id::text = w.user_id)"
+        ),
+        {"key": service_key},
+    )
 
 
 async def any_held(session: AsyncSession, *, service_key: str) -> bool:

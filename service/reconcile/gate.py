@@ -45,6 +45,7 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db import records, writes
+from service.db.source import Source
 from service.domain.audit import held_write_entries
 from service.domain.batch import Planned, writes_user
 from service.domain.cases import Case
@@ -213,6 +214,16 @@ class WriteGate:
         async with self.sessions.begin() as session:
             await writes.forget_held(
                 session, service_key=self.config.service_key, user_ids=users, keep=kept
+            )
+
+    async def forget_vanished(self, source: Source) -> None:
+        """A bulk pass covers every user: the held rows of users it could not look at (in
+        neither the source nor state) are dropped too (`writes.forget_vanished`)."""
+        if self.named or not self.held_before or self.report.request.dry_run:
+            return
+        async with self.sessions.begin() as session:
+            await writes.forget_vanished(
+                session, service_key=self.config.service_key, source=source
             )
 
     def _count(self) -> int:

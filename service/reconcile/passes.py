@@ -111,6 +111,7 @@ class Passes:
                 if rest := await early.without(batch):
                     pending += await self._process(run, rest, pool, held=held, gate=gate)
             pending += await self._again(run, await early.finish(), pool, held=held, gate=gate)
+            await gate.forget_vanished(run.source)
             await pool.submit([Work.of(p.case, p.actions) for p in await gate.settle()])
             await self._recorder.outcomes(await pool.drain(), run.report, dry_run=request.dry_run)
         finally:

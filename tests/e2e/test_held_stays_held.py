@@ -135,3 +135,30 @@ async def test_writes_the_guard_holds_leave_an_audit_entry_once(
     assert len(held) == 1
     assert (held[0]["action"], held[0]["reason"]) == ("update", "write guard")
     assert "max_writes_per_run" in held[0]["message"]
+
+
+async def test_an_incremental_run_lets_go_of_the_holds_of_users_put_back(
+    engine: AsyncEngine, db: Any, sync: Any, fast_emulator: Any
+):
+    """Deactivated past the limit, then reactivated: nothing is to be deleted any more, and an
+    incremental run (not only a full one) drops the held deletions; held creates of new users
+    whose rows were removed again go too."""
+    await insert_users(engine, [{"id": f"u{n:02d}"} for n in range(20)])
+    await sync(Scope.FULL, **DELETES, **WRITES)
+    await execute(engine, "UPDATE internal_users SET active = false WHERE id < 'u05'")
+    assert len((await sync(Scope.INCREMENTAL, **DELETES, **WRITES)).held) == 5
+    await insert_users(engine, [{"id": f"new{n}"} for n in range(6)])
+    assert (await sync(Scope.INCREMENTAL, **DELETES, **WRITES)).writes_held == 6
+    await execute(engine, "UPDATE internal_users SET active = true WHERE id < 'u05'")
+    await execute(engine, "DELETE FROM internal_users WHERE id LIKE 'new%'")
+
+    run = await sync(Scope.INCREMENTAL, **DELETES, **WRITES)
+
+    assert (len(run.held), run.writes_held, run.users_written) == (0, 0, 0)
+    held = await fetch_all(
+        engine,
+        "SELECT 'deletion' AS kind, user_id FROM sync_deletion WHERE state = 'held'"
+        " UNION ALL SELECT 'write', user_id FROM sync_write WHERE state = 'held'",
+    )
+    assert held == []
+    assert len(fast_emulator.emulator.users()) == 20

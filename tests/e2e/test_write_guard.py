@@ -246,3 +246,26 @@ async def test_a_full_run_and_a_users_run_at_once_count_each_user_once(
     assert log == [{"n": 5}]
     names = {u["identity"]: u["friendly_name"] for u in fast_emulator.emulator.users()}
     assert [names[f"u{n:02d}"] for n in range(6)] == ["x"] * 5 + [None]
+
+
+async def test_an_incremental_run_lets_go_of_a_put_back_users_hold(
+    engine: AsyncEngine, db: Any, sync: Any, fast_emulator: Any
+):
+    """Put back, a held user's source row equals what was applied again: an incremental run,
+    not only a full one, drops the hold, so a later change of one of them is no longer held
+    for another run's review (a one-user run never writes a user held elsewhere)."""
+    await synced(engine, sync, 20)
+    await execute(engine, "UPDATE internal_users SET friendly_name = 'x'")
+    assert (await sync(Scope.INCREMENTAL, **LIMITS)).writes_held == 20
+    await execute(engine, "UPDATE internal_users SET friendly_name = NULL")
+
+    run = await sync(Scope.INCREMENTAL, **LIMITS)
+
+    assert (run.writes_held, run.users_written) == (0, 0)
+    async with db() as session:
+        assert await writes.held(session) == []
+    await execute(engine, "UPDATE internal_users SET friendly_name = 'Ada' WHERE id = 'u03'")
+    one = await sync(Scope.USERS, targets=["u03"], **LIMITS)
+    assert (one.users_written, one.writes_held) == (1, 0)
+    names = {u["identity"]: u["friendly_name"] for u in fast_emulator.emulator.users()}
+    assert names["u03"] == "Ada"
