@@ -167,9 +167,13 @@ def full(*, source: Source, listed_since: datetime, set_aside: bool = False) -> 
 
 ASIDE_TABLE = "unplanned_users"
 _ASIDE = f"SELECT 1 FROM {ASIDE_TABLE} a WHERE a.id = {{id}}"
+LOCAL_TABLE = "local_users_snapshot"
+"""The source as `db.source.per_id` reads it when a full run begins listing: the rows
+`unchanged_sql.CONDITION` reads of it, so that the users it leaves aside can be found page by
+page while the listing runs, each chunk joined by identity to the users it lists."""
 _CANDIDATES = f"""
         JOIN sync_state s ON s.user_id = l.id
-        JOIN {REMOTE_TABLE} r1 ON r1.identity = l.identity
+        JOIN {REMOTE_TABLE} r1 ON r1.identity = l.identity {{listed}}
         LEFT JOIN sync_state o1 ON o1.remote_sid = r1.sid AND o1.user_id <> l.id
         LEFT JOIN sync_state o2 ON o2.retired_sid = r1.sid AND o2.user_id <> l.id
         LEFT JOIN sync_state o3 ON o3.identity = l.identity AND o3.user_id <> l.id
@@ -178,28 +182,72 @@ _CANDIDATES = f"""
 have a local user, a state and a listed remote user with the local identity."""
 
 
+async def begin_set_aside(connection: AsyncConnection, *, source: Source) -> None:
+    """Ready the run's connection to put users aside as the listing comes (`set_aside`): the
+    source read once into `LOCAL_TABLE`, and an empty `ASIDE_TABLE`."""
+    for table, columns in (
+        (
+            LOCAL_TABLE,
+            "id text, identity text, role text, active boolean, copies bigint, fingerprint text",
+        ),
+        (ASIDE_TABLE, "id text PRIMARY KEY"),
+    ):
+        await connection.execute(
+            text(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {table} ({columns}) ON COMMIT PRESERVE ROWS"
+            )
+        )
+        await connection.execute(text(f"TRUNCATE {table}"))
+    await connection.execute(
+        text(
+            f"INSERT INTO {LOCAL_TABLE} SELECT l.id, l.identity, l.role, l.active, l.copies,"
+            f" l.fingerprint FROM ({per_id(source)}) l"
+        )
+    )
+    await connection.execute(
+        text(f"CREATE INDEX IF NOT EXISTS {LOCAL_TABLE}_identity ON {LOCAL_TABLE} (identity)")
+    )
+    await connection.execute(text(f"ANALYZE {LOCAL_TABLE}"))
+
+
+async def set_aside(
+    connection: AsyncConnection,
+    *,
+    listed_since: datetime,
+    unchanged: Unchanged,
+    sids: Sequence[str] | None = None,
+) -> int:
+    """Put the users `db.unchanged` leaves to Postgres, among those whose listed remote user
+    is one of `sids` (None: every listed one), in `ASIDE_TABLE` (`full(set_aside=True)` leaves
+    them out); how many more. The condition is evaluated per joined row, so chunk by chunk it
+    puts aside exactly the users one evaluation over the whole listing would."""
+    listed = "" if sids is None else "AND r1.sid = ANY(CAST(:sids AS text[]))"
+    found = await connection.execute(
+        text(
+            f"INSERT INTO {ASIDE_TABLE} SELECT l.id FROM {LOCAL_TABLE} l"
+            f" {_CANDIDATES.format(listed=listed)}"
+            f" WHERE {unchanged_sql.CONDITION} ON CONFLICT DO NOTHING"
+        ),
+        {"listed_since": listed_since, **unchanged.params}
+        | ({} if sids is None else {"sids": list(sids)}),
+    )
+    return max(0, found.rowcount)
+
+
+async def end_set_aside(connection: AsyncConnection) -> None:
+    """The users put aside are all in: planned over as `full(set_aside=True)` reads them."""
+    await connection.execute(text(f"ANALYZE {ASIDE_TABLE}"))
+
+
 async def set_aside_unchanged(
     connection: AsyncConnection, *, source: Source, listed_since: datetime, unchanged: Unchanged
 ) -> int:
-    """Put the users `db.unchanged` leaves to Postgres in a temporary table of the run's
-    connection (`full(set_aside=True)` leaves them out); how many. One evaluation of the
-    condition, so what is counted is exactly what is left out."""
-    await connection.execute(
-        text(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {ASIDE_TABLE} (id text PRIMARY KEY)"
-            " ON COMMIT PRESERVE ROWS"
-        )
-    )
-    await connection.execute(text(f"TRUNCATE {ASIDE_TABLE}"))
-    found = await connection.execute(
-        text(
-            f"INSERT INTO {ASIDE_TABLE} SELECT l.id FROM ({per_id(source)}) l {_CANDIDATES}"
-            f" WHERE {unchanged_sql.CONDITION} ON CONFLICT DO NOTHING"
-        ),
-        {"listed_since": listed_since, **unchanged.params},
-    )
-    await connection.execute(text(f"ANALYZE {ASIDE_TABLE}"))
-    return max(0, found.rowcount)
+    """`begin_set_aside`, `set_aside` over the whole listing, `end_set_aside`: one
+    evaluation, once the listing is in; how many users were put aside."""
+    await begin_set_aside(connection, source=source)
+    found = await set_aside(connection, listed_since=listed_since, unchanged=unchanged)
+    await end_set_aside(connection)
+    return found
 
 
 _HELD_HERE = f"""EXISTS (SELECT 1 FROM sync_write w

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -97,18 +97,7 @@ class Sides:
         request, progress = request or report.request, report.progress
         listed_since, set_aside = None, False
         if request.scope is Scope.FULL:
-            if listing is None:  # the run lists from now on
-                listed_since = await gather.database_now(connection)
-            else:
-                listed_since = await _began(connection, listing=listing)
-            report.listed(await self._snapshot_remote(connection, progress, listing))
-            unchanged = await self._unchanged(connection, source, roles)
-            if unchanged is not None:
-                set_aside = True
-                aside = await gather.set_aside_unchanged(
-                    connection, source=source, listed_since=listed_since, unchanged=unchanged
-                )
-                report.left_unchanged(aside)
+            listed_since, set_aside = await self._listed(connection, report, source, roles, listing)
         selection = await self._selection(connection, request, source, listed_since, set_aside)
         progress.phase = Phase.RECONCILING
         if progress.watched and progress.total is None:
@@ -191,15 +180,66 @@ class Sides:
         named = any(names_a_role(n) for n in names)
         return Unchanged.resolving(names, await roles() if named else RoleDirectory.unread())
 
+    async def _listed(
+        self,
+        connection: AsyncConnection,
+        report: RunReport,
+        source: Source,
+        roles: Callable[[], Awaitable[RoleDirectory]] | None,
+        listing: Listing | None,
+    ) -> tuple[datetime, bool]:
+        """A full run's listing in the snapshot table, and its unchanged users put aside as
+        it comes (if the run may): when the listing began, and whether users were put aside."""
+        if listing is None:  # the run lists from now on
+            listed_since = await gather.database_now(connection)
+            listing = ReadAhead(self._client.iter_user_pages())
+        else:
+            listed_since = await _began(connection, listing=listing)
+        try:
+            aside = await self._aside(connection, source, roles, listed_since)
+            listed = await self._snapshot_remote(connection, report.progress, listing, aside)
+        except BaseException:  # the listing's own failure is raised where it is taken
+            await listing.close()
+            raise
+        report.listed(listed)
+        if aside is None:
+            return listed_since, False
+        await gather.end_set_aside(connection)
+        report.left_unchanged(aside.found)
+        return listed_since, True
+
+    async def _aside(
+        self,
+        connection: AsyncConnection,
+        source: Source,
+        roles: Callable[[], Awaitable[RoleDirectory]] | None,
+        listed_since: datetime,
+    ) -> _Aside | None:
+        """While the listing runs: whether this run leaves unchanged users to Postgres and, if
+        it does, the source read for it (`gather.begin_set_aside`)."""
+        unchanged = await self._unchanged(connection, source, roles)
+        if unchanged is None:
+            return None
+        await gather.begin_set_aside(connection, source=source)
+        return _Aside(unchanged, listed_since)
+
     async def _snapshot_remote(
-        self, connection: AsyncConnection, progress: RunProgress, listing: Listing | None
+        self,
+        connection: AsyncConnection,
+        progress: RunProgress,
+        listing: Listing,
+        aside: _Aside | None,
     ) -> int:
+        """COPY the listing into the snapshot table chunk by chunk, and put each chunk's
+        unchanged users aside as it comes (off the critical path: the listing reads ahead
+        meanwhile), so that only the last chunk's are left once the listing ends."""
         progress.phase = Phase.LISTING
         await gather.create_remote_snapshot(connection)
-        listing = listing or ReadAhead(self._client.iter_user_pages())
         async with contextlib.aclosing(listing.chunks(rows=gather.BATCH)) as chunks:
             async for chunk in chunks:
                 await gather.copy_remote_page(connection, chunk)
+                if aside is not None:
+                    await aside.chunk(connection, [u.sid for u in chunk])
                 progress.listed += len(chunk)
         total = await gather.index_remote_snapshot(connection)
         log.info("remote users listed", count=total)
@@ -265,6 +305,20 @@ class Sides:
             return await self._client.fetch_user(sid_or_identity)
         except api.NotFound:
             return None
+
+
+@dataclass(slots=True)
+class _Aside:
+    """A full run's users put aside so far (`db.unchanged`), chunk by chunk of its listing."""
+
+    unchanged: Unchanged
+    listed_since: datetime
+    found: int = 0
+
+    async def chunk(self, connection: AsyncConnection, sids: list[str]) -> None:
+        self.found += await gather.set_aside(
+            connection, listed_since=self.listed_since, unchanged=self.unchanged, sids=sids
+        )
 
 
 async def _began(connection: AsyncConnection, *, listing: Listing) -> datetime:

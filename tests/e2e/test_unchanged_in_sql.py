@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.db import gather, source
@@ -145,8 +146,10 @@ async def sides_now(
     """(every user of the full selection, those the SQL skips, those the planner finds
     unchanged and already recorded), over one listing."""
     await gather.create_remote_snapshot(connection)
+    pages = []
     async for page in client.iter_user_pages():
         await gather.copy_remote_page(connection, page)
+        pages.append([u.sid for u in page])
     await gather.index_remote_snapshot(connection)
     since = await gather.database_now(connection)
     src = await source.inspect(connection, VIEW)
@@ -161,12 +164,41 @@ async def sides_now(
     left = await gather.set_aside_unchanged(
         connection, source=src, listed_since=since, unchanged=skip
     )
+    at_once = await put_aside(connection)
+    assert await aside_page_by_page(connection, src, pages, since=since, skip=skip) == at_once
     selection = gather.full(source=src, listed_since=since, set_aside=True)
     async for batch in gather.stream(connection, selection):
         kept |= {c.user_id for c in batch if c.user_id}
     skipped = everyone - kept
-    assert left == len(skipped)
+    assert left == len(skipped) == len(at_once)
     return everyone, skipped, ready
+
+
+async def put_aside(connection: AsyncConnection) -> set[str]:
+    return set((await connection.execute(text(f"SELECT id FROM {gather.ASIDE_TABLE}"))).scalars())
+
+
+async def aside_page_by_page(
+    connection: AsyncConnection,
+    src: source.Source,
+    pages: list[list[str]],
+    *,
+    since: Any,
+    skip: unchanged_sql.Unchanged,
+) -> set[str]:
+    """The users a run puts aside chunk by chunk of its listing (as `reconcile.sides` does,
+    here two listed users a chunk), which must be those of one evaluation over the whole
+    listing."""
+    await gather.begin_set_aside(connection, source=src)
+    listed = [sid for page in pages for sid in page]
+    chunks = [listed[n : n + 2] for n in range(0, len(listed), 2)]
+    assert len(chunks) > 10
+    counted = 0
+    for sids in chunks:
+        counted += await gather.set_aside(connection, listed_since=since, unchanged=skip, sids=sids)
+    found = await put_aside(connection)
+    assert counted == len(found)
+    return found
 
 
 async def test_the_users_sql_skips_are_those_the_planner_finds_unchanged(
