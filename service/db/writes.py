@@ -93,17 +93,18 @@ async def hold(
     service_key: str,
     run_id: int,
     why: str | None,
-) -> None:
-    """Keep these writes held (one row per user, refreshed by every run that holds it)."""
+) -> set[str]:
+    """Keep these writes held (one row per user, refreshed by every run that holds it); the
+    users this run had not held yet (a follow-up pass may look at a user its run held)."""
     if not writes:
-        return
+        return set()
     rows = [
         _row(w, service_key=service_key, run_id=run_id, state=GuardState.HELD)
         | {"held_reason": why}
         for w in writes
     ]
     statement = insert(SyncWrite).values(rows)
-    await session.execute(
+    fresh = await session.scalars(
         statement.on_conflict_do_update(
             index_elements=[SyncWrite.service_key, SyncWrite.user_id],
             index_where=text(HELD),
@@ -113,8 +114,10 @@ async def hold(
                 "identity": statement.excluded.identity,
                 "decided_at": func.now(),
             },
-        )
+            where=SyncWrite.run_id.is_distinct_from(statement.excluded.run_id),
+        ).returning(SyncWrite.user_id)
     )
+    return set(fresh)
 
 
 async def forget_held(

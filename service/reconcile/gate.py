@@ -246,19 +246,26 @@ class WriteGate:
         if not cases:
             return
         held = _writes(cases)
-        self.report.hold_writes([(w.user_id, w.identity) for w in held], reason=self.reason)
-        if self.report.request.dry_run:
-            return  # a dry run's users are counted done as planned already
+        if self.report.request.dry_run:  # its users are counted done as planned already
+            shown = {user for user, _ in self.report.held_writes}  # the first HELD_SHOWN
+            self._count_held([w for w in held if w.user_id not in shown])
+            return
         self.report.progress.done += len(cases)
         async with self.sessions.begin() as session:
-            await writes.hold(
+            fresh = await writes.hold(
                 session,
                 held,
                 service_key=self.config.service_key,
                 run_id=self.report.run_id,
                 why=self.reason,
             )
-        await self.recorder.held(held_write_entries(cases, reason=self.reason), self.report)
+        self._count_held([w for w in held if w.user_id in fresh])
+        newly = [c for c in cases if c.user_id in fresh]
+        await self.recorder.held(held_write_entries(newly, reason=self.reason), self.report)
+
+    def _count_held(self, held: Sequence[writes.Write]) -> None:
+        """Each user once a run: a follow-up pass may hold again a user its run held."""
+        self.report.hold_writes([(w.user_id, w.identity) for w in held], reason=self.reason)
 
     async def _release(self, cases: Sequence[Case]) -> None:
         if self.held_before and cases and not self.report.request.dry_run:

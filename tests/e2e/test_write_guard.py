@@ -269,3 +269,28 @@ async def test_an_incremental_run_lets_go_of_a_put_back_users_hold(
     assert (one.users_written, one.writes_held) == (1, 0)
     names = {u["identity"]: u["friendly_name"] for u in fast_emulator.emulator.users()}
     assert names["u03"] == "Ada"
+
+
+async def test_a_user_held_by_a_run_and_looked_at_again_by_its_follow_up_counts_once(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    """u02 takes the identity u01 leaves; u01's rename is held with the rest, so u02 waits and
+    the run's follow-up pass looks at both again: u01 is held once, not once a pass."""
+    await synced(engine, sync, 20)
+    renamed = ("u00", "u03", "u04", "u05", "u06")
+    await execute(
+        engine,
+        "UPDATE internal_users SET friendly_name = 'x' WHERE id = ANY(:ids)",
+        ids=list(renamed),
+    )
+    await execute(engine, "UPDATE internal_users SET identity = 'u01z' WHERE id = 'u01'")
+    await execute(engine, "UPDATE internal_users SET identity = 'u01' WHERE id = 'u02'")
+
+    run = await sync(Scope.INCREMENTAL, **LIMITS)
+
+    rows = await fetch_all(engine, "SELECT user_id FROM sync_write WHERE state = 'held'")
+    held = sorted(r["user_id"] for r in rows)
+    assert held == sorted([*renamed, "u01"])
+    assert run.writes_held == len(held)
+    assert sorted(u for u, _ in run.held_writes) == held
+    assert (run.counts["waiting"], run.users_written) == (1, 0)
