@@ -190,6 +190,10 @@ def service_env(database_url: str, emulator: RunningEmulator) -> dict[str, str]:
         "USERSYNC_API_BASE_URL": emulator.base_url,
         "USERSYNC_API_TOKEN": TOKEN,
         "USERSYNC_SCHEDULE_ENABLED": "false",
+        # the bench's changes are meant: with the write guard's defaults (10 % of the 1,000
+        # linked users within its window) every event after the 100th is held for review
+        "USERSYNC_MAX_WRITES_PERCENT": "100",
+        "USERSYNC_MAX_WRITES_PER_RUN": "10000000",
         "USERSYNC_HTTP_HOST": "127.0.0.1",
         "USERSYNC_HTTP_PORT": "0",
         "USERSYNC_LOG_FORMAT": "json",
