@@ -35,8 +35,8 @@ from service.db.vocabulary import (
     DELETED,
     RETRYING,
     UNCONFIRMED,
-    GuardState,
     claims_identity,
+    held_here,
     sql,
 )
 from service.domain.cases import Case
@@ -147,7 +147,7 @@ _FULL_WHERE = f"NOT (l.id IS NULL AND s.status = {DELETED} AND k.sid IS NULL AND
 
 def full(*, source: Source, listed_since: datetime, set_aside: bool = False) -> Selection:
     """Every internal user (and every state of a removed one) with its remote users; with
-    `set_aside`, but for the users `set_aside_unchanged` put aside (left out on both sides of
+    `set_aside`, but for the users `set_aside` put aside (left out on both sides of
     the join before any other, so they cost nothing more)."""
     users, states = per_id(source), "sync_state"
     if set_aside:
@@ -221,15 +221,16 @@ async def set_aside(
     is one of `sids` (None: every listed one), in `ASIDE_TABLE` (`full(set_aside=True)` leaves
     them out); how many more. The condition is evaluated per joined row, so chunk by chunk it
     puts aside exactly the users one evaluation over the whole listing would."""
-    listed = "" if sids is None else "AND r1.sid = ANY(CAST(:sids AS text[]))"
+    listed, params = "", {"listed_since": listed_since, **unchanged.params}
+    if sids is not None:
+        listed, params["sids"] = "AND r1.sid = ANY(CAST(:sids AS text[]))", list(sids)
     found = await connection.execute(
         text(
             f"INSERT INTO {ASIDE_TABLE} SELECT l.id FROM {LOCAL_TABLE} l"
             f" {_CANDIDATES.format(listed=listed)}"
             f" WHERE {unchanged_sql.CONDITION} ON CONFLICT DO NOTHING"
         ),
-        {"listed_since": listed_since, **unchanged.params}
-        | ({} if sids is None else {"sids": list(sids)}),
+        params,
     )
     return max(0, found.rowcount)
 
@@ -237,24 +238,6 @@ async def set_aside(
 async def end_set_aside(connection: AsyncConnection) -> None:
     """The users put aside are all in: planned over as `full(set_aside=True)` reads them."""
     await connection.execute(text(f"ANALYZE {ASIDE_TABLE}"))
-
-
-async def set_aside_unchanged(
-    connection: AsyncConnection, *, source: Source, listed_since: datetime, unchanged: Unchanged
-) -> int:
-    """`begin_set_aside`, `set_aside` over the whole listing, `end_set_aside`: one
-    evaluation, once the listing is in; how many users were put aside."""
-    await begin_set_aside(connection, source=source)
-    found = await set_aside(connection, listed_since=listed_since, unchanged=unchanged)
-    await end_set_aside(connection)
-    return found
-
-
-_HELD_HERE = f"""EXISTS (SELECT 1 FROM sync_write w
-               WHERE w.user_id = s.user_id AND w.state = {sql(GuardState.HELD)})
-           OR EXISTS (SELECT 1 FROM sync_deletion d
-               WHERE d.user_id = s.user_id AND d.state = {sql(GuardState.HELD)})"""
-"""A write or a deletion of the user is held for review."""
 
 
 def incremental(*, source: Source, now: datetime) -> Selection:
@@ -275,7 +258,7 @@ def incremental(*, source: Source, now: datetime) -> Selection:
            OR (s.status IN {UNCONFIRMED} AND s.next_attempt_at <= :now)
            OR s.status = {sql(SyncStatus.WAITING)}
            OR s.retired_sid IS NOT NULL
-           OR {_HELD_HERE}
+           OR {held_here("s.user_id")}
     """
     return Selection(query, {"now": now})
 

@@ -29,7 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.db.source import Source
-from service.db.vocabulary import GuardState, remembers_remote, sql
+from service.db.vocabulary import held_here, remembers_remote
 from service.domain.roles import RoleDirectory, UnknownRole
 from service.domain.runs import RunStatus, Scope
 from service.domain.validation import wanted_role
@@ -47,10 +47,7 @@ CONDITION = f"""(
     AND (l.role IS NULL OR l.role = '' OR EXISTS (
         SELECT 1 FROM unnest(CAST(:role_names AS text[]), CAST(:role_sids AS text[])) v(name, sid)
         WHERE v.name = l.role AND (v.sid IS NULL OR v.sid = r1.role_sid)))
-    AND NOT EXISTS (SELECT 1 FROM sync_write w
-        WHERE w.user_id = l.id AND w.state = {sql(GuardState.HELD)})
-    AND NOT EXISTS (SELECT 1 FROM sync_deletion d
-        WHERE d.user_id = l.id AND d.state = {sql(GuardState.HELD)})
+    AND {held_here("l.id", negated=True)}
 )"""
 """Over the full run's joins (`db.gather.full`): r1 is the listed remote user with the local
 identity, o1-o3 the other states holding it or claiming that identity."""

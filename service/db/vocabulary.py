@@ -68,3 +68,14 @@ def remembers_remote(alias: str) -> str:
 HELD = f"state = {sql(GuardState.HELD)}"
 """The held rows of `sync_deletion` and `sync_write` (`uq_sync_deletion_held` and
 `uq_sync_write_held`, whose predicate this is)."""
+
+
+def held_here(user_id: str, *, negated: bool = False) -> str:
+    """A write or a deletion of the user whose internal id is the column `user_id` is held
+    for review (the rows `HELD` describes); `negated`: neither is, as two NOT EXISTS clauses
+    (which Postgres plans as anti-joins, where it would not for NOT over the OR)."""
+    held = [
+        f"EXISTS (SELECT 1 FROM {table} h WHERE h.user_id = {user_id} AND h.{HELD})"  # noqa: S608
+        for table in ("sync_write", "sync_deletion")
+    ]
+    return " AND ".join(f"NOT {e}" for e in held) if negated else f"({' OR '.join(held)})"

@@ -247,8 +247,7 @@ class WriteGate:
             return
         held = _writes(cases)
         if self.report.request.dry_run:  # its users are counted done as planned already
-            shown = {user for user, _ in self.report.held_writes}  # the first HELD_SHOWN
-            self._count_held([w for w in held if w.user_id not in shown])
+            self._count_held(held)  # one pass, no early writes, no follow-up: each user once
             return
         self.report.progress.done += len(cases)
         async with self.sessions.begin() as session:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -161,9 +162,7 @@ async def sides_now(
         everyone |= {c.user_id for c in batch if c.user_id}
         plan = plan_batch(batch, policy=Policy(), roles=roles, dry_run=False)
         ready |= {o.user_id for o in plan.ready if o.result is Result.UNCHANGED and o.user_id}
-    left = await gather.set_aside_unchanged(
-        connection, source=src, listed_since=since, unchanged=skip
-    )
+    left = await set_aside_at_once(connection, src, since=since, skip=skip)
     at_once = await put_aside(connection)
     assert await aside_page_by_page(connection, src, pages, since=since, skip=skip) == at_once
     selection = gather.full(source=src, listed_since=since, set_aside=True)
@@ -172,6 +171,21 @@ async def sides_now(
     skipped = everyone - kept
     assert left == len(skipped) == len(at_once)
     return everyone, skipped, ready
+
+
+async def set_aside_at_once(
+    connection: AsyncConnection,
+    src: source.Source,
+    *,
+    since: datetime,
+    skip: unchanged_sql.Unchanged,
+) -> int:
+    """One evaluation over the whole listing, once it is in: what the page-by-page one
+    (`aside_page_by_page`, the production path) must equal."""
+    await gather.begin_set_aside(connection, source=src)
+    found = await gather.set_aside(connection, listed_since=since, unchanged=skip)
+    await gather.end_set_aside(connection)
+    return found
 
 
 async def put_aside(connection: AsyncConnection) -> set[str]:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.db import writes
 from service.db.status import status_report
-from service.reconcile.run import Scope
+from service.reconcile.run import HELD_SHOWN, Scope
 from tests.e2e.conftest import execute, fetch_all, insert_users
 
 LIMITS = {"max_writes_per_run": 5, "max_writes_percent": 100}
@@ -210,6 +210,19 @@ async def test_a_dry_run_says_what_it_would_write_and_that_it_would_be_held(
     assert writes_made(fast_emulator) == 0
     async with db() as session:
         assert await writes.held(session) == []  # a dry run holds nothing
+
+
+async def test_a_full_dry_run_counts_every_user_it_would_hold_and_shows_the_first_thousand(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    await synced(engine, sync, 1_200)
+    await execute(engine, """UPDATE internal_users SET attributes = '{"oops": true}'""")
+
+    plan = await sync(Scope.FULL, dry_run=True, **LIMITS)
+
+    assert (plan.would_write, plan.writes_held) == (1_200, 1_200)
+    shown = [user for user, _ in plan.held_writes]
+    assert len(shown) == len(set(shown)) == HELD_SHOWN
 
 
 async def test_a_held_user_whose_source_is_put_back_is_no_longer_held(
