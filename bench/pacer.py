@@ -7,8 +7,8 @@
 The emulator runs in its own process at Twilio's 30 writes/s per Service, with latency drawn
 around each `--latency` (standard deviation `--jitter` times it). Each scenario creates
 `--writes` users through a `ConversationsClient` built by the composition root
-(`service.app.conversations_client`) with the pacer `serve` uses
-(`app.write_limiter(settings, reserve_for_urgent=True)`; the CLI's differs only in keeping no
+(`service.remote.conversations_client`) with the pacer `serve` uses
+(`remote.write_limiter(settings, reserve_for_urgent=True)`; the CLI's differs only in keeping no
 slots for events), 32 writers at once:
 
 - **alone**, adaptive (the default: ceiling 30) and fixed at 29.5 and 25 (adaptive off):
@@ -40,7 +40,7 @@ import pacer_trace
 import sync
 from sync import EmulatorProcess, control, emulator_process
 
-from service import app
+from service import remote
 from service.config import Settings
 
 TWILIO_LIMIT = 30.0
@@ -99,13 +99,13 @@ async def create_users(
 ) -> tuple[float, Any]:
     """Seconds to create `count` users through serve's pacer; the limiter. With `trace`, the
     pacer and the emulator are sampled into it all along."""
-    limiter = app.write_limiter(settings, reserve_for_urgent=True)
+    limiter = remote.write_limiter(settings, reserve_for_urgent=True)
     sampler = None
     if trace is not None:
         sampler = asyncio.create_task(pacer_trace.sample(settings.api_base_url, limiter, trace))
         pacer_trace.log_429s(limiter, pacer_trace.LOG)
     async with aiohttp.ClientSession() as session:
-        client = app.conversations_client(session, settings, limiter=limiter)
+        client = remote.conversations_client(session, settings, limiter=limiter)
         names = iter(range(count))
 
         async def writer() -> None:

@@ -57,7 +57,7 @@ except ImportError:  # not a dependency of the service: fall back to /proc
 import structlog
 from sqlalchemy.engine import make_url
 
-from service import app
+from service import remote, wiring
 from service.config import Settings
 from service.db import migrate
 from service.db.engine import connect, create_engine
@@ -242,7 +242,7 @@ class Timed:
 
 
 async def run_sync(settings: Settings, scope: Scope) -> Timed:
-    async with app.runtime(settings) as runtime:
+    async with wiring.runtime(settings) as runtime:
         started = time.perf_counter()
         report = await runtime.runner.run(RunRequest(trigger="bench", scope=scope))
         seconds = time.perf_counter() - started
@@ -386,7 +386,7 @@ async def change_run(args: argparse.Namespace) -> list[str]:
 async def paging_floor(settings: Settings) -> tuple[int, float]:
     """Pages and seconds for the client alone to page through every user (best of two)."""
     async with aiohttp.ClientSession() as session:
-        client = app.conversations_client(session, settings)
+        client = remote.conversations_client(session, settings)
         best = math.inf
         pages = 0
         for _ in range(2):

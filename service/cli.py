@@ -1,6 +1,6 @@
 """`user-sync`: the command line.
 
-Each command builds `Settings` once, wires what it needs through `service.app` and returns an
+Each command builds `Settings` once, wires what it needs through `service.wiring` and returns an
 exit code: 0 on success, 1 when a run failed or any user failed (or the Service could not be
 resolved, so none ran), 2 for bad usage or settings, 3 when another run holds the lock, 128 +
 the signal's number when SIGTERM or SIGINT stopped it (`service.shutdown`: every command runs

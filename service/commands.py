@@ -2,7 +2,8 @@
 
 Imported only after parsing, so that `--help` and bad usage answer before the application (the
 database, the HTTP client, the engine) is loaded. Each command builds `Settings` once, wires what
-it needs through `service.app` and returns an exit code (see `service.cli`).
+it needs through `service.wiring` (`serve`: `service.app`) and returns an exit code (see
+`service.cli`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import sys
 from datetime import UTC, datetime
 
 import structlog
-from rich.console import Console
 
-from service import app, history, report
+from service import history, report, wiring
 from service.cli import EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from service.config import ConfigError, Settings
 from service.db import audit, connectivity, migrate
@@ -75,7 +75,7 @@ def failed(command: str, error: Exception) -> int:
     if isinstance(error, ConfigError):
         print(f"user-sync: {error}", file=sys.stderr)
         return EXIT_USAGE
-    if isinstance(error, (DatabaseUnavailable, migrate.SchemaNotCurrent, app.CannotListen)):
+    if isinstance(error, (DatabaseUnavailable, migrate.SchemaNotCurrent, wiring.CannotListen)):
         print(f"user-sync: {error}", file=sys.stderr)
         return EXIT_FAILED
     return _unexpected(command, error)  # the last resort: one line here, the traceback in the log
@@ -105,6 +105,8 @@ def _shutdown(args: argparse.Namespace, settings: Settings) -> Shutdown:
     """`serve` drains its runs itself and may take longer; any other command is cancelled and
     must be gone within the grace."""
     if args.command == "serve":
+        from service import app  # noqa: PLC0415 - the served application, for serve alone
+
         return Shutdown(deadline=app.serve_deadline(settings), drains=True)
     return Shutdown(deadline=settings.shutdown_grace)
 
@@ -117,13 +119,15 @@ async def _dispatch(args: argparse.Namespace, settings: Settings, shutdown: Shut
     if args.command == "history":
         return await _history(args, settings)
     if args.command == "serve":
+        from service import app  # noqa: PLC0415 - the served application, for serve alone
+
         await app.serve(settings, until=shutdown.requested.wait)
         return EXIT_OK
     return await sync(args, settings)
 
 
 async def _migrate(settings: Settings) -> int:
-    async with app.database(settings) as engine:
+    async with wiring.database(settings) as engine:
         await migrate.upgrade(engine)
         print(f"database at revision {await migrate.current_revision(engine)}")
     return EXIT_OK
@@ -152,7 +156,7 @@ async def sync(
         outcome = await _reconcile(args, settings, head_start=head_start)
     except RunFailed as e:  # recorded and logged by the runner: its report says why
         outcome = e.report
-    except app.ServiceUnresolved as e:  # nothing ran: no lock taken, no run recorded
+    except wiring.ServiceUnresolved as e:  # nothing ran: no lock taken, no run recorded
         return _not_run(e, code=EXIT_FAILED, as_json_output=args.json)
     except RunInProgress as e:
         return _not_run(e, code=EXIT_BUSY, as_json_output=args.json)
@@ -176,8 +180,10 @@ def _not_run(error: Exception, *, code: int, as_json_output: bool) -> int:
 async def _reconcile(
     args: argparse.Namespace, settings: Settings, *, head_start: HeadStart | None
 ) -> RunReport:
+    from rich.console import Console  # noqa: PLC0415 - rich loads for a terminal's bar alone
+
     bar = Console(stderr=True)
-    async with app.runtime(settings, head_start=head_start) as runtime:
+    async with wiring.runtime(settings, head_start=head_start) as runtime:
         await migrate.require_head(runtime.engine, where=_where(settings))
         listing = runtime.listing
         if bar.is_terminal and not args.json:
@@ -188,7 +194,7 @@ async def _reconcile(
 
 
 async def _status(settings: Settings, *, as_json_output: bool) -> int:
-    async with app.database(settings) as engine, app.sessions(engine)() as session:
+    async with wiring.database(settings) as engine, wiring.sessions(engine)() as session:
         await migrate.require_head(engine, where=_where(settings))
         summary = await status_report(session)
     api = report.api_target(settings)
@@ -202,7 +208,7 @@ async def _status(settings: Settings, *, as_json_output: bool) -> int:
 
 async def _history(args: argparse.Namespace, settings: Settings) -> int:
     """The user's audit trail, newest first (`service.history`)."""
-    async with app.database(settings) as engine, app.sessions(engine)() as session:
+    async with wiring.database(settings) as engine, wiring.sessions(engine)() as session:
         await migrate.require_head(engine, where=_where(settings))
         rows = await audit.of_user(session, args.user, limit=args.limit)
     if args.json:

@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager, contextmanager
 from rich.console import Console
 from rich.panel import Panel
 
-from service import app, demo_data, report
+from service import demo_data, report, wiring
 from service.config import Settings
 from service.db import connectivity, migrate
 from service.db.embedded import embedded_postgres
@@ -60,7 +60,7 @@ def run(settings: Settings, *, users: int, keep: bool, console: Console | None =
 async def _demo(server: str, *, users: int, keep: bool, out: Console) -> int:
     async with _database(server, keep=keep) as url, running_emulator(EmulatorConfig()) as emu:
         settings = _settings(url, emu)
-        async with app.runtime(settings) as runtime:
+        async with wiring.runtime(settings) as runtime:
             await migrate.upgrade(runtime.engine)
             seeded = await demo_data.seed(runtime.engine, demo_data.demo_users(users))
             out.print(f"seeded {seeded} users into internal_users at {_safe(url)}")
@@ -105,7 +105,7 @@ def _settings(url: str, emu: RunningEmulator) -> Settings:
     )
 
 
-async def _initial_sync(runtime: app.Runtime, *, total: int, out: Console) -> RunReport:
+async def _initial_sync(runtime: wiring.Runtime, *, total: int, out: Console) -> RunReport:
     out.print(
         f"\n[bold]Initial sync[/bold]: {total} users, paced at {WRITE_RATE:g} writes/s under "
         "the Service limit of 30/s"
@@ -116,7 +116,7 @@ async def _initial_sync(runtime: app.Runtime, *, total: int, out: Console) -> Ru
     return await report.with_progress(run, progress, out, transient=False)
 
 
-async def _changes(runtime: app.Runtime, *, out: Console) -> None:
+async def _changes(runtime: wiring.Runtime, *, out: Console) -> None:
     out.print("\n[bold]The identity system changes a handful of users[/bold]")
     for line in await demo_data.apply_changes(runtime.engine):
         out.print(f"  • {line}")
@@ -128,7 +128,7 @@ async def _changes(runtime: app.Runtime, *, out: Console) -> None:
     )
 
 
-async def _show_status(runtime: app.Runtime, *, out: Console) -> None:
+async def _show_status(runtime: wiring.Runtime, *, out: Console) -> None:
     out.print("\n[bold]user-sync status[/bold]")
     async with runtime.sessions() as session:
         report.print_status(await status_report(session), out)

@@ -97,7 +97,7 @@ class HeadStart:
 
     async def listed(self) -> Listed | None:
         """What `_begin` found: None if the account names no default Service; raises what
-        asking for it raised (a `ConversationsError`: the caller names it, `service.app`)."""
+        asking for it raised (a `ConversationsError`: the caller names it, `service.wiring`)."""
         return await self._task
 
     async def _begin(self) -> Listed | None:

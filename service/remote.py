@@ -1,6 +1,6 @@
 """The remote side as configured: the Conversations client, its pacer and its retries.
 
-Part of the composition root (`service.app` wires these into everything else), apart so that
+Part of the composition root (`service.wiring` wires these into everything else), apart so that
 it loads without the database layer: the CLI's full sync builds its client here and starts
 listing before SQLAlchemy is even imported (`service.headstart`).
 """

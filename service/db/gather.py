@@ -69,12 +69,17 @@ async def others_since(
 
 
 async def create_remote_snapshot(connection: AsyncConnection) -> None:
+    """An empty snapshot table, indexed already: each page's COPY keeps the index as the
+    listing comes, which costs nothing once the listing is over (building it then did)."""
     await connection.execute(
         text(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {REMOTE_TABLE} ("
             " sid text PRIMARY KEY, identity text NOT NULL, friendly_name text,"
             " role_sid text, attributes text) ON COMMIT PRESERVE ROWS"
         )
+    )
+    await connection.execute(
+        text(f"CREATE INDEX IF NOT EXISTS {REMOTE_TABLE}_identity ON {REMOTE_TABLE} (identity)")
     )
     await connection.execute(text(f"TRUNCATE {REMOTE_TABLE}"))
 
@@ -90,11 +95,10 @@ async def copy_remote_page(connection: AsyncConnection, page: Sequence[RemoteUse
     )
 
 
-async def index_remote_snapshot(connection: AsyncConnection) -> int:
-    await connection.execute(
-        text(f"CREATE INDEX IF NOT EXISTS {REMOTE_TABLE}_identity ON {REMOTE_TABLE} (identity)")
-    )
-    await connection.execute(text(f"ANALYZE {REMOTE_TABLE}"))
+async def finish_remote_snapshot(connection: AsyncConnection) -> int:
+    """The listing is in: the statistics the selection is planned from (of the columns it
+    joins on: the others' cost most, wide attributes) and how many users were listed."""
+    await connection.execute(text(f"ANALYZE {REMOTE_TABLE} (sid, identity)"))
     count = await connection.scalar(text(f"SELECT count(*) FROM {REMOTE_TABLE}"))
     return int(count or 0)
 

@@ -241,7 +241,7 @@ class Sides:
                 if aside is not None:
                     await aside.chunk(connection, [u.sid for u in chunk])
                 progress.listed += len(chunk)
-        total = await gather.index_remote_snapshot(connection)
+        total = await gather.finish_remote_snapshot(connection)
         log.info("remote users listed", count=total)
         return total
 

@@ -34,6 +34,7 @@ from service.db import affinity, channel
 from service.metrics import Metrics
 from service.reconcile.run import RunRequest
 from service.triggers.duties import Duties
+from service.wiring import LEADER_URL
 
 log = structlog.get_logger(__name__)
 
@@ -48,9 +49,6 @@ class Standing(StrEnum):
 
     LEADER = "leader"
     STANDBY = "standby"
-
-
-LEADER_URL = "USERSYNC_LEADER_DATABASE_URL"
 
 
 class Standby(Exception):

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from service import app
+from service import wiring
 from service.config import Settings
 from service.db.engine import connect
 from service.domain.runs import Scope
@@ -74,7 +74,7 @@ async def sync(
         progress: RunProgress | None = None,
         **overrides: Any,
     ) -> RunReport:
-        async with app.runtime(settings_for(**overrides)) as runtime:
+        async with wiring.runtime(settings_for(**overrides)) as runtime:
             request = RunRequest(
                 trigger="test",
                 scope=scope,

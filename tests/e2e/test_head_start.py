@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import app
+from service import wiring
 from service.config import Settings
 from service.domain.runs import Scope
 from service.reconcile.readahead import ReadAhead
@@ -45,7 +45,7 @@ async def test_a_user_written_after_the_listing_began_is_read_again_and_repaired
     settings: Settings = settings_for()
     sid = remote_by_identity(fast_emulator)["user4@example.com"]["sid"]
     fast_emulator.emulator.reset_stats()
-    async with app.runtime(settings) as runtime:
+    async with wiring.runtime(settings) as runtime:
         listing = ReadAhead(runtime.client.iter_user_pages())
         await until_listed(fast_emulator)
         # after the listing read it: another writer edits the user in Twilio, and a run of
@@ -71,7 +71,7 @@ async def test_a_listing_is_taken_by_one_run_only(
 ):
     await generate_users(engine, 3)
     await sync(Scope.FULL)
-    async with app.runtime(settings_for()) as runtime:
+    async with wiring.runtime(settings_for()) as runtime:
         listing = ReadAhead(runtime.client.iter_user_pages())
         first = await runtime.runner.run(FULL, listing=listing)
 

@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.app import ServiceUnresolved
 from service.domain.runs import RunStatus, Scope
 from service.reconcile.progress import Phase, RunProgress
 from service.reconcile.run import RunFailed, RunInProgress
+from service.wiring import ServiceUnresolved
 from tests.e2e.conftest import execute, fetch_all, generate_users, insert_users
 from tests.fixtures.emulator import account_auth
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.app import service_key
 from service.db import locks
 from service.libpq.url import parse_database_url
 from service.reconcile.readahead import READ_AHEAD
+from service.wiring import service_key
 from tests.e2e.conftest import execute, fetch_all, insert_users
 from tests.e2e.test_cli import cli_env, run_cli
 from tests.integration.test_client_errors import closed_port

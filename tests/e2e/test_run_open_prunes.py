@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import app
+from service import wiring
 from service.domain.backoff import FailureBackoff
 from service.domain.runs import Scope
 from service.reconcile.recorder import PRUNE_EVERY, Recorder
@@ -71,7 +71,7 @@ async def test_a_serving_process_prunes_once_and_a_new_one_prunes_at_its_first_r
 ):
     await insert_users(engine, [{"id": "u1", "friendly_name": "A"}])
     request = RunRequest(trigger="event", scope=Scope.USERS, targets=("u1",))
-    async with app.runtime(settings_for()) as runtime:
+    async with wiring.runtime(settings_for()) as runtime:
         await runtime.runner.run(request)
         await old_error(engine, at=datetime.now(UTC))
         await execute(engine, "UPDATE internal_users SET friendly_name = 'B'")
@@ -81,7 +81,7 @@ async def test_a_serving_process_prunes_once_and_a_new_one_prunes_at_its_first_r
         assert await errors(engine) == ["old"]
     assert fast_emulator.emulator.users()[0]["friendly_name"] == "B"
 
-    async with app.runtime(settings_for()) as runtime:
+    async with wiring.runtime(settings_for()) as runtime:
         await runtime.runner.run(request)
 
     assert await errors(engine) == []

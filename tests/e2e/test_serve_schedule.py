@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import app
+from service import wiring
 from service.config import Settings
 from service.domain.runs import Scope
 from service.metrics import Metrics
@@ -33,7 +33,7 @@ async def test_triggers_arriving_during_a_run_are_coalesced_into_one_following_r
     await generate_users(engine, 10)
     fast_emulator.emulator.set_latency(0.3, operations=["list_users"])
     metrics = Metrics()
-    async with app.runtime(settings_for()) as runtime:
+    async with wiring.runtime(settings_for()) as runtime:
         lane = BulkLane(runtime.runner, metrics=metrics)
         worker = asyncio.create_task(lane.run())
         lane.submit(RunRequest(trigger="schedule", scope=Scope.FULL))

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service import app
+from service import wiring
 from service.config import Settings
 from service.domain.runs import Scope
 from service.reconcile.run import RunRequest
@@ -131,7 +131,7 @@ async def test_the_process_addresses_the_service_it_resolved_even_if_the_default
     first = fast_emulator.config.default_service_sid
     second = fast_emulator.emulator.create_service("Second")
     await insert_users(engine, [{"id": "a1", "identity": "ada"}])
-    async with app.runtime(settings_for()) as runtime:
+    async with wiring.runtime(settings_for()) as runtime:
         await make_default(fast_emulator, second)
         report = await runtime.runner.run(RunRequest(trigger="test", scope=Scope.FULL))
 

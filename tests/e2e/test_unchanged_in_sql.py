@@ -151,7 +151,7 @@ async def sides_now(
     async for page in client.iter_user_pages():
         await gather.copy_remote_page(connection, page)
         pages.append([u.sid for u in page])
-    await gather.index_remote_snapshot(connection)
+    await gather.finish_remote_snapshot(connection)
     since = await gather.database_now(connection)
     src = await source.inspect(connection, VIEW)
     roles = RoleDirectory(await client.list_roles())

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from service.app import conversations_client
 from service.config import Settings
 from service.conversations import NotFound
 from service.conversations.endpoints import ApiFlavor
 from service.emulator import RunningEmulator
+from service.remote import conversations_client
 from tests.fixtures.emulator import TEST_API_KEY_SECRET, TEST_API_KEY_SID
 from tests.integration.client_factory import ALL_FORMS, Form, target
 

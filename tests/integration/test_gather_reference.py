@@ -156,7 +156,7 @@ async def test_the_sql_join_pairs_users_exactly_as_the_reference_does(
     async with engine.connect() as connection:
         await gather.create_remote_snapshot(connection)
         await gather.copy_remote_page(connection, remote)
-        await gather.index_remote_snapshot(connection)
+        await gather.finish_remote_snapshot(connection)
         since = await gather.database_now(connection)
         selection = gather.full(source=SOURCE, listed_since=since)
         found = [g async for batch in gather.stream(connection, selection) for g in batch]

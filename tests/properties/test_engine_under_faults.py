@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.app import ServiceUnresolved
 from service.domain.runs import RunStatus, Scope
 from service.reconcile.run import RunFailed
+from service.wiring import ServiceUnresolved
 from tests.e2e.conftest import execute, fetch_all, insert_users
 from tests.properties.conftest import Reset
 from tests.properties.world import (

@@ -32,9 +32,9 @@ from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.app import ServiceUnresolved
 from service.domain.runs import Scope
 from service.reconcile.run import RunFailed
+from service.wiring import ServiceUnresolved
 from tests.e2e.conftest import execute, fetch_all
 from tests.properties.conftest import Reset
 

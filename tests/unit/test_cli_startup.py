@@ -91,6 +91,18 @@ def test_a_command_imports_structlog_without_rich_and_rich_after_it() -> None:
     assert "rich" in result["loaded"]  # the status tables' own import of it still works
 
 
+def test_the_commands_load_without_the_served_application() -> None:
+    """A sync wires its run through `service.wiring`: the HTTP API (aiohttp's server, the
+    triggers, the metrics) loads for `serve` alone."""
+    probe = "import json, sys, service.commands; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(done.stdout))
+
+    assert {"service.wiring", "service.reconcile.runner", "sqlalchemy.ext.asyncio"} <= loaded
+    served = ("service.app", "service.triggers", "service.metrics", "aiohttp.web")
+    assert [name for name in served if name in loaded] == []
+
+
 def test_a_full_sync_can_begin_listing_before_the_database_layer_loads() -> None:
     """What `service.headstart` needs to begin listing: the settings and the client. The driver,
     the async engine, the ORM, the run's own code and the served app load meanwhile."""
