@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,15 +51,18 @@ async def lock_window(session: AsyncSession, *, service_key: str) -> None:
     await locks.hold_for_transaction(session, locks.lock_key("deletions", service_key))
 
 
-async def applied_within(session: AsyncSession, *, service_key: str, window: timedelta) -> int:
-    """Guarded deletions logged `applied` within the last `window`."""
+async def applied_within(
+    session: AsyncSession, *, service_key: str, window: timedelta, run_id: int
+) -> int:
+    """Guarded deletions logged `applied` within the last `window` or by run `run_id` (a
+    run's own deletions count in each of its decisions, whatever the window)."""
     count = await session.scalar(
         select(func.count())
         .select_from(SyncDeletion)
         .where(
             SyncDeletion.service_key == service_key,
             SyncDeletion.state == GuardState.APPLIED,
-            SyncDeletion.decided_at > func.now() - window,
+            or_(SyncDeletion.decided_at > func.now() - window, SyncDeletion.run_id == run_id),
         )
     )
     return int(count or 0)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,14 +53,21 @@ async def lock_window(session: AsyncSession, *, service_key: str) -> None:
 
 
 async def written_within(
-    session: AsyncSession, *, service_key: str, window: timedelta, besides: Sequence[str]
+    session: AsyncSession,
+    *,
+    service_key: str,
+    window: timedelta,
+    run_id: int,
+    besides: Sequence[str],
 ) -> int:
-    """Distinct users logged `applied` within the last `window`, other than `besides`."""
+    """Distinct users logged `applied` within the last `window` or by run `run_id` (a run's
+    own writes count in each of its decisions, whatever the window: at 0, each run alone),
+    other than `besides`."""
     count = await session.scalar(
         select(func.count(func.distinct(SyncWrite.user_id))).where(
             SyncWrite.service_key == service_key,
             SyncWrite.state == GuardState.APPLIED,
-            SyncWrite.decided_at > func.now() - window,
+            or_(SyncWrite.decided_at > func.now() - window, SyncWrite.run_id == run_id),
             SyncWrite.user_id.not_in(list(besides)),
         )
     )

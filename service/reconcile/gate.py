@@ -180,6 +180,7 @@ class WriteGate:
                 session,
                 service_key=key,
                 window=self.config.window,
+                run_id=self.report.run_id,
                 besides=[c.user_id for c in cases if c.user_id is not None],
             )
             users = [c.user_id for c in cases if c.user_id is not None]

@@ -58,7 +58,9 @@ async def decide(
     async with sessions.begin() as session:
         if not request.dry_run:
             await deletions.lock_window(session, service_key=service_key)
-        recent = await deletions.applied_within(session, service_key=service_key, window=window)
+        recent = await deletions.applied_within(
+            session, service_key=service_key, window=window, run_id=report.run_id
+        )
         verdict = guard_deletions(
             counted,
             policy=policy,  # in reach: the users linked now, and those deleted in the window

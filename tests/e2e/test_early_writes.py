@@ -337,3 +337,26 @@ async def test_an_early_user_another_run_held_is_planned_after_the_listing_and_i
     assert (found["friendly_name"], json.loads(found["attributes"])) == ("New", {})
     assert (full.counts["updated"], full.counts["deferred"], full.counts["unchanged"]) == (1, 0, 2)
     assert full.users_written == 1 and full.deferred == []
+
+
+@pytest.mark.parametrize("window", [0, 3600])
+async def test_drift_found_after_the_early_writes_counts_with_them_in_any_window(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any, window: int
+):
+    """4 early updates, then 3 users drifted on the remote side: 7 writes for a run limit of
+    5. The run's own early writes count at `settle` even with a window of 0 (each run
+    alone), so the drift is held: the adversary saw all 7 written at window 0."""
+    limits = {"max_writes_per_run": 5, "max_writes_percent": 100, "deletion_window": window}
+    await users_synced(engine, sync, 20, **limits)
+    await rename(engine, ["u01", "u02", "u03", "u04"])
+    service = fast_emulator.emulator.service()
+    for identity in ("user11", "user12", "user13"):
+        fast_emulator.emulator.directory.update_user(
+            service, directory_user(fast_emulator, identity), UserFields(friendly_name="Drift")
+        )
+    fast_emulator.emulator.reset_stats()
+
+    run = await sync(Scope.FULL, **limits)
+
+    assert (run.users_written, run.writes_held, updates(fast_emulator)) == (4, 3, 4)
+    assert {remote(fast_emulator, f"user1{n}")["friendly_name"] for n in (1, 2, 3)} == {"Drift"}
