@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 
-def cycle_breakers(waits: Mapping[str, str]) -> frozenset[str]:
-    """The user that lets go in each cycle of `waits` (user → the user it waits for)."""
-    breakers: set[str] = set()
+def cycle_breakers(waits: Mapping[str, str]) -> dict[str, int]:
+    """The user that lets go in each cycle of `waits` (user → the user it waits for), with the
+    number of users of its cycle: letting go is the first write of them all (each then gets a
+    new remote user), so the write guard counts them all there (`reconcile.gate`)."""
+    breakers: dict[str, int] = {}
     done: set[str] = set()
     for start in sorted(waits):
         path: list[str] = []
@@ -24,6 +26,7 @@ def cycle_breakers(waits: Mapping[str, str]) -> frozenset[str]:
             path.append(user)
             user = waits.get(user)
         if user is not None and user in path:
-            breakers.add(min(path[path.index(user) :]))
+            cycle = path[path.index(user) :]
+            breakers[min(cycle)] = len(cycle)
         done.update(path)
-    return frozenset(breakers)
+    return breakers

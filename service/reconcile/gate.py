@@ -37,7 +37,7 @@ A dry run counts the same way and says whether it would be held, writing nothing
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.db import records, writes
 from service.db.source import Source
+from service.domain.actions import DeleteReason, DeleteUser
 from service.domain.audit import held_write_entries
 from service.domain.batch import Planned, writes_user
 from service.domain.cases import Case
@@ -82,6 +83,10 @@ class WriteGate:
     """The pass looks at named users only (`begin`)."""
     recorder: Recorder
     """Records the held writes in the audit trail."""
+    let_go: Mapping[str, int] = field(default_factory=dict)
+    """Users that break a cycle of waits in this pass, with the users of their cycle: their
+    letting go (deleting their old remote user) is where the cycle's writes begin, so it
+    waits here as a write of them all, and a hold keeps every old remote user."""
     state: _State = _State.COUNTING
     waiting: list[Planned] = field(default_factory=list)
     counted: list[Case] = field(default_factory=list)
@@ -98,9 +103,11 @@ class WriteGate:
         report: RunReport,
         named: bool,
         recorder: Recorder,
+        let_go: Mapping[str, int] | None = None,
     ) -> WriteGate:
         """The gate of one pass; `named`: the pass looks at named users only (an event, a
-        follow-up pass), which never write a user another run holds."""
+        follow-up pass), which never write a user another run holds; `let_go`: the users
+        that break a cycle of waits in it, with the users of their cycle."""
         async with sessions() as session:
             linked = await records.count_linked_remote_users(session)
             held = await writes.any_held(session, service_key=config.service_key)
@@ -112,6 +119,7 @@ class WriteGate:
             held_before=held,
             named=named,
             recorder=recorder,
+            let_go=let_go or {},
         )
         if report.request.allow_writes or initial_sync(linked=linked):
             gate.state = _State.OPEN
@@ -123,8 +131,8 @@ class WriteGate:
         self, work: Sequence[Planned], *, counted: Sequence[Case] = ()
     ) -> list[Planned]:
         """The work of a batch to apply now; its writers wait, pass, or are held."""
-        writers = [p for p in work if writes_user(p.actions)]
-        rest = [p for p in work if not writes_user(p.actions)]
+        writers = [p for p in work if self._writes(p)]
+        rest = [p for p in work if not self._writes(p)]
         if self.state is _State.OPEN:
             await self._release([p.case for p in writers])
             return rest + writers
@@ -142,7 +150,7 @@ class WriteGate:
         if self.state is not _State.COUNTING:
             return []
         cases = self._cases()
-        verdict = await self._decide(cases) if cases else None
+        verdict = await self._decide(cases, count=self._count()) if cases else None
         if verdict is not None and not verdict.allowed:
             await self._shut(reason=verdict.reason)
             return []
@@ -227,18 +235,29 @@ class WriteGate:
                 session, service_key=self.config.service_key, source=source
             )
 
+    def _writes(self, planned: Planned) -> bool:
+        return writes_user(planned.actions) or self._lets_go(planned) > 0
+
+    def _lets_go(self, planned: Planned) -> int:
+        """The users of the cycle `planned` breaks by letting go of its old remote user."""
+        swap = any(
+            isinstance(a, DeleteUser) and a.reason is DeleteReason.SWAP for a in planned.actions
+        )
+        return self.let_go.get(planned.case.user_id or "", 1) if swap else 0
+
     def _count(self) -> int:
-        return len(self.waiting) + len(self.counted)
+        """The users to write: a user that lets go counts for its whole cycle."""
+        return sum(max(1, self._lets_go(p)) for p in self.waiting) + len(self.counted)
 
     def _cases(self) -> list[Case]:
         return [p.case for p in self.waiting] + self.counted
 
     async def _shut(self, *, reason: str | None = None) -> None:
-        cases = self._cases()
+        cases, count = self._cases(), self._count()
         self.state, self.waiting, self.counted = _State.SHUT, [], []
         if reason is None:
             reason = guard_writes(
-                len(cases), policy=self.config.policy, linked=self.linked, allow_writes=False
+                count, policy=self.config.policy, linked=self.linked, allow_writes=False
             ).reason
         self.reason = reason
         await self._hold(cases)

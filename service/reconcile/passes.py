@@ -14,7 +14,7 @@ the batches that follow the listing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -59,8 +59,9 @@ class RunState:
     source: source.Source
     roles: RoleDirectory = field(default_factory=RoleDirectory.unread)
     """The Service's roles, once a user of the run names one (`_roles`)."""
-    let_go: frozenset[str] = frozenset()
-    """Users that break a cycle of waits in this pass (`domain.waits`)."""
+    let_go: Mapping[str, int] = field(default_factory=dict)
+    """Users that break a cycle of waits in this pass, each with the number of users of its
+    cycle (`domain.waits`)."""
     growth: StateGrowth = field(default_factory=StateGrowth)
     """The state rows the run's leases made, for the table's statistics (`db.statistics`)."""
     listing: Listing | None = None
@@ -96,6 +97,7 @@ class Passes:
             report=run.report,
             named=named,
             recorder=self._recorder,
+            let_go=run.let_go,
         )
         early = self._early(run, request, gate)
         try:
@@ -268,7 +270,7 @@ class Passes:
                     batch[start : start + PLAN_SLICE],
                     policy=self._config.policy,
                     roles=roles,
-                    let_go=run.let_go,
+                    let_go=frozenset(run.let_go),
                     dry_run=run.report.request.dry_run,
                 )
             )

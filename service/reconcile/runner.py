@@ -144,8 +144,10 @@ class Runner:
         for _ in range(FOLLOW_UPS):
             if report.waiting == before and not run.let_go:
                 break  # the same users wait for the same users: nothing will move this run
+            if report.writes_held:
+                break  # every later gate of the run is shut (all or nothing): it would hold again
             before = dict(report.waiting)
-            holders, waiting = self._follow_up(report, also=run.let_go)
+            holders, waiting = self._follow_up(report, also=frozenset(run.let_go))
             if waiting is None:
                 break
             waits = report.look_again()

@@ -12,6 +12,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.db import writes
@@ -307,3 +309,53 @@ async def test_a_user_held_by_a_run_and_looked_at_again_by_its_follow_up_counts_
     assert run.writes_held == len(held)
     assert sorted(u for u, _ in run.held_writes) == held
     assert (run.counts["waiting"], run.users_written) == (1, 0)
+
+
+async def swap(engine: AsyncEngine, one: str, other: str) -> None:
+    """Two users swap identities (their ids, in `synced`) in one transaction, as an identity
+    system would."""
+    async with engine.begin() as connection:
+        for sql, values in (
+            ("UPDATE internal_users SET identity = 'swapping' WHERE id = :a", {"a": one}),
+            ("UPDATE internal_users SET identity = :a WHERE id = :b", {"a": one, "b": other}),
+            ("UPDATE internal_users SET identity = :b WHERE id = :a", {"a": one, "b": other}),
+        ):
+            await connection.execute(text(sql), values)
+
+
+@pytest.mark.parametrize("scope", [Scope.FULL, Scope.INCREMENTAL])
+async def test_a_swap_the_write_guard_holds_deletes_nobody_and_allow_writes_finishes_it(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any, scope: Scope
+):
+    """A swap is two creates, and the user that lets go deletes its old remote user first:
+    held, that deletion waits with the creates (the adversary saw user801 deleted and nobody
+    created, for a limit of one write)."""
+    limits = {"max_writes_per_run": 1, "max_writes_percent": 100}
+    await synced(engine, sync, 4)
+    before = {u["identity"]: u["sid"] for u in fast_emulator.emulator.users()}
+    await swap(engine, "u01", "u02")
+    fast_emulator.emulator.reset_stats()
+
+    run = await sync(scope, **limits)
+
+    assert fast_emulator.emulator.stats.get("delete_user", 0) == 0
+    assert writes_made(fast_emulator) == 0
+    assert {u["identity"]: u["sid"] for u in fast_emulator.emulator.users()} == before
+    assert run.writes_held == 1 and run.waiting == {"u02": "u01"}  # u01 lets go first
+    assert "2 users to write exceed max_writes_per_run (1)" in (run.write_held_reason or "")
+    released = await sync(Scope.INCREMENTAL, allow_writes=True, **limits)
+    after = {u["identity"]: u["sid"] for u in fast_emulator.emulator.users()}
+    assert released.counts["created"] == 2 and after.keys() == before.keys()
+    assert {after["u01"], after["u02"]}.isdisjoint({before["u01"], before["u02"]})
+
+
+async def test_a_swap_within_the_write_limit_is_written_in_one_run(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    limits = {"max_writes_per_run": 2, "max_writes_percent": 100}
+    await synced(engine, sync, 4)
+    await swap(engine, "u01", "u02")
+
+    run = await sync(Scope.FULL, **limits)
+
+    assert (run.writes_held, run.counts["created"]) == (0, 2)
