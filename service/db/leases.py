@@ -146,6 +146,7 @@ async def take(
     # disk; the outcome records that follow are written durably.
     await session.execute(text("SET LOCAL synchronous_commit = off"))
     await locks.hold_for_transaction(session, locks.lock_key("claims", service_key))
+    await locks.require_alive(session, run_id)  # a run that lost its lock leases nothing
     leased: set[str] = set()
     if users:
         found = await session.scalars(text(_lease_sql(source)), _parameters(users, run_id=run_id))

@@ -13,6 +13,7 @@ still going is then a question Postgres answers (`run_is_live`), which is what l
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 class LockHeld(Exception):
     """Another process holds the lock."""
+
+
+class LockLost(Exception):
+    """The run's lock connection ended (its backend was terminated, say): the run no longer
+    holds the Service nor its alive lock, so another run may be writing already."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(
+            f"run {run_id} lost its lock connection to the database: it no longer holds the"
+            " Service (another run may), so it stopped before another write"
+        )
 
 
 def lock_key(kind: str, service_key: str) -> str:
@@ -61,8 +73,14 @@ async def holding(engine: AsyncEngine, key: str) -> AsyncIterator[AsyncConnectio
         await connection.commit()
         try:
             yield connection
-        finally:
+        except Exception:
+            with contextlib.suppress(Exception):  # what ended the holder is what it raises
+                await _let_go(connection)
+            raise
+        except BaseException:
             await _let_go(connection)
+            raise
+        await _let_go(connection)
 
 
 async def _let_go(connection: AsyncConnection) -> None:
@@ -92,6 +110,15 @@ def run_is_live(run: str) -> str:
         AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
         AND k.objsubid = 1 AND ((k.classid::bigint << 32) | k.objid::bigint)
             = hashtextextended('user-sync:alive:' || {run}, 0))"""
+
+
+async def require_alive(session: AsyncSession, run_id: int) -> None:
+    """`LockLost` unless run `run_id` holds its alive lock now (`hold_alive`)."""
+    live = await session.scalar(
+        text(f"SELECT {run_is_live('CAST(CAST(:run AS bigint) AS text)')}"), {"run": run_id}
+    )
+    if not live:
+        raise LockLost(run_id)
 
 
 async def hold_alive(connection: AsyncConnection, run_id: int) -> None:

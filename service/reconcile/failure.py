@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy.exc import DBAPIError
 
 from service.conversations import errors as api
-from service.db import connectivity
+from service.db import connectivity, locks
 from service.db.source import SourceError
 
 CREDENTIALS = "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and TWILIO_API_SECRET)"
@@ -22,7 +22,7 @@ CREDENTIALS = "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or TWILIO_API_KEY and T
 
 def explain(error: BaseException, *, api_url: str) -> str:
     """The run's error: what failed, why, and what to check."""
-    if isinstance(error, SourceError):
+    if isinstance(error, SourceError | locks.LockLost):
         return str(error)
     if isinstance(error, api.ConversationsError):
         return _api(error, api_url=api_url)
@@ -35,7 +35,7 @@ def explain(error: BaseException, *, api_url: str) -> str:
 
 def expected(error: BaseException) -> bool:
     """A cause outside the service (settings, the API, the source, the database), not a bug."""
-    return isinstance(error, SourceError | api.ConversationsError) or (
+    return isinstance(error, SourceError | api.ConversationsError | locks.LockLost) or (
         connectivity.is_connection_error(error)
     )
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -102,17 +103,23 @@ class Runner:
         )
         calls_before = self._client.stats.total if listing is None else listing.calls_before
         bug: Exception | None = None
+        watch = await _LockWatch.on(connection, report.run_id)
         try:
             await locks.hold_alive(connection, report.run_id)  # here: a cancel closes the run
             await self._reconcile(connection, report, listing=listing)
         except asyncio.CancelledError as e:
-            report.end(RunStatus.ABORTED, error=_why_cancelled(e))
-            raise
+            if not watch.stopped_us():
+                report.end(RunStatus.ABORTED, error=_why_cancelled(e))
+                raise
+            lost = locks.LockLost(report.run_id)
+            report.end(RunStatus.FAILED, error=str(lost))
+            raise RunFailed(report) from lost
         except Exception as e:
             report.end(RunStatus.FAILED, error=failure.explain(e, api_url=self._client.base_url))
             bug = None if failure.expected(e) else e
             raise RunFailed(report) from e
         finally:
+            watch.stop()
             report.close(api_calls=self._client.stats.total - calls_before)
             await asyncio.shield(self._recorder.close_run(report, bug=bug))
             structlog.contextvars.unbind_contextvars("run_id", "trigger", "scope")
@@ -172,6 +179,41 @@ class Runner:
         targets = tuple(waiting) + tuple(sorted(also - waiting.keys()))
         first = replace(report.request, scope=Scope.USERS, targets=holders) if holders else None
         return first, replace(report.request, scope=Scope.USERS, targets=targets)
+
+
+class _LockWatch:
+    """Stops the run the moment its lock connection ends: the run then no longer holds the
+    Service (a second run may take it at once), so it must make no further call. Its leases
+    are refused too (`leases.take` requires the alive lock), should the end go unnoticed."""
+
+    def __init__(self, driver: Any, task: asyncio.Task[Any] | None) -> None:
+        self._driver, self._task, self._fired = driver, task, False
+
+    @classmethod
+    async def on(cls, connection: AsyncConnection, run_id: int) -> _LockWatch:
+        raw = await connection.get_raw_connection()
+        watch = cls(raw.driver_connection, asyncio.current_task())
+        if watch._driver is not None:
+            watch._driver.add_termination_listener(watch._ended)
+        log.debug("watching the lock connection", run_id=run_id)
+        return watch
+
+    def _ended(self, _driver: Any) -> None:
+        if self._task is not None and not self._task.done():
+            self._fired = True
+            self._task.cancel("the run's lock connection ended")
+
+    def stopped_us(self) -> bool:
+        """Whether the cancel being handled is this watch's own (then taken back: the run
+        fails, it was not stopped by its caller)."""
+        if not self._fired or self._task is None:
+            return False
+        self._task.uncancel()
+        return self._task.cancelling() == 0
+
+    def stop(self) -> None:
+        if self._driver is not None:
+            self._driver.remove_termination_listener(self._ended)
 
 
 def _why_cancelled(cancel: asyncio.CancelledError) -> str:
