@@ -286,7 +286,8 @@ def _print_held(status: StatusReport, out: Console, now: datetime) -> None:
         out.print(waiting)
     _print_rows(
         out,
-        "Deletions held (release with: user-sync sync --allow-deletes)",
+        "Deletions held (release with: user-sync sync --allow-deletes)"
+        + _listed(len(status.held), status.held_total),
         ("user", "identity", "sid", "reason", "run", "held since"),
         [
             (cell(d.user_id), cell(d.identity), cell(d.sid), cell(d.reason), str(d.run_id),
@@ -296,7 +297,8 @@ def _print_held(status: StatusReport, out: Console, now: datetime) -> None:
     )  # fmt: skip
     _print_rows(
         out,
-        "Writes held (release with: user-sync sync --allow-writes)",
+        "Writes held (release with: user-sync sync --allow-writes)"
+        + _listed(len(status.held_writes), status.held_writes_total),
         ("user", "identity", "reason", "run", "held since"),
         [
             (cell(w.user_id), cell(w.identity), cell(w.held_reason), str(w.run_id),
@@ -304,6 +306,11 @@ def _print_held(status: StatusReport, out: Console, now: datetime) -> None:
             for w in status.held_writes
         ],
     )  # fmt: skip
+
+
+def _listed(shown: int, total: int) -> str:
+    """Said in a table's title when it lists only the first of its rows."""
+    return f": the first {shown:,} of {total:,}" if total > shown else ""
 
 
 def _print_suspended(status: StatusReport, out: Console, now: datetime) -> None:

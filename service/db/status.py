@@ -27,6 +27,11 @@ from service.domain.users import SyncStatus
 FAILING = (SyncStatus.FAILED, SyncStatus.QUARANTINED)
 
 
+HELD_LISTED = 1000
+"""Held deletions and held writes listed by `status` and `GET /runs`, oldest first; their
+totals are given beside them."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunSummary:
     id: int
@@ -76,6 +81,11 @@ class StatusReport:
     """Users in their deletion grace period, with the date each will be deleted."""
     held_writes: list[HeldWrite] = field(default_factory=list)
     """Users the write guard holds now (released by `sync --allow-writes`)."""
+    held_total: int = 0
+    """Deletions held now, all of them (`held` lists the first `HELD_LISTED`)."""
+    held_writes_total: int = 0
+    """Users whose writes are held now, all of them (`held_writes` lists the first
+    `HELD_LISTED`)."""
 
 
 def summarise_run(row: SyncRun) -> RunSummary:
@@ -132,10 +142,12 @@ async def status_report(session: AsyncSession) -> StatusReport:
         counts_by_status=await users_by_status(session),
         last_full_success=await last_success(session, scope=Scope.FULL),
         last_incremental_success=await last_success(session, scope=Scope.INCREMENTAL),
-        held=await deletions.held(session),
+        held=await deletions.held(session, limit=HELD_LISTED),
         waiting=await failing_users(session, statuses=(SyncStatus.WAITING,)),
         suspended=await suspensions.suspended_users(session),
-        held_writes=await writes.held(session),
+        held_writes=await writes.held(session, limit=HELD_LISTED),
+        held_total=await deletions.count_held(session),
+        held_writes_total=await writes.count_held(session),
     )
 
 

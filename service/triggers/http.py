@@ -147,11 +147,20 @@ async def get_runs(request: web.Request) -> web.Response:
         raise InvalidRequest(f"limit must be between 1 and {MAX_RUNS_LISTED}")
     async with request.app[SESSIONS]() as session:
         runs = await status.recent_runs(session, limit=limit)
-        held = await deletions.held(session)
+        held = await deletions.held(session, limit=status.HELD_LISTED)
+        held_total = await deletions.count_held(session)
         suspended = await suspensions.suspended_users(session)
-        held_writes = await writes.held(session)
+        held_writes = await writes.held(session, limit=status.HELD_LISTED)
+        held_writes_total = await writes.count_held(session)
     return ok(
-        {"runs": runs, "held_deletions": held, "held_writes": held_writes, "suspended": suspended}
+        {
+            "runs": runs,
+            "held_deletions": held,
+            "held_deletions_total": held_total,
+            "held_writes": held_writes,
+            "held_writes_total": held_writes_total,
+            "suspended": suspended,
+        }
     )
 
 

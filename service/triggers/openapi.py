@@ -153,9 +153,11 @@ def _record_paths() -> dict[str, Any]:
     }
     listed = {
         "type": "object",
-        "description": "`runs`, newest first; `held_deletions`: every deletion held now,"
-        " whichever run held it (released together by a run with allow_deletes);"
-        " `held_writes`: every user the write guard holds now (released by allow_writes);"
+        "description": "`runs`, newest first; `held_deletions`: the deletions held now, oldest"
+        " first, whichever run held them (released together by a run with allow_deletes), the"
+        " first 1,000, and `held_deletions_total` all of them; `held_writes`: the users the"
+        " write guard holds now (released by allow_writes), the first 1,000, and"
+        " `held_writes_total` all of them;"
         " `suspended`: the users in their deletion grace period, each with its `delete_after`",
     }
     runs = {

@@ -9,13 +9,16 @@ none of them (the emulator is asked for no write), holds them like a mass deleti
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from typing import Any
 
 import pytest
+from rich.console import Console
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service import report
 from service.db import writes
 from service.db.status import status_report
 from service.reconcile.run import HELD_SHOWN, Scope
@@ -359,3 +362,22 @@ async def test_a_swap_within_the_write_limit_is_written_in_one_run(
     run = await sync(Scope.FULL, **limits)
 
     assert (run.writes_held, run.counts["created"]) == (0, 2)
+
+
+async def test_status_lists_the_first_thousand_held_writes_and_says_how_many_there_are(
+    engine: AsyncEngine, db: Any, sync: Any, fast_emulator: Any
+):
+    await synced(engine, sync, 1_002)
+    await execute(engine, """UPDATE internal_users SET attributes = '{"oops": true}'""")
+    assert (await sync(Scope.INCREMENTAL, **LIMITS)).writes_held == 1_002
+
+    async with db() as session:
+        summary = await status_report(session)
+    console = Console(file=io.StringIO(), width=200)
+    report.print_status(summary, console)
+
+    assert (len(summary.held_writes), summary.held_writes_total) == (1_000, 1_002)
+    assert (
+        "Writes held (release with: user-sync sync --allow-writes): the first 1,000 of 1,002"
+        in (console.file.getvalue())
+    )
