@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from enum import StrEnum
 
@@ -40,6 +41,9 @@ log = structlog.get_logger(__name__)
 
 CONNECT_TIMEOUT = 5.0
 BACKOFF_BASE, BACKOFF_MAX = 0.2, 5.0
+STEADY_TERM = 30.0
+"""Seconds a term must have lasted for the backoff to start over: terms that end as they begin
+(duties that fail at once, on a database never migrated, say) back off as failures do."""
 REFUSED_RETRY = 30.0
 """Seconds (at most; jittered down to half) before a refused session is tried again."""
 
@@ -78,6 +82,9 @@ class Leadership:
         self._work: asyncio.Task[None] | None = None
         self._stopping = False
         self._failures = 0
+        self._led_at: float | None = None
+        self.terms = 0
+        """Terms this replica has led (began as the leader)."""
         self.problem: str | None = None
         """Why this replica cannot lead, if so: its session cannot connect, does not stay one
         session, or reaches another database than the main URL."""
@@ -210,7 +217,7 @@ class Leadership:
         self.role, self.duties, self._work = role, duties, work
         self._metrics.is_leader.set(1 if role is Standing.LEADER else 0)
         if role is Standing.LEADER:
-            self._failures = 0
+            self._led_at, self.terms = time.monotonic(), self.terms + 1
         log.info("leader" if role is Standing.LEADER else "standby", role=role.value, key=key)
 
     async def _refused(self) -> None:
@@ -219,6 +226,9 @@ class Leadership:
         await asyncio.sleep(delay)
 
     async def _back_off(self, problem: str) -> None:
+        led_at, self._led_at = self._led_at, None
+        if led_at is not None and time.monotonic() - led_at >= STEADY_TERM:
+            self._failures = 0  # a real term ended: its failure is the first of a new series
         self._failures += 1
         cap = min(BACKOFF_MAX, BACKOFF_BASE * 2**self._failures)
         delay = random.uniform(cap / 2, cap)

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from service.config import Settings
 from service.db.engine import connect
+from service.triggers import keys
 from tests.e2e.serving import FAST, TOKEN, Served, serve_app
 
 READS = (("GET", "/runs"), ("GET", "/runs/1"), ("GET", "/users/someone"))
@@ -101,3 +102,18 @@ async def test_a_bearer_token_that_is_not_utf8_is_refused_not_a_server_error(
             head, _, body = raw.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 403"), raw[:200]
             assert json.loads(body)["error"] == "forbidden"
+
+
+async def test_a_leader_whose_duties_fail_at_once_backs_off_instead_of_flapping(
+    settings_for: Callable[..., Settings], empty_database: str
+):
+    """On a database never migrated the leader's duties fail as soon as it leads. Each such
+    term used to start the backoff over (the adversary saw three terms a second, a warning
+    each); short terms now back off as failures do: 0.2-0.4 s, then 0.4-0.8, 0.8-1.6, ..."""
+    settings = settings_for(**FAST).model_copy(update={"database_url": SecretStr(empty_database)})
+    async with serve_app(settings) as served:
+        leadership = served.app[keys.LEADERSHIP]
+        await asyncio.sleep(3.0)
+        terms = leadership.terms
+
+    assert 1 <= terms <= 5  # the old backoff made 7 or more in 3 s
