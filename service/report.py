@@ -84,6 +84,7 @@ def run_json(run: RunReport) -> dict[str, Any]:
         "write_held_reason": run.write_held_reason,
         "waiting": [{"user_id": u, "held_by": h} for u, h in sorted(run.waiting.items())],
         "deferred": sorted(run.deferred),
+        "named_nobody": run.named_nobody,
         "error": run.error,
     }
 
@@ -143,6 +144,12 @@ def print_run(run: RunReport, console: Console | None = None) -> None:
             table.add_row(result.value, str(run.counts[result]))
     table.add_row("api calls", str(run.api_calls))
     out.print(table)
+    for name in run.named_nobody:
+        out.print(
+            f"nobody is named {printable(name)}: no id or identity of the source or of the state",
+            markup=False,
+            highlight=False,
+        )
     if not run.request.dry_run:
         out.print(
             f"{run.users_written} distinct user(s) created or updated "

@@ -267,18 +267,28 @@ def incremental(*, source: Source, now: datetime) -> Selection:
     return Selection(query, {"now": now})
 
 
+@dataclass(frozen=True, slots=True)
+class Named:
+    ids: list[str]
+    """The internal ids the targets name, in the source or in state."""
+    nobody: list[str]
+    """The targets that name nobody: no id nor identity of the source or of state."""
+
+
 async def named_ids(
     connection: AsyncConnection, *, source: Source, targets: Sequence[str]
-) -> list[str]:
-    """The internal ids that `targets` (ids or identities) name, in the source or in state."""
+) -> Named:
+    """Whom `targets` (ids or identities) name, in the source or in state."""
     query = f"""
-        SELECT l.id::text FROM {source.relation} l
+        SELECT l.id::text, l.identity::text FROM {source.relation} l
         WHERE l.id::text = ANY(:targets) OR l.identity::text = ANY(:targets)
-        UNION SELECT user_id FROM sync_state
+        UNION SELECT user_id, identity FROM sync_state
         WHERE user_id = ANY(:targets) OR identity = ANY(:targets)
     """
-    found = await connection.scalars(text(query), {"targets": list(targets)})
-    return sorted(found)
+    found = (await connection.execute(text(query), {"targets": list(targets)})).all()
+    named = {id_ for id_, _ in found} | {identity for _, identity in found}
+    nobody = [t for t in dict.fromkeys(targets) if t not in named]
+    return Named(sorted({id_ for id_, _ in found}), nobody)
 
 
 def named(*, source: Source, ids: Sequence[str]) -> Selection:

@@ -72,6 +72,9 @@ class RunReport:
     """Remote users listed by a full run (the base of the percent guard in mirror mode)."""
     unplanned: int = 0
     """Of the `unchanged` users, those a full run left to Postgres (`db.unchanged`)."""
+    named_nobody: list[str] = field(default_factory=list)
+    """A run of named users: the names (ids or identities) that name nobody, in the source or
+    in state."""
     deferred: list[str] = field(default_factory=list)
     """Users left to another run (it held them, or they changed after this run planned)."""
     deferred_keys: set[str] = field(default_factory=set)

@@ -98,7 +98,9 @@ class Sides:
         listed_since, set_aside = None, False
         if request.scope is Scope.FULL:
             listed_since, set_aside = await self._listed(connection, report, source, roles, listing)
-        selection = await self._selection(connection, request, source, listed_since, set_aside)
+        selection = await self._selection(
+            connection, request, source, listed_since, set_aside, report=report
+        )
         progress.phase = Phase.RECONCILING
         if progress.watched and progress.total is None:
             progress.total = await gather.count(connection, selection) + progress.done
@@ -154,13 +156,17 @@ class Sides:
         source: Source,
         listed_since: datetime | None,
         set_aside: bool,
+        *,
+        report: RunReport,
     ) -> gather.Selection:
         if listed_since is not None:
             return gather.full(source=source, listed_since=listed_since, set_aside=set_aside)
         if request.scope is Scope.INCREMENTAL:
             return gather.incremental(source=source, now=self._clock())
-        ids = await gather.named_ids(connection, source=source, targets=request.targets)
-        return gather.named(source=source, ids=ids)
+        named = await gather.named_ids(connection, source=source, targets=request.targets)
+        if request is report.request:  # the run's own names, not a follow-up pass's ids
+            report.named_nobody = named.nobody
+        return gather.named(source=source, ids=named.ids)
 
     async def _unchanged(
         self,

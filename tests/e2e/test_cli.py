@@ -304,3 +304,19 @@ async def test_a_sync_stopped_by_sigterm_records_every_user_it_had_created(
     assert runs[0]["status"] == "aborted"
     assert linked[0]["n"] >= created_before
     assert runs[0]["counts"].get("created", 0) >= created_before
+
+
+async def test_sync_user_says_which_names_name_nobody(
+    engine: AsyncEngine, database_url: str, fast_emulator: Any
+):
+    await insert_users(engine, [{"id": "a", "identity": "alice"}])
+    env = cli_env(database_url, fast_emulator)
+
+    code, out, _ = await run_cli("sync", "--user", "alice", "--user", "nobody-here", env=env)
+    json_code, raw, _ = await run_cli("sync", "--user", "nobody-here", "--json", env=env)
+
+    assert code == json_code == 0
+    assert "nobody is named nobody-here: no id or identity of the source or of the state" in out
+    assert "nobody is named alice" not in out
+    assert json.loads(raw)["named_nobody"] == ["nobody-here"]
+    assert [u["identity"] for u in fast_emulator.emulator.users()] == ["alice"]
