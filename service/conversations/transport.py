@@ -12,7 +12,9 @@ belongs to the caller (one per application); this class never closes it.
 from __future__ import annotations
 
 from base64 import b64encode
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -26,6 +28,28 @@ from service.conversations.errors import (
 )
 from service.conversations.ratelimit import WriteLimiter
 from service.conversations.retry import parse_retry_after
+
+
+@dataclass(slots=True)
+class Sent:
+    """Whether a write left inside `watching_writes`: once one has, its call may have been
+    made, whatever became of it (cancelled, timed out); until then, surely not."""
+
+    any: bool = False
+
+
+_SENT: ContextVar[Sent | None] = ContextVar("usersync_sent", default=None)
+
+
+@contextmanager
+def watching_writes(sent: Sent) -> Iterator[Sent]:
+    """Mark `sent` when a write is sent in this block (its pacer's slot granted)."""
+    token = _SENT.set(sent)
+    try:
+        yield sent
+    finally:
+        _SENT.reset(token)
+
 
 REQUEST_ID_HEADER = "Twilio-Request-Id"
 REQUEST_ID_MAX = 64
@@ -75,6 +99,8 @@ class Transport:
     async def send(self, request: Request) -> Reply:
         """Make the request once; a failure without an HTTP answer raises `TransportError`."""
         async with self._limiter.slot(write=request.write) as grant:
+            if request.write and (sent := _SENT.get()) is not None:
+                sent.any = True
             try:
                 reply = await self._exchange(request)
             except (aiohttp.ClientError, TimeoutError) as e:

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
+from service.conversations.transport import Sent, watching_writes
 from service.db.leases import Claim, Lease, LeaseRequest, OrphanCheck
 from service.domain.actions import Action, CreateUser, LinkUser, UpdateUser
 from service.domain.cases import Case
@@ -68,10 +69,10 @@ class ApplyPool:
         self._running: set[asyncio.Task[Outcome]] = set()
         self._finished: list[Outcome] = []
         self._keeps_started = keeps_started
-        self.started: list[Case] = []
+        self._started: list[tuple[Case, Sent]] = []
         """With `keeps_started` (a pool of deletions, which the guard bounds): the users whose
-        work started (its calls may have been made, even if cancelled). A pass's pool keeps
-        none: it holds a pool's worth of users whatever the size of the source."""
+        work started, each with whether a write of it was sent. A pass's pool keeps none: it
+        holds a pool's worth of users whatever the size of the source."""
         self._error: BaseException | None = None
 
     async def submit(self, work: Sequence[Work]) -> None:
@@ -106,13 +107,25 @@ class ApplyPool:
             self._slots.release()
             raise self._error
 
+    @property
+    def started(self) -> list[Case]:
+        """With `keeps_started`: the users a write was sent for (its call may have been made,
+        even if cancelled since); a user whose work waited for its pacer's slot when it was
+        cancelled made no call."""
+        return [case for case, sent in self._started if sent.any]
+
     def _start(self, work: Work) -> None:
+        sent = Sent()
         if self._keeps_started:
-            self.started.append(work.case)
-        task = asyncio.create_task(self.executor.apply(work.case, work.actions))
+            self._started.append((work.case, sent))
+        task = asyncio.create_task(self._apply(work, sent))
         self._running.add(task)
         leased = isinstance(work.lease, LeaseRequest)
         task.add_done_callback(partial(self._done, leased=leased))
+
+    async def _apply(self, work: Work, sent: Sent) -> Outcome:
+        with watching_writes(sent):
+            return await self.executor.apply(work.case, work.actions)
 
     def finished(self) -> list[Outcome]:
         """The outcomes finished since the last call."""

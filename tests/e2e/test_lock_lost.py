@@ -75,3 +75,39 @@ async def test_a_run_without_its_alive_lock_is_refused_every_lease(db: Any, engi
         with pytest.raises(locks.LockLost, match="run 4242 lost its lock connection"):
             await leases.take(session, [request], run_id=4242, source=checked, service_key="IStest")
     assert await fetch_all(engine, "SELECT lease_run FROM sync_state") == []
+
+
+async def test_deletions_cut_off_by_a_lost_lock_are_logged_as_they_happened(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    """The deletion log says which deletions happened: a deletion whose work waited for its
+    pacer's slot when the run stopped made no call and stops counting (`failed`); one whose
+    call was sent stays `applied`. The adversary saw 48 `applied` for 16 made, and a later run
+    held for deletions that never happened."""
+    limits = {"max_deletes_per_run": 1000, "max_deletes_percent": 100}
+    await insert_users(engine, [{"id": f"u{n:03d}"} for n in range(100)])
+    await sync(Scope.FULL, **limits)
+    await execute(engine, "UPDATE internal_users SET active = false WHERE id < 'u060'")
+    fast_emulator.emulator.reset_stats()
+    run = asyncio.create_task(sync(Scope.INCREMENTAL, write_rate=10, max_in_flight=16, **limits))
+    while fast_emulator.emulator.stats.get("delete_user", 0) < 5:
+        assert not run.done()
+        await asyncio.sleep(0.01)
+
+    for pid in await lock_backends(engine):
+        await execute(engine, "SELECT pg_terminate_backend(:pid)", pid=pid)
+    with pytest.raises(RunFailed) as failed:
+        await asyncio.wait_for(run, timeout=10)
+    await asyncio.sleep(0.3)  # a call sent before it stopped may still land
+
+    remote = {u["identity"] for u in fast_emulator.emulator.users()}
+    logged = await fetch_all(
+        engine,
+        "SELECT identity, state FROM sync_deletion WHERE run_id = :run",
+        run=failed.value.report.run_id,
+    )
+    applied = {r["identity"] for r in logged if r["state"] == "applied"}
+    untried = {r["identity"] for r in logged if r["state"] == "failed"}
+    assert len(applied) + len(untried) == 60 and untried  # it stopped midway
+    assert applied.isdisjoint(remote)  # each one `applied` was deleted
+    assert untried <= remote  # each one `failed` is still there
