@@ -17,9 +17,11 @@ late prune keeps rows longer, never shorter (the guards count their window in SQ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -186,7 +188,9 @@ class Recorder:
             report.would_do([], would_write=0, audit=trail.refused)
             trail = _Trail()
         if states or errors or released or trail:
-            await self._save(states, errors, released, trail=trail, run_id=report.run_id)
+            await to_the_end(
+                self._save(states, errors, released, trail=trail, run_id=report.run_id)
+            )
 
     async def _save(
         self,
@@ -316,3 +320,15 @@ def _error_records(outcome: Outcome) -> list[ErrorRecord]:
         )
         for f in outcome.failures
     ]
+
+
+async def to_the_end(saving: Coroutine[Any, Any, None]) -> None:
+    """Save to the end even if the run is stopped meanwhile (SIGTERM, its lock connection
+    lost): the outcomes are counted in the run's report already, and their writes were made,
+    so their states and audit entries must be stored too. The stop is raised once saved."""
+    task = asyncio.ensure_future(saving)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        raise
