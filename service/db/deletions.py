@@ -54,12 +54,12 @@ async def lock_window(session: AsyncSession, *, service_key: str) -> None:
 async def applied_within(
     session: AsyncSession, *, service_key: str, window: timedelta, run_id: int
 ) -> int:
-    """Guarded deletions logged `applied` within the last `window` or by run `run_id` (a
-    run's own deletions count in each of its decisions, whatever the window)."""
+    """Remote users whose guarded deletion was logged `applied` within the last `window` or
+    by run `run_id` (a run's own deletions count in each of its decisions, whatever the
+    window). Each once: a deletion that may have happened (its call in flight when its run
+    stopped) is tried again by the next run, and logged again."""
     count = await session.scalar(
-        select(func.count())
-        .select_from(SyncDeletion)
-        .where(
+        select(func.count(func.distinct(SyncDeletion.sid))).where(
             SyncDeletion.service_key == service_key,
             SyncDeletion.state == GuardState.APPLIED,
             or_(SyncDeletion.decided_at > func.now() - window, SyncDeletion.run_id == run_id),

@@ -102,3 +102,30 @@ async def test_a_held_user_reactivated_is_no_longer_held(
     async with db() as session:
         assert await deletions.held(session) == []
     assert "u03" in remote_identities(fast_emulator)
+
+
+async def test_a_remote_user_counts_once_in_the_window_however_many_runs_logged_its_deletion(
+    engine: AsyncEngine, sync: Any, fast_emulator: Any
+):
+    """A deletion whose call was in flight when its run stopped stays `applied` (it may have
+    happened) and is tried again by the next run, which logs it again: the window counts the
+    remote user once (the adversary saw 362 rows for 347 users hold 122 deletions that were
+    within the limit)."""
+    limits = {"max_deletes_per_run": 2, "max_deletes_percent": 100}
+    await insert_users(engine, [{"id": f"u{n}"} for n in range(5)])
+    await sync(Scope.FULL, **limits)
+    key = (await fetch_all(engine, "SELECT service_key FROM sync_run LIMIT 1"))[0]["service_key"]
+    for run_id in (901, 902):  # one remote user's deletion, logged by two runs
+        await execute(
+            engine,
+            "INSERT INTO sync_deletion (service_key, run_id, state, sid, user_id, identity,"
+            " reason) VALUES (:key, :run, 'applied', 'USgone', 'gone', 'gone', 'removed')",
+            key=key,
+            run=run_id,
+        )
+    await execute(engine, "UPDATE internal_users SET active = false WHERE id = 'u1'")
+
+    run = await sync(Scope.INCREMENTAL, **limits)
+
+    assert (run.counts["deleted"], len(run.held)) == (1, 0)  # 1 + 1 in the window: the limit
+    assert "u1" not in remote_identities(fast_emulator)
