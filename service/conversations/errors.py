@@ -9,6 +9,7 @@ the executor can record a per-user outcome from `status`/`code` without parsing 
     │   ├── ConnectError ........... could not connect; the request was never sent
     │   ├── ConnectionLost ......... the connection broke after the request was sent
     │   └── RequestTimeout ......... no complete answer within the client's timeout
+    ├── Stopped ................... the run stopped: the request was not sent
     ├── InvalidResponse ........... a 2xx answer whose body is not what the spec describes
     └── ApiError .................. an HTTP error answer: status, Twilio code, message
         ├── BadRequest ............. any other 4xx
@@ -80,6 +81,11 @@ class ConnectionLost(TransportError):
 
 class RequestTimeout(TransportError):
     """No complete answer within the timeout; `sent` is False only for a connect timeout."""
+
+
+class Stopped(ConversationsError):
+    """The unit of work's run stopped (SIGTERM, its lock connection lost) while the work went
+    on: the request was not sent, and nothing more of the work will be."""
 
 
 class InvalidResponse(ConversationsError):

@@ -24,6 +24,7 @@ from service.conversations.errors import (
     ConnectError,
     ConnectionLost,
     RequestTimeout,
+    Stopped,
     TransportError,
 )
 from service.conversations.ratelimit import WriteLimiter
@@ -31,24 +32,26 @@ from service.conversations.retry import parse_retry_after
 
 
 @dataclass(slots=True)
-class Sent:
-    """Whether a write left inside `watching_writes`: once one has, its call may have been
-    made, whatever became of it (cancelled, timed out); until then, surely not."""
+class Calls:
+    """The calls of one unit of work (`watching`): whether a write of it left (from then on
+    its call may have been made, whatever became of it), and whether its run stopped (no
+    further call is sent: each raises `Stopped`)."""
 
-    any: bool = False
+    sent: bool = False
+    stopped: bool = False
 
 
-_SENT: ContextVar[Sent | None] = ContextVar("usersync_sent", default=None)
+_CALLS: ContextVar[Calls | None] = ContextVar("usersync_calls", default=None)
 
 
 @contextmanager
-def watching_writes(sent: Sent) -> Iterator[Sent]:
-    """Mark `sent` when a write is sent in this block (its pacer's slot granted)."""
-    token = _SENT.set(sent)
+def watching(calls: Calls) -> Iterator[Calls]:
+    """Track the calls of this block in `calls`."""
+    token = _CALLS.set(calls)
     try:
-        yield sent
+        yield calls
     finally:
-        _SENT.reset(token)
+        _CALLS.reset(token)
 
 
 REQUEST_ID_HEADER = "Twilio-Request-Id"
@@ -98,9 +101,12 @@ class Transport:
 
     async def send(self, request: Request) -> Reply:
         """Make the request once; a failure without an HTTP answer raises `TransportError`."""
+        calls = _CALLS.get()
+        _refuse_if_stopped(calls, request)
         async with self._limiter.slot(write=request.write) as grant:
-            if request.write and (sent := _SENT.get()) is not None:
-                sent.any = True
+            _refuse_if_stopped(calls, request)  # it may have stopped while this waited
+            if calls is not None and request.write:
+                calls.sent = True
             try:
                 reply = await self._exchange(request)
             except (aiohttp.ClientError, TimeoutError) as e:
@@ -127,6 +133,11 @@ class Transport:
                 retry_after,
                 request_id=request_id(response.headers.get(REQUEST_ID_HEADER)),
             )
+
+
+def _refuse_if_stopped(calls: Calls | None, request: Request) -> None:
+    if calls is not None and calls.stopped:
+        raise Stopped(f"{request.method} {request.operation}: not sent, the run stopped")
 
 
 def request_id(header: str | None) -> str | None:

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
-from service.conversations.transport import Sent, watching_writes
+from service.conversations.transport import Calls, watching
 from service.db.leases import Claim, Lease, LeaseRequest, OrphanCheck
 from service.domain.actions import Action, CreateUser, LinkUser, UpdateUser
 from service.domain.cases import Case
@@ -66,10 +66,10 @@ class ApplyPool:
         self._slots = asyncio.Semaphore(size)
         self._chunk = max(1, size)
         self._low = size // 2
-        self._running: set[asyncio.Task[Outcome]] = set()
+        self._running: dict[asyncio.Task[Outcome], Calls] = {}
         self._finished: list[Outcome] = []
         self._keeps_started = keeps_started
-        self._started: list[tuple[Case, Sent]] = []
+        self._started: list[tuple[Case, Calls]] = []
         """With `keeps_started` (a pool of deletions, which the guard bounds): the users whose
         work started, each with whether a write of it was sent. A pass's pool keeps none: it
         holds a pool's worth of users whatever the size of the source."""
@@ -112,19 +112,19 @@ class ApplyPool:
         """With `keeps_started`: the users a write was sent for (its call may have been made,
         even if cancelled since); a user whose work waited for its pacer's slot when it was
         cancelled made no call."""
-        return [case for case, sent in self._started if sent.any]
+        return [case for case, calls in self._started if calls.sent]
 
     def _start(self, work: Work) -> None:
-        sent = Sent()
+        calls = Calls()
         if self._keeps_started:
-            self._started.append((work.case, sent))
-        task = asyncio.create_task(self._apply(work, sent))
-        self._running.add(task)
+            self._started.append((work.case, calls))
+        task = asyncio.create_task(self._apply(work, calls))
+        self._running[task] = calls
         leased = isinstance(work.lease, LeaseRequest)
         task.add_done_callback(partial(self._done, leased=leased))
 
-    async def _apply(self, work: Work, sent: Sent) -> Outcome:
-        with watching_writes(sent):
+    async def _apply(self, work: Work, calls: Calls) -> Outcome:
+        with watching(calls):
             return await self.executor.apply(work.case, work.actions)
 
     def finished(self) -> list[Outcome]:
@@ -141,18 +141,21 @@ class ApplyPool:
         return self.finished()
 
     async def close(self) -> list[Outcome]:
-        """Cancel what is still in progress (the run is over: failed or cancelled); the
-        outcomes that finished and were not taken yet, which must be recorded all the same
-        (their calls were made), whatever error the run ended with."""
-        for task in self._running:
-            task.cancel()
+        """The run is over (failed or stopped): no further call is sent. The users whose
+        write is on its way are waited for (its answer is recorded, not lost while the call
+        may have been made); the others are cancelled. The outcomes that finished and were
+        not taken yet, which must be recorded all the same, whatever the run ended with."""
+        for task, calls in self._running.items():
+            calls.stopped = True
+            if not calls.sent:
+                task.cancel()
         if self._running:
             await asyncio.wait(set(self._running))
         outcomes, self._finished = self._finished, []
         return outcomes
 
     def _done(self, task: asyncio.Task[Outcome], *, leased: bool) -> None:
-        self._running.discard(task)
+        self._running.pop(task, None)
         self._slots.release()
         if task.cancelled():
             return

@@ -55,8 +55,10 @@ async def test_a_run_whose_lock_connection_ends_makes_no_more_calls_and_fails_sa
         await asyncio.wait_for(run, timeout=10)
     await asyncio.sleep(0.3)
 
-    # The two writes in flight when it stopped may still land; nothing is sent after them.
+    # The two writes in flight when it stopped land, and are recorded; nothing is sent after.
     assert writes_made(fast_emulator) <= when_ended + 4 < 200
+    linked = await fetch_all(engine, "SELECT user_id FROM sync_state WHERE remote_sid IS NOT NULL")
+    assert len(linked) == len(fast_emulator.emulator.users()) == writes_made(fast_emulator)
     assert failed.value.report.status is RunStatus.FAILED
     assert "lost its lock connection" in (failed.value.report.error or "")
     recorded = await fetch_all(engine, "SELECT status, error FROM sync_run ORDER BY id")
